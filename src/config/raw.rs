@@ -1,0 +1,169 @@
+//! Serde mirrors of the config files, exactly as written. Nothing here is
+//! checked beyond TOML types and unknown keys; `validate` turns these into the
+//! types the rest of ragd uses.
+
+use serde::Deserialize;
+
+/// `config/ragd.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Where the ledger and embedded Qdrant live. Relative to this file's folder.
+    pub state_dir: Option<String>,
+    /// Folder of `*.toml` pipeline definitions. Relative to this file's folder.
+    pub pipelines_dir: Option<String>,
+    #[serde(default)]
+    pub qdrant: RawQdrant,
+    #[serde(default)]
+    pub embedding: RawEmbedding,
+    pub open_webui: Option<RawOpenWebUi>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+/// `[qdrant]`: no `url` means embedded Qdrant under the state directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQdrant {
+    /// gRPC URL of a Qdrant server, e.g. `http://127.0.0.1:6334`.
+    pub url: Option<String>,
+    /// API key for the server.
+    pub api_key: Option<String>,
+    /// File holding the API key (takes the first line).
+    pub api_key_file: Option<String>,
+}
+
+/// `[embedding]`: where vectors come from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbedding {
+    /// `ollama` (an Ollama API at `url`) or `open-webui` (Open WebUI's `/ollama` proxy).
+    pub provider: Option<String>,
+    /// Base URL. For `open-webui` defaults to `[open_webui].url`.
+    pub url: Option<String>,
+    /// Bearer token; for `open-webui` defaults to `[open_webui].api_key`.
+    pub api_key: Option<String>,
+    /// File holding the bearer token.
+    pub api_key_file: Option<String>,
+    /// Seconds before one embedding request is abandoned (then retried).
+    pub timeout_secs: Option<u64>,
+    /// Retries of a transient failure before a file is marked failed.
+    pub max_retries: Option<u32>,
+    /// Embedding requests in flight at once, per pipeline.
+    pub concurrency: Option<usize>,
+}
+
+/// `[open_webui]`: the server knowledge bases live on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenWebUi {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: Option<String>,
+    /// API key (`sk-…`) or JWT.
+    pub api_key: Option<String>,
+    /// File holding the API key.
+    pub api_key_file: Option<String>,
+    /// Uploads and links in flight at once, per pipeline.
+    pub concurrency: Option<usize>,
+    /// Seconds to wait for the server to finish processing one file.
+    pub process_timeout_secs: Option<u64>,
+    /// Seconds before one HTTP request is abandoned.
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// `[limits]`: what one file may cost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Files larger than this many bytes are skipped with a reason.
+    pub max_file_bytes: Option<u64>,
+    /// Extracted text longer than this many bytes is a failure.
+    pub max_text_bytes: Option<u64>,
+    /// Files that would give more chunks than this are a failure.
+    pub max_chunks_per_file: Option<u32>,
+    /// Files extracted at once per pipeline; default: number of cores.
+    pub extract_concurrency: Option<usize>,
+}
+
+/// `[server]`: the daemon's HTTP endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address for /healthz, /readyz, /metrics, /status.
+    pub listen: Option<String>,
+}
+
+/// One `pipelines/NAME.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Defaults to the file name without `.toml`.
+    pub name: Option<String>,
+    /// Folders to index. Relative to this file's folder.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Globs (relative to a source folder) a file must match; empty = every supported file.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs that exclude files, applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Follow symbolic links (never outside the source folder).
+    pub follow_symlinks: Option<bool>,
+    #[serde(default)]
+    pub chunking: RawChunking,
+    #[serde(default)]
+    pub embedding: RawPipelineEmbedding,
+    #[serde(default)]
+    pub qdrant: RawPipelineQdrant,
+    /// Open WebUI knowledge base to keep equal to the folder.
+    pub knowledge: Option<RawKnowledge>,
+    /// Cron expression (with seconds) for a scheduled reconcile.
+    pub schedule: Option<String>,
+}
+
+/// `[chunking]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChunking {
+    /// `characters` or `tokens`.
+    pub unit: Option<String>,
+    /// Largest chunk, in `unit`s.
+    pub max_size: Option<usize>,
+    /// Overlap between neighbouring chunks, in `unit`s.
+    pub overlap: Option<usize>,
+    /// Split Markdown at headings and blocks first.
+    pub markdown: Option<bool>,
+    /// `tokenizer.json` for `unit = "tokens"`. Relative to the pipeline file's folder.
+    pub tokenizer: Option<String>,
+}
+
+/// `[embedding]` of a pipeline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineEmbedding {
+    /// Model name as the endpoint knows it.
+    pub model: Option<String>,
+    /// Texts per embedding request.
+    pub batch_size: Option<usize>,
+}
+
+/// `[qdrant]` of a pipeline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineQdrant {
+    /// Collection name; defaults to the pipeline name.
+    pub collection: Option<String>,
+}
+
+/// `[knowledge]` of a pipeline: by `id`, or by `name` (created if missing).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKnowledge {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Description used when ragd creates the knowledge base.
+    pub description: Option<String>,
+}

@@ -1,0 +1,577 @@
+//! Raw config → validated config. Pure apart from the `read_secret` callback (for
+//! `*_file` keys), and collects every problem before reporting.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::raw::*;
+use super::{ConfigError, ConfigErrors, Secret};
+
+/// Default embedding endpoint: a local Ollama.
+pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
+/// Default address of the daemon's HTTP endpoint.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9321";
+const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+const DEFAULT_MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
+const DEFAULT_MAX_CHUNKS: u32 = 50_000;
+const DEFAULT_CHUNK_CHARS: usize = 1200;
+const DEFAULT_CHUNK_OVERLAP: usize = 100;
+const DEFAULT_BATCH: usize = 32;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `ragd.toml` this came from.
+    pub config_path: PathBuf,
+    /// Ledger, embedded Qdrant and locks live here.
+    pub state_dir: PathBuf,
+    pub qdrant: QdrantSettings,
+    pub embedding: EmbeddingSettings,
+    pub open_webui: Option<OpenWebUiSettings>,
+    pub limits: Limits,
+    /// The daemon's HTTP endpoint.
+    pub listen: SocketAddr,
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Config {
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+/// Where vectors are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QdrantSettings {
+    /// qdrant-edge in `<state_dir>/qdrant`.
+    Embedded { path: PathBuf },
+    /// A Qdrant server over gRPC.
+    Server { url: String, api_key: Option<Secret> },
+}
+
+/// Which API embeddings are requested from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedProvider {
+    /// `POST {url}/api/embed` on an Ollama(-compatible) server.
+    Ollama,
+    /// `POST {url}/ollama/api/embed` through Open WebUI.
+    OpenWebUi,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingSettings {
+    pub provider: EmbedProvider,
+    pub url: String,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Requests in flight at once per pipeline.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenWebUiSettings {
+    pub url: String,
+    pub api_key: Secret,
+    pub concurrency: usize,
+    pub process_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_text_bytes: u64,
+    pub max_chunks_per_file: u32,
+    pub extract_concurrency: usize,
+}
+
+/// How chunk sizes are measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkUnit {
+    Characters,
+    /// Tokens of the given `tokenizer.json`.
+    Tokens { tokenizer: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkingConfig {
+    pub unit: ChunkUnit,
+    pub max_size: usize,
+    pub overlap: usize,
+    pub markdown: bool,
+}
+
+/// A knowledge base named in a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KnowledgeTarget {
+    Id(String),
+    /// Found by name, created with `description` if missing.
+    Name { name: String, description: String },
+}
+
+/// One validated pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub name: String,
+    /// The pipeline's file.
+    pub file: PathBuf,
+    /// Absolute or config-relative source folders.
+    pub sources: Vec<PathBuf>,
+    pub include: GlobSet,
+    pub exclude: GlobSet,
+    /// The globs as written, for display.
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub follow_symlinks: bool,
+    pub chunking: ChunkingConfig,
+    pub model: String,
+    pub batch_size: usize,
+    pub collection: String,
+    pub knowledge: Option<KnowledgeTarget>,
+    pub schedule: Option<cron::Schedule>,
+}
+
+/// Check raw config; `read_secret` reads `*_file` keys.
+pub fn validate(
+    config_path: &Path,
+    daemon: RawDaemon,
+    pipelines: Vec<(PathBuf, RawPipeline)>,
+    read_secret: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors {
+        list: Vec::new(),
+        file: config_path.to_owned(),
+    };
+    let base = dir_of(config_path);
+
+    let state_dir = base.join(daemon.state_dir.as_deref().unwrap_or("../.ragd"));
+
+    let qdrant = match daemon.qdrant.url.as_deref().map(str::trim) {
+        None | Some("") => QdrantSettings::Embedded {
+            path: state_dir.join("qdrant"),
+        },
+        Some(url) => {
+            check_url(&mut errs, "qdrant.url", url);
+            let api_key = secret(
+                &mut errs,
+                &base,
+                "qdrant",
+                daemon.qdrant.api_key,
+                daemon.qdrant.api_key_file,
+                read_secret,
+            );
+            QdrantSettings::Server {
+                url: url.to_owned(),
+                api_key,
+            }
+        }
+    };
+
+    let open_webui = daemon.open_webui.map(|o| {
+        let url = match o.url {
+            Some(u) => {
+                check_url(&mut errs, "open_webui.url", &u);
+                u.trim_end_matches('/').to_owned()
+            }
+            None => {
+                errs.push("open_webui.url", "required when [open_webui] is present");
+                String::new()
+            }
+        };
+        let api_key = secret(&mut errs, &base, "open_webui", o.api_key, o.api_key_file, read_secret);
+        if api_key.is_none() {
+            errs.push("open_webui.api_key", "required (or open_webui.api_key_file)");
+        }
+        OpenWebUiSettings {
+            url,
+            api_key: api_key.unwrap_or_else(|| Secret::new("")),
+            concurrency: positive(&mut errs, "open_webui.concurrency", o.concurrency, 4),
+            process_timeout: Duration::from_secs(o.process_timeout_secs.unwrap_or(900)),
+            request_timeout: Duration::from_secs(o.request_timeout_secs.unwrap_or(120)),
+        }
+    });
+
+    let e = daemon.embedding;
+    let provider = match e.provider.as_deref() {
+        None | Some("ollama") => EmbedProvider::Ollama,
+        Some("open-webui") => EmbedProvider::OpenWebUi,
+        Some(other) => {
+            errs.push(
+                "embedding.provider",
+                &format!("unknown provider {other:?}; expected \"ollama\" or \"open-webui\""),
+            );
+            EmbedProvider::Ollama
+        }
+    };
+    let mut embed_key = secret(&mut errs, &base, "embedding", e.api_key, e.api_key_file, read_secret);
+    let url = match (provider, e.url) {
+        (_, Some(u)) => {
+            check_url(&mut errs, "embedding.url", &u);
+            u.trim_end_matches('/').to_owned()
+        }
+        (EmbedProvider::Ollama, None) => DEFAULT_OLLAMA_URL.to_owned(),
+        (EmbedProvider::OpenWebUi, None) => match &open_webui {
+            Some(o) => o.url.clone(),
+            None => {
+                errs.push(
+                    "embedding.url",
+                    "provider \"open-webui\" needs embedding.url or an [open_webui] section",
+                );
+                String::new()
+            }
+        },
+    };
+    if provider == EmbedProvider::OpenWebUi && embed_key.is_none() {
+        embed_key = open_webui.as_ref().map(|o| o.api_key.clone());
+        if embed_key.is_none() {
+            errs.push("embedding.api_key", "provider \"open-webui\" needs an API key");
+        }
+    }
+    let embedding = EmbeddingSettings {
+        provider,
+        url,
+        api_key: embed_key,
+        timeout: Duration::from_secs(e.timeout_secs.unwrap_or(120)),
+        max_retries: e.max_retries.unwrap_or(5),
+        concurrency: positive(&mut errs, "embedding.concurrency", e.concurrency, 2),
+    };
+
+    let l = daemon.limits;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let limits = Limits {
+        max_file_bytes: l.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+        max_text_bytes: l.max_text_bytes.unwrap_or(DEFAULT_MAX_TEXT_BYTES),
+        max_chunks_per_file: l.max_chunks_per_file.unwrap_or(DEFAULT_MAX_CHUNKS),
+        extract_concurrency: positive(&mut errs, "limits.extract_concurrency", l.extract_concurrency, cores),
+    };
+
+    let listen_text = daemon.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        errs.push("server.listen", &format!("{listen_text:?} is not an address like 127.0.0.1:9321"));
+        DEFAULT_LISTEN.parse().expect("default listen address parses")
+    });
+
+    let mut seen_names = HashSet::new();
+    let mut validated = Vec::new();
+    for (file, raw) in pipelines {
+        errs.file = file.clone();
+        if let Some(p) = validate_pipeline(&mut errs, &file, raw, open_webui.is_some()) {
+            if !seen_names.insert(p.name.clone()) {
+                errs.push("name", &format!("pipeline name {:?} is used by another file", p.name));
+            }
+            validated.push(p);
+        }
+    }
+
+    if errs.list.is_empty() {
+        Ok(Config {
+            config_path: config_path.to_owned(),
+            state_dir,
+            qdrant,
+            embedding,
+            open_webui,
+            limits,
+            listen,
+            pipelines: validated,
+        })
+    } else {
+        Err(ConfigErrors(errs.list))
+    }
+}
+
+fn validate_pipeline(
+    errs: &mut Errors,
+    file: &Path,
+    raw: RawPipeline,
+    have_open_webui: bool,
+) -> Option<PipelineConfig> {
+    let base = dir_of(file);
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = raw.name.unwrap_or(stem);
+    check_name(errs, "name", &name);
+
+    if raw.sources.is_empty() {
+        errs.push("sources", "at least one source folder is required");
+    }
+    let sources = raw.sources.iter().map(|s| base.join(s)).collect();
+    let include = globs(errs, "include", &raw.include);
+    let exclude = globs(errs, "exclude", &raw.exclude);
+
+    let c = raw.chunking;
+    let unit = match (c.unit.as_deref(), c.tokenizer) {
+        (None | Some("characters"), None) => ChunkUnit::Characters,
+        (None | Some("tokens"), Some(t)) => ChunkUnit::Tokens {
+            tokenizer: base.join(t),
+        },
+        (Some("characters"), Some(_)) => {
+            errs.push("chunking.tokenizer", "only used with unit = \"tokens\"");
+            ChunkUnit::Characters
+        }
+        (Some("tokens"), None) => {
+            errs.push("chunking.tokenizer", "unit = \"tokens\" needs a tokenizer.json path");
+            ChunkUnit::Characters
+        }
+        (Some(other), _) => {
+            errs.push(
+                "chunking.unit",
+                &format!("unknown unit {other:?}; expected \"characters\" or \"tokens\""),
+            );
+            ChunkUnit::Characters
+        }
+    };
+    let default_size = match unit {
+        ChunkUnit::Characters => DEFAULT_CHUNK_CHARS,
+        ChunkUnit::Tokens { .. } => 256,
+    };
+    let max_size = positive(errs, "chunking.max_size", c.max_size, default_size);
+    let overlap = c.overlap.unwrap_or(match unit {
+        ChunkUnit::Characters => DEFAULT_CHUNK_OVERLAP.min(max_size / 2),
+        ChunkUnit::Tokens { .. } => (max_size / 10).min(32),
+    });
+    if overlap >= max_size {
+        errs.push("chunking.overlap", &format!("{overlap} must be smaller than max_size {max_size}"));
+    }
+
+    let model = match raw.embedding.model {
+        Some(m) if !m.trim().is_empty() => m,
+        _ => {
+            errs.push("embedding.model", "required: the embedding model's name");
+            String::new()
+        }
+    };
+    let batch_size = positive(errs, "embedding.batch_size", raw.embedding.batch_size, DEFAULT_BATCH);
+
+    let collection = raw.qdrant.collection.unwrap_or_else(|| name.clone());
+    check_name(errs, "qdrant.collection", &collection);
+
+    let knowledge = raw.knowledge.and_then(|k| {
+        if !have_open_webui {
+            errs.push("knowledge", "needs an [open_webui] section in ragd.toml");
+        }
+        match (k.id, k.name) {
+            (Some(id), None) => Some(KnowledgeTarget::Id(id)),
+            (None, Some(name)) if !name.trim().is_empty() => Some(KnowledgeTarget::Name {
+                name,
+                description: k.description.unwrap_or_else(|| "Kept in sync by ragd".to_owned()),
+            }),
+            (Some(_), Some(_)) => {
+                errs.push("knowledge", "give either id or name, not both");
+                None
+            }
+            _ => {
+                errs.push("knowledge", "needs id or name");
+                None
+            }
+        }
+    });
+
+    let schedule = raw.schedule.and_then(|s| match s.parse::<cron::Schedule>() {
+        Ok(sch) => Some(sch),
+        Err(e) => {
+            errs.push(
+                "schedule",
+                &format!("{s:?} is not a cron expression (sec min hour day month weekday): {e}"),
+            );
+            None
+        }
+    });
+
+    Some(PipelineConfig {
+        name,
+        file: file.to_owned(),
+        sources,
+        include,
+        exclude,
+        include_patterns: raw.include,
+        exclude_patterns: raw.exclude,
+        follow_symlinks: raw.follow_symlinks.unwrap_or(false),
+        chunking: ChunkingConfig {
+            unit,
+            max_size,
+            overlap,
+            markdown: c.markdown.unwrap_or(true),
+        },
+        model,
+        batch_size,
+        collection,
+        knowledge,
+        schedule,
+    })
+}
+
+/// Collects problems for the file being checked.
+struct Errors {
+    list: Vec<ConfigError>,
+    file: PathBuf,
+}
+
+impl Errors {
+    fn push(&mut self, key: &str, message: &str) {
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn positive(errs: &mut Errors, key: &str, v: Option<usize>, default: usize) -> usize {
+    match v {
+        Some(0) => {
+            errs.push(key, "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    }
+}
+
+fn check_url(errs: &mut Errors, key: &str, url: &str) {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        errs.push(key, &format!("{url:?} is not an http(s) URL"));
+    }
+}
+
+/// Pipeline and collection names become directory names and metric labels.
+fn check_name(errs: &mut Errors, key: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        errs.push(key, &format!("{name:?} must be 1-64 characters of A-Z a-z 0-9 - _"));
+    }
+}
+
+fn globs(errs: &mut Errors, key: &str, patterns: &[String]) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        match Glob::new(p) {
+            Ok(g) => {
+                b.add(g);
+            }
+            Err(e) => errs.push(key, &format!("bad glob {p:?}: {e}")),
+        }
+    }
+    b.build().unwrap_or_else(|e| {
+        errs.push(key, &e.to_string());
+        GlobSet::empty()
+    })
+}
+
+fn secret(
+    errs: &mut Errors,
+    base: &Path,
+    section: &str,
+    value: Option<String>,
+    file: Option<String>,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Option<Secret> {
+    match (value, file) {
+        (Some(_), Some(_)) => {
+            errs.push(&format!("{section}.api_key"), "give api_key or api_key_file, not both");
+            None
+        }
+        (Some(v), None) if v.is_empty() => None,
+        (Some(v), None) => Some(Secret::new(v)),
+        (None, Some(f)) => match read(&base.join(&f)) {
+            Ok(text) => Some(Secret::new(text.lines().next().unwrap_or("").trim())),
+            Err(e) => {
+                errs.push(&format!("{section}.api_key_file"), &format!("cannot read {f:?}: {e}"));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(text: &str) -> RawPipeline {
+        toml::from_str(text).unwrap()
+    }
+
+    fn no_files(_: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "none"))
+    }
+
+    #[test]
+    fn reports_every_problem_with_file_and_key() {
+        let daemon: RawDaemon = toml::from_str("[embedding]\nprovider = \"nope\"\n").unwrap();
+        let p = pipeline("sources = []\n[chunking]\nmax_size = 10\noverlap = 10\n");
+        let errs = validate(Path::new("c/ragd.toml"), daemon, vec![("p/a b.toml".into(), p)], &no_files)
+            .unwrap_err();
+        let keys: Vec<_> = errs.0.iter().map(|e| (e.file.display().to_string(), e.key.clone())).collect();
+        assert!(keys.contains(&("c/ragd.toml".into(), "embedding.provider".into())), "{keys:?}");
+        assert!(keys.contains(&("p/a b.toml".into(), "name".into())), "{keys:?}");
+        assert!(keys.contains(&("p/a b.toml".into(), "sources".into())), "{keys:?}");
+        assert!(keys.contains(&("p/a b.toml".into(), "chunking.overlap".into())), "{keys:?}");
+        assert!(keys.contains(&("p/a b.toml".into(), "embedding.model".into())), "{keys:?}");
+    }
+
+    #[test]
+    fn defaults_to_embedded_qdrant_under_state_dir() {
+        let p = pipeline("sources = [\"docs\"]\n[embedding]\nmodel = \"m\"\n");
+        let c = validate(Path::new("cfg/ragd.toml"), RawDaemon::default(), vec![("pl/docs.toml".into(), p)], &no_files)
+            .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("cfg/../.ragd"));
+        assert_eq!(
+            c.qdrant,
+            QdrantSettings::Embedded {
+                path: PathBuf::from("cfg/../.ragd/qdrant")
+            }
+        );
+        let p = &c.pipelines[0];
+        assert_eq!(p.name, "docs");
+        assert_eq!(p.collection, "docs");
+        assert_eq!(p.sources, vec![PathBuf::from("pl/docs")]);
+    }
+
+    #[test]
+    fn api_key_file_is_read_and_redacted() {
+        let daemon: RawDaemon = toml::from_str(
+            "[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key_file = \"key\"\n[embedding]\nprovider = \"open-webui\"\n",
+        )
+        .unwrap();
+        let read = |p: &Path| {
+            assert_eq!(p, Path::new("c/key"));
+            Ok("sk-secret\n".to_owned())
+        };
+        let c = validate(Path::new("c/ragd.toml"), daemon, vec![], &read).unwrap();
+        let o = c.open_webui.as_ref().unwrap();
+        assert_eq!(o.api_key.expose(), "sk-secret");
+        assert_eq!(c.embedding.url, "http://127.0.0.1:8080");
+        assert_eq!(c.embedding.api_key.as_ref().unwrap().expose(), "sk-secret");
+        assert!(!format!("{c:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn bad_cron_and_knowledge_without_server_are_errors() {
+        let p = pipeline(
+            "sources = [\"d\"]\nschedule = \"every day\"\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n",
+        );
+        let errs = validate(Path::new("ragd.toml"), RawDaemon::default(), vec![("x.toml".into(), p)], &no_files)
+            .unwrap_err();
+        let keys: Vec<_> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"schedule"));
+        assert!(keys.contains(&"knowledge"));
+    }
+}

@@ -1,0 +1,137 @@
+//! The data that flows through a pipeline, and how stable ids are derived from it.
+//!
+//! Ids are UUIDv5 of stable inputs so that writing the same chunk twice is
+//! harmless: a retry, a crash-and-resume or a rerun lands on the same point.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Namespace for ragd's UUIDv5 point ids. Changing it would orphan every point
+/// ever written, so it is fixed forever.
+const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b4d_4e7a_8f10_5d2c_7e3b_91a4);
+
+/// A piece of extracted text with the place it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The text of this section.
+    pub text: String,
+    /// 1-based page number for paged formats (PDF); `None` otherwise.
+    pub page: Option<u32>,
+}
+
+/// The input format, as decided by the extractor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pdf,
+    Markdown,
+    Text,
+    Html,
+}
+
+impl Format {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Format::Pdf => "pdf",
+            Format::Markdown => "markdown",
+            Format::Text => "text",
+            Format::Html => "html",
+        }
+    }
+}
+
+/// What an extractor produces from a file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub format: Format,
+    /// In reading order. PDFs have one section per page; other formats one section.
+    pub sections: Vec<Section>,
+}
+
+impl Document {
+    /// Hash of the extracted text (and page boundaries). A file whose bytes changed
+    /// but whose text did not keeps this hash, so it is not re-embedded.
+    pub fn text_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.format.as_str().as_bytes());
+        for s in &self.sections {
+            h.update(b"\x00section\x00");
+            h.update(s.page.unwrap_or(0).to_le_bytes());
+            h.update(s.text.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Total length of the extracted text in bytes.
+    pub fn text_len(&self) -> usize {
+        self.sections.iter().map(|s| s.text.len()).sum()
+    }
+
+    /// True when no section holds anything but whitespace.
+    pub fn is_blank(&self) -> bool {
+        self.sections.iter().all(|s| s.text.trim().is_empty())
+    }
+}
+
+/// One piece of a document as it will be embedded and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Position of the chunk within its file, from 0.
+    pub index: u32,
+    pub text: String,
+    /// Page of the chunk's start (PDF only).
+    pub page: Option<u32>,
+    /// Markdown heading trail in force where the chunk starts, outermost first.
+    pub headings: Vec<String>,
+}
+
+/// A chunk with its vector.
+#[derive(Debug, Clone)]
+pub struct EmbeddedChunk {
+    pub chunk: Chunk,
+    pub vector: Vec<f32>,
+}
+
+/// SHA-256 of some bytes, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The id of chunk `index` of file `rel_path` in `pipeline`.
+///
+/// Depends only on these three so that a new version of a file overwrites the old
+/// version's points in place; leftovers (a shorter new version) are deleted after.
+pub fn point_id(pipeline: &str, rel_path: &str, index: u32) -> Uuid {
+    let mut name = Vec::with_capacity(pipeline.len() + rel_path.len() + 8);
+    name.extend_from_slice(pipeline.as_bytes());
+    name.push(0);
+    name.extend_from_slice(rel_path.as_bytes());
+    name.push(0);
+    name.extend_from_slice(&index.to_le_bytes());
+    Uuid::new_v5(&POINT_NAMESPACE, &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_ids_are_stable_and_distinct() {
+        let a = point_id("docs", "a/b.md", 0);
+        assert_eq!(a, point_id("docs", "a/b.md", 0));
+        assert_ne!(a, point_id("docs", "a/b.md", 1));
+        assert_ne!(a, point_id("other", "a/b.md", 0));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(point_id("ab", "c", 0), point_id("a", "bc", 0));
+    }
+
+    #[test]
+    fn text_hash_ignores_nothing_that_matters() {
+        let d = |t: &str, p| Document {
+            format: Format::Pdf,
+            sections: vec![Section { text: t.into(), page: p }],
+        };
+        assert_eq!(d("x", Some(1)).text_hash(), d("x", Some(1)).text_hash());
+        assert_ne!(d("x", Some(1)).text_hash(), d("x", Some(2)).text_hash());
+        assert_ne!(d("x", Some(1)).text_hash(), d("y", Some(1)).text_hash());
+    }
+}

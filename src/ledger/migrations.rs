@@ -1,0 +1,58 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Append only: a released migration is never edited, so every ledger ever
+//! written can be brought forward step by step.
+
+use rusqlite::Connection;
+
+use super::LedgerError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: files and pipelines.
+    "CREATE TABLE files (
+        pipeline     TEXT    NOT NULL,
+        path         TEXT    NOT NULL,
+        source       INTEGER NOT NULL DEFAULT 0,
+        size         INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        file_hash    TEXT    NOT NULL,
+        content_hash TEXT,
+        target_hash  TEXT,
+        chunk_count  INTEGER NOT NULL DEFAULT 0,
+        state        TEXT    NOT NULL,
+        error_kind   TEXT,
+        error        TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        updated_at   INTEGER NOT NULL,
+        PRIMARY KEY (pipeline, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX files_by_state ON files (pipeline, state);
+    CREATE TABLE pipelines (
+        name        TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        collection  TEXT NOT NULL,
+        dim         INTEGER,
+        updated_at  INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT {
+        return Err(LedgerError::TooNew {
+            found,
+            supported: CURRENT,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

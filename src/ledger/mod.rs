@@ -1,0 +1,364 @@
+//! The ledger: a SQLite file in the state directory recording every file's state.
+//!
+//! It is what makes a rerun over unchanged files free (size + mtime fast path)
+//! and a restart safe: a state is written *before* each side effect
+//! (write-ahead intent), so after a crash every file in an intermediate state is
+//! resumed or repeated — Qdrant writes are idempotent by point id.
+//!
+//! WAL journal mode, `synchronous = NORMAL`: a commit survives a process crash
+//! (kill -9); a power cut may lose the last commits, which the next reconcile
+//! repairs because every side effect is idempotent.
+
+mod migrations;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("ledger: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("ledger schema version {found} is newer than this ragd understands ({supported})")]
+    TooNew { found: i64, supported: i64 },
+    #[error("ledger row has unknown state {0:?}")]
+    BadState(String),
+}
+
+/// Where a file is in its journey. Stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileState {
+    /// Intent recorded: points for `target_hash` are being written. Redo on restart.
+    Indexing,
+    /// Qdrant holds exactly the points of `content_hash`.
+    Indexed,
+    /// Could not be indexed; `error_kind`/`error` say why. Not retried until the
+    /// file changes (permanent) or the attempt limit allows (transient).
+    Failed,
+    /// Not indexed on purpose (unsupported type, too large); `error` says why.
+    Skipped,
+    /// Intent recorded: the file is gone and its points are being deleted.
+    Deleting,
+}
+
+impl FileState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FileState::Indexing => "indexing",
+            FileState::Indexed => "indexed",
+            FileState::Failed => "failed",
+            FileState::Skipped => "skipped",
+            FileState::Deleting => "deleting",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        Ok(match s {
+            "indexing" => FileState::Indexing,
+            "indexed" => FileState::Indexed,
+            "failed" => FileState::Failed,
+            "skipped" => FileState::Skipped,
+            "deleting" => FileState::Deleting,
+            other => return Err(LedgerError::BadState(other.to_owned())),
+        })
+    }
+}
+
+/// One row: a file of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub pipeline: String,
+    /// Relative to the pipeline's source folder, `/`-separated.
+    pub path: String,
+    /// Index of the source folder (pipelines may have several).
+    pub source: u32,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// SHA-256 of the bytes last seen.
+    pub file_hash: String,
+    /// Text hash whose points Qdrant holds (when indexed).
+    pub content_hash: Option<String>,
+    /// Text hash being written (when indexing).
+    pub target_hash: Option<String>,
+    pub chunk_count: u32,
+    pub state: FileState,
+    /// Machine-readable failure class, e.g. `pdf-encrypted`.
+    pub error_kind: Option<String>,
+    /// Human-readable reason.
+    pub error: Option<String>,
+    pub attempts: u32,
+    /// Unix seconds of the last change to this row.
+    pub updated_at: i64,
+}
+
+impl FileRecord {
+    pub fn new(pipeline: &str, path: &str, source: u32, size: u64, mtime_ns: i64, file_hash: String) -> Self {
+        FileRecord {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            source,
+            size,
+            mtime_ns,
+            file_hash,
+            content_hash: None,
+            target_hash: None,
+            chunk_count: 0,
+            state: FileState::Indexing,
+            error_kind: None,
+            error: None,
+            attempts: 0,
+            updated_at: 0,
+        }
+    }
+}
+
+/// Per-pipeline facts that decide whether everything must be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineMeta {
+    pub name: String,
+    /// Hash of the settings that shape vectors (model, chunking).
+    pub fingerprint: String,
+    /// The collection the pipeline's points are in.
+    pub collection: String,
+    pub dim: Option<u32>,
+}
+
+/// The SQLite ledger. Calls are short and synchronous; async callers may call
+/// them directly (they take microseconds to a few milliseconds).
+pub struct Ledger {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
+}
+
+const FILE_COLUMNS: &str = "pipeline, path, source, size, mtime_ns, file_hash, content_hash, target_hash, \
+     chunk_count, state, error_kind, error, attempts, updated_at";
+
+impl Ledger {
+    /// Open (creating and migrating) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        let open_err = |source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        Self::init(conn).map_err(|e| match e {
+            LedgerError::Sqlite(source) => open_err(source),
+            other => other,
+        })
+    }
+
+    /// A ledger that lives in memory, for tests.
+    pub fn in_memory() -> Result<Self, LedgerError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, LedgerError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::migrate(&mut conn)?;
+        Ok(Ledger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (each
+        // call is one statement or one transaction), so a poisoned lock is usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// All rows of a pipeline, by path.
+    pub fn files(&self, pipeline: &str) -> Result<HashMap<String, FileRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1"))?;
+        let rows = stmt.query_map([pipeline], row_to_record)?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let r = r??;
+            out.insert(r.path.clone(), r);
+        }
+        Ok(out)
+    }
+
+    /// One row.
+    pub fn get(&self, pipeline: &str, path: &str) -> Result<Option<FileRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1 AND path = ?2"
+        ))?;
+        match stmt.query_row(params![pipeline, path], row_to_record).optional()? {
+            Some(r) => Ok(Some(r?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Insert or replace one row (sets `updated_at`).
+    pub fn put(&self, record: &FileRecord) -> Result<(), LedgerError> {
+        self.put_many(std::slice::from_ref(record))
+    }
+
+    /// Insert or replace rows in one transaction: one fsync for many files.
+    pub fn put_many(&self, records: &[FileRecord]) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO files ({FILE_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?;
+            let now = unix_now();
+            for r in records {
+                stmt.execute(params![
+                    r.pipeline,
+                    r.path,
+                    r.source,
+                    r.size as i64,
+                    r.mtime_ns,
+                    r.file_hash,
+                    r.content_hash,
+                    r.target_hash,
+                    r.chunk_count,
+                    r.state.as_str(),
+                    r.error_kind,
+                    r.error,
+                    r.attempts,
+                    now,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forget a file (after its points are gone).
+    pub fn remove(&self, pipeline: &str, path: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND path = ?2")?
+            .execute(params![pipeline, path])?;
+        Ok(())
+    }
+
+    /// Number of rows per state for a pipeline.
+    pub fn count_by_state(&self, pipeline: &str) -> Result<HashMap<FileState, u64>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT state, COUNT(*) FROM files WHERE pipeline = ?1 GROUP BY state")?;
+        let mut out = HashMap::new();
+        let rows = stmt.query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (s, n) = row?;
+            out.insert(FileState::parse(&s)?, n as u64);
+        }
+        Ok(out)
+    }
+
+    pub fn pipeline_meta(&self, name: &str) -> Result<Option<PipelineMeta>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT name, fingerprint, collection, dim FROM pipelines WHERE name = ?1")?;
+        Ok(stmt
+            .query_row([name], |r| {
+                Ok(PipelineMeta {
+                    name: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    collection: r.get(2)?,
+                    dim: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn set_pipeline_meta(&self, meta: &PipelineMeta) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pipelines (name, fingerprint, collection, dim, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![meta.name, meta.fingerprint, meta.collection, meta.dim, unix_now()])?;
+        Ok(())
+    }
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, LedgerError>> {
+    let state: String = r.get(9)?;
+    let state = match FileState::parse(&state) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(FileRecord {
+        pipeline: r.get(0)?,
+        path: r.get(1)?,
+        source: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mtime_ns: r.get(4)?,
+        file_hash: r.get(5)?,
+        content_hash: r.get(6)?,
+        target_hash: r.get(7)?,
+        chunk_count: r.get(8)?,
+        state,
+        error_kind: r.get(10)?,
+        error: r.get(11)?,
+        attempts: r.get(12)?,
+        updated_at: r.get(13)?,
+    }))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_states_roundtrip() {
+        let l = Ledger::in_memory().unwrap();
+        let mut r = FileRecord::new("p", "a/b.md", 0, 10, 123, "h".into());
+        l.put(&r).unwrap();
+        assert_eq!(l.get("p", "a/b.md").unwrap().unwrap().state, FileState::Indexing);
+        r.state = FileState::Indexed;
+        r.content_hash = Some("c".into());
+        r.chunk_count = 3;
+        l.put(&r).unwrap();
+        let got = l.get("p", "a/b.md").unwrap().unwrap();
+        assert_eq!(got.content_hash.as_deref(), Some("c"));
+        assert_eq!(got.chunk_count, 3);
+        assert_eq!(l.files("p").unwrap().len(), 1);
+        assert!(l.files("other").unwrap().is_empty());
+        assert_eq!(l.count_by_state("p").unwrap()[&FileState::Indexed], 1);
+        l.remove("p", "a/b.md").unwrap();
+        assert!(l.get("p", "a/b.md").unwrap().is_none());
+    }
+
+    #[test]
+    fn survives_reopen_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        {
+            let l = Ledger::open(&path).unwrap();
+            l.put(&FileRecord::new("p", "x", 0, 1, 1, "h".into())).unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        assert!(l.get("p", "x").unwrap().is_some());
+    }
+}

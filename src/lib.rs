@@ -1,0 +1,40 @@
+//! ragd keeps folders of documents in sync with a Qdrant vector index and Open WebUI
+//! knowledge bases.
+//!
+//! # Layout
+//!
+//! Reading the modules top-down is reading the path a file takes:
+//!
+//! - [`config`]: raw TOML mirrors → `${VAR}` interpolation → pure validation that
+//!   collects every error → validated types. [`config::Secret`] never prints.
+//! - [`document`]: the data that flows (source file, extracted document, chunk,
+//!   embedded chunk) and the derivation of stable ids.
+//! - [`triggers`]: when a file must be looked at — the folder scan (walk + globs).
+//! - [`pipeline`]: one run — the planner (ledger says skip/add/update/delete), then
+//!   extract → chunk → embed → store → register → ledger commit.
+//! - [`extract`]: bytes → text, per format (PDF, Markdown, plain text, HTML).
+//! - [`chunk`]: the text-splitter wrapper that keeps page and heading trail.
+//! - [`embed`]: the [`embed::Embedder`] trait, the Ollama-API client (direct or via
+//!   Open WebUI's proxy) and the project's own Ollama-API embedding server.
+//! - [`store`]: the [`store::VectorStore`] trait; `edge` (embedded Qdrant, the
+//!   default) and `qdrant` (a Qdrant server over gRPC).
+//! - [`open_webui`]: the Open WebUI client and the knowledge-base publish flow.
+//! - [`ledger`]: the SQLite record of every file's state; what makes reruns free
+//!   and restarts safe.
+//! - [`telemetry`]: tracing initialisation.
+//! - [`cli`] and [`app`]: the command line and the composition root that wires
+//!   validated config into components.
+
+pub mod app;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod document;
+pub mod embed;
+pub mod extract;
+pub mod ledger;
+pub mod open_webui;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;
+pub mod triggers;

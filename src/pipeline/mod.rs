@@ -1,0 +1,304 @@
+//! One run of one pipeline: scan → plan → extract → chunk → embed → store →
+//! ledger commit.
+//!
+//! The stages are tasks joined by bounded channels, so the slow stage sets the
+//! pace and memory stays bounded:
+//!
+//! ```text
+//! plan ─▶ prepare (blocking pool: read, hash, extract, chunk; N at once)
+//!            │ Prepared                      │ Touch / Skip / Fail
+//!            ▼                               │
+//!         embed (batches across files,       │
+//!                `embedding.concurrency`     │
+//!                requests in flight)         │
+//!            │ Embedded                      │
+//!            ▼                               ▼
+//!         commit (write-ahead ledger intent → Qdrant upsert → delete the old
+//!                 version's leftovers → ledger `indexed`)
+//! ```
+//!
+//! A file whose text did not change is never re-embedded: the size+mtime fast path
+//! skips it without reading, and a changed mtime with the same bytes or the same
+//! extracted text only updates the ledger.
+
+pub mod plan;
+mod stages;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+
+use crate::chunk::Chunker;
+use crate::config::{ChunkUnit, Limits, PipelineConfig};
+use crate::embed::{EmbedError, Embedder};
+use crate::ledger::{FileState, Ledger, LedgerError, PipelineMeta};
+use crate::store::{PointFilter, SearchHit, StoreError, VectorStore};
+use crate::triggers::scan;
+
+pub use plan::{Plan, Reason, WorkItem};
+
+/// A failure that stops a whole pipeline run (as opposed to one file failing).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline {pipeline}: {source}")]
+    Embed {
+        pipeline: String,
+        #[source]
+        source: EmbedError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    Store {
+        pipeline: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    Ledger {
+        pipeline: String,
+        #[source]
+        source: LedgerError,
+    },
+    #[error("pipeline {pipeline}: {message}")]
+    Setup { pipeline: String, message: String },
+    #[error("pipeline {pipeline}: a stage stopped unexpectedly: {message}")]
+    Internal { pipeline: String, message: String },
+}
+
+/// One file that could not be indexed, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFailure {
+    pub path: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub added: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    /// Files whose mtime or bytes changed but whose text did not: ledger only.
+    pub touched: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Deletions not made because a source folder could not be read.
+    pub held_back: usize,
+    pub chunks_written: usize,
+    pub texts_embedded: usize,
+    pub embed_requests: usize,
+    pub bytes_read: u64,
+    /// Time spent waiting for embedding responses (summed over requests).
+    pub embed_time: Duration,
+    pub elapsed: Duration,
+    pub failures: Vec<FileFailure>,
+    /// Problems met while scanning (unreadable folders, links outside).
+    pub scan_problems: Vec<String>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Re-process every file even if unchanged.
+    pub force: bool,
+    /// Advanced once per file handled; hidden when not on a terminal.
+    pub progress: ProgressBar,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            force: false,
+            progress: ProgressBar::hidden(),
+        }
+    }
+}
+
+/// Everything one pipeline needs to run.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub config: Arc<PipelineConfig>,
+    pub limits: Limits,
+    pub chunker: Arc<Chunker>,
+    pub embedder: Arc<dyn Embedder>,
+    pub store: Arc<dyn VectorStore>,
+    pub ledger: Arc<Ledger>,
+    /// Embedding requests in flight at once.
+    pub embed_concurrency: usize,
+}
+
+impl Pipeline {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Hash of everything that shapes the vectors: a change means every file must
+    /// be re-embedded.
+    pub fn fingerprint(&self) -> String {
+        let c = &self.config.chunking;
+        let unit = match &c.unit {
+            ChunkUnit::Characters => "chars".to_owned(),
+            ChunkUnit::Tokens { tokenizer } => format!("tokens:{}", tokenizer.display()),
+        };
+        let text = format!(
+            "v1|model={}|unit={unit}|max={}|overlap={}|md={}",
+            self.config.model, c.max_size, c.overlap, c.markdown
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    }
+
+    /// What a run would do now, changing nothing.
+    pub async fn plan(&self, force: bool) -> Result<(Plan, scan::ScanResult), PipelineError> {
+        let config = self.config.clone();
+        let scanned = tokio::task::spawn_blocking(move || scan::scan(&config))
+            .await
+            .map_err(|e| self.internal(e))?;
+        let ledger = self.ledger.files(self.name()).map_err(|e| self.ledger_err(e))?;
+        let force = force || self.settings_changed()?;
+        Ok((plan::plan(&scanned, &ledger, force), scanned))
+    }
+
+    fn settings_changed(&self) -> Result<bool, PipelineError> {
+        let meta = self.ledger.pipeline_meta(self.name()).map_err(|e| self.ledger_err(e))?;
+        Ok(meta.is_some_and(|m| m.fingerprint != self.fingerprint() || m.collection != self.config.collection))
+    }
+
+    /// Bring the collection in line with the folder.
+    pub async fn run(&self, options: RunOptions) -> Result<RunSummary, PipelineError> {
+        let started = Instant::now();
+        let (plan, scanned) = self.plan(options.force).await?;
+        let mut summary = RunSummary {
+            pipeline: self.name().to_owned(),
+            unchanged: plan.unchanged,
+            held_back: plan.held_back,
+            scan_problems: scanned
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path.display(), p.message))
+                .collect(),
+            ..Default::default()
+        };
+        for p in &summary.scan_problems {
+            tracing::warn!(pipeline = %self.name(), problem = %p, "scan problem");
+        }
+        options
+            .progress
+            .set_length((plan.work.len() + plan.deletes.len()) as u64);
+
+        self.delete_files(&plan, &mut summary, &options.progress).await?;
+        let dim = stages::process(self, plan.work, &mut summary, &options.progress).await?;
+
+        let previous = self.ledger.pipeline_meta(self.name()).map_err(|e| self.ledger_err(e))?;
+        let dim = dim.map(|d| d as u32).or(previous.and_then(|m| m.dim));
+        self.ledger
+            .set_pipeline_meta(&PipelineMeta {
+                name: self.name().to_owned(),
+                fingerprint: self.fingerprint(),
+                collection: self.config.collection.clone(),
+                dim,
+            })
+            .map_err(|e| self.ledger_err(e))?;
+        options.progress.finish_and_clear();
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    }
+
+    /// Remove the points of files that are gone, then forget them.
+    async fn delete_files(
+        &self,
+        plan: &Plan,
+        summary: &mut RunSummary,
+        progress: &ProgressBar,
+    ) -> Result<(), PipelineError> {
+        if plan.deletes.is_empty() {
+            return Ok(());
+        }
+        let exists = self
+            .store
+            .collection_dim(&self.config.collection)
+            .await
+            .map_err(|e| self.store_err(e))?
+            .is_some();
+        for record in &plan.deletes {
+            // Intent first: a crash between here and `remove` redoes the delete.
+            let mut intent = record.clone();
+            intent.state = FileState::Deleting;
+            self.ledger.put(&intent).map_err(|e| self.ledger_err(e))?;
+            if exists {
+                self.store
+                    .delete(&self.config.collection, &PointFilter::file(self.name(), &record.path))
+                    .await
+                    .map_err(|e| self.store_err(e))?;
+            }
+            self.ledger
+                .remove(self.name(), &record.path)
+                .map_err(|e| self.ledger_err(e))?;
+            summary.deleted += 1;
+            progress.inc(1);
+            tracing::info!(pipeline = %self.name(), path = %record.path, "deleted");
+        }
+        Ok(())
+    }
+
+    /// Embed `query` and return the `k` best chunks of this pipeline.
+    pub async fn search(&self, query: &str, k: usize) -> Result<Vec<SearchHit>, PipelineError> {
+        let mut vectors = self
+            .embedder
+            .embed(&[query.to_owned()])
+            .await
+            .map_err(|e| self.embed_err(e))?;
+        let vector = vectors.pop().ok_or_else(|| self.internal("no vector for the query"))?;
+        if self
+            .store
+            .collection_dim(&self.config.collection)
+            .await
+            .map_err(|e| self.store_err(e))?
+            .is_none()
+        {
+            return Err(PipelineError::Setup {
+                pipeline: self.name().to_owned(),
+                message: format!(
+                    "collection {:?} does not exist yet: run `ragd index --pipeline {}` first",
+                    self.config.collection,
+                    self.name()
+                ),
+            });
+        }
+        self.store
+            .search(&self.config.collection, vector, k, Some(&PointFilter::pipeline(self.name())))
+            .await
+            .map_err(|e| self.store_err(e))
+    }
+
+    fn ledger_err(&self, source: LedgerError) -> PipelineError {
+        PipelineError::Ledger {
+            pipeline: self.name().to_owned(),
+            source,
+        }
+    }
+
+    fn store_err(&self, source: StoreError) -> PipelineError {
+        PipelineError::Store {
+            pipeline: self.name().to_owned(),
+            source,
+        }
+    }
+
+    fn embed_err(&self, source: EmbedError) -> PipelineError {
+        PipelineError::Embed {
+            pipeline: self.name().to_owned(),
+            source,
+        }
+    }
+
+    fn internal(&self, e: impl std::fmt::Display) -> PipelineError {
+        PipelineError::Internal {
+            pipeline: self.name().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}

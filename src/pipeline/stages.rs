@@ -1,0 +1,532 @@
+//! The stage tasks of a run; see the diagram in `pipeline/mod.rs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use indicatif::ProgressBar;
+use tokio::sync::mpsc;
+
+use super::plan::{Reason, TRANSIENT_KIND, WorkItem};
+use super::{FileFailure, Pipeline, PipelineError, RunSummary};
+use crate::document::{Chunk, Document, point_id, sha256_hex};
+use crate::embed::EmbedError;
+use crate::extract;
+use crate::ledger::{FileRecord, FileState};
+use crate::store::{PointFilter, PointPayload, StoredPoint};
+
+/// Points per upsert request: large enough to amortise the round trip, small
+/// enough to keep a request well under gRPC's default 4 MiB message limit at
+/// 1024 dims.
+const UPSERT_BATCH: usize = 128;
+/// Ledger rows written per transaction for files that need no Qdrant work.
+const LEDGER_BATCH: usize = 256;
+
+/// What preparation decided for one file.
+enum Prepared {
+    /// Only the ledger changes (same bytes, or same text).
+    Touch(FileRecord),
+    /// Not indexed on purpose, or failed; the record says why.
+    Settled(FileRecord),
+    /// Chunks ready to embed. `record.target_hash` is the new text hash.
+    Chunks {
+        record: FileRecord,
+        chunks: Vec<Chunk>,
+        reason: Reason,
+    },
+}
+
+/// A file whose chunks all have vectors (or whose embedding failed).
+enum Embedded {
+    Ready {
+        record: FileRecord,
+        chunks: Vec<Chunk>,
+        vectors: Vec<Vec<f32>>,
+        reason: Reason,
+    },
+    Failed(FileRecord),
+    Settled(FileRecord),
+}
+
+/// Run the work list through prepare → embed → commit. Returns the vector
+/// dimension seen, if anything was embedded.
+pub(super) async fn process(
+    pipeline: &Pipeline,
+    work: Vec<WorkItem>,
+    summary: &mut RunSummary,
+    progress: &ProgressBar,
+) -> Result<Option<usize>, PipelineError> {
+    if work.is_empty() {
+        return Ok(None);
+    }
+    let concurrency = pipeline.embed_concurrency.max(1);
+    let (prepared_tx, prepared_rx) = mpsc::channel::<Prepared>(pipeline.limits.extract_concurrency * 2);
+    let (embedded_tx, embedded_rx) = mpsc::channel::<Embedded>(concurrency * 2);
+
+    let prep = {
+        let p = pipeline.clone();
+        tokio::spawn(async move { prepare_all(&p, work, prepared_tx).await })
+    };
+    let embed = {
+        let p = pipeline.clone();
+        tokio::spawn(async move { embed_all(&p, prepared_rx, embedded_tx).await })
+    };
+    let commit_result = commit_all(pipeline, embedded_rx, summary, progress).await;
+    // If commit failed, dropping its receiver unblocks and ends the other stages.
+    let embed_result = embed.await.map_err(|e| pipeline.internal(e))?;
+    prep.await.map_err(|e| pipeline.internal(e))?;
+    let stats = embed_result?;
+    summary.texts_embedded += stats.texts;
+    summary.embed_requests += stats.requests;
+    summary.embed_time += stats.busy;
+    commit_result
+}
+
+/// Prepare files on the blocking pool, several at once, in plan order.
+async fn prepare_all(pipeline: &Pipeline, work: Vec<WorkItem>, tx: mpsc::Sender<Prepared>) {
+    let parallel = pipeline.limits.extract_concurrency.max(1);
+    let mut results = futures::stream::iter(work.into_iter().map(|item| {
+        let p = pipeline.clone();
+        async move {
+            let path = item.file.rel_path.clone();
+            match tokio::task::spawn_blocking(move || prepare(&p, item)).await {
+                Ok(prepared) => Some(prepared),
+                Err(e) => {
+                    // prepare() catches parser panics itself; this is a bug.
+                    tracing::error!(%path, error = %e, "prepare task failed");
+                    None
+                }
+            }
+        }
+    }))
+    .buffer_unordered(parallel);
+    while let Some(prepared) = results.next().await {
+        if let Some(p) = prepared
+            && tx.send(p).await.is_err()
+        {
+            return; // a later stage stopped; the run is failing
+        }
+    }
+}
+
+/// Read, hash, extract and chunk one file. Blocking.
+fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
+    let WorkItem {
+        file,
+        previous,
+        reason,
+    } = item;
+    let name = pipeline.name();
+    let base = previous.clone().unwrap_or_else(|| {
+        FileRecord::new(name, &file.rel_path, file.source, file.size, file.mtime_ns, String::new())
+    });
+    let settle = |state: FileState, kind: &str, message: String| {
+        let mut r = base.clone();
+        r.size = file.size;
+        r.mtime_ns = file.mtime_ns;
+        r.source = file.source;
+        // A previously indexed version keeps its points (and `content_hash`):
+        // nothing already indexed is lost because a new version is bad.
+        r.state = state;
+        r.error_kind = Some(kind.to_owned());
+        r.error = Some(message);
+        r.attempts = if state == FileState::Failed { base.attempts + 1 } else { 0 };
+        r.target_hash = None;
+        r
+    };
+
+    if file.size > pipeline.limits.max_file_bytes {
+        return Prepared::Settled(settle(
+            FileState::Skipped,
+            "too-large",
+            format!(
+                "file is {} bytes, over the limit of {} (limits.max_file_bytes)",
+                file.size, pipeline.limits.max_file_bytes
+            ),
+        ));
+    }
+    let Some(format) = extract::format_for(&file.abs_path) else {
+        let ext = file
+            .abs_path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Prepared::Settled(settle(
+            FileState::Skipped,
+            "unsupported-type",
+            format!("unsupported file type {ext:?} (supported: pdf, md, txt, html and other plain text)"),
+        ));
+    };
+    let bytes = match std::fs::read(&file.abs_path) {
+        Ok(b) => b,
+        Err(e) => {
+            let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "permission-denied"
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                // Deleted between scan and read: the next scan sees it gone.
+                TRANSIENT_KIND
+            } else {
+                "read-error"
+            };
+            return Prepared::Settled(settle(FileState::Failed, kind, format!("cannot read file: {e}")));
+        }
+    };
+    let file_hash = sha256_hex(&bytes);
+    let mut record = base.clone();
+    record.size = bytes.len() as u64;
+    record.mtime_ns = file.mtime_ns;
+    record.source = file.source;
+
+    let unchanged_bytes = reason != Reason::Forced
+        && previous
+            .as_ref()
+            .is_some_and(|p| p.state == FileState::Indexed && p.file_hash == file_hash);
+    record.file_hash = file_hash;
+    if unchanged_bytes {
+        return Prepared::Touch(record);
+    }
+
+    let doc: Document = match extract::extract(&bytes, format) {
+        Ok(d) => d,
+        Err(e) => {
+            let mut r = settle(FileState::Failed, e.kind(), e.to_string());
+            r.file_hash = record.file_hash;
+            return Prepared::Settled(r);
+        }
+    };
+    if doc.text_len() as u64 > pipeline.limits.max_text_bytes {
+        let mut r = settle(
+            FileState::Failed,
+            "text-too-large",
+            format!(
+                "extracted text is {} bytes, over the limit of {} (limits.max_text_bytes)",
+                doc.text_len(),
+                pipeline.limits.max_text_bytes
+            ),
+        );
+        r.file_hash = record.file_hash;
+        return Prepared::Settled(r);
+    }
+    let text_hash = doc.text_hash();
+    let same_text = reason != Reason::Forced
+        && previous
+            .as_ref()
+            .is_some_and(|p| p.state == FileState::Indexed && p.content_hash.as_deref() == Some(&text_hash));
+    if same_text {
+        return Prepared::Touch(record);
+    }
+    let chunks = pipeline.chunker.chunk(&doc);
+    if chunks.is_empty() {
+        let mut r = settle(FileState::Failed, "empty", "no text to index".to_owned());
+        r.file_hash = record.file_hash;
+        return Prepared::Settled(r);
+    }
+    if chunks.len() > pipeline.limits.max_chunks_per_file as usize {
+        let mut r = settle(
+            FileState::Failed,
+            "too-many-chunks",
+            format!(
+                "{} chunks, over the limit of {} (limits.max_chunks_per_file)",
+                chunks.len(),
+                pipeline.limits.max_chunks_per_file
+            ),
+        );
+        r.file_hash = record.file_hash;
+        return Prepared::Settled(r);
+    }
+    record.target_hash = Some(text_hash);
+    Prepared::Chunks {
+        record,
+        chunks,
+        reason,
+    }
+}
+
+#[derive(Default)]
+struct EmbedStats {
+    texts: usize,
+    requests: usize,
+    busy: Duration,
+}
+
+/// A file waiting for its vectors.
+struct Slot {
+    record: FileRecord,
+    chunks: Vec<Chunk>,
+    vectors: Vec<Option<Vec<f32>>>,
+    remaining: usize,
+    error: Option<String>,
+    reason: Reason,
+}
+
+/// Batch chunks across files and keep `embed_concurrency` requests in flight.
+async fn embed_all(
+    pipeline: &Pipeline,
+    mut rx: mpsc::Receiver<Prepared>,
+    tx: mpsc::Sender<Embedded>,
+) -> Result<EmbedStats, PipelineError> {
+    let batch_size = pipeline.config.batch_size.max(1);
+    let concurrency = pipeline.embed_concurrency.max(1);
+    let mut stats = EmbedStats::default();
+    let mut slots: HashMap<u64, Slot> = HashMap::new();
+    let mut next_slot = 0u64;
+    let mut queue: VecDeque<(u64, usize)> = VecDeque::new();
+    let mut inflight = FuturesUnordered::new();
+    let mut input_open = true;
+
+    loop {
+        // Launch full batches, or a partial one when no more input is waiting, so
+        // the embedder never idles while there is text to embed.
+        while inflight.len() < concurrency
+            && !queue.is_empty()
+            && (queue.len() >= batch_size || !input_open || rx.is_empty())
+        {
+            let take = queue.len().min(batch_size);
+            let items: Vec<(u64, usize)> = queue.drain(..take).collect();
+            let texts: Vec<String> = items
+                .iter()
+                .map(|(s, i)| slots[s].chunks[*i].text.clone())
+                .collect();
+            let embedder = pipeline.embedder.clone();
+            inflight.push(async move {
+                let started = Instant::now();
+                let result = embedder.embed(&texts).await;
+                (items, texts.len(), started.elapsed(), result)
+            });
+        }
+        if !input_open && queue.is_empty() && inflight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            received = rx.recv(), if input_open && queue.len() < batch_size * (concurrency + 1) => {
+                match received {
+                    None => input_open = false,
+                    Some(Prepared::Touch(r)) | Some(Prepared::Settled(r)) => {
+                        if tx.send(Embedded::Settled(r)).await.is_err() {
+                            return Ok(stats);
+                        }
+                    }
+                    Some(Prepared::Chunks { record, chunks, reason }) => {
+                        let id = next_slot;
+                        next_slot += 1;
+                        queue.extend((0..chunks.len()).map(|i| (id, i)));
+                        slots.insert(id, Slot {
+                            record,
+                            vectors: vec![None; chunks.len()],
+                            remaining: chunks.len(),
+                            chunks,
+                            error: None,
+                            reason,
+                        });
+                    }
+                }
+            }
+            Some((items, n, took, result)) = inflight.next(), if !inflight.is_empty() => {
+                stats.requests += 1;
+                stats.busy += took;
+                match result {
+                    Ok(vectors) => {
+                        stats.texts += n;
+                        for ((slot, i), v) in items.iter().zip(vectors) {
+                            if let Some(s) = slots.get_mut(slot) {
+                                s.vectors[*i] = Some(v);
+                                s.remaining -= 1;
+                            }
+                        }
+                    }
+                    Err(e) if is_fatal(&e) => return Err(pipeline.embed_err(e)),
+                    Err(e) => {
+                        let transient = e.is_transient();
+                        tracing::warn!(pipeline = %pipeline.name(), error = %e, "embedding batch failed");
+                        for (slot, _) in &items {
+                            if let Some(s) = slots.get_mut(slot) {
+                                s.remaining -= 1;
+                                s.error.get_or_insert_with(|| {
+                                    if transient { format!("{TRANSIENT_KIND}:{e}") } else { format!("embed:{e}") }
+                                });
+                            }
+                        }
+                    }
+                }
+                let done: Vec<u64> = items
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .filter(|s| slots.get(s).is_some_and(|x| x.remaining == 0))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                for id in done {
+                    let Some(s) = slots.remove(&id) else { continue };
+                    let out = finish_slot(s);
+                    if tx.send(out).await.is_err() {
+                        return Ok(stats);
+                    }
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Errors that no other file would escape: stop the pipeline with the reason.
+fn is_fatal(e: &EmbedError) -> bool {
+    matches!(
+        e,
+        EmbedError::ModelNotFound { .. } | EmbedError::Unauthorized { .. } | EmbedError::DimensionMismatch { .. }
+    )
+}
+
+fn finish_slot(s: Slot) -> Embedded {
+    if let Some(err) = s.error {
+        let (kind, message) = err.split_once(':').unwrap_or(("embed", &err));
+        let mut r = s.record;
+        r.state = FileState::Failed;
+        r.error_kind = Some(kind.to_owned());
+        r.error = Some(message.to_owned());
+        r.attempts += 1;
+        r.target_hash = None;
+        return Embedded::Failed(r);
+    }
+    Embedded::Ready {
+        record: s.record,
+        chunks: s.chunks,
+        vectors: s.vectors.into_iter().map(|v| v.unwrap_or_default()).collect(),
+        reason: s.reason,
+    }
+}
+
+/// Write to Qdrant and the ledger, one file at a time, in completion order.
+async fn commit_all(
+    pipeline: &Pipeline,
+    mut rx: mpsc::Receiver<Embedded>,
+    summary: &mut RunSummary,
+    progress: &ProgressBar,
+) -> Result<Option<usize>, PipelineError> {
+    let name = pipeline.name().to_owned();
+    let collection = pipeline.config.collection.clone();
+    let mut dim: Option<usize> = None;
+    let mut pending_rows: Vec<FileRecord> = Vec::new();
+
+    while let Some(item) = rx.recv().await {
+        match item {
+            Embedded::Settled(record) | Embedded::Failed(record) => {
+                match record.state {
+                    FileState::Skipped => summary.skipped += 1,
+                    FileState::Failed => {
+                        summary.failed += 1;
+                        summary.failures.push(FileFailure {
+                            path: record.path.clone(),
+                            kind: record.error_kind.clone().unwrap_or_default(),
+                            message: record.error.clone().unwrap_or_default(),
+                        });
+                        tracing::warn!(pipeline = %name, path = %record.path,
+                            kind = record.error_kind.as_deref().unwrap_or(""),
+                            error = record.error.as_deref().unwrap_or(""), "file failed");
+                    }
+                    _ => summary.touched += 1,
+                }
+                pending_rows.push(record);
+                if pending_rows.len() >= LEDGER_BATCH {
+                    pipeline
+                        .ledger
+                        .put_many(&std::mem::take(&mut pending_rows))
+                        .map_err(|e| pipeline.ledger_err(e))?;
+                }
+                progress.inc(1);
+            }
+            Embedded::Ready {
+                mut record,
+                chunks,
+                vectors,
+                reason,
+            } => {
+                let d = vectors.first().map_or(0, Vec::len);
+                if dim.is_none() {
+                    pipeline
+                        .store
+                        .ensure_collection(&collection, d)
+                        .await
+                        .map_err(|e| pipeline.store_err(e))?;
+                    dim = Some(d);
+                }
+                let target = record.target_hash.clone().unwrap_or_default();
+                // Write-ahead intent: a crash from here on leaves `indexing`, and
+                // the next run redoes this file (upserts are idempotent by id).
+                record.state = FileState::Indexing;
+                pipeline.ledger.put(&record).map_err(|e| pipeline.ledger_err(e))?;
+
+                let modified = record.mtime_ns / 1_000_000_000;
+                let n = chunks.len();
+                let mut points = Vec::with_capacity(n);
+                for (chunk, vector) in chunks.into_iter().zip(vectors) {
+                    points.push(StoredPoint {
+                        id: point_id(&name, &record.path, chunk.index),
+                        vector,
+                        payload: PointPayload {
+                            pipeline: name.clone(),
+                            path: record.path.clone(),
+                            chunk_index: chunk.index,
+                            text: chunk.text,
+                            page: chunk.page,
+                            headings: chunk.headings,
+                            content_hash: target.clone(),
+                            file_hash: record.file_hash.clone(),
+                            modified,
+                            model: pipeline.config.model.clone(),
+                        },
+                    });
+                }
+                // New version first (same ids overwrite in place)...
+                let mut rest = points;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(UPSERT_BATCH));
+                    pipeline
+                        .store
+                        .upsert(&collection, rest)
+                        .await
+                        .map_err(|e| pipeline.store_err(e))?;
+                    rest = tail;
+                }
+                // ...then the old version's leftovers, so the file is never without vectors.
+                if record.content_hash.is_some() || reason != Reason::New {
+                    let mut old = PointFilter::file(&name, &record.path);
+                    old.content_hash_not = Some(target.clone());
+                    pipeline
+                        .store
+                        .delete(&collection, &old)
+                        .await
+                        .map_err(|e| pipeline.store_err(e))?;
+                }
+                let was_indexed = record.content_hash.is_some();
+                record.state = FileState::Indexed;
+                record.content_hash = Some(target);
+                record.target_hash = None;
+                record.chunk_count = n as u32;
+                record.error_kind = None;
+                record.error = None;
+                record.attempts = 0;
+                pending_rows.push(record);
+                // Indexed rows are committed together with settled ones; until then
+                // the `indexing` intent makes a crash redo the (idempotent) work.
+                if pending_rows.len() >= LEDGER_BATCH {
+                    pipeline
+                        .ledger
+                        .put_many(&std::mem::take(&mut pending_rows))
+                        .map_err(|e| pipeline.ledger_err(e))?;
+                }
+                summary.chunks_written += n;
+                if was_indexed {
+                    summary.updated += 1;
+                } else {
+                    summary.added += 1;
+                }
+                progress.inc(1);
+            }
+        }
+    }
+    pipeline
+        .ledger
+        .put_many(&pending_rows)
+        .map_err(|e| pipeline.ledger_err(e))?;
+    Ok(dim)
+}
