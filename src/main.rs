@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ragd` binary: everything lives in the library; see `ragd::cli`.
+
+fn main() -> std::process::ExitCode {
+    ragd::cli::main()
+}

@@ -163,7 +163,7 @@ mod tests {
             ..Default::default()
         };
         let mut bad = record("bad.pdf", 1, 1, FileState::Failed);
-        bad.error_kind = Some("pdf-encrypted".into());
+        bad.error_kind = Some("encrypted".into());
         let mut flaky = record("flaky.md", 1, 1, FileState::Failed);
         flaky.error_kind = Some(TRANSIENT_KIND.into());
         flaky.attempts = 1;

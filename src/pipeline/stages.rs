@@ -138,7 +138,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if file.size > pipeline.limits.max_file_bytes {
         return Prepared::Settled(settle(
             FileState::Skipped,
-            "too-large",
+            "too_large",
             format!(
                 "file is {} bytes, over the limit of {} (limits.max_file_bytes)",
                 file.size, pipeline.limits.max_file_bytes
@@ -153,7 +153,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             .unwrap_or_default();
         return Prepared::Settled(settle(
             FileState::Skipped,
-            "unsupported-type",
+            "unsupported_type",
             format!("unsupported file type {ext:?} (supported: pdf, md, txt, html and other plain text)"),
         ));
     };
@@ -161,12 +161,12 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         Ok(b) => b,
         Err(e) => {
             let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "permission-denied"
+                "permission_denied"
             } else if e.kind() == std::io::ErrorKind::NotFound {
                 // Deleted between scan and read: the next scan sees it gone.
                 TRANSIENT_KIND
             } else {
-                "read-error"
+                "read_error"
             };
             return Prepared::Settled(settle(FileState::Failed, kind, format!("cannot read file: {e}")));
         }
@@ -197,7 +197,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if doc.text_len() as u64 > pipeline.limits.max_text_bytes {
         let mut r = settle(
             FileState::Failed,
-            "text-too-large",
+            "text_too_large",
             format!(
                 "extracted text is {} bytes, over the limit of {} (limits.max_text_bytes)",
                 doc.text_len(),
@@ -224,7 +224,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if chunks.len() > pipeline.limits.max_chunks_per_file as usize {
         let mut r = settle(
             FileState::Failed,
-            "too-many-chunks",
+            "too_many_chunks",
             format!(
                 "{} chunks, over the limit of {} (limits.max_chunks_per_file)",
                 chunks.len(),
@@ -410,6 +410,9 @@ async fn commit_all(
     while let Some(item) = rx.recv().await {
         match item {
             Embedded::Settled(record) | Embedded::Failed(record) => {
+                if record.state != FileState::Skipped {
+                    summary.bytes_read += record.size;
+                }
                 match record.state {
                     FileState::Skipped => summary.skipped += 1,
                     FileState::Failed => {
@@ -498,6 +501,7 @@ async fn commit_all(
                         .map_err(|e| pipeline.store_err(e))?;
                 }
                 let was_indexed = record.content_hash.is_some();
+                summary.bytes_read += record.size;
                 record.state = FileState::Indexed;
                 record.content_hash = Some(target);
                 record.target_hash = None;

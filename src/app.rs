@@ -1,0 +1,151 @@
+//! The composition root: validated config → components (ledger, store,
+//! embedders, chunkers) → pipelines ready to run.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::chunk::{ChunkSettings, Chunker, SizeUnit, load_tokenizer};
+use crate::config::{ChunkUnit, Config, EmbedProvider, PipelineConfig, QdrantSettings};
+use crate::embed::Embedder;
+use crate::embed::ollama::{OllamaEmbedder, OllamaSettings};
+use crate::ledger::{Ledger, LedgerError};
+use crate::pipeline::Pipeline;
+use crate::store::edge::EdgeStore;
+use crate::store::qdrant::QdrantStore;
+use crate::store::{StoreError, VectorStore};
+
+/// Failures while building components. All are fatal for the command.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state directory {0} is in use by another ragd process (it holds {0}/ragd.lock); \
+         stop it or use another state_dir"
+    )]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("vector store: {0}")]
+    Store(#[from] StoreError),
+    #[error("pipeline {pipeline}: {message}")]
+    Pipeline { pipeline: String, message: String },
+    #[error("no pipeline named {0:?} (see `ragd validate`)")]
+    NoSuchPipeline(String),
+}
+
+/// Shared components, opened once per process.
+pub struct App {
+    pub config: Config,
+    pub ledger: Arc<Ledger>,
+    pub store: Arc<dyn VectorStore>,
+    /// Held for the life of the process: one ragd per state directory, because
+    /// embedded Qdrant and the ledger's write-ahead states assume one writer.
+    _lock: File,
+}
+
+impl App {
+    /// Create the state directory, take its lock, open the ledger and the store.
+    pub fn open(config: Config) -> Result<Self, AppError> {
+        Self::open_with(config, None)
+    }
+
+    /// [`App::open`] with a given vector store instead of the configured one
+    /// (tests wrap the real store to observe it).
+    pub fn open_with(config: Config, store: Option<Arc<dyn VectorStore>>) -> Result<Self, AppError> {
+        let dir = config.state_dir.clone();
+        let io = |source| AppError::StateDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("ragd.lock"))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(AppError::Locked(dir)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let ledger = Arc::new(Ledger::open(&dir.join("ledger.sqlite"))?);
+        let store: Arc<dyn VectorStore> = match (store, &config.qdrant) {
+            (Some(s), _) => s,
+            (None, QdrantSettings::Embedded { path }) => Arc::new(EdgeStore::open(path)?),
+            (None, QdrantSettings::Server { url, api_key }) => Arc::new(QdrantStore::connect(
+                url,
+                api_key.as_ref().map(|k| k.expose().to_owned()),
+            )?),
+        };
+        Ok(App {
+            config,
+            ledger,
+            store,
+            _lock: lock,
+        })
+    }
+
+    /// The pipelines to run: all, or the one named.
+    pub fn select(&self, name: Option<&str>) -> Result<Vec<&PipelineConfig>, AppError> {
+        match name {
+            None => Ok(self.config.pipelines.iter().collect()),
+            Some(n) => self
+                .config
+                .pipeline(n)
+                .map(|p| vec![p])
+                .ok_or_else(|| AppError::NoSuchPipeline(n.to_owned())),
+        }
+    }
+
+    /// Build a runnable pipeline (loads its tokenizer, sets up its embedder).
+    pub fn pipeline(&self, config: &PipelineConfig) -> Result<Pipeline, AppError> {
+        let fail = |message: String| AppError::Pipeline {
+            pipeline: config.name.clone(),
+            message,
+        };
+        let unit = match &config.chunking.unit {
+            ChunkUnit::Characters => SizeUnit::Characters,
+            ChunkUnit::Tokens { tokenizer } => {
+                SizeUnit::Tokens(load_tokenizer(tokenizer).map_err(|e| fail(e.to_string()))?)
+            }
+        };
+        let chunker = Chunker::new(ChunkSettings {
+            max_size: config.chunking.max_size,
+            overlap: config.chunking.overlap,
+            unit,
+            markdown: config.chunking.markdown,
+        })
+        .map_err(|e| fail(e.to_string()))?;
+        let embedder = self.embedder(&config.model, config.batch_size).map_err(fail)?;
+        Ok(Pipeline {
+            config: Arc::new(config.clone()),
+            limits: self.config.limits.clone(),
+            chunker: Arc::new(chunker),
+            embedder,
+            store: self.store.clone(),
+            ledger: self.ledger.clone(),
+            embed_concurrency: self.config.embedding.concurrency,
+        })
+    }
+
+    fn embedder(&self, model: &str, batch: usize) -> Result<Arc<dyn Embedder>, String> {
+        let e = &self.config.embedding;
+        let settings = OllamaSettings {
+            url: e.url.clone(),
+            via_open_webui: e.provider == EmbedProvider::OpenWebUi,
+            api_key: e.api_key.as_ref().map(|k| k.expose().to_owned()),
+            model: model.to_owned(),
+            timeout: e.timeout,
+            max_retries: e.max_retries,
+            max_batch: batch,
+        };
+        Ok(Arc::new(OllamaEmbedder::new(settings).map_err(|e| e.to_string())?))
+    }
+}

@@ -1,0 +1,276 @@
+//! The command line: argument parsing and one function per command.
+//!
+//! Exit codes (stable, for scripts):
+//! - 0: success;
+//! - 1: the command ran but some files failed (see the summary / `ragd status`);
+//! - 2: bad usage or configuration (`ragd validate` lists every problem);
+//! - 3: a fatal runtime error (a server unreachable, the state directory unusable).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::App;
+use crate::config::{self, Config};
+use crate::embed::server::{EmbedServerConfig, parse_model_spec, serve_forever};
+use crate::pipeline::{RunOptions, RunSummary};
+use crate::telemetry::{self, LogFormat};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FILES_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_FATAL: u8 = 3;
+
+/// ragd keeps folders of documents in sync with a Qdrant index and Open WebUI
+/// knowledge bases.
+#[derive(Debug, Parser)]
+#[command(name = "ragd", version, about, long_about = None)]
+pub struct Cli {
+    /// The daemon config; pipelines are read from its `pipelines_dir`.
+    #[arg(long, short, global = true, env = "RAGD_CONFIG", default_value = "config/ragd.toml")]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// More logging (-v, -vv). `RUST_LOG` overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Index every pipeline (or one) once: new, changed and deleted files.
+    Index {
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+        /// Re-embed every file even if unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Search a pipeline's collection: the quickest proof that indexing worked.
+    Search {
+        #[arg(long, short)]
+        pipeline: String,
+        /// Number of hits.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// The query text.
+        query: String,
+    },
+    /// Check the configuration without touching the network; lists every problem.
+    Validate,
+    /// Serve an Ollama-compatible embedding API from ragd's deterministic
+    /// hashing embedder (for tests, CI and demos; not a language model).
+    EmbedServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:11434")]
+        listen: SocketAddr,
+        /// Model to serve, as NAME=DIM (repeatable).
+        #[arg(long = "model", default_value = "hash-embed=384")]
+        models: Vec<String>,
+        /// Artificial delay per embedded text, in milliseconds (benchmarks).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+    },
+}
+
+/// Parse, run, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = if e.downcast_ref::<config::ConfigErrors>().is_some() {
+                EXIT_CONFIG
+            } else {
+                EXIT_FATAL
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate => validate(&cli.config),
+        Command::Index { pipeline, force } => index(&cli.config, pipeline.as_deref(), force).await,
+        Command::Search { pipeline, k, query } => search(&cli.config, &pipeline, &query, k).await,
+        Command::EmbedServer {
+            listen,
+            models,
+            delay_ms,
+        } => {
+            let models = models
+                .iter()
+                .map(|m| parse_model_spec(m).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let config = EmbedServerConfig {
+                models,
+                delay_per_text: Duration::from_millis(delay_ms),
+                max_batch: None,
+            };
+            eprintln!("embedding server listening on http://{listen}");
+            serve_forever(config, listen).await.context("embedding server")?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(config::load(path)?)
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<u8> {
+    match config::load(path) {
+        Ok(c) => {
+            println!("{}: ok", path.display());
+            for p in &c.pipelines {
+                println!(
+                    "  pipeline {}: {} source(s) → collection {:?}, model {:?}{}",
+                    p.name,
+                    p.sources.len(),
+                    p.collection,
+                    p.model,
+                    p.knowledge
+                        .as_ref()
+                        .map(|k| format!(", knowledge base {k:?}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            Ok(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn index(path: &std::path::Path, only: Option<&str>, force: bool) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let mut any_failed = false;
+    let terminal = std::io::stderr().is_terminal();
+    for pc in app.select(only)? {
+        let pipeline = app.pipeline(pc)?;
+        let progress = progress_bar(&pc.name, terminal);
+        let ticker = (!terminal).then(|| plain_progress(pc.name.clone(), progress.clone()));
+        let result = pipeline
+            .run(RunOptions {
+                force,
+                progress: progress.clone(),
+            })
+            .await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        let summary = result?;
+        print_summary(&summary);
+        any_failed |= summary.failed > 0;
+    }
+    Ok(if any_failed { EXIT_FILES_FAILED } else { EXIT_OK })
+}
+
+fn progress_bar(name: &str, terminal: bool) -> ProgressBar {
+    if !terminal {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_owned());
+    bar
+}
+
+/// Without a terminal, a plain line every 10 s instead of a bar.
+fn plain_progress(name: String, bar: ProgressBar) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            eprintln!("{name}: {}/{} files", bar.position(), bar.length().unwrap_or(0));
+        }
+    })
+}
+
+fn print_summary(s: &RunSummary) {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let handled = s.added + s.updated + s.touched + s.failed + s.skipped;
+    println!(
+        "pipeline {}: {} added, {} updated, {} deleted, {} unchanged, {} metadata-only, {} skipped, {} failed",
+        s.pipeline, s.added, s.updated, s.deleted, s.unchanged, s.touched, s.skipped, s.failed
+    );
+    println!(
+        "  {} chunks written, {} texts embedded in {} requests; {:.2}s ({:.1} files/s, {:.1} chunks/s, {:.2} MB/s)",
+        s.chunks_written,
+        s.texts_embedded,
+        s.embed_requests,
+        secs,
+        handled as f64 / secs,
+        s.chunks_written as f64 / secs,
+        s.bytes_read as f64 / 1e6 / secs,
+    );
+    if s.held_back > 0 {
+        println!(
+            "  {} deletion(s) held back: a source folder could not be read",
+            s.held_back
+        );
+    }
+    for p in &s.scan_problems {
+        println!("  scan: {p}");
+    }
+    for f in &s.failures {
+        println!("  failed: {}: [{}] {}", f.path, f.kind, f.message);
+    }
+}
+
+async fn search(path: &std::path::Path, pipeline: &str, query: &str, k: usize) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let pc = app.select(Some(pipeline))?[0];
+    let pipeline = app.pipeline(pc)?;
+    let hits = pipeline.search(query, k).await?;
+    if hits.is_empty() {
+        println!("no results");
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let page = h.payload.page.map(|p| format!(" p.{p}")).unwrap_or_default();
+        let heading = if h.payload.headings.is_empty() {
+            String::new()
+        } else {
+            format!(" § {}", h.payload.headings.join(" › "))
+        };
+        println!("{:>2}. {:.3}  {}{page}{heading}", i + 1, h.score, h.payload.path);
+        println!("    {}", snippet(&h.payload.text, 200));
+    }
+    Ok(EXIT_OK)
+}
+
+/// The first `max` characters of `text` on one line.
+fn snippet(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}

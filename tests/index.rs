@@ -1,0 +1,207 @@
+//! `ragd index`: a folder of mixed documents into embedded Qdrant, through the
+//! project's Ollama-API embedding server, asserted on what ends up in Qdrant.
+
+use std::time::{Duration, SystemTime};
+
+use ragd::ledger::FileState;
+use ragd::pipeline::RunOptions;
+
+use crate::support::env::TestEnv;
+use crate::support::pdf::make_pdf;
+
+const GUIDE_MD: &str = "# Installation Guide\n\nInstall the zebrafish package with the usual tools.\n\n\
+## Configuration\n\nSet the marmalade option to true before the first start.\n";
+
+fn long_markdown(paragraphs: usize, word: &str) -> String {
+    let mut s = String::from("# Long document\n\n");
+    for i in 0..paragraphs {
+        s.push_str(&format!(
+            "## Section {i}\n\nParagraph {i} talks about {word} number {i} in some detail, \
+             with enough words to take up space in a chunk of four hundred characters. \
+             It continues for a while so that chunks are filled.\n\n"
+        ));
+    }
+    s
+}
+
+async fn seed(env: &TestEnv) {
+    env.write("guide.md", GUIDE_MD);
+    env.write("notes/plain.txt", "Plain text about the walrus migration season.\n");
+    env.write(
+        "page.html",
+        "<html><head><title>T</title><style>.x{color:red}</style><script>var hidden = 1;</script></head>\
+         <body><h1>Harbour</h1><p>The lighthouse keeper logs every ship.</p></body></html>",
+    );
+    env.write(
+        "report.pdf",
+        make_pdf(&["Quarterly figures for the orchard.", "Appendix about pelican nesting habits."]),
+    );
+    env.write("long.md", long_markdown(12, "astronomy"));
+}
+
+#[tokio::test]
+async fn index_mixed_folder_stores_every_file_with_citable_payloads() {
+    let env = TestEnv::new("").await;
+    seed(&env).await;
+    let s = env.index().await;
+    assert_eq!((s.added, s.failed, s.skipped), (5, 0, 0), "{s:?}");
+
+    // Exact point counts: small files are one chunk (PDF: one per page); the
+    // long file has as many points as the ledger says it has chunks.
+    assert_eq!(env.points("guide.md").await.len(), 1);
+    assert_eq!(env.points("notes/plain.txt").await.len(), 1);
+    assert_eq!(env.points("page.html").await.len(), 1);
+    assert_eq!(env.points("report.pdf").await.len(), 2);
+    let app = env.app();
+    let long = app.ledger.get("docs", "long.md").unwrap().unwrap();
+    assert_eq!(long.state, FileState::Indexed);
+    let long_points = env.points("long.md").await;
+    assert!(long.chunk_count > 3, "long.md should split: {}", long.chunk_count);
+    assert_eq!(long_points.len(), long.chunk_count as usize);
+    let indexes: Vec<u32> = long_points.iter().map(|p| p.payload.chunk_index).collect();
+    assert_eq!(indexes, (0..long.chunk_count).collect::<Vec<_>>());
+    assert_eq!(env.total_points().await, 5 + long.chunk_count as u64);
+
+    // Payloads carry what a citation needs.
+    let pdf = env.points("report.pdf").await;
+    assert_eq!(pdf[0].payload.page, Some(1));
+    assert_eq!(pdf[1].payload.page, Some(2));
+    assert!(pdf[1].payload.text.contains("pelican"));
+    let guide = &env.points("guide.md").await[0];
+    assert_eq!(guide.payload.pipeline, "docs");
+    assert_eq!(guide.payload.model, "hash-embed");
+    assert!(guide.payload.headings.first().is_some_and(|h| h.contains("Installation Guide")));
+    assert_eq!(guide.payload.content_hash.len(), 64);
+    assert_eq!(guide.payload.file_hash, ragd::document::sha256_hex(GUIDE_MD.as_bytes()));
+    assert!(guide.payload.modified > 1_600_000_000);
+    let html = &env.points("page.html").await[0];
+    assert!(html.payload.text.contains("lighthouse keeper"));
+    assert!(!html.payload.text.contains("hidden"), "script text leaked: {}", html.payload.text);
+
+    // Search finds the right file (and page).
+    let pipeline = env.pipeline(&app);
+    let hits = pipeline.search("pelican nesting habits", 3).await.unwrap();
+    assert_eq!(hits[0].payload.path, "report.pdf");
+    assert_eq!(hits[0].payload.page, Some(2));
+    let hits = pipeline.search("walrus migration", 3).await.unwrap();
+    assert_eq!(hits[0].payload.path, "notes/plain.txt");
+}
+
+#[tokio::test]
+async fn rerun_over_unchanged_folder_embeds_and_writes_nothing() {
+    let env = TestEnv::new("").await;
+    seed(&env).await;
+    env.index().await;
+    let embeds = env.embed.stats().requests;
+    let upserts = env.store.upserts();
+    let deletes = env.store.deletes();
+
+    let s = env.index().await;
+    assert_eq!(s.unchanged, 5, "{s:?}");
+    assert_eq!((s.added, s.updated, s.deleted, s.touched), (0, 0, 0, 0));
+    assert_eq!(env.embed.stats().requests, embeds, "no embedding calls");
+    assert_eq!(env.store.upserts(), upserts, "no upserts");
+    assert_eq!(env.store.deletes(), deletes, "no deletes");
+}
+
+#[tokio::test]
+async fn modified_file_replaces_its_chunks_and_deleted_file_leaves_none() {
+    let env = TestEnv::new("").await;
+    seed(&env).await;
+    env.index().await;
+    let before = env.points("long.md").await;
+    let old_hash = before[0].payload.content_hash.clone();
+
+    // Shorter new version: the leftovers of the old one must go.
+    env.write("long.md", long_markdown(4, "geology"));
+    let s = env.index().await;
+    assert_eq!(s.updated, 1, "{s:?}");
+    let after = env.points("long.md").await;
+    assert!(after.len() < before.len());
+    assert!(after.iter().all(|p| p.payload.content_hash != old_hash), "old chunks remain");
+    assert!(after.iter().any(|p| p.payload.text.contains("geology")));
+    assert!(after.iter().all(|p| !p.payload.text.contains("astronomy")));
+    let rec = env.app().ledger.get("docs", "long.md").unwrap().unwrap();
+    assert_eq!(rec.chunk_count as usize, after.len());
+
+    env.remove("report.pdf");
+    let s = env.index().await;
+    assert_eq!(s.deleted, 1);
+    assert!(env.points("report.pdf").await.is_empty());
+    assert!(env.app().ledger.get("docs", "report.pdf").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
+    let env = TestEnv::new("").await;
+    seed(&env).await;
+    env.index().await;
+    let embeds = env.embed.stats().requests;
+    let upserts = env.store.upserts();
+
+    // Same bytes, new mtime.
+    let f = std::fs::File::options().write(true).open(env.docs().join("guide.md")).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+    drop(f);
+    // New bytes, same visible text (an HTML comment).
+    env.write(
+        "page.html",
+        "<html><head><title>T</title><style>.x{color:red}</style><script>var hidden = 1;</script></head>\
+         <body><!-- edited --><h1>Harbour</h1><p>The lighthouse keeper logs every ship.</p></body></html>",
+    );
+    let s = env.index().await;
+    assert_eq!(s.touched, 2, "{s:?}");
+    assert_eq!(env.embed.stats().requests, embeds);
+    assert_eq!(env.store.upserts(), upserts);
+    let rec = env.app().ledger.get("docs", "page.html").unwrap().unwrap();
+    assert_eq!(rec.file_hash, ragd::document::sha256_hex(&std::fs::read(env.docs().join("page.html")).unwrap()));
+}
+
+#[tokio::test]
+async fn unsupported_and_bad_files_get_a_recorded_reason_and_the_rest_is_indexed() {
+    let env = TestEnv::new("include = [\"**/*\"]\n").await;
+    env.write("ok.md", "# Fine\n\nA perfectly good file about otters.\n");
+    env.write("picture.png", [0x89u8, b'P', b'N', b'G', 0, 1, 2, 3]);
+    env.write("broken.pdf", b"this is not a pdf at all, just bytes");
+    env.write("empty.txt", "");
+    let s = env.index().await;
+    assert_eq!(s.added, 1, "{s:?}");
+    assert_eq!(s.skipped, 1);
+    assert_eq!(s.failed, 2);
+    let app = env.app();
+    let png = app.ledger.get("docs", "picture.png").unwrap().unwrap();
+    assert_eq!(png.state, FileState::Skipped);
+    assert_eq!(png.error_kind.as_deref(), Some("unsupported_type"));
+    let pdf = app.ledger.get("docs", "broken.pdf").unwrap().unwrap();
+    assert_eq!(pdf.state, FileState::Failed);
+    assert_eq!(pdf.error_kind.as_deref(), Some("corrupt"));
+    let empty = app.ledger.get("docs", "empty.txt").unwrap().unwrap();
+    assert_eq!(empty.error_kind.as_deref(), Some("empty"));
+    drop(app); // one ragd per state directory: release the lock
+
+    // Permanent failures are not retried while the files are unchanged.
+    let embeds = env.embed.stats().requests;
+    let s = env.index().await;
+    assert_eq!((s.failed, s.skipped, s.unchanged), (0, 0, 4), "{s:?}");
+    assert_eq!(env.embed.stats().requests, embeds);
+}
+
+#[tokio::test]
+async fn unknown_model_is_a_clear_error_naming_the_model() {
+    let env = TestEnv::new("").await;
+    env.write("a.md", "# A\n\ntext\n");
+    let toml = std::fs::read_to_string(env.dir.path().join("pipelines/docs.toml")).unwrap();
+    std::fs::write(
+        env.dir.path().join("pipelines/docs.toml"),
+        toml.replace("model = \"hash-embed\"", "model = \"no-such-model\""),
+    )
+    .unwrap();
+    let app = env.app();
+    let err = env.pipeline(&app).run(RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("no-such-model"), "{err}");
+    // Nothing recorded as indexed; the next run with a good model indexes it.
+    assert_ne!(
+        app.ledger.get("docs", "a.md").unwrap().map(|r| r.state),
+        Some(FileState::Indexed)
+    );
+}

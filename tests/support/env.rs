@@ -1,0 +1,183 @@
+//! A throwaway ragd installation: a temp folder with `config/ragd.toml`,
+//! `pipelines/*.toml`, a documents folder and the project's embedding server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use ragd::app::App;
+use ragd::embed::server::EmbedServerHandle;
+use ragd::pipeline::{Pipeline, RunOptions, RunSummary};
+use ragd::store::edge::EdgeStore;
+use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore};
+
+use super::embed::{MODEL, start_embed_server};
+
+/// Dimension of the test embedding model.
+pub const DIM: usize = 64;
+
+/// Fields drop in order: the store must flush before its folder is removed.
+pub struct TestEnv {
+    /// Counts the writes that reach the embedded store.
+    pub store: Arc<CountingStore>,
+    pub embed: EmbedServerHandle,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// One pipeline `docs` over `<dir>/docs`, extra pipeline TOML appended.
+    pub async fn new(extra_pipeline_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let embed = start_embed_server(DIM).await;
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+        std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+        std::fs::write(
+            dir.path().join("config/ragd.toml"),
+            format!(
+                "state_dir = \"../state\"\npipelines_dir = \"../pipelines\"\n\
+                 [embedding]\nurl = \"{}\"\nmax_retries = 3\n",
+                embed.url()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pipelines/docs.toml"),
+            format!(
+                "sources = [\"../docs\"]\n{extra_pipeline_toml}\n[embedding]\nmodel = \"{MODEL}\"\n\
+                 batch_size = 8\n[chunking]\nmax_size = 400\noverlap = 40\n"
+            ),
+        )
+        .unwrap();
+        let store = Arc::new(CountingStore::new(
+            EdgeStore::open(&dir.path().join("state/qdrant")).expect("open edge store"),
+        ));
+        TestEnv { store, embed, dir }
+    }
+
+    pub fn docs(&self) -> PathBuf {
+        self.dir.path().join("docs")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config/ragd.toml")
+    }
+
+    /// Write a document (creating folders).
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
+        let p = self.docs().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.docs().join(rel)).unwrap();
+    }
+
+    /// Open the app the way the CLI does, but over the counting store.
+    pub fn app(&self) -> App {
+        let config = ragd::config::load(&self.config_path()).expect("valid config");
+        App::open_with(config, Some(self.store.clone())).expect("open app")
+    }
+
+    /// Run the `docs` pipeline once, like `ragd index`.
+    pub async fn index(&self) -> RunSummary {
+        let app = self.app();
+        let pipeline = self.pipeline(&app);
+        pipeline.run(RunOptions::default()).await.expect("run")
+    }
+
+    pub fn pipeline(&self, app: &App) -> Pipeline {
+        app.pipeline(app.config.pipeline("docs").expect("docs pipeline"))
+            .expect("build pipeline")
+    }
+
+    /// Points stored for one file.
+    pub async fn points(&self, rel: &str) -> Vec<StoredPoint> {
+        let mut pts = self
+            .store
+            .scroll("docs", &PointFilter::file("docs", rel), false)
+            .await
+            .unwrap_or_default();
+        pts.sort_by_key(|p| p.payload.chunk_index);
+        pts
+    }
+
+    pub async fn total_points(&self) -> u64 {
+        self.store.count("docs", &PointFilter::default()).await.unwrap_or(0)
+    }
+}
+
+/// A vector store that counts the calls that change data, over a real store.
+pub struct CountingStore {
+    inner: Box<dyn VectorStore>,
+    pub upserts: AtomicU64,
+    pub deletes: AtomicU64,
+}
+
+impl CountingStore {
+    pub fn new(inner: impl VectorStore + 'static) -> Self {
+        CountingStore {
+            inner: Box::new(inner),
+            upserts: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn upserts(&self) -> u64 {
+        self.upserts.load(Ordering::SeqCst)
+    }
+
+    pub fn deletes(&self) -> u64 {
+        self.deletes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl VectorStore for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ensure_collection(&self, c: &str, dim: usize) -> Result<(), StoreError> {
+        self.inner.ensure_collection(c, dim).await
+    }
+    async fn collection_dim(&self, c: &str) -> Result<Option<usize>, StoreError> {
+        self.inner.collection_dim(c).await
+    }
+    async fn upsert(&self, c: &str, points: Vec<StoredPoint>) -> Result<(), StoreError> {
+        self.upserts.fetch_add(1, Ordering::SeqCst);
+        self.inner.upsert(c, points).await
+    }
+    async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(c, f).await
+    }
+    async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
+        self.inner.count(c, f).await
+    }
+    async fn scroll(&self, c: &str, f: &PointFilter, v: bool) -> Result<Vec<StoredPoint>, StoreError> {
+        self.inner.scroll(c, f, v).await
+    }
+    async fn search(
+        &self,
+        c: &str,
+        v: Vec<f32>,
+        k: usize,
+        f: Option<&PointFilter>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        self.inner.search(c, v, k, f).await
+    }
+    async fn list_collections(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.list_collections().await
+    }
+    async fn delete_collection(&self, c: &str) -> Result<bool, StoreError> {
+        self.inner.delete_collection(c).await
+    }
+    async fn set_alias(&self, a: &str, c: &str) -> Result<(), StoreError> {
+        self.inner.set_alias(a, c).await
+    }
+    async fn resolve_alias(&self, a: &str) -> Result<Option<String>, StoreError> {
+        self.inner.resolve_alias(a).await
+    }
+}

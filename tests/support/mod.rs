@@ -1,0 +1,4 @@
+//! Shared helpers for the integration tests.
+pub mod pdf;
+pub mod embed;
+pub mod env;

@@ -1,0 +1,8 @@
+//! The one integration-test binary. Each module is a group of tests; `support`
+//! holds the shared helpers and in-process servers.
+
+mod support;
+mod embed;
+mod store;
+mod index;
+mod local_embed;
