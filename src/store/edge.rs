@@ -1,0 +1,758 @@
+//! Embedded Qdrant: one `qdrant_edge::EdgeShard` per collection, in
+//! `<root>/collections/<name>/`, and aliases in `<root>/aliases.json`.
+//!
+//! # Concurrency
+//!
+//! `EdgeShard` is synchronous and blocking, so every call into it runs on
+//! `spawn_blocking`. The catalog (which collections and aliases exist) sits
+//! behind one async `RwLock`: operations on points hold it for reading while they
+//! run, creating or deleting a collection and switching an alias hold it for
+//! writing. A collection therefore cannot vanish under a running operation, and an
+//! alias switch is seen by a reader either wholly or not at all.
+//!
+//! Writes to one shard are serialised by a per-shard mutex, because
+//! `EdgeShard::flush` takes its WAL and segment locks with `try_lock` and *panics*
+//! if another thread holds them; only writers (update, flush) contend for those.
+//!
+//! # Durability
+//!
+//! qdrant-edge 0.7.2 writes every update to its WAL (an mmap, not fsynced) and to
+//! the in-memory segments, but `EdgeShard::load` never replays the WAL: what
+//! survives a restart is what the segments flushed. So `upsert` and `delete` call
+//! `EdgeShard::flush` (WAL msync plus a synchronous forced flush of all segments)
+//! before returning; that is the only way a write is durable when the call returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use qdrant_edge::{
+    CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
+    NamedQuery, OperationError, Payload, PayloadFieldSchema, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
+    ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, VectorInternal,
+    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore};
+
+/// Payload fields that get a keyword index: the ones ragd filters on.
+const INDEXED_FIELDS: [&str; 3] = ["pipeline", "path", "content_hash"];
+
+/// Points per page when scrolling a whole filter.
+const SCROLL_PAGE: usize = 512;
+
+/// How long `delete_collection` waits for abandoned operations (a cancelled caller
+/// whose blocking task still runs) to let go of a shard before deleting its files.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const COLLECTIONS_DIR: &str = "collections";
+const ALIASES_FILE: &str = "aliases.json";
+/// Prefixes of scratch directories under `collections/`; never valid names, since
+/// names may not start with a dot.
+const CREATING_PREFIX: &str = ".creating-";
+const DELETING_PREFIX: &str = ".deleting-";
+
+/// Embedded Qdrant store rooted at one directory.
+///
+/// Every collection is loaded when the store opens; aliases live in
+/// `aliases.json`, written atomically.
+pub struct EdgeStore {
+    root: PathBuf,
+    catalog: RwLock<Catalog>,
+}
+
+/// What exists: loaded shards by real name, and aliases.
+struct Catalog {
+    collections: HashMap<String, Arc<Collection>>,
+    aliases: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// The real collection behind `name` (an alias or a collection name).
+    fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Collection>, StoreError> {
+        let real = self.resolve(name);
+        self.collections
+            .get(real)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchCollection(name.to_owned()))
+    }
+}
+
+/// One loaded shard.
+struct Collection {
+    name: String,
+    dim: usize,
+    shard: EdgeShard,
+    /// Serialises update + flush on this shard; see the module docs.
+    write_gate: Mutex<()>,
+}
+
+impl Collection {
+    /// Apply one update and make it durable.
+    fn update_durably(&self, op: UpdateOperation) -> Result<(), StoreError> {
+        // A poisoned gate only means an earlier writer panicked; the shard's own
+        // state is guarded by its own locks, so carrying on is safe.
+        let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.shard.update(op).map_err(|e| backend(&self.name, e))?;
+        self.shard.flush();
+        Ok(())
+    }
+}
+
+/// `aliases.json`, versioned so a later format can be told apart.
+#[derive(Debug, Serialize, Deserialize)]
+struct AliasFile {
+    version: u32,
+    aliases: BTreeMap<String, String>,
+}
+
+const ALIAS_FILE_VERSION: u32 = 1;
+
+impl EdgeStore {
+    /// Open (creating if needed) the store under `root` and load every collection.
+    ///
+    /// Blocks on disk IO; call it before the runtime gets busy or inside
+    /// `spawn_blocking`. Leftovers of an interrupted create or delete are removed.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let collections_dir = root.join(COLLECTIONS_DIR);
+        fs::create_dir_all(&collections_dir).map_err(|e| io_error(&collections_dir, e))?;
+
+        let mut collections = HashMap::new();
+        for entry in fs::read_dir(&collections_dir).map_err(|e| io_error(&collections_dir, e))? {
+            let entry = entry.map_err(|e| io_error(&collections_dir, e))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with(CREATING_PREFIX) || name.starts_with(DELETING_PREFIX) {
+                // A create that did not reach its rename, or a delete that did not
+                // finish removing: neither is a collection.
+                fs::remove_dir_all(&path).map_err(|e| io_error(&path, e))?;
+                continue;
+            }
+            if !path.is_dir() || validate_name(&name).is_err() {
+                continue;
+            }
+            let collection = load_collection(&name, &path)?;
+            collections.insert(name, Arc::new(collection));
+        }
+
+        let aliases_path = root.join(ALIASES_FILE);
+        let mut aliases = match fs::read(&aliases_path) {
+            Ok(bytes) => {
+                let file: AliasFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Backend(format!("{}: {e}", aliases_path.display())))?;
+                if file.version != ALIAS_FILE_VERSION {
+                    return Err(StoreError::Backend(format!(
+                        "{}: unknown version {}",
+                        aliases_path.display(),
+                        file.version
+                    )));
+                }
+                file.aliases
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_error(&aliases_path, e)),
+        };
+        // An alias whose collection is gone (deleted by hand) resolves to nothing;
+        // dropping it here keeps `resolve_alias` honest.
+        aliases.retain(|_, target| collections.contains_key(target));
+
+        Ok(EdgeStore {
+            root: root.to_owned(),
+            catalog: RwLock::new(Catalog {
+                collections,
+                aliases,
+            }),
+        })
+    }
+
+    fn collections_dir(&self) -> PathBuf {
+        self.root.join(COLLECTIONS_DIR)
+    }
+
+    /// Persist `aliases`, then let the caller install them in memory: the file
+    /// never lags behind what readers saw.
+    async fn save_aliases(&self, aliases: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let path = self.root.join(ALIASES_FILE);
+        let bytes = serde_json::to_vec_pretty(&AliasFile {
+            version: ALIAS_FILE_VERSION,
+            aliases: aliases.clone(),
+        })
+        .map_err(|e| StoreError::Backend(format!("encoding aliases: {e}")))?;
+        blocking(move || write_atomically(&path, &bytes)).await
+    }
+}
+
+#[async_trait]
+impl VectorStore for EdgeStore {
+    fn backend(&self) -> &'static str {
+        "edge"
+    }
+
+    async fn ensure_collection(&self, collection: &str, dim: usize) -> Result<(), StoreError> {
+        validate_name(collection)?;
+        if dim == 0 {
+            return Err(StoreError::Backend(format!(
+                "collection {collection:?}: vector dimension must be positive"
+            )));
+        }
+        let mut catalog = self.catalog.write().await;
+        let real = catalog.resolve(collection).to_owned();
+        if let Some(existing) = catalog.collections.get(&real) {
+            return check_dim(&real, existing.dim, dim);
+        }
+
+        let dir = self.collections_dir();
+        let name = real.clone();
+        let created = blocking(move || create_collection(&dir, &name, dim)).await?;
+        catalog.collections.insert(real, Arc::new(created));
+        Ok(())
+    }
+
+    async fn collection_dim(&self, collection: &str) -> Result<Option<usize>, StoreError> {
+        let catalog = self.catalog.read().await;
+        let real = catalog.resolve(collection);
+        Ok(catalog.collections.get(real).map(|c| c.dim))
+    }
+
+    async fn upsert(&self, collection: &str, points: Vec<StoredPoint>) -> Result<(), StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        if points.is_empty() {
+            return Ok(());
+        }
+        for point in &points {
+            check_dim(&target.name, target.dim, point.vector.len())?;
+        }
+        let points = points
+            .into_iter()
+            .map(to_edge_point)
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(points),
+        ));
+        blocking(move || target.update_durably(op)).await
+    }
+
+    async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        // An empty `PointFilter` matches every point, as documented on the trait.
+        let filter = to_edge_filter(filter).unwrap_or_default();
+        let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
+        blocking(move || target.update_durably(op)).await
+    }
+
+    async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let request = CountRequest {
+            filter: to_edge_filter(filter),
+            exact: true,
+        };
+        blocking(move || {
+            target
+                .shard
+                .count(request)
+                .map(|n| n as u64)
+                .map_err(|e| backend(&target.name, e))
+        })
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let filter = to_edge_filter(filter);
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut offset = None;
+            loop {
+                let request = ScrollRequest {
+                    offset,
+                    limit: Some(SCROLL_PAGE),
+                    filter: filter.clone(),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(with_vectors),
+                    order_by: None,
+                };
+                let (records, next) = target
+                    .shard
+                    .scroll(request)
+                    .map_err(|e| backend(&target.name, e))?;
+                for record in records {
+                    out.push(StoredPoint {
+                        id: from_edge_id(record.id)?,
+                        vector: match record.vector {
+                            Some(v) if with_vectors => from_edge_vector(record.id, v)?,
+                            _ => Vec::new(),
+                        },
+                        payload: from_edge_payload(record.id, record.payload)?,
+                    });
+                }
+                match next {
+                    Some(next) => offset = Some(next),
+                    None => return Ok(out),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        collection: &str,
+        vector: Vec<f32>,
+        limit: usize,
+        filter: Option<&PointFilter>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        check_dim(&target.name, target.dim, vector.len())?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(
+                NamedQuery::default_dense(vector),
+            ))),
+            filter: filter.and_then(to_edge_filter),
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        blocking(move || {
+            let scored = target
+                .shard
+                .query(request)
+                .map_err(|e| backend(&target.name, e))?;
+            scored
+                .into_iter()
+                .map(|p| {
+                    Ok(SearchHit {
+                        id: from_edge_id(p.id)?,
+                        score: p.score,
+                        payload: from_edge_payload(p.id, p.payload)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>, StoreError> {
+        let catalog = self.catalog.read().await;
+        let mut names: Vec<String> = catalog.collections.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn delete_collection(&self, collection: &str) -> Result<bool, StoreError> {
+        let mut catalog = self.catalog.write().await;
+        let real = catalog.resolve(collection).to_owned();
+        let Some(removed) = catalog.collections.remove(&real) else {
+            return Ok(false);
+        };
+
+        // Like a Qdrant server, deleting a collection deletes the aliases that
+        // point at it. Persist that first: if it fails, nothing has changed.
+        let mut aliases = catalog.aliases.clone();
+        aliases.retain(|_, target| *target != real);
+        if aliases != catalog.aliases {
+            if let Err(e) = self.save_aliases(&aliases).await {
+                catalog.collections.insert(real, removed);
+                return Err(e);
+            }
+            catalog.aliases = aliases;
+        }
+
+        let dir = self.collections_dir();
+        blocking(move || {
+            // Drop the shard (which flushes it) before its files go away. Only an
+            // abandoned blocking task can still hold a clone while we hold the
+            // catalog for writing; give it time to finish.
+            let deadline = Instant::now() + RELEASE_TIMEOUT;
+            let mut removed = removed;
+            loop {
+                match Arc::try_unwrap(removed) {
+                    Ok(collection) => {
+                        drop(collection);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        removed = still_shared;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Backend(format!(
+                            "collection {real:?} is still in use; not deleting its files"
+                        )));
+                    }
+                }
+            }
+            // Rename first so a crash mid-removal leaves a `.deleting-` leftover
+            // that `open` cleans up, never a half-deleted collection.
+            let from = dir.join(&real);
+            let to = dir.join(format!("{DELETING_PREFIX}{real}-{}", Uuid::new_v4()));
+            fs::rename(&from, &to).map_err(|e| io_error(&from, e))?;
+            sync_dir(&dir)?;
+            fs::remove_dir_all(&to).map_err(|e| io_error(&to, e))
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), StoreError> {
+        validate_name(alias)?;
+        validate_name(collection)?;
+        let mut catalog = self.catalog.write().await;
+        if !catalog.collections.contains_key(collection) {
+            return Err(StoreError::NoSuchCollection(collection.to_owned()));
+        }
+        if catalog.collections.contains_key(alias) {
+            return Err(StoreError::Backend(format!(
+                "cannot make {alias:?} an alias: a collection has that name"
+            )));
+        }
+        if catalog.aliases.get(alias).map(String::as_str) == Some(collection) {
+            return Ok(());
+        }
+        let mut aliases = catalog.aliases.clone();
+        aliases.insert(alias.to_owned(), collection.to_owned());
+        self.save_aliases(&aliases).await?;
+        catalog.aliases = aliases;
+        Ok(())
+    }
+
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.catalog.read().await.aliases.get(alias).cloned())
+    }
+}
+
+/// A collection or alias name must be one directory name: it becomes a path.
+fn validate_name(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| {
+        Err(StoreError::Backend(format!(
+            "invalid collection name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 255 {
+        return bad("longer than 255 bytes");
+    }
+    if name.contains("..") {
+        return bad("contains \"..\"");
+    }
+    if name.starts_with('.') {
+        return bad("starts with a dot");
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
+    {
+        return bad("contains a path separator or control character");
+    }
+    Ok(())
+}
+
+fn check_dim(collection: &str, existing: usize, requested: usize) -> Result<(), StoreError> {
+    if existing == requested {
+        Ok(())
+    } else {
+        Err(StoreError::DimensionMismatch {
+            collection: collection.to_owned(),
+            existing,
+            requested,
+        })
+    }
+}
+
+fn edge_config(dim: usize) -> EdgeConfig {
+    EdgeConfig::builder()
+        .vector(
+            DEFAULT_VECTOR_NAME,
+            EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build(),
+        )
+        .build()
+}
+
+/// Create `<dir>/<name>` with its payload indexes, atomically: the shard is built
+/// in a scratch directory, closed (which flushes it) and renamed into place, so a
+/// crash never leaves a collection without its indexes.
+fn create_collection(dir: &Path, name: &str, dim: usize) -> Result<Collection, StoreError> {
+    let scratch = dir.join(format!("{CREATING_PREFIX}{name}-{}", Uuid::new_v4()));
+    let built = (|| {
+        fs::create_dir(&scratch).map_err(|e| io_error(&scratch, e))?;
+        let shard = EdgeShard::new(&scratch, edge_config(dim)).map_err(|e| backend(name, e))?;
+        for field in INDEXED_FIELDS {
+            let op = UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                CreateIndex {
+                    field_name: json_path(field),
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                },
+            ));
+            shard.update(op).map_err(|e| backend(name, e))?;
+        }
+        drop(shard); // flushes
+        Ok(())
+    })();
+    if let Err(e) = built {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(e);
+    }
+
+    let path = dir.join(name);
+    fs::rename(&scratch, &path).map_err(|e| io_error(&path, e))?;
+    sync_dir(dir)?;
+    load_collection(name, &path)
+}
+
+fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
+    // Fails with "Can't init WAL: WouldBlock" when another store (another ragd
+    // process) has this directory open: qdrant-edge locks its WAL.
+    let shard = EdgeShard::load(path, None).map_err(|e| {
+        StoreError::Backend(format!(
+            "loading collection {name:?} from {} (is another process using it?): {e}",
+            path.display()
+        ))
+    })?;
+    let dim = shard
+        .config()
+        .vectors
+        .get(DEFAULT_VECTOR_NAME)
+        .map(|v| v.size)
+        .ok_or_else(|| {
+            StoreError::Backend(format!(
+                "collection {name:?} at {} has no default dense vector",
+                path.display()
+            ))
+        })?;
+    Ok(Collection {
+        name: name.to_owned(),
+        dim,
+        shard,
+        write_gate: Mutex::new(()),
+    })
+}
+
+fn json_path(field: &str) -> JsonPath {
+    JsonPath {
+        first_key: field.to_owned(),
+        rest: Vec::new(),
+    }
+}
+
+fn keyword(field: &str, value: &str) -> qdrant_edge::Condition {
+    qdrant_edge::Condition::Field(FieldCondition::new_match(
+        json_path(field),
+        Match::new_value(ValueVariants::String(value.to_owned())),
+    ))
+}
+
+/// `None` when the filter has no conditions (matches everything).
+fn to_edge_filter(filter: &PointFilter) -> Option<Filter> {
+    let mut must = Vec::new();
+    if let Some(pipeline) = &filter.pipeline {
+        must.push(keyword("pipeline", pipeline));
+    }
+    if let Some(path) = &filter.path {
+        must.push(keyword("path", path));
+    }
+    let must_not: Vec<_> = filter
+        .content_hash_not
+        .iter()
+        .map(|hash| keyword("content_hash", hash))
+        .collect();
+    if must.is_empty() && must_not.is_empty() {
+        return None;
+    }
+    Some(Filter {
+        should: None,
+        min_should: None,
+        must: (!must.is_empty()).then_some(must),
+        must_not: (!must_not.is_empty()).then_some(must_not),
+    })
+}
+
+fn to_edge_point(point: StoredPoint) -> Result<PointStructPersisted, StoreError> {
+    let payload = match serde_json::to_value(&point.payload) {
+        Ok(serde_json::Value::Object(map)) => Payload(map),
+        Ok(other) => {
+            return Err(StoreError::BadPayload {
+                id: point.id.to_string(),
+                detail: format!("payload is not a JSON object: {other}"),
+            });
+        }
+        Err(e) => {
+            return Err(StoreError::BadPayload {
+                id: point.id.to_string(),
+                detail: e.to_string(),
+            });
+        }
+    };
+    Ok(PointStructPersisted {
+        id: PointId::Uuid(point.id),
+        vector: VectorStructPersisted::from(VectorStructInternal::Single(point.vector)),
+        payload: Some(payload),
+    })
+}
+
+fn from_edge_id(id: PointId) -> Result<Uuid, StoreError> {
+    match id {
+        PointId::Uuid(uuid) => Ok(uuid),
+        PointId::NumId(n) => Err(StoreError::BadPayload {
+            id: n.to_string(),
+            detail: "numeric point id; ragd writes only UUIDs".to_owned(),
+        }),
+    }
+}
+
+fn from_edge_payload(id: PointId, payload: Option<Payload>) -> Result<PointPayload, StoreError> {
+    let map = payload.map(|p| p.0).unwrap_or_default();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| StoreError::BadPayload {
+        id: id.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn from_edge_vector(id: PointId, vector: VectorStructInternal) -> Result<Vec<f32>, StoreError> {
+    let dense = match vector {
+        VectorStructInternal::Single(v) => Some(v),
+        VectorStructInternal::Named(mut named) => match named.remove(DEFAULT_VECTOR_NAME) {
+            Some(VectorInternal::Dense(v)) => Some(v),
+            _ => None,
+        },
+        VectorStructInternal::MultiDense(_) => None,
+    };
+    dense.ok_or_else(|| StoreError::BadPayload {
+        id: id.to_string(),
+        detail: "stored vector is not a single dense vector".to_owned(),
+    })
+}
+
+fn backend(collection: &str, err: OperationError) -> StoreError {
+    StoreError::Backend(format!("collection {collection:?}: {err}"))
+}
+
+fn io_error(path: &Path, err: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{}: {err}", path.display()))
+}
+
+/// Run blocking shard work off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("embedded store task failed: {e}")))?
+}
+
+/// Write `bytes` to `path` so that a crash leaves either the old or the new file:
+/// temp file, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| StoreError::Backend(format!("{} has no parent", path.display())))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
+    file.sync_all().map_err(|e| io_error(&tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    sync_dir(dir)
+}
+
+/// Make a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conditions(filter: &Filter) -> (Vec<String>, Vec<String>) {
+        let show = |c: &Option<Vec<qdrant_edge::Condition>>| {
+            c.iter()
+                .flatten()
+                .map(|c| match c {
+                    qdrant_edge::Condition::Field(f) => {
+                        format!("{}={:?}", f.key.first_key, f.r#match)
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        (show(&filter.must), show(&filter.must_not))
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        assert!(to_edge_filter(&PointFilter::default()).is_none());
+    }
+
+    #[test]
+    fn file_filter_is_two_musts() {
+        let filter = to_edge_filter(&PointFilter::file("docs", "a/b.md")).unwrap();
+        let (must, must_not) = conditions(&filter);
+        assert_eq!(must.len(), 2);
+        assert!(must[0].starts_with("pipeline=") && must[0].contains("\"docs\""));
+        assert!(must[1].starts_with("path=") && must[1].contains("\"a/b.md\""));
+        assert!(must_not.is_empty());
+        assert!(filter.should.is_none());
+    }
+
+    #[test]
+    fn content_hash_not_is_a_must_not() {
+        let filter = to_edge_filter(&PointFilter {
+            content_hash_not: Some("h2".into()),
+            ..PointFilter::file("docs", "a.md")
+        })
+        .unwrap();
+        let (must, must_not) = conditions(&filter);
+        assert_eq!(must.len(), 2);
+        assert_eq!(must_not.len(), 1);
+        assert!(must_not[0].starts_with("content_hash=") && must_not[0].contains("\"h2\""));
+    }
+
+    #[test]
+    fn names_that_escape_the_root_are_rejected() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\\b", ".hidden", "a..b", "a\0b",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in ["ragd", "ragd_docs-v2", "docs.v1", "Ünïcode"] {
+            assert!(validate_name(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Vector storage: where embedded chunks live and are searched.
+//!
+//! [`VectorStore`] is implemented by `edge` (embedded Qdrant, the default when no
+//! server is configured) and `qdrant` (a Qdrant server over gRPC). Both are tested
+//! by the same suite.
+
+pub mod edge;
+pub mod qdrant;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What ragd stores with every point: enough to cite the chunk and to find all
+/// points of one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointPayload {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Path relative to the pipeline's source folder, `/`-separated.
+    pub path: String,
+    /// Position of the chunk in the file, from 0.
+    pub chunk_index: u32,
+    /// The chunk text.
+    pub text: String,
+    /// PDF page of the chunk's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Markdown heading trail, outermost first.
+    #[serde(default)]
+    pub headings: Vec<String>,
+    /// Hash of the extracted text of the file version this chunk belongs to.
+    pub content_hash: String,
+    /// SHA-256 of the file's bytes.
+    pub file_hash: String,
+    /// File modification time, seconds since the Unix epoch.
+    pub modified: i64,
+    /// Embedding model that made the vector.
+    pub model: String,
+}
+
+/// A point to write or one read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    pub id: Uuid,
+    /// Empty when read back without vectors.
+    pub vector: Vec<f32>,
+    pub payload: PointPayload,
+}
+
+/// Which points an operation applies to. All set fields must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PointFilter {
+    pub pipeline: Option<String>,
+    pub path: Option<String>,
+    /// Matches points whose `content_hash` is NOT this value: "the old versions".
+    pub content_hash_not: Option<String>,
+}
+
+impl PointFilter {
+    /// All points of one file.
+    pub fn file(pipeline: &str, path: &str) -> Self {
+        PointFilter {
+            pipeline: Some(pipeline.to_owned()),
+            path: Some(path.to_owned()),
+            content_hash_not: None,
+        }
+    }
+
+    /// All points of one pipeline.
+    pub fn pipeline(pipeline: &str) -> Self {
+        PointFilter {
+            pipeline: Some(pipeline.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub id: Uuid,
+    pub score: f32,
+    pub payload: PointPayload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "collection {collection:?} has vectors of dimension {existing}, but the model gives {requested}"
+    )]
+    DimensionMismatch {
+        collection: String,
+        existing: usize,
+        requested: usize,
+    },
+    #[error("collection {0:?} does not exist")]
+    NoSuchCollection(String),
+    /// The outcome is unknown or the server is unavailable; retrying the same
+    /// idempotent write is safe.
+    #[error("vector store unavailable: {0}")]
+    Transient(String),
+    #[error("vector store error: {0}")]
+    Backend(String),
+    #[error("stored point {id} has an unreadable payload: {detail}")]
+    BadPayload { id: String, detail: String },
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// A place to keep vectors.
+///
+/// Contract: every write is idempotent by point id and durable when the call
+/// returns (server: `wait=true`; embedded: WAL and segments flushed). Collection names
+/// passed in may be aliases; reads and writes go to what the alias points at.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// "edge" or "qdrant", for messages.
+    fn backend(&self) -> &'static str;
+
+    /// Create `collection` (cosine distance, `dim`) with payload indexes on
+    /// `pipeline`, `path` and `content_hash`, unless it exists. An existing one with
+    /// another dimension is a [`StoreError::DimensionMismatch`].
+    async fn ensure_collection(&self, collection: &str, dim: usize) -> Result<(), StoreError>;
+
+    /// The vector dimension of `collection`, or `None` if it does not exist.
+    async fn collection_dim(&self, collection: &str) -> Result<Option<usize>, StoreError>;
+
+    /// Insert or overwrite points by id.
+    async fn upsert(&self, collection: &str, points: Vec<StoredPoint>) -> Result<(), StoreError>;
+
+    /// Delete every point matching `filter`.
+    async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError>;
+
+    /// Exact count of points matching `filter`.
+    async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError>;
+
+    /// All points matching `filter` (paged internally), vectors included if asked.
+    async fn scroll(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError>;
+
+    /// The `limit` nearest points to `vector`, best first.
+    async fn search(
+        &self,
+        collection: &str,
+        vector: Vec<f32>,
+        limit: usize,
+        filter: Option<&PointFilter>,
+    ) -> Result<Vec<SearchHit>, StoreError>;
+
+    /// Real collections (not aliases).
+    async fn list_collections(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Delete a collection; `false` if it did not exist.
+    async fn delete_collection(&self, collection: &str) -> Result<bool, StoreError>;
+
+    /// Atomically point `alias` at `collection`: a reader sees either the old
+    /// target or the new one, never neither.
+    async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), StoreError>;
+
+    /// The collection `alias` points at, if it is an alias.
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, StoreError>;
+}

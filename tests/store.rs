@@ -1,0 +1,602 @@
+//! The vector store suite, written once against `&dyn VectorStore`.
+//!
+//! Every case runs against the embedded store (`EdgeStore` in a temp dir) and,
+//! when `QDRANT_URL` is set (e.g. `http://127.0.0.1:6334`, key in
+//! `QDRANT_API_KEY`), against that Qdrant server too, in collections with unique
+//! names that are deleted afterwards.
+
+use ragd::store::edge::EdgeStore;
+use ragd::store::qdrant::QdrantStore;
+use ragd::store::{PointFilter, PointPayload, StoreError, StoredPoint, VectorStore};
+use uuid::Uuid;
+
+const DIM: usize = 4;
+
+/// A point of file `path` in pipeline `pipeline`, version `hash`; the id is
+/// derived from all three and the chunk index, like real chunk ids.
+fn point(pipeline: &str, path: &str, chunk: u32, hash: &str, vector: [f32; DIM]) -> StoredPoint {
+    let id = Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("{pipeline}/{path}/{hash}/{chunk}").as_bytes(),
+    );
+    StoredPoint {
+        id,
+        vector: vector.to_vec(),
+        payload: PointPayload {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            chunk_index: chunk,
+            text: format!("chunk {chunk} of {path} ({hash})"),
+            page: chunk.is_multiple_of(2).then_some(chunk + 1),
+            headings: vec!["Title".to_owned(), format!("Section {chunk}")],
+            content_hash: hash.to_owned(),
+            file_hash: format!("file-{hash}"),
+            modified: 1_700_000_000 + i64::from(chunk),
+            model: "test-embed".to_owned(),
+        },
+    }
+}
+
+/// `n` chunks of one file version, each with a different direction.
+fn file_points(pipeline: &str, path: &str, hash: &str, n: u32) -> Vec<StoredPoint> {
+    (0..n)
+        .map(|i| {
+            let x = i as f32;
+            point(pipeline, path, i, hash, [1.0, x, 0.5, -x])
+        })
+        .collect()
+}
+
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / norm).collect()
+}
+
+fn assert_close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} != {b:?}");
+    }
+}
+
+fn sorted_ids(points: &[StoredPoint]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+    ids.sort();
+    ids
+}
+
+// ---- the cases -------------------------------------------------------------
+//
+// Each takes the store and a prefix unique to this run, and names its
+// collections `<prefix>_<something>`.
+
+async fn ensure_collection_is_idempotent_and_checks_dimension(
+    store: &dyn VectorStore,
+    prefix: &str,
+) {
+    let c = format!("{prefix}_c");
+    assert_eq!(store.collection_dim(&c).await.unwrap(), None);
+    store.ensure_collection(&c, DIM).await.unwrap();
+    store.ensure_collection(&c, DIM).await.unwrap();
+    assert_eq!(store.collection_dim(&c).await.unwrap(), Some(DIM));
+    assert!(store.list_collections().await.unwrap().contains(&c));
+
+    match store.ensure_collection(&c, DIM + 1).await {
+        Err(StoreError::DimensionMismatch {
+            existing,
+            requested,
+            ..
+        }) => assert_eq!((existing, requested), (DIM, DIM + 1)),
+        other => panic!("expected a dimension mismatch, got {other:?}"),
+    }
+    // The failed call changed nothing.
+    assert_eq!(store.collection_dim(&c).await.unwrap(), Some(DIM));
+}
+
+async fn missing_collection_is_reported(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_missing");
+    let err = store
+        .count(&c, &PointFilter::default())
+        .await
+        .expect_err("count on a missing collection");
+    assert!(matches!(err, StoreError::NoSuchCollection(_)), "{err:?}");
+    let err = store
+        .upsert(&c, file_points("p", "a.md", "h1", 1))
+        .await
+        .expect_err("upsert into a missing collection");
+    assert!(matches!(err, StoreError::NoSuchCollection(_)), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(!store.delete_collection(&c).await.unwrap());
+}
+
+async fn upsert_then_count_per_file(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_count");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    store
+        .upsert(&c, file_points("docs", "a.md", "h1", 3))
+        .await
+        .unwrap();
+    store
+        .upsert(&c, file_points("docs", "dir/b.md", "h1", 2))
+        .await
+        .unwrap();
+    // Same path in another pipeline: must not be counted as docs' a.md.
+    store
+        .upsert(&c, file_points("notes", "a.md", "h1", 4))
+        .await
+        .unwrap();
+
+    let count = |f: PointFilter| {
+        let c = c.clone();
+        async move { store.count(&c, &f).await.unwrap() }
+    };
+    assert_eq!(count(PointFilter::file("docs", "a.md")).await, 3);
+    assert_eq!(count(PointFilter::file("docs", "dir/b.md")).await, 2);
+    assert_eq!(count(PointFilter::file("notes", "a.md")).await, 4);
+    assert_eq!(count(PointFilter::file("docs", "nope.md")).await, 0);
+    assert_eq!(count(PointFilter::pipeline("docs")).await, 5);
+    assert_eq!(count(PointFilter::default()).await, 9);
+}
+
+async fn upserting_the_same_ids_twice_overwrites(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_twice");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let points = file_points("docs", "a.md", "h1", 3);
+    store.upsert(&c, points.clone()).await.unwrap();
+    store.upsert(&c, points.clone()).await.unwrap();
+    assert_eq!(store.count(&c, &PointFilter::default()).await.unwrap(), 3);
+
+    // Same id, new payload: the point is replaced, not duplicated.
+    let mut changed = points[1].clone();
+    changed.payload.text = "rewritten".to_owned();
+    store.upsert(&c, vec![changed.clone()]).await.unwrap();
+    let all = store
+        .scroll(&c, &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let got = all.iter().find(|p| p.id == changed.id).unwrap();
+    assert_eq!(got.payload, changed.payload);
+
+    // An empty batch is a no-op.
+    store.upsert(&c, Vec::new()).await.unwrap();
+    assert_eq!(store.count(&c, &PointFilter::default()).await.unwrap(), 3);
+}
+
+async fn delete_old_versions_keeps_the_current_one(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_versions");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let old = file_points("docs", "a.md", "h1", 3);
+    let new = file_points("docs", "a.md", "h2", 2);
+    let other = file_points("docs", "b.md", "h1", 2);
+    for batch in [&old, &new, &other] {
+        store.upsert(&c, batch.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .count(&c, &PointFilter::file("docs", "a.md"))
+            .await
+            .unwrap(),
+        5
+    );
+
+    let old_versions = PointFilter {
+        content_hash_not: Some("h2".to_owned()),
+        ..PointFilter::file("docs", "a.md")
+    };
+    assert_eq!(store.count(&c, &old_versions).await.unwrap(), 3);
+    store.delete(&c, &old_versions).await.unwrap();
+
+    let left = store
+        .scroll(&c, &PointFilter::file("docs", "a.md"), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&left), sorted_ids(&new));
+    assert!(left.iter().all(|p| p.payload.content_hash == "h2"));
+    // b.md has the same old hash but is another file: untouched.
+    assert_eq!(
+        store
+            .count(&c, &PointFilter::file("docs", "b.md"))
+            .await
+            .unwrap(),
+        2
+    );
+
+    // Deleting a whole file.
+    store
+        .delete(&c, &PointFilter::file("docs", "b.md"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .count(&c, &PointFilter::file("docs", "b.md"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.count(&c, &PointFilter::default()).await.unwrap(), 2);
+}
+
+async fn search_returns_the_nearest_first(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_search");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let east = point("docs", "east.md", 0, "h", [1.0, 0.0, 0.0, 0.0]);
+    let north = point("docs", "north.md", 0, "h", [0.0, 1.0, 0.0, 0.0]);
+    let north_east = point("docs", "ne.md", 0, "h", [0.7, 0.7, 0.0, 0.0]);
+    let up = point("other", "up.md", 0, "h", [0.0, 0.0, 1.0, 0.0]);
+    store
+        .upsert(
+            &c,
+            vec![east.clone(), north.clone(), north_east.clone(), up.clone()],
+        )
+        .await
+        .unwrap();
+
+    // Scaled query: cosine ignores length.
+    let hits = store
+        .search(&c, vec![0.0, 3.0, 0.1, 0.0], 3, None)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].id, north.id);
+    assert_eq!(hits[0].payload, north.payload);
+    assert_eq!(hits[1].id, north_east.id);
+    assert!(
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "{hits:?}"
+    );
+    assert!(
+        hits[0].score > 0.99 && hits[0].score <= 1.0 + 1e-5,
+        "{}",
+        hits[0].score
+    );
+
+    // A filter restricts the candidates; limit bounds the answer.
+    let only_docs = PointFilter::pipeline("docs");
+    let hits = store
+        .search(&c, vec![0.0, 0.0, 1.0, 0.0], 10, Some(&only_docs))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits.iter().all(|h| h.payload.pipeline == "docs"));
+    let hits = store
+        .search(
+            &c,
+            vec![1.0, 0.0, 0.0, 0.0],
+            1,
+            Some(&PointFilter::file("docs", "east.md")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].id, east.id);
+    assert_eq!(hits[0].payload, east.payload);
+}
+
+async fn scroll_with_and_without_vectors(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_scroll");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    // More than one scroll page, so paging is exercised.
+    let many = file_points("docs", "big.md", "h1", 700);
+    store.upsert(&c, many.clone()).await.unwrap();
+    let small = file_points("docs", "small.md", "h1", 3);
+    store.upsert(&c, small.clone()).await.unwrap();
+
+    let bare = store
+        .scroll(&c, &PointFilter::file("docs", "big.md"), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&bare), sorted_ids(&many));
+    assert!(bare.iter().all(|p| p.vector.is_empty()));
+    for p in &bare {
+        let original = many.iter().find(|m| m.id == p.id).unwrap();
+        assert_eq!(p.payload, original.payload);
+    }
+
+    let full = store
+        .scroll(&c, &PointFilter::file("docs", "small.md"), true)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&full), sorted_ids(&small));
+    for p in &full {
+        let original = small.iter().find(|m| m.id == p.id).unwrap();
+        assert_eq!(p.payload, original.payload);
+        // Cosine collections store vectors normalised.
+        assert_close(&p.vector, &normalized(&original.vector));
+    }
+
+    let all = store
+        .scroll(&c, &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 703);
+}
+
+async fn alias_switch_moves_readers_to_the_new_collection(store: &dyn VectorStore, prefix: &str) {
+    let alias = format!("{prefix}_live");
+    let v1 = format!("{prefix}_v1");
+    let v2 = format!("{prefix}_v2");
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), None);
+
+    store.ensure_collection(&v1, DIM).await.unwrap();
+    store
+        .upsert(&v1, file_points("docs", "a.md", "h1", 1))
+        .await
+        .unwrap();
+    store.set_alias(&alias, &v1).await.unwrap();
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(v1.clone()));
+    assert_eq!(
+        store.count(&alias, &PointFilter::default()).await.unwrap(),
+        1
+    );
+    assert_eq!(store.collection_dim(&alias).await.unwrap(), Some(DIM));
+
+    store.ensure_collection(&v2, DIM).await.unwrap();
+    let v2_points = file_points("docs", "a.md", "h2", 2);
+    store.upsert(&v2, v2_points.clone()).await.unwrap();
+    store.set_alias(&alias, &v2).await.unwrap();
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(v2.clone()));
+    // Setting the same target again is harmless.
+    store.set_alias(&alias, &v2).await.unwrap();
+
+    let via_alias = store
+        .scroll(&alias, &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&via_alias), sorted_ids(&v2_points));
+    let hits = store
+        .search(&alias, vec![1.0, 0.0, 0.5, 0.0], 5, None)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h.payload.content_hash == "h2"));
+    // Writes through the alias land in v2; ensure_collection through it is a check.
+    store
+        .upsert(&alias, file_points("docs", "b.md", "h1", 1))
+        .await
+        .unwrap();
+    assert_eq!(store.count(&v2, &PointFilter::default()).await.unwrap(), 3);
+    store.ensure_collection(&alias, DIM).await.unwrap();
+
+    let names = store.list_collections().await.unwrap();
+    assert!(names.contains(&v1) && names.contains(&v2));
+    assert!(
+        !names.contains(&alias),
+        "aliases are not collections: {names:?}"
+    );
+
+    assert!(store.delete_collection(&v1).await.unwrap());
+    assert!(!store.delete_collection(&v1).await.unwrap());
+    assert_eq!(store.collection_dim(&v1).await.unwrap(), None);
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(v2.clone()));
+    assert_eq!(
+        store.count(&alias, &PointFilter::default()).await.unwrap(),
+        3
+    );
+
+    // Pointing an alias at nothing is refused and leaves it as it was.
+    let err = store
+        .set_alias(&alias, &v1)
+        .await
+        .expect_err("alias to a deleted collection");
+    assert!(matches!(err, StoreError::NoSuchCollection(_)), "{err:?}");
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(v2.clone()));
+}
+
+// ---- running them ------------------------------------------------------------
+
+/// A unique collection-name prefix, so server runs do not collide.
+fn unique_prefix(case: &str) -> String {
+    let short: String = case.chars().take(24).collect();
+    format!(
+        "ragdtest_{short}_{}",
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The server store, if `QDRANT_URL` is set.
+fn server() -> Option<QdrantStore> {
+    let url = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty())?;
+    let key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    Some(QdrantStore::connect(&url, key).expect("QDRANT_URL is not a usable Qdrant URL"))
+}
+
+/// Delete what a server run created (the embedded store lives in a temp dir).
+async fn clean_up(store: &dyn VectorStore, prefix: &str) {
+    for name in store.list_collections().await.unwrap_or_default() {
+        if name.starts_with(prefix) {
+            let _ = store.delete_collection(&name).await;
+        }
+    }
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        /// One test per case; each runs on the embedded store, then on the server.
+        mod every_backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let edge = EdgeStore::open(dir.path()).unwrap();
+                    super::$case(&edge, &unique_prefix(stringify!($case))).await;
+
+                    match server() {
+                        Some(qdrant) => {
+                            let prefix = unique_prefix(stringify!($case));
+                            super::$case(&qdrant, &prefix).await;
+                            clean_up(&qdrant, &prefix).await;
+                        }
+                        None => eprintln!(
+                            "QDRANT_URL is not set: {} ran on the embedded store only",
+                            stringify!($case)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    ensure_collection_is_idempotent_and_checks_dimension,
+    missing_collection_is_reported,
+    upsert_then_count_per_file,
+    upserting_the_same_ids_twice_overwrites,
+    delete_old_versions_keeps_the_current_one,
+    search_returns_the_nearest_first,
+    scroll_with_and_without_vectors,
+    alias_switch_moves_readers_to_the_new_collection,
+);
+
+// ---- embedded store only ------------------------------------------------------
+
+#[tokio::test]
+async fn edge_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let points = file_points("docs", "a.md", "h1", 5);
+    {
+        let store = EdgeStore::open(dir.path()).unwrap();
+        store.ensure_collection("v1", DIM).await.unwrap();
+        store.upsert("v1", points.clone()).await.unwrap();
+        store.set_alias("live", "v1").await.unwrap();
+        store
+            .delete(
+                "live",
+                &PointFilter {
+                    content_hash_not: Some("h2".into()),
+                    ..PointFilter::file("docs", "nothing.md")
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    let store = EdgeStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.list_collections().await.unwrap(),
+        vec!["v1".to_owned()]
+    );
+    assert_eq!(
+        store.resolve_alias("live").await.unwrap(),
+        Some("v1".to_owned())
+    );
+    assert_eq!(store.collection_dim("live").await.unwrap(), Some(DIM));
+    assert_eq!(
+        store
+            .count("live", &PointFilter::file("docs", "a.md"))
+            .await
+            .unwrap(),
+        5
+    );
+    let back = store
+        .scroll("live", &PointFilter::default(), true)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&back), sorted_ids(&points));
+    for p in &back {
+        let original = points.iter().find(|o| o.id == p.id).unwrap();
+        assert_eq!(p.payload, original.payload);
+        assert_close(&p.vector, &normalized(&original.vector));
+    }
+    // The payload indexes were made with the collection and are still usable.
+    let hits = store
+        .search(
+            "live",
+            vec![1.0, 2.0, 0.5, -2.0],
+            1,
+            Some(&PointFilter::file("docs", "a.md")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, points[2].id);
+}
+
+/// Writes are durable when `upsert`/`delete` return, not only when the store is
+/// closed: leak the first store (no Drop, so no flush on close), copy its
+/// directory as a crash would leave it, and read the copy. (The directory itself
+/// cannot be opened twice: qdrant-edge locks its WAL.)
+#[tokio::test]
+async fn edge_writes_are_durable_without_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let keep = file_points("docs", "keep.md", "h1", 3);
+    let gone = file_points("docs", "gone.md", "h1", 2);
+
+    let first = EdgeStore::open(&live).unwrap();
+    first.ensure_collection("c", DIM).await.unwrap();
+    first.upsert("c", keep.clone()).await.unwrap();
+    first.upsert("c", gone).await.unwrap();
+    first
+        .delete("c", &PointFilter::file("docs", "gone.md"))
+        .await
+        .unwrap();
+    assert!(
+        EdgeStore::open(&live).is_err(),
+        "a second store on a directory in use must fail"
+    );
+    std::mem::forget(first);
+
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    let second = EdgeStore::open(&crashed).unwrap();
+    let back = second
+        .scroll("c", &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&back), sorted_ids(&keep));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn edge_rejects_names_that_are_not_one_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open(dir.path()).unwrap();
+    for bad in ["../escape", "a/b", "..", ".hidden", ""] {
+        assert!(
+            store.ensure_collection(bad, DIM).await.is_err(),
+            "{bad:?} accepted"
+        );
+    }
+    store.ensure_collection("ok", DIM).await.unwrap();
+    assert!(store.set_alias("../alias", "ok").await.is_err());
+    assert_eq!(
+        store.list_collections().await.unwrap(),
+        vec!["ok".to_owned()]
+    );
+    assert!(!dir.path().parent().unwrap().join("escape").exists());
+}
+
+#[tokio::test]
+async fn edge_deleting_a_collection_drops_its_aliases_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open(dir.path()).unwrap();
+    store.ensure_collection("v1", DIM).await.unwrap();
+    store.set_alias("live", "v1").await.unwrap();
+    assert!(store.delete_collection("v1").await.unwrap());
+    assert_eq!(store.resolve_alias("live").await.unwrap(), None);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("collections"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(store);
+    let store = EdgeStore::open(dir.path()).unwrap();
+    assert!(store.list_collections().await.unwrap().is_empty());
+    assert_eq!(store.resolve_alias("live").await.unwrap(), None);
+}
