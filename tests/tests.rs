@@ -6,3 +6,4 @@ mod embed;
 mod store;
 mod index;
 mod local_embed;
+mod openwebui;

@@ -2,3 +2,4 @@
 pub mod pdf;
 pub mod embed;
 pub mod env;
+pub mod fake_openwebui;

@@ -1,0 +1,18 @@
+//! Open WebUI: the HTTP client ragd registers files with, and (on top of it) the
+//! knowledge-base publish flow.
+//!
+//! - [`client`]: [`OpenWebUi`], a typed client for files, knowledge bases and processing
+//!   status, with retries of transient failures inside.
+//! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
+//! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
+
+pub mod client;
+pub mod error;
+pub mod filename;
+
+pub use client::{
+    FileInfo, FileStatus, KnowledgeBase, OpenWebUi, ProcessOutcome, RetryPolicy, ServerVersion,
+    Whoami,
+};
+pub use error::OwuiError;
+pub use filename::sanitize_filename;

@@ -1,0 +1,1042 @@
+//! An in-process fake of the Open WebUI endpoints ragd uses, faithful to what Open WebUI
+//! 0.12.4 observably does (shared/OPENWEBUI.md, and its routers `files.py`,
+//! `knowledge.py`, `retrieval.py`):
+//!
+//! - uploads answer `pending` at once; processing "runs" while the file is polled and
+//!   completes after a configurable number of status polls and/or delay;
+//! - `meta.file_hash` is the SHA-256 of the bytes (or the uploader's `file_hash`), the
+//!   upload metadata comes back under `meta.data`;
+//! - an empty upload is a 400 `The content provided is empty…`; a `.pdf` that is not a
+//!   PDF fails processing (`Stream has ended unexpectedly`); text that is only whitespace
+//!   fails with the empty-content message;
+//! - `file/add` of another file whose extracted text is already in the base is a 400
+//!   `400: Duplicate content detected…` and marks that file `failed`; adding a file that
+//!   was not processed yet is the empty-content 400 (and marks it `failed`);
+//! - `file/remove` deletes the base's vectors by file id *and* by text hash, and deletes
+//!   the file unless `delete_file=false`;
+//! - `metadata.knowledge_id` auto-links on 0.12+ and reports `completed` only once linked;
+//! - a wrong key is a 401; `GET /api/v1/auths/` refuses API keys with a 403;
+//! - missing knowledge bases are 404 on `GET /knowledge/{id}` and the 400
+//!   `We could not find what you're looking for :/` on the others; listings paginate
+//!   (knowledge 30 a page, files 50).
+//!
+//! Fault injection ([`Fault`]) and counters ([`FakeCounters`]) serve the failure tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const NOT_FOUND: &str = "We could not find what you're looking for :/";
+const EMPTY_CONTENT: &str = "The content provided is empty. Please ensure that there is text or data present before proceeding.";
+const DUPLICATE_CONTENT: &str =
+    "Duplicate content detected. Please provide unique content to proceed.";
+const INVALID_TOKEN: &str =
+    "Your session has expired or the token is invalid. Please sign in again.";
+const KNOWLEDGE_PAGE: usize = 30;
+const FILES_PAGE: usize = 50;
+
+/// Which endpoint a [`Fault`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FakeOp {
+    /// `POST /api/v1/files/`.
+    Upload,
+    /// `POST /api/v1/knowledge/{id}/file/add`.
+    Add,
+    /// `POST /api/v1/knowledge/{id}/file/remove`.
+    Remove,
+    /// `DELETE /api/v1/files/{id}`.
+    Delete,
+    /// `POST /api/v1/knowledge/create`.
+    CreateKnowledge,
+    /// `GET /api/v1/files/{id}/process/status`.
+    Status,
+}
+
+/// A failure to inject into the next calls of one endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer 500 without doing anything.
+    Http500,
+    /// Answer 503 without doing anything.
+    Http503,
+    /// Answer the upload handler's 400 `{"detail":"Error uploading file"}` (the locked
+    /// SQLite database) without doing anything.
+    LockedDb,
+    /// Do the work, then break the connection instead of answering.
+    DropAfterWrite,
+}
+
+/// What the fake has done, for assertions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FakeCounters {
+    /// Upload requests received (faulted ones included).
+    pub upload_requests: u64,
+    /// Files stored by uploads.
+    pub uploads: u64,
+    /// Successful `file/add` calls.
+    pub adds: u64,
+    /// Successful `file/remove` calls.
+    pub removes: u64,
+    /// Files deleted (by `DELETE /files/{id}` or `file/remove` with `delete_file`).
+    pub deletes: u64,
+    /// Status polls answered.
+    pub status_polls: u64,
+}
+
+/// A file as the fake stores it.
+#[derive(Clone, Debug)]
+pub struct FakeFile {
+    /// File id.
+    pub id: String,
+    /// Name it was uploaded under.
+    pub filename: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// `meta.file_hash`.
+    pub file_hash: String,
+    /// `meta.data`.
+    pub metadata: Value,
+    /// `data.status`, when processing was asked for.
+    pub status: Option<String>,
+    /// `data.error`.
+    pub error: Option<String>,
+    /// Extracted text, once processed.
+    pub content: Option<String>,
+    /// SHA-256 of the extracted text (Open WebUI's `hash`).
+    pub hash: Option<String>,
+    content_type: String,
+    created_at: i64,
+    polls_left: u32,
+    ready_at: Instant,
+}
+
+#[derive(Clone, Debug)]
+struct FakeKnowledge {
+    id: String,
+    name: String,
+    description: String,
+    created_at: i64,
+    /// Linked file ids, in link order.
+    files: Vec<String>,
+    /// The base's vector collection, reduced to (file id, text hash) per file.
+    vectors: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    version: String,
+    files: BTreeMap<String, FakeFile>,
+    knowledge: BTreeMap<String, FakeKnowledge>,
+    faults: HashMap<FakeOp, Vec<Fault>>,
+    counters: FakeCounters,
+    polls_to_complete: u32,
+    processing_delay: Duration,
+    next_seq: u64,
+}
+
+struct Shared {
+    api_key: String,
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running fake; the server stops when the handle is dropped.
+pub struct FakeHandle {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The key it accepts.
+    pub api_key: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeHandle {
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> FakeCounters {
+        self.shared.lock().counters
+    }
+
+    /// Makes the next `times` calls of `op` fail with `fault`, after any already queued.
+    pub fn inject(&self, op: FakeOp, fault: Fault, times: u32) {
+        let mut inner = self.shared.lock();
+        let queue = inner.faults.entry(op).or_default();
+        queue.extend(std::iter::repeat_n(fault, times as usize));
+    }
+
+    /// Next `n` uploads answer 500.
+    pub fn fail_uploads_500(&self, n: u32) {
+        self.inject(FakeOp::Upload, Fault::Http500, n);
+    }
+
+    /// Next `n` uploads answer the locked-database 400.
+    pub fn fail_uploads_locked(&self, n: u32) {
+        self.inject(FakeOp::Upload, Fault::LockedDb, n);
+    }
+
+    /// Next `n` calls of `op` do their work and then drop the connection.
+    pub fn drop_after_write(&self, op: FakeOp, n: u32) {
+        self.inject(op, Fault::DropAfterWrite, n);
+    }
+
+    /// Processing of files uploaded from now on completes after `polls` status polls
+    /// (answered `processing`) and once `delay` has passed since the upload.
+    pub fn set_processing(&self, polls: u32, delay: Duration) {
+        let mut inner = self.shared.lock();
+        inner.polls_to_complete = polls;
+        inner.processing_delay = delay;
+    }
+
+    /// The version `GET /api/version` reports; below 0.12 `metadata.knowledge_id` is
+    /// ignored, as older servers did.
+    pub fn set_version(&self, version: &str) {
+        self.shared.lock().version = version.to_owned();
+    }
+
+    /// All stored files.
+    pub fn files(&self) -> Vec<FakeFile> {
+        self.shared.lock().files.values().cloned().collect()
+    }
+
+    /// Ids of the files linked to a knowledge base, in link order.
+    pub fn knowledge_file_ids(&self, knowledge_id: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .knowledge
+            .get(knowledge_id)
+            .map(|kb| kb.files.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Starts a fake Open WebUI on a loopback port, accepting `api_key` as bearer token.
+pub async fn spawn_fake(api_key: &str) -> FakeHandle {
+    let shared = Arc::new(Shared {
+        api_key: api_key.to_owned(),
+        inner: Mutex::new(Inner {
+            version: "0.12.4".to_owned(),
+            files: BTreeMap::new(),
+            knowledge: BTreeMap::new(),
+            faults: HashMap::new(),
+            counters: FakeCounters::default(),
+            polls_to_complete: 1,
+            processing_delay: Duration::ZERO,
+            next_seq: 0,
+        }),
+    });
+    let app = Router::new()
+        .route("/health", get(|| async { Json(json!({"status": true})) }))
+        .route("/api/version", get(version))
+        .route("/api/v1/auths/", get(auths))
+        .route("/api/v1/users/user/status", get(user_status))
+        .route("/api/v1/files/", post(upload).get(list_files))
+        .route("/api/v1/files/search", get(search_files))
+        .route("/api/v1/files/{id}", get(get_file).delete(delete_file))
+        .route("/api/v1/files/{id}/process/status", get(file_status))
+        .route("/api/v1/knowledge/", get(list_knowledge))
+        .route("/api/v1/knowledge/create", post(create_knowledge))
+        .route("/api/v1/knowledge/{id}", get(get_knowledge))
+        .route("/api/v1/knowledge/{id}/files", get(knowledge_files))
+        .route("/api/v1/knowledge/{id}/file/add", post(add_file))
+        .route("/api/v1/knowledge/{id}/file/remove", post(remove_file))
+        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("fake Open WebUI serves");
+    });
+    FakeHandle {
+        url,
+        api_key: api_key.to_owned(),
+        shared,
+        task,
+    }
+}
+
+/// The handlers' state extractor.
+type AppState = State<Arc<Shared>>;
+
+fn detail(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "detail": text }))).into_response()
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The 401 to answer unless the bearer token is the key, as `get_current_user` does.
+fn reject_unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(detail(StatusCode::UNAUTHORIZED, "Not authenticated"));
+    };
+    match value.strip_prefix("Bearer ") {
+        Some(token) if token == shared.api_key => None,
+        _ => Some(detail(StatusCode::UNAUTHORIZED, INVALID_TOKEN)),
+    }
+}
+
+/// Takes the next queued fault for `op`, if any.
+fn take_fault(inner: &mut Inner, op: FakeOp) -> Option<Fault> {
+    let queue = inner.faults.get_mut(&op)?;
+    (!queue.is_empty()).then(|| queue.remove(0))
+}
+
+/// The answer for a fault that acts before the work; `None` for none or drop-after-write.
+fn fault_before(fault: Option<Fault>) -> Option<Response> {
+    match fault? {
+        Fault::Http500 => Some(detail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+        )),
+        Fault::Http503 => Some(detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+        )),
+        Fault::LockedDb => Some(detail(StatusCode::BAD_REQUEST, "Error uploading file")),
+        Fault::DropAfterWrite => None,
+    }
+}
+
+/// Sends the status line and then breaks the connection: the client sees a failed body,
+/// as when a proxy or the server dies after the work was done.
+fn broken_answer() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other(
+            "connection dropped by fault injection",
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("static response")
+}
+
+fn finish(fault: Option<Fault>, response: Response) -> Response {
+    if fault == Some(Fault::DropAfterWrite) {
+        broken_answer()
+    } else {
+        response
+    }
+}
+
+fn version_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+fn file_json(file: &FakeFile) -> Value {
+    let mut data = serde_json::Map::new();
+    if let Some(status) = &file.status {
+        data.insert("status".into(), json!(status));
+    }
+    if let Some(content) = &file.content {
+        data.insert("content".into(), json!(content));
+    }
+    if let Some(error) = &file.error {
+        data.insert("error".into(), json!(error));
+    }
+    json!({
+        "id": file.id,
+        "user_id": "fake-user",
+        "hash": file.hash,
+        "filename": file.filename,
+        "data": data,
+        "meta": {
+            "name": file.filename,
+            "content_type": file.content_type,
+            "size": file.bytes.len(),
+            "file_hash": file.file_hash,
+            "data": file.metadata,
+        },
+        "created_at": file.created_at,
+        "updated_at": file.created_at,
+    })
+}
+
+fn knowledge_json(kb: &FakeKnowledge, files: Option<&BTreeMap<String, FakeFile>>) -> Value {
+    let mut value = json!({
+        "id": kb.id,
+        "user_id": "fake-user",
+        "name": kb.name,
+        "description": kb.description,
+        "meta": null,
+        "access_grants": [],
+        "created_at": kb.created_at,
+        "updated_at": kb.created_at,
+    });
+    if let Some(files) = files {
+        value["files"] = kb
+            .files
+            .iter()
+            .filter_map(|id| files.get(id))
+            .map(|f| json!({"id": f.id, "hash": f.hash, "meta": file_json(f)["meta"], "created_at": f.created_at, "updated_at": f.created_at}))
+            .collect();
+    }
+    value
+}
+
+/// Extracted text the way Open WebUI's loaders would see it, or the failure reason.
+fn extract(file: &FakeFile) -> Result<String, String> {
+    if file.filename.to_ascii_lowercase().ends_with(".pdf") && !file.bytes.starts_with(b"%PDF-") {
+        return Err("Stream has ended unexpectedly".to_owned());
+    }
+    let text = String::from_utf8_lossy(&file.bytes).into_owned();
+    if text.trim().is_empty() {
+        return Err(EMPTY_CONTENT.to_owned());
+    }
+    Ok(text)
+}
+
+/// Whether `hash` is in the base's vectors for a file other than `file_id`
+/// (`has_duplicate_content`).
+fn has_duplicate(kb: &FakeKnowledge, hash: &str, file_id: &str) -> bool {
+    kb.vectors.iter().any(|(id, h)| h == hash && id != file_id)
+}
+
+/// Embeds the file into the knowledge base and links it, as `file/add` and auto-link do.
+fn link(kb: &mut FakeKnowledge, file: &mut FakeFile) -> Result<(), String> {
+    let Some(hash) = file.content.as_deref().map(|c| sha256_hex(c.as_bytes())) else {
+        return Err(EMPTY_CONTENT.to_owned());
+    };
+    if has_duplicate(kb, &hash, &file.id) {
+        return Err(DUPLICATE_CONTENT.to_owned());
+    }
+    kb.vectors.retain(|(id, _)| id != &file.id);
+    kb.vectors.push((file.id.clone(), hash.clone()));
+    if !kb.files.contains(&file.id) {
+        kb.files.push(file.id.clone());
+    }
+    file.hash = Some(hash);
+    Ok(())
+}
+
+/// Runs a pending file's processing when its polls and delay are used up.
+fn settle(inner: &mut Inner, file_id: &str, count_poll: bool) {
+    let version = inner.version.clone();
+    let Some(file) = inner.files.get_mut(file_id) else {
+        return;
+    };
+    if !matches!(file.status.as_deref(), Some("pending" | "processing")) {
+        return;
+    }
+    if count_poll && file.polls_left > 0 {
+        file.polls_left -= 1;
+        file.status = Some("processing".into());
+        return;
+    }
+    if file.polls_left > 0 || Instant::now() < file.ready_at {
+        return;
+    }
+    let outcome = extract(file).map(|text| {
+        file.content = Some(text);
+    });
+    let outcome = outcome.and_then(|()| {
+        let kb_id = file.metadata.get("knowledge_id").and_then(Value::as_str);
+        match kb_id {
+            Some(kb_id) if version_at_least(&version, 0, 12) => {
+                match inner.knowledge.get_mut(kb_id) {
+                    Some(kb) => link(kb, file),
+                    None => Ok(()), // the real server logs and skips an unknown base
+                }
+            }
+            _ => {
+                file.hash = file.content.as_deref().map(|c| sha256_hex(c.as_bytes()));
+                Ok(())
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => {
+            file.status = Some("completed".into());
+            file.error = None;
+        }
+        Err(reason) => {
+            file.status = Some("failed".into());
+            file.error = Some(reason);
+            file.hash = None;
+        }
+    }
+}
+
+async fn version(State(shared): AppState) -> Response {
+    Json(json!({"version": shared.lock().version, "deployment_id": ""})).into_response()
+}
+
+fn user_json() -> Value {
+    json!({"id": "fake-user", "name": "ragd-fake", "email": "fake@example.com", "role": "admin"})
+}
+
+async fn auths(State(shared): AppState, headers: HeaderMap) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    // 0.12 answers API keys here with a 403; only a browser session (JWT) gets the user.
+    if shared.api_key.starts_with("sk-") {
+        return detail(StatusCode::FORBIDDEN, "A human session is required.");
+    }
+    Json(user_json()).into_response()
+}
+
+async fn user_status(State(shared): AppState, headers: HeaderMap) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    Json(user_json()).into_response()
+}
+
+/// One part of a multipart body.
+struct FormPart {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    data: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// A `name="…"` parameter of a Content-Disposition header, unescaping `\"`.
+fn disposition_param(header: &str, key: &str) -> Option<String> {
+    let start = header.find(&format!("{key}=\""))? + key.len() + 2;
+    let mut out = String::new();
+    let mut chars = header[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Parses `multipart/form-data` (axum's multipart support is not enabled in this crate).
+fn parse_multipart(headers: &HeaderMap, body: &[u8]) -> Option<Vec<FormPart>> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut parts = Vec::new();
+    let mut pos = find(body, &delimiter, 0)? + delimiter.len();
+    loop {
+        if body.get(pos..pos + 2) == Some(b"--") {
+            return Some(parts);
+        }
+        pos += 2; // CRLF after the delimiter
+        let headers_end = find(body, b"\r\n\r\n", pos)?;
+        let head = std::str::from_utf8(&body[pos..headers_end]).ok()?;
+        let data_start = headers_end + 4;
+        let mut next_delim = delimiter.clone();
+        next_delim.splice(0..0, *b"\r\n");
+        let data_end = find(body, &next_delim, data_start)?;
+        let mut part = FormPart {
+            name: String::new(),
+            filename: None,
+            content_type: None,
+            data: body[data_start..data_end].to_vec(),
+        };
+        for line in head.split("\r\n") {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("content-disposition:") {
+                part.name = disposition_param(line, "name").unwrap_or_default();
+                part.filename = disposition_param(line, "filename");
+            } else if lower.starts_with("content-type:") {
+                part.content_type = Some(line["content-type:".len()..].trim().to_owned());
+            }
+        }
+        parts.push(part);
+        pos = data_end + next_delim.len();
+    }
+}
+
+async fn upload(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    inner.counters.upload_requests += 1;
+    let fault = take_fault(&mut inner, FakeOp::Upload);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    let Some(parts) = parse_multipart(&headers, &body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "malformed multipart body");
+    };
+    let Some(file_part) = parts
+        .iter()
+        .find(|p| p.name == "file" && p.filename.is_some())
+    else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: file");
+    };
+    let metadata = match parts.iter().find(|p| p.name == "metadata") {
+        None => json!({}),
+        Some(p) => match serde_json::from_slice::<Value>(&p.data) {
+            Ok(Value::Null) => json!({}),
+            Ok(v) => v,
+            Err(_) => return detail(StatusCode::BAD_REQUEST, "Invalid metadata format"),
+        },
+    };
+    if file_part.data.is_empty() {
+        return detail(StatusCode::BAD_REQUEST, EMPTY_CONTENT);
+    }
+    let process = query.get("process").is_none_or(|v| v != "false");
+    inner.next_seq += 1;
+    let id = format!(
+        "fake-file-{:06}-{}",
+        inner.next_seq,
+        &sha256_hex(&inner.next_seq.to_le_bytes())[..8]
+    );
+    let filename = file_part
+        .filename
+        .as_deref()
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let file = FakeFile {
+        id: id.clone(),
+        filename,
+        file_hash: metadata
+            .get("file_hash")
+            .and_then(Value::as_str)
+            .map_or_else(|| sha256_hex(&file_part.data), str::to_owned),
+        bytes: file_part.data.clone(),
+        metadata,
+        status: process.then(|| "pending".to_owned()),
+        error: None,
+        content: None,
+        hash: None,
+        content_type: file_part
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        created_at: now_secs(),
+        polls_left: inner.polls_to_complete,
+        ready_at: Instant::now() + inner.processing_delay,
+    };
+    let mut answer = file_json(&file);
+    if process {
+        answer["status"] = json!(true);
+    }
+    inner.files.insert(id.clone(), file);
+    inner.counters.uploads += 1;
+    // With nothing to wait for, processing "finishes" before the first poll.
+    settle(&mut inner, &id, false);
+    finish(fault, Json(answer).into_response())
+}
+
+async fn list_files(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut all: Vec<&FakeFile> = inner.files.values().collect();
+    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * FILES_PAGE)
+        .take(FILES_PAGE)
+        .map(|f| file_json(f))
+        .collect();
+    Json(json!({"items": items, "total": all.len()})).into_response()
+}
+
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) => a.to_lowercase().eq(b.to_lowercase()) && go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+async fn search_files(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Some(pattern) = query.get("filename") else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: filename");
+    };
+    let inner = shared.lock();
+    let mut found: Vec<&FakeFile> = inner
+        .files
+        .values()
+        .filter(|f| glob_matches(pattern, &f.filename))
+        .collect();
+    if found.is_empty() {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "No files found matching the pattern.",
+        );
+    }
+    found.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    Json(found.iter().map(|f| file_json(f)).collect::<Vec<_>>()).into_response()
+}
+
+async fn get_file(State(shared): AppState, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    settle(&mut inner, &id, false);
+    match inner.files.get(&id) {
+        Some(file) => Json(file_json(file)).into_response(),
+        None => detail(StatusCode::NOT_FOUND, NOT_FOUND),
+    }
+}
+
+async fn file_status(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    let fault = take_fault(&mut inner, FakeOp::Status);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    if !inner.files.contains_key(&id) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
+    inner.counters.status_polls += 1;
+    settle(&mut inner, &id, true);
+    let status = inner.files[&id]
+        .status
+        .clone()
+        .unwrap_or_else(|| "pending".into());
+    finish(fault, Json(json!({ "status": status })).into_response())
+}
+
+/// Deletes a file and its vectors everywhere, as `DELETE /files/{id}` does.
+fn delete_file_everywhere(inner: &mut Inner, id: &str) -> bool {
+    let Some(file) = inner.files.remove(id) else {
+        return false;
+    };
+    for kb in inner.knowledge.values_mut() {
+        if kb.files.contains(&file.id) {
+            kb.files.retain(|f| f != &file.id);
+            kb.vectors
+                .retain(|(fid, h)| fid != &file.id && Some(h) != file.hash.as_ref());
+        }
+    }
+    inner.counters.deletes += 1;
+    true
+}
+
+async fn delete_file(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    let fault = take_fault(&mut inner, FakeOp::Delete);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    if !delete_file_everywhere(&mut inner, &id) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
+    finish(
+        fault,
+        Json(json!({"message": "File deleted successfully"})).into_response(),
+    )
+}
+
+async fn list_knowledge(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut all: Vec<&FakeKnowledge> = inner.knowledge.values().collect();
+    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * KNOWLEDGE_PAGE)
+        .take(KNOWLEDGE_PAGE)
+        .map(|kb| {
+            let mut v = knowledge_json(kb, None);
+            v["write_access"] = json!(true);
+            v
+        })
+        .collect();
+    Json(json!({"items": items, "total": all.len()})).into_response()
+}
+
+async fn create_knowledge(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(name), Some(description)) = (
+        form.get("name").and_then(Value::as_str),
+        form.get("description").and_then(Value::as_str),
+    ) else {
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name and description are required",
+        );
+    };
+    let mut inner = shared.lock();
+    let fault = take_fault(&mut inner, FakeOp::CreateKnowledge);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    inner.next_seq += 1;
+    let kb = FakeKnowledge {
+        id: format!("fake-kb-{:06}", inner.next_seq),
+        name: name.to_owned(),
+        description: description.to_owned(),
+        created_at: now_secs(),
+        files: Vec::new(),
+        vectors: Vec::new(),
+    };
+    let mut answer = knowledge_json(&kb, None);
+    answer["files"] = Value::Null;
+    inner.knowledge.insert(kb.id.clone(), kb);
+    finish(fault, Json(answer).into_response())
+}
+
+async fn get_knowledge(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    match inner.knowledge.get(&id) {
+        Some(kb) => {
+            let mut v = knowledge_json(kb, None);
+            v["write_access"] = json!(true);
+            Json(v).into_response()
+        }
+        None => detail(StatusCode::NOT_FOUND, NOT_FOUND),
+    }
+}
+
+async fn knowledge_files(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    let Some(kb) = inner.knowledge.get(&id) else {
+        return detail(StatusCode::BAD_REQUEST, NOT_FOUND);
+    };
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    // The fake's user is an admin, whose `limit` is honoured.
+    let limit: usize = query
+        .get("limit")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(KNOWLEDGE_PAGE)
+        .max(1);
+    let files: Vec<&FakeFile> = kb.files.iter().filter_map(|f| inner.files.get(f)).collect();
+    let items: Vec<Value> = files
+        .iter()
+        .skip((page - 1) * limit)
+        .take(limit)
+        .map(|f| {
+            let mut v = file_json(f);
+            // Listings leave the extracted text out unless `include_content` is asked for.
+            v["data"].as_object_mut().map(|d| d.remove("content"));
+            v["directory_id"] = Value::Null;
+            v["directory_path"] = json!("");
+            v["has_original"] = json!(true);
+            v
+        })
+        .collect();
+    Json(json!({"items": items, "directories": [], "breadcrumbs": [], "total": files.len()}))
+        .into_response()
+}
+
+fn file_id_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("file_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn add_file(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Some(file_id) = file_id_of(&body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: file_id");
+    };
+    let mut inner = shared.lock();
+    let fault = take_fault(&mut inner, FakeOp::Add);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    if !inner.knowledge.contains_key(&id) || !inner.files.contains_key(&file_id) {
+        return detail(StatusCode::BAD_REQUEST, NOT_FOUND);
+    }
+    settle(&mut inner, &file_id, false);
+    let Inner {
+        knowledge,
+        files,
+        counters,
+        ..
+    } = &mut *inner;
+    let kb = knowledge.get_mut(&id).expect("checked above");
+    let file = files.get_mut(&file_id).expect("checked above");
+    if file.status.is_none() && file.content.is_none() {
+        // `not file.data`: uploaded with process=false.
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Extracted content is not available for this file. Please ensure that the file is processed before proceeding.",
+        );
+    }
+    match link(kb, file) {
+        Ok(()) => {
+            file.status = Some("completed".into());
+            file.error = None;
+            counters.adds += 1;
+            let answer = knowledge_json(kb, Some(files));
+            finish(fault, Json(answer).into_response())
+        }
+        Err(reason) => {
+            // index_file marks the file failed and clears its hash before answering.
+            file.status = Some("failed".into());
+            file.error = Some(reason.clone());
+            file.hash = None;
+            detail(StatusCode::BAD_REQUEST, &format!("400: {reason}"))
+        }
+    }
+}
+
+async fn remove_file(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Some(file_id) = file_id_of(&body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: file_id");
+    };
+    let delete = query.get("delete_file").is_none_or(|v| v != "false");
+    let mut inner = shared.lock();
+    let fault = take_fault(&mut inner, FakeOp::Remove);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    let linked = inner
+        .knowledge
+        .get(&id)
+        .is_some_and(|kb| kb.files.contains(&file_id));
+    if !linked || !inner.files.contains_key(&file_id) {
+        return detail(StatusCode::BAD_REQUEST, NOT_FOUND);
+    }
+    let hash = inner.files[&file_id].hash.clone();
+    let kb = inner.knowledge.get_mut(&id).expect("checked above");
+    kb.files.retain(|f| f != &file_id);
+    // By file id and by text hash: another file with the same text loses its vectors too.
+    kb.vectors
+        .retain(|(fid, h)| fid != &file_id && Some(h) != hash.as_ref());
+    inner.counters.removes += 1;
+    if delete {
+        delete_file_everywhere(&mut inner, &file_id);
+    }
+    let answer = knowledge_json(&inner.knowledge[&id], Some(&inner.files));
+    finish(fault, Json(answer).into_response())
+}
