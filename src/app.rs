@@ -3,13 +3,16 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::chunk::{ChunkSettings, Chunker, SizeUnit, load_tokenizer};
 use crate::config::{ChunkUnit, Config, EmbedProvider, PipelineConfig, QdrantSettings};
 use crate::embed::Embedder;
+use crate::embed::local::LocalEmbedder;
 use crate::embed::ollama::{OllamaEmbedder, OllamaSettings};
 use crate::ledger::{Ledger, LedgerError};
+use crate::open_webui::OpenWebUi;
+use crate::open_webui::publish::Publisher;
 use crate::pipeline::Pipeline;
 use crate::store::edge::EdgeStore;
 use crate::store::qdrant::QdrantStore;
@@ -44,6 +47,10 @@ pub struct App {
     pub config: Config,
     pub ledger: Arc<Ledger>,
     pub store: Arc<dyn VectorStore>,
+    /// The in-process model, loaded once and shared by every pipeline.
+    local: OnceLock<Arc<LocalEmbedder>>,
+    /// One Open WebUI client for every pipeline (shares connections).
+    open_webui: OnceLock<Arc<OpenWebUi>>,
     /// Held for the life of the process: one ragd per state directory, because
     /// embedded Qdrant and the ledger's write-ahead states assume one writer.
     _lock: File,
@@ -57,7 +64,10 @@ impl App {
 
     /// [`App::open`] with a given vector store instead of the configured one
     /// (tests wrap the real store to observe it).
-    pub fn open_with(config: Config, store: Option<Arc<dyn VectorStore>>) -> Result<Self, AppError> {
+    pub fn open_with(
+        config: Config,
+        store: Option<Arc<dyn VectorStore>>,
+    ) -> Result<Self, AppError> {
         let dir = config.state_dir.clone();
         let io = |source| AppError::StateDir {
             path: dir.clone(),
@@ -88,6 +98,8 @@ impl App {
             config,
             ledger,
             store,
+            local: OnceLock::new(),
+            open_webui: OnceLock::new(),
             _lock: lock,
         })
     }
@@ -123,7 +135,9 @@ impl App {
             markdown: config.chunking.markdown,
         })
         .map_err(|e| fail(e.to_string()))?;
-        let embedder = self.embedder(&config.model, config.batch_size).map_err(fail)?;
+        let embedder = self
+            .embedder(&config.model, config.batch_size)
+            .map_err(fail)?;
         Ok(Pipeline {
             config: Arc::new(config.clone()),
             limits: self.config.limits.clone(),
@@ -132,11 +146,53 @@ impl App {
             store: self.store.clone(),
             ledger: self.ledger.clone(),
             embed_concurrency: self.config.embedding.concurrency,
+            publisher: self.publisher(config).map_err(fail)?,
         })
+    }
+
+    /// The knowledge-base publisher of a pipeline that names one.
+    fn publisher(&self, config: &PipelineConfig) -> Result<Option<Arc<Publisher>>, String> {
+        let (Some(target), Some(settings)) = (&config.knowledge, &self.config.open_webui) else {
+            return Ok(None);
+        };
+        let client = match self.open_webui.get() {
+            Some(c) => c.clone(),
+            None => {
+                let c = OpenWebUi::new(
+                    &settings.url,
+                    settings.api_key.expose().to_owned(),
+                    settings.request_timeout,
+                )
+                .map_err(|e| e.to_string())?;
+                self.open_webui.get_or_init(|| Arc::new(c)).clone()
+            }
+        };
+        Ok(Some(Arc::new(Publisher::new(
+            client,
+            target.clone(),
+            settings.concurrency,
+            settings.process_timeout,
+        ))))
     }
 
     fn embedder(&self, model: &str, batch: usize) -> Result<Arc<dyn Embedder>, String> {
         let e = &self.config.embedding;
+        if e.provider == EmbedProvider::Local {
+            let local = match self.local.get() {
+                Some(l) => l.clone(),
+                None => {
+                    let dir = e
+                        .model_dir
+                        .as_deref()
+                        .ok_or("provider \"local\" without model_dir")?;
+                    let loaded = LocalEmbedder::load(dir, model.to_owned()).map_err(|err| {
+                        format!("{err} (get a model with scripts/fetch-model.sh)")
+                    })?;
+                    self.local.get_or_init(|| Arc::new(loaded)).clone()
+                }
+            };
+            return Ok(local);
+        }
         let settings = OllamaSettings {
             url: e.url.clone(),
             via_open_webui: e.provider == EmbedProvider::OpenWebUi,
@@ -146,6 +202,8 @@ impl App {
             max_retries: e.max_retries,
             max_batch: batch,
         };
-        Ok(Arc::new(OllamaEmbedder::new(settings).map_err(|e| e.to_string())?))
+        Ok(Arc::new(
+            OllamaEmbedder::new(settings).map_err(|e| e.to_string())?,
+        ))
     }
 }

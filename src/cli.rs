@@ -33,7 +33,13 @@ pub const EXIT_FATAL: u8 = 3;
 #[command(name = "ragd", version, about, long_about = None)]
 pub struct Cli {
     /// The daemon config; pipelines are read from its `pipelines_dir`.
-    #[arg(long, short, global = true, env = "RAGD_CONFIG", default_value = "config/ragd.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "RAGD_CONFIG",
+        default_value = "config/ragd.toml"
+    )]
     pub config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "human")]
@@ -66,6 +72,23 @@ pub enum Command {
         /// The query text.
         query: String,
     },
+    /// Run the daemon: watch every pipeline's folders, reconcile at startup and on
+    /// schedule, serve /healthz and /readyz. Stops on SIGTERM/SIGINT; SIGHUP reloads.
+    Run {
+        /// Seconds in-flight files get to finish after a shutdown signal.
+        #[arg(long, default_value_t = 30)]
+        shutdown_timeout: u64,
+        /// Override every pipeline's settle time, in milliseconds.
+        #[arg(long)]
+        settle_ms: Option<u64>,
+    },
+    /// Rebuild every pipeline (or one) into a new collection and switch its alias
+    /// to it atomically; searches never see a half-built index.
+    Reindex {
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+    },
     /// Check the configuration without touching the network; lists every problem.
     Validate,
     /// Serve an Ollama-compatible embedding API from ragd's deterministic
@@ -87,7 +110,10 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -113,6 +139,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate => validate(&cli.config),
         Command::Index { pipeline, force } => index(&cli.config, pipeline.as_deref(), force).await,
         Command::Search { pipeline, k, query } => search(&cli.config, &pipeline, &query, k).await,
+        Command::Run {
+            shutdown_timeout,
+            settle_ms,
+        } => {
+            run_daemon(
+                &cli.config,
+                Duration::from_secs(shutdown_timeout),
+                settle_ms,
+            )
+            .await
+        }
+        Command::Reindex { pipeline } => reindex(&cli.config, pipeline.as_deref()).await,
         Command::EmbedServer {
             listen,
             models,
@@ -128,7 +166,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 max_batch: None,
             };
             eprintln!("embedding server listening on http://{listen}");
-            serve_forever(config, listen).await.context("embedding server")?;
+            serve_forever(config, listen)
+                .await
+                .context("embedding server")?;
             Ok(EXIT_OK)
         }
     }
@@ -183,9 +223,47 @@ async fn index(path: &std::path::Path, only: Option<&str>, force: bool) -> anyho
         }
         let summary = result?;
         print_summary(&summary);
-        any_failed |= summary.failed > 0;
+        any_failed |=
+            summary.failed > 0 || summary.knowledge.as_ref().is_some_and(|k| k.failed > 0);
     }
-    Ok(if any_failed { EXIT_FILES_FAILED } else { EXIT_OK })
+    Ok(if any_failed {
+        EXIT_FILES_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn run_daemon(
+    path: &std::path::Path,
+    shutdown_timeout: Duration,
+    settle_ms: Option<u64>,
+) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let control = crate::daemon::control_from_signals().context("installing signal handlers")?;
+    let options = crate::daemon::DaemonOptions {
+        shutdown_timeout,
+        settle_override: settle_ms.map(Duration::from_millis),
+        ..Default::default()
+    };
+    crate::daemon::run(app, options, control).await?;
+    Ok(EXIT_OK)
+}
+
+async fn reindex(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let mut any_failed = false;
+    for o in crate::daemon::reindex_pipelines(&app, only).await? {
+        println!(
+            "collection {}: {} file(s) indexed, {} failed; alias switched",
+            o.collection, o.files_indexed, o.files_failed
+        );
+        any_failed |= o.files_failed > 0;
+    }
+    Ok(if any_failed {
+        EXIT_FILES_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 fn progress_bar(name: &str, terminal: bool) -> ProgressBar {
@@ -209,7 +287,11 @@ fn plain_progress(name: String, bar: ProgressBar) -> tokio::task::JoinHandle<()>
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprintln!("{name}: {}/{} files", bar.position(), bar.length().unwrap_or(0));
+            eprintln!(
+                "{name}: {}/{} files",
+                bar.position(),
+                bar.length().unwrap_or(0)
+            );
         }
     })
 }
@@ -243,9 +325,29 @@ fn print_summary(s: &RunSummary) {
     for f in &s.failures {
         println!("  failed: {}: [{}] {}", f.path, f.kind, f.message);
     }
+    if let Some(kb) = &s.knowledge {
+        println!(
+            "  knowledge base: {} uploaded, {} linked, {} removed, {} adopted, {} orphans deleted, {} refused, {} deferred",
+            kb.uploads,
+            kb.linked,
+            kb.removed,
+            kb.adopted,
+            kb.orphans_deleted,
+            kb.failed,
+            kb.deferred
+        );
+        for (path, why) in &kb.problems {
+            println!("  knowledge base: {path}: {why}");
+        }
+    }
 }
 
-async fn search(path: &std::path::Path, pipeline: &str, query: &str, k: usize) -> anyhow::Result<u8> {
+async fn search(
+    path: &std::path::Path,
+    pipeline: &str,
+    query: &str,
+    k: usize,
+) -> anyhow::Result<u8> {
     let app = App::open(load(path)?)?;
     let pc = app.select(Some(pipeline))?[0];
     let pipeline = app.pipeline(pc)?;
@@ -254,13 +356,22 @@ async fn search(path: &std::path::Path, pipeline: &str, query: &str, k: usize) -
         println!("no results");
     }
     for (i, h) in hits.iter().enumerate() {
-        let page = h.payload.page.map(|p| format!(" p.{p}")).unwrap_or_default();
+        let page = h
+            .payload
+            .page
+            .map(|p| format!(" p.{p}"))
+            .unwrap_or_default();
         let heading = if h.payload.headings.is_empty() {
             String::new()
         } else {
             format!(" § {}", h.payload.headings.join(" › "))
         };
-        println!("{:>2}. {:.3}  {}{page}{heading}", i + 1, h.score, h.payload.path);
+        println!(
+            "{:>2}. {:.3}  {}{page}{heading}",
+            i + 1,
+            h.score,
+            h.payload.path
+        );
         println!("    {}", snippet(&h.payload.text, 200));
     }
     Ok(EXIT_OK)

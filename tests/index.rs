@@ -26,7 +26,10 @@ fn long_markdown(paragraphs: usize, word: &str) -> String {
 
 async fn seed(env: &TestEnv) {
     env.write("guide.md", GUIDE_MD);
-    env.write("notes/plain.txt", "Plain text about the walrus migration season.\n");
+    env.write(
+        "notes/plain.txt",
+        "Plain text about the walrus migration season.\n",
+    );
     env.write(
         "page.html",
         "<html><head><title>T</title><style>.x{color:red}</style><script>var hidden = 1;</script></head>\
@@ -34,7 +37,10 @@ async fn seed(env: &TestEnv) {
     );
     env.write(
         "report.pdf",
-        make_pdf(&["Quarterly figures for the orchard.", "Appendix about pelican nesting habits."]),
+        make_pdf(&[
+            "Quarterly figures for the orchard.",
+            "Appendix about pelican nesting habits.",
+        ]),
     );
     env.write("long.md", long_markdown(12, "astronomy"));
 }
@@ -56,7 +62,11 @@ async fn index_mixed_folder_stores_every_file_with_citable_payloads() {
     let long = app.ledger.get("docs", "long.md").unwrap().unwrap();
     assert_eq!(long.state, FileState::Indexed);
     let long_points = env.points("long.md").await;
-    assert!(long.chunk_count > 3, "long.md should split: {}", long.chunk_count);
+    assert!(
+        long.chunk_count > 3,
+        "long.md should split: {}",
+        long.chunk_count
+    );
     assert_eq!(long_points.len(), long.chunk_count as usize);
     let indexes: Vec<u32> = long_points.iter().map(|p| p.payload.chunk_index).collect();
     assert_eq!(indexes, (0..long.chunk_count).collect::<Vec<_>>());
@@ -70,13 +80,26 @@ async fn index_mixed_folder_stores_every_file_with_citable_payloads() {
     let guide = &env.points("guide.md").await[0];
     assert_eq!(guide.payload.pipeline, "docs");
     assert_eq!(guide.payload.model, "hash-embed");
-    assert!(guide.payload.headings.first().is_some_and(|h| h.contains("Installation Guide")));
+    assert!(
+        guide
+            .payload
+            .headings
+            .first()
+            .is_some_and(|h| h.contains("Installation Guide"))
+    );
     assert_eq!(guide.payload.content_hash.len(), 64);
-    assert_eq!(guide.payload.file_hash, ragd::document::sha256_hex(GUIDE_MD.as_bytes()));
+    assert_eq!(
+        guide.payload.file_hash,
+        ragd::document::sha256_hex(GUIDE_MD.as_bytes())
+    );
     assert!(guide.payload.modified > 1_600_000_000);
     let html = &env.points("page.html").await[0];
     assert!(html.payload.text.contains("lighthouse keeper"));
-    assert!(!html.payload.text.contains("hidden"), "script text leaked: {}", html.payload.text);
+    assert!(
+        !html.payload.text.contains("hidden"),
+        "script text leaked: {}",
+        html.payload.text
+    );
 
     // Search finds the right file (and page).
     let pipeline = env.pipeline(&app);
@@ -118,7 +141,10 @@ async fn modified_file_replaces_its_chunks_and_deleted_file_leaves_none() {
     assert_eq!(s.updated, 1, "{s:?}");
     let after = env.points("long.md").await;
     assert!(after.len() < before.len());
-    assert!(after.iter().all(|p| p.payload.content_hash != old_hash), "old chunks remain");
+    assert!(
+        after.iter().all(|p| p.payload.content_hash != old_hash),
+        "old chunks remain"
+    );
     assert!(after.iter().any(|p| p.payload.text.contains("geology")));
     assert!(after.iter().all(|p| !p.payload.text.contains("astronomy")));
     let rec = env.app().ledger.get("docs", "long.md").unwrap().unwrap();
@@ -128,7 +154,13 @@ async fn modified_file_replaces_its_chunks_and_deleted_file_leaves_none() {
     let s = env.index().await;
     assert_eq!(s.deleted, 1);
     assert!(env.points("report.pdf").await.is_empty());
-    assert!(env.app().ledger.get("docs", "report.pdf").unwrap().is_none());
+    assert!(
+        env.app()
+            .ledger
+            .get("docs", "report.pdf")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -140,8 +172,12 @@ async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
     let upserts = env.store.upserts();
 
     // Same bytes, new mtime.
-    let f = std::fs::File::options().write(true).open(env.docs().join("guide.md")).unwrap();
-    f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(env.docs().join("guide.md"))
+        .unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
     drop(f);
     // New bytes, same visible text (an HTML comment).
     env.write(
@@ -154,7 +190,10 @@ async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
     assert_eq!(env.embed.stats().requests, embeds);
     assert_eq!(env.store.upserts(), upserts);
     let rec = env.app().ledger.get("docs", "page.html").unwrap().unwrap();
-    assert_eq!(rec.file_hash, ragd::document::sha256_hex(&std::fs::read(env.docs().join("page.html")).unwrap()));
+    assert_eq!(
+        rec.file_hash,
+        ragd::document::sha256_hex(&std::fs::read(env.docs().join("page.html")).unwrap())
+    );
 }
 
 #[tokio::test]
@@ -197,7 +236,11 @@ async fn unknown_model_is_a_clear_error_naming_the_model() {
     )
     .unwrap();
     let app = env.app();
-    let err = env.pipeline(&app).run(RunOptions::default()).await.unwrap_err();
+    let err = env
+        .pipeline(&app)
+        .run(RunOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no-such-model"), "{err}");
     // Nothing recorded as indexed; the next run with a good model indexes it.
     assert_ne!(

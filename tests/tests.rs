@@ -5,5 +5,6 @@ mod support;
 mod embed;
 mod store;
 mod index;
+mod publish;
 mod local_embed;
 mod openwebui;

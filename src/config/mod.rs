@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
 pub use validate::{
-    ChunkUnit, ChunkingConfig, Config, EmbedProvider, EmbeddingSettings, KnowledgeTarget,
-    Limits, OpenWebUiSettings, PipelineConfig, QdrantSettings,
+    ChunkUnit, ChunkingConfig, Config, EmbedProvider, EmbeddingSettings, KnowledgeTarget, Limits,
+    OpenWebUiSettings, PipelineConfig, QdrantSettings,
 };
 
 /// One problem in one file.
@@ -131,7 +131,8 @@ fn read_toml<T: serde::de::DeserializeOwned>(
         key: key.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| vec![err("-", format!("cannot read: {e}"))])?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| vec![err("-", format!("cannot read: {e}"))])?;
     let text = vars::interpolate(&text, env).map_err(|errs| {
         errs.into_iter()
             .map(|(line, msg)| err(&format!("line {line}"), msg))

@@ -39,8 +39,12 @@ pub struct RawQdrant {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmbedding {
-    /// `ollama` (an Ollama API at `url`) or `open-webui` (Open WebUI's `/ollama` proxy).
+    /// `ollama` (an Ollama API at `url`), `open-webui` (Open WebUI's `/ollama`
+    /// proxy) or `local` (a sentence-transformers model run in-process).
     pub provider: Option<String>,
+    /// For `local`: the model folder (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`). Relative to this file's folder.
+    pub model_dir: Option<String>,
     /// Base URL. For `open-webui` defaults to `[open_webui].url`.
     pub url: Option<String>,
     /// Bearer token; for `open-webui` defaults to `[open_webui].api_key`.
@@ -122,6 +126,15 @@ pub struct RawPipeline {
     pub knowledge: Option<RawKnowledge>,
     /// Cron expression (with seconds) for a scheduled reconcile.
     pub schedule: Option<String>,
+    /// How `ragd run` notices changes: `notify` (the OS's file events, the
+    /// default) or `poll` (re-read the tree every `poll_interval_secs`; for network
+    /// shares and other folders where events do not arrive).
+    pub watch: Option<String>,
+    /// Seconds between two polls with `watch = "poll"`.
+    pub poll_interval_secs: Option<u64>,
+    /// Milliseconds a changed file must stay quiet (no events, same size and
+    /// mtime) before `ragd run` indexes it, so half-copied files are never read.
+    pub settle_ms: Option<u64>,
 }
 
 /// `[chunking]`.
@@ -144,7 +157,8 @@ pub struct RawChunking {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPipelineEmbedding {
-    /// Model name as the endpoint knows it.
+    /// Model name as the endpoint knows it. With the `local` provider it defaults
+    /// to the model folder's name.
     pub model: Option<String>,
     /// Texts per embedding request.
     pub batch_size: Option<usize>,

@@ -50,7 +50,10 @@ pub enum QdrantSettings {
     /// qdrant-edge in `<state_dir>/qdrant`.
     Embedded { path: PathBuf },
     /// A Qdrant server over gRPC.
-    Server { url: String, api_key: Option<Secret> },
+    Server {
+        url: String,
+        api_key: Option<Secret>,
+    },
 }
 
 /// Which API embeddings are requested from.
@@ -60,11 +63,15 @@ pub enum EmbedProvider {
     Ollama,
     /// `POST {url}/ollama/api/embed` through Open WebUI.
     OpenWebUi,
+    /// A sentence-transformers model folder run in-process on the CPU.
+    Local,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingSettings {
     pub provider: EmbedProvider,
+    /// The model folder, for [`EmbedProvider::Local`].
+    pub model_dir: Option<PathBuf>,
     pub url: String,
     pub api_key: Option<Secret>,
     pub timeout: Duration,
@@ -95,7 +102,9 @@ pub struct Limits {
 pub enum ChunkUnit {
     Characters,
     /// Tokens of the given `tokenizer.json`.
-    Tokens { tokenizer: PathBuf },
+    Tokens {
+        tokenizer: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +120,10 @@ pub struct ChunkingConfig {
 pub enum KnowledgeTarget {
     Id(String),
     /// Found by name, created with `description` if missing.
-    Name { name: String, description: String },
+    Name {
+        name: String,
+        description: String,
+    },
 }
 
 /// One validated pipeline.
@@ -134,7 +146,26 @@ pub struct PipelineConfig {
     pub collection: String,
     pub knowledge: Option<KnowledgeTarget>,
     pub schedule: Option<cron::Schedule>,
+    /// How `ragd run` watches the sources.
+    pub watch: WatchMode,
+    /// How long a changed file must stay unchanged before it is indexed.
+    pub settle: Duration,
 }
+
+/// How the daemon notices changes in a pipeline's sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// The OS's file events (inotify, FSEvents, ReadDirectoryChangesW).
+    Notify,
+    /// Re-read the tree every `interval`: for network shares, where events from
+    /// other machines never arrive.
+    Poll { interval: Duration },
+}
+
+/// Default for `settle_ms`: long enough for a local copy to finish writing.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(1000);
+/// Default for `poll_interval_secs`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Check raw config; `read_secret` reads `*_file` keys.
 pub fn validate(
@@ -183,9 +214,19 @@ pub fn validate(
                 String::new()
             }
         };
-        let api_key = secret(&mut errs, &base, "open_webui", o.api_key, o.api_key_file, read_secret);
+        let api_key = secret(
+            &mut errs,
+            &base,
+            "open_webui",
+            o.api_key,
+            o.api_key_file,
+            read_secret,
+        );
         if api_key.is_none() {
-            errs.push("open_webui.api_key", "required (or open_webui.api_key_file)");
+            errs.push(
+                "open_webui.api_key",
+                "required (or open_webui.api_key_file)",
+            );
         }
         OpenWebUiSettings {
             url,
@@ -200,16 +241,42 @@ pub fn validate(
     let provider = match e.provider.as_deref() {
         None | Some("ollama") => EmbedProvider::Ollama,
         Some("open-webui") => EmbedProvider::OpenWebUi,
+        Some("local") => EmbedProvider::Local,
         Some(other) => {
             errs.push(
                 "embedding.provider",
-                &format!("unknown provider {other:?}; expected \"ollama\" or \"open-webui\""),
+                &format!(
+                    "unknown provider {other:?}; expected \"ollama\", \"open-webui\" or \"local\""
+                ),
             );
             EmbedProvider::Ollama
         }
     };
-    let mut embed_key = secret(&mut errs, &base, "embedding", e.api_key, e.api_key_file, read_secret);
+    let mut embed_key = secret(
+        &mut errs,
+        &base,
+        "embedding",
+        e.api_key,
+        e.api_key_file,
+        read_secret,
+    );
+    let model_dir = match (provider, e.model_dir) {
+        (EmbedProvider::Local, Some(d)) => Some(base.join(d)),
+        (EmbedProvider::Local, None) => {
+            errs.push(
+                "embedding.model_dir",
+                "provider \"local\" needs the model folder",
+            );
+            None
+        }
+        (_, Some(_)) => {
+            errs.push("embedding.model_dir", "only used with provider = \"local\"");
+            None
+        }
+        (_, None) => None,
+    };
     let url = match (provider, e.url) {
+        (EmbedProvider::Local, _) => String::new(),
         (_, Some(u)) => {
             check_url(&mut errs, "embedding.url", &u);
             u.trim_end_matches('/').to_owned()
@@ -229,11 +296,19 @@ pub fn validate(
     if provider == EmbedProvider::OpenWebUi && embed_key.is_none() {
         embed_key = open_webui.as_ref().map(|o| o.api_key.clone());
         if embed_key.is_none() {
-            errs.push("embedding.api_key", "provider \"open-webui\" needs an API key");
+            errs.push(
+                "embedding.api_key",
+                "provider \"open-webui\" needs an API key",
+            );
         }
     }
+    let local_model = model_dir
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
     let embedding = EmbeddingSettings {
         provider,
+        model_dir,
         url,
         api_key: embed_key,
         timeout: Duration::from_secs(e.timeout_secs.unwrap_or(120)),
@@ -247,22 +322,44 @@ pub fn validate(
         max_file_bytes: l.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
         max_text_bytes: l.max_text_bytes.unwrap_or(DEFAULT_MAX_TEXT_BYTES),
         max_chunks_per_file: l.max_chunks_per_file.unwrap_or(DEFAULT_MAX_CHUNKS),
-        extract_concurrency: positive(&mut errs, "limits.extract_concurrency", l.extract_concurrency, cores),
+        extract_concurrency: positive(
+            &mut errs,
+            "limits.extract_concurrency",
+            l.extract_concurrency,
+            cores,
+        ),
     };
 
-    let listen_text = daemon.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen_text = daemon
+        .server
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listen = listen_text.parse().unwrap_or_else(|_| {
-        errs.push("server.listen", &format!("{listen_text:?} is not an address like 127.0.0.1:9321"));
-        DEFAULT_LISTEN.parse().expect("default listen address parses")
+        errs.push(
+            "server.listen",
+            &format!("{listen_text:?} is not an address like 127.0.0.1:9321"),
+        );
+        DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses")
     });
 
     let mut seen_names = HashSet::new();
     let mut validated = Vec::new();
     for (file, raw) in pipelines {
         errs.file = file.clone();
-        if let Some(p) = validate_pipeline(&mut errs, &file, raw, open_webui.is_some()) {
+        if let Some(p) = validate_pipeline(
+            &mut errs,
+            &file,
+            raw,
+            open_webui.is_some(),
+            local_model.as_deref(),
+        ) {
             if !seen_names.insert(p.name.clone()) {
-                errs.push("name", &format!("pipeline name {:?} is used by another file", p.name));
+                errs.push(
+                    "name",
+                    &format!("pipeline name {:?} is used by another file", p.name),
+                );
             }
             validated.push(p);
         }
@@ -289,6 +386,7 @@ fn validate_pipeline(
     file: &Path,
     raw: RawPipeline,
     have_open_webui: bool,
+    local_model: Option<&str>,
 ) -> Option<PipelineConfig> {
     let base = dir_of(file);
     let stem = file
@@ -316,7 +414,10 @@ fn validate_pipeline(
             ChunkUnit::Characters
         }
         (Some("tokens"), None) => {
-            errs.push("chunking.tokenizer", "unit = \"tokens\" needs a tokenizer.json path");
+            errs.push(
+                "chunking.tokenizer",
+                "unit = \"tokens\" needs a tokenizer.json path",
+            );
             ChunkUnit::Characters
         }
         (Some(other), _) => {
@@ -337,17 +438,35 @@ fn validate_pipeline(
         ChunkUnit::Tokens { .. } => (max_size / 10).min(32),
     });
     if overlap >= max_size {
-        errs.push("chunking.overlap", &format!("{overlap} must be smaller than max_size {max_size}"));
+        errs.push(
+            "chunking.overlap",
+            &format!("{overlap} must be smaller than max_size {max_size}"),
+        );
     }
 
-    let model = match raw.embedding.model {
-        Some(m) if !m.trim().is_empty() => m,
+    let model = match (raw.embedding.model, local_model) {
+        (Some(m), Some(local)) if m != local => {
+            errs.push(
+                "embedding.model",
+                &format!(
+                    "{m:?} is not the local model {local:?} (embedding.model_dir); leave it out"
+                ),
+            );
+            m
+        }
+        (Some(m), _) if !m.trim().is_empty() => m,
+        (None, Some(local)) => local.to_owned(),
         _ => {
             errs.push("embedding.model", "required: the embedding model's name");
             String::new()
         }
     };
-    let batch_size = positive(errs, "embedding.batch_size", raw.embedding.batch_size, DEFAULT_BATCH);
+    let batch_size = positive(
+        errs,
+        "embedding.batch_size",
+        raw.embedding.batch_size,
+        DEFAULT_BATCH,
+    );
 
     let collection = raw.qdrant.collection.unwrap_or_else(|| name.clone());
     check_name(errs, "qdrant.collection", &collection);
@@ -360,7 +479,9 @@ fn validate_pipeline(
             (Some(id), None) => Some(KnowledgeTarget::Id(id)),
             (None, Some(name)) if !name.trim().is_empty() => Some(KnowledgeTarget::Name {
                 name,
-                description: k.description.unwrap_or_else(|| "Kept in sync by ragd".to_owned()),
+                description: k
+                    .description
+                    .unwrap_or_else(|| "Kept in sync by ragd".to_owned()),
             }),
             (Some(_), Some(_)) => {
                 errs.push("knowledge", "give either id or name, not both");
@@ -373,16 +494,48 @@ fn validate_pipeline(
         }
     });
 
-    let schedule = raw.schedule.and_then(|s| match s.parse::<cron::Schedule>() {
-        Ok(sch) => Some(sch),
-        Err(e) => {
-            errs.push(
-                "schedule",
-                &format!("{s:?} is not a cron expression (sec min hour day month weekday): {e}"),
-            );
-            None
+    let schedule = raw
+        .schedule
+        .and_then(|s| match s.parse::<cron::Schedule>() {
+            Ok(sch) => Some(sch),
+            Err(e) => {
+                errs.push(
+                    "schedule",
+                    &format!(
+                        "{s:?} is not a cron expression (sec min hour day month weekday): {e}"
+                    ),
+                );
+                None
+            }
+        });
+
+    let poll_interval = match raw.poll_interval_secs {
+        Some(0) => {
+            errs.push("poll_interval_secs", "must be at least 1");
+            DEFAULT_POLL_INTERVAL
         }
-    });
+        Some(n) => Duration::from_secs(n),
+        None => DEFAULT_POLL_INTERVAL,
+    };
+    let watch = match raw.watch.as_deref() {
+        None | Some("notify") => {
+            if raw.poll_interval_secs.is_some() {
+                errs.push("poll_interval_secs", "only used with watch = \"poll\"");
+            }
+            WatchMode::Notify
+        }
+        Some("poll") => WatchMode::Poll {
+            interval: poll_interval,
+        },
+        Some(other) => {
+            errs.push(
+                "watch",
+                &format!("unknown mode {other:?}; expected \"notify\" or \"poll\""),
+            );
+            WatchMode::Notify
+        }
+    };
+    let settle = raw.settle_ms.map_or(DEFAULT_SETTLE, Duration::from_millis);
 
     Some(PipelineConfig {
         name,
@@ -404,6 +557,8 @@ fn validate_pipeline(
         collection,
         knowledge,
         schedule,
+        watch,
+        settle,
     })
 }
 
@@ -455,7 +610,10 @@ fn check_name(errs: &mut Errors, key: &str, name: &str) {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
-        errs.push(key, &format!("{name:?} must be 1-64 characters of A-Z a-z 0-9 - _"));
+        errs.push(
+            key,
+            &format!("{name:?} must be 1-64 characters of A-Z a-z 0-9 - _"),
+        );
     }
 }
 
@@ -485,7 +643,10 @@ fn secret(
 ) -> Option<Secret> {
     match (value, file) {
         (Some(_), Some(_)) => {
-            errs.push(&format!("{section}.api_key"), "give api_key or api_key_file, not both");
+            errs.push(
+                &format!("{section}.api_key"),
+                "give api_key or api_key_file, not both",
+            );
             None
         }
         (Some(v), None) if v.is_empty() => None,
@@ -493,7 +654,10 @@ fn secret(
         (None, Some(f)) => match read(&base.join(&f)) {
             Ok(text) => Some(Secret::new(text.lines().next().unwrap_or("").trim())),
             Err(e) => {
-                errs.push(&format!("{section}.api_key_file"), &format!("cannot read {f:?}: {e}"));
+                errs.push(
+                    &format!("{section}.api_key_file"),
+                    &format!("cannot read {f:?}: {e}"),
+                );
                 None
             }
         },
@@ -517,21 +681,50 @@ mod tests {
     fn reports_every_problem_with_file_and_key() {
         let daemon: RawDaemon = toml::from_str("[embedding]\nprovider = \"nope\"\n").unwrap();
         let p = pipeline("sources = []\n[chunking]\nmax_size = 10\noverlap = 10\n");
-        let errs = validate(Path::new("c/ragd.toml"), daemon, vec![("p/a b.toml".into(), p)], &no_files)
-            .unwrap_err();
-        let keys: Vec<_> = errs.0.iter().map(|e| (e.file.display().to_string(), e.key.clone())).collect();
-        assert!(keys.contains(&("c/ragd.toml".into(), "embedding.provider".into())), "{keys:?}");
-        assert!(keys.contains(&("p/a b.toml".into(), "name".into())), "{keys:?}");
-        assert!(keys.contains(&("p/a b.toml".into(), "sources".into())), "{keys:?}");
-        assert!(keys.contains(&("p/a b.toml".into(), "chunking.overlap".into())), "{keys:?}");
-        assert!(keys.contains(&("p/a b.toml".into(), "embedding.model".into())), "{keys:?}");
+        let errs = validate(
+            Path::new("c/ragd.toml"),
+            daemon,
+            vec![("p/a b.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = errs
+            .0
+            .iter()
+            .map(|e| (e.file.display().to_string(), e.key.clone()))
+            .collect();
+        assert!(
+            keys.contains(&("c/ragd.toml".into(), "embedding.provider".into())),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("p/a b.toml".into(), "name".into())),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("p/a b.toml".into(), "sources".into())),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("p/a b.toml".into(), "chunking.overlap".into())),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("p/a b.toml".into(), "embedding.model".into())),
+            "{keys:?}"
+        );
     }
 
     #[test]
     fn defaults_to_embedded_qdrant_under_state_dir() {
         let p = pipeline("sources = [\"docs\"]\n[embedding]\nmodel = \"m\"\n");
-        let c = validate(Path::new("cfg/ragd.toml"), RawDaemon::default(), vec![("pl/docs.toml".into(), p)], &no_files)
-            .unwrap();
+        let c = validate(
+            Path::new("cfg/ragd.toml"),
+            RawDaemon::default(),
+            vec![("pl/docs.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("cfg/../.ragd"));
         assert_eq!(
             c.qdrant,
@@ -568,8 +761,13 @@ mod tests {
         let p = pipeline(
             "sources = [\"d\"]\nschedule = \"every day\"\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n",
         );
-        let errs = validate(Path::new("ragd.toml"), RawDaemon::default(), vec![("x.toml".into(), p)], &no_files)
-            .unwrap_err();
+        let errs = validate(
+            Path::new("ragd.toml"),
+            RawDaemon::default(),
+            vec![("x.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err();
         let keys: Vec<_> = errs.0.iter().map(|e| e.key.as_str()).collect();
         assert!(keys.contains(&"schedule"));
         assert!(keys.contains(&"knowledge"));

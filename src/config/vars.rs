@@ -40,10 +40,13 @@ pub fn interpolate(
                     Some((n, d)) => (n, Some(d)),
                     None => (reference, None),
                 };
-                let valid_name = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid_name =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid_name {
-                    errors.push((lineno + 1, format!("invalid variable name in ${{{reference}}}")));
+                    errors.push((
+                        lineno + 1,
+                        format!("invalid variable name in ${{{reference}}}"),
+                    ));
                 } else {
                     match (lookup(name), default) {
                         (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
@@ -63,7 +66,11 @@ pub fn interpolate(
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -80,13 +87,20 @@ mod tests {
 
     #[test]
     fn replaces_set_variables_and_defaults() {
-        let got = interpolate("x = \"${A}\"\ny = \"${B:-beta}\"\nz = \"${EMPTY:-d}\"\n", env).unwrap();
+        let got = interpolate(
+            "x = \"${A}\"\ny = \"${B:-beta}\"\nz = \"${EMPTY:-d}\"\n",
+            env,
+        )
+        .unwrap();
         assert_eq!(got, "x = \"alpha\"\ny = \"beta\"\nz = \"d\"\n");
     }
 
     #[test]
     fn dollar_escape_and_plain_dollar() {
-        assert_eq!(interpolate("a = \"$$HOME $x\"", env).unwrap(), "a = \"$HOME $x\"");
+        assert_eq!(
+            interpolate("a = \"$$HOME $x\"", env).unwrap(),
+            "a = \"$HOME $x\""
+        );
     }
 
     #[test]

@@ -35,6 +35,21 @@ const MIGRATIONS: &[&str] = &[
         dim         INTEGER,
         updated_at  INTEGER NOT NULL
     );",
+    // 2: the Open WebUI side: one row per file published to a knowledge base.
+    "CREATE TABLE kb_files (
+        pipeline     TEXT    NOT NULL,
+        path         TEXT    NOT NULL,
+        kb_id        TEXT    NOT NULL,
+        content_hash TEXT    NOT NULL,
+        file_id      TEXT,
+        old_file_id  TEXT,
+        state        TEXT    NOT NULL,
+        error_kind   TEXT,
+        error        TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        updated_at   INTEGER NOT NULL,
+        PRIMARY KEY (pipeline, path)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -101,7 +101,14 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
-    pub fn new(pipeline: &str, path: &str, source: u32, size: u64, mtime_ns: i64, file_hash: String) -> Self {
+    pub fn new(
+        pipeline: &str,
+        path: &str,
+        source: u32,
+        size: u64,
+        mtime_ns: i64,
+        file_hash: String,
+    ) -> Self {
         FileRecord {
             pipeline: pipeline.to_owned(),
             path: path.to_owned(),
@@ -119,6 +126,63 @@ impl FileRecord {
             updated_at: 0,
         }
     }
+}
+
+/// Where a file is in its journey to an Open WebUI knowledge base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KbState {
+    /// Intent recorded, upload not yet confirmed: after a crash the upload is
+    /// looked for by ragd's metadata marker before uploading again.
+    Uploading,
+    /// Uploaded, `file_id` recorded; processing and linking may still be pending.
+    Uploaded,
+    /// Processed, linked, and listed by the knowledge base.
+    Linked,
+    /// Permanently refused (duplicate or empty content, processing failed twice).
+    Failed,
+    /// Intent recorded: the file is being removed from the knowledge base.
+    Removing,
+}
+
+impl KbState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KbState::Uploading => "uploading",
+            KbState::Uploaded => "uploaded",
+            KbState::Linked => "linked",
+            KbState::Failed => "failed",
+            KbState::Removing => "removing",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        Ok(match s {
+            "uploading" => KbState::Uploading,
+            "uploaded" => KbState::Uploaded,
+            "linked" => KbState::Linked,
+            "failed" => KbState::Failed,
+            "removing" => KbState::Removing,
+            other => return Err(LedgerError::BadState(other.to_owned())),
+        })
+    }
+}
+
+/// One file's knowledge-base record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbRecord {
+    pub pipeline: String,
+    pub path: String,
+    pub kb_id: String,
+    /// Text hash of the version `file_id` carries (or is being uploaded).
+    pub content_hash: String,
+    /// Open WebUI file id, recorded as soon as the upload answers.
+    pub file_id: Option<String>,
+    /// The previously linked version, removed once the new one is linked.
+    pub old_file_id: Option<String>,
+    pub state: KbState,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub attempts: u32,
 }
 
 /// Per-pipeline facts that decide whether everything must be rebuilt.
@@ -186,7 +250,9 @@ impl Ledger {
     /// All rows of a pipeline, by path.
     pub fn files(&self, pipeline: &str) -> Result<HashMap<String, FileRecord>, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1"
+        ))?;
         let rows = stmt.query_map([pipeline], row_to_record)?;
         let mut out = HashMap::new();
         for r in rows {
@@ -202,7 +268,10 @@ impl Ledger {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1 AND path = ?2"
         ))?;
-        match stmt.query_row(params![pipeline, path], row_to_record).optional()? {
+        match stmt
+            .query_row(params![pipeline, path], row_to_record)
+            .optional()?
+        {
             Some(r) => Ok(Some(r?)),
             None => Ok(None),
         }
@@ -257,10 +326,13 @@ impl Ledger {
     /// Number of rows per state for a pipeline.
     pub fn count_by_state(&self, pipeline: &str) -> Result<HashMap<FileState, u64>, LedgerError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT state, COUNT(*) FROM files WHERE pipeline = ?1 GROUP BY state")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT state, COUNT(*) FROM files WHERE pipeline = ?1 GROUP BY state",
+        )?;
         let mut out = HashMap::new();
-        let rows = stmt.query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
         for row in rows {
             let (s, n) = row?;
             out.insert(FileState::parse(&s)?, n as u64);
@@ -268,10 +340,76 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Knowledge-base rows of a pipeline, by path.
+    pub fn kb_files(&self, pipeline: &str) -> Result<HashMap<String, KbRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT pipeline, path, kb_id, content_hash, file_id, old_file_id, state, error_kind, \
+             error, attempts FROM kb_files WHERE pipeline = ?1",
+        )?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok((
+                KbRecord {
+                    pipeline: r.get(0)?,
+                    path: r.get(1)?,
+                    kb_id: r.get(2)?,
+                    content_hash: r.get(3)?,
+                    file_id: r.get(4)?,
+                    old_file_id: r.get(5)?,
+                    state: KbState::Linked,
+                    error_kind: r.get(7)?,
+                    error: r.get(8)?,
+                    attempts: r.get(9)?,
+                },
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (mut rec, state) = row?;
+            rec.state = KbState::parse(&state)?;
+            out.insert(rec.path.clone(), rec);
+        }
+        Ok(out)
+    }
+
+    /// Insert or replace a knowledge-base row.
+    pub fn put_kb(&self, r: &KbRecord) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO kb_files (pipeline, path, kb_id, content_hash, file_id, \
+                 old_file_id, state, error_kind, error, attempts, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                r.pipeline,
+                r.path,
+                r.kb_id,
+                r.content_hash,
+                r.file_id,
+                r.old_file_id,
+                r.state.as_str(),
+                r.error_kind,
+                r.error,
+                r.attempts,
+                unix_now()
+            ])?;
+        Ok(())
+    }
+
+    /// Forget a knowledge-base row (after the file is removed there).
+    pub fn remove_kb(&self, pipeline: &str, path: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached("DELETE FROM kb_files WHERE pipeline = ?1 AND path = ?2")?
+            .execute(params![pipeline, path])?;
+        Ok(())
+    }
+
     pub fn pipeline_meta(&self, name: &str) -> Result<Option<PipelineMeta>, LedgerError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT name, fingerprint, collection, dim FROM pipelines WHERE name = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, fingerprint, collection, dim FROM pipelines WHERE name = ?1",
+        )?;
         Ok(stmt
             .query_row([name], |r| {
                 Ok(PipelineMeta {
@@ -290,7 +428,13 @@ impl Ledger {
                 "INSERT OR REPLACE INTO pipelines (name, fingerprint, collection, dim, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![meta.name, meta.fingerprint, meta.collection, meta.dim, unix_now()])?;
+            .execute(params![
+                meta.name,
+                meta.fingerprint,
+                meta.collection,
+                meta.dim,
+                unix_now()
+            ])?;
         Ok(())
     }
 }
@@ -335,7 +479,10 @@ mod tests {
         let l = Ledger::in_memory().unwrap();
         let mut r = FileRecord::new("p", "a/b.md", 0, 10, 123, "h".into());
         l.put(&r).unwrap();
-        assert_eq!(l.get("p", "a/b.md").unwrap().unwrap().state, FileState::Indexing);
+        assert_eq!(
+            l.get("p", "a/b.md").unwrap().unwrap().state,
+            FileState::Indexing
+        );
         r.state = FileState::Indexed;
         r.content_hash = Some("c".into());
         r.chunk_count = 3;
@@ -356,7 +503,8 @@ mod tests {
         let path = dir.path().join("ledger.sqlite");
         {
             let l = Ledger::open(&path).unwrap();
-            l.put(&FileRecord::new("p", "x", 0, 1, 1, "h".into())).unwrap();
+            l.put(&FileRecord::new("p", "x", 0, 1, 1, "h".into()))
+                .unwrap();
         }
         let l = Ledger::open(&path).unwrap();
         assert!(l.get("p", "x").unwrap().is_some());

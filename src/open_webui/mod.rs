@@ -16,3 +16,4 @@ pub use client::{
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;
+pub mod publish;

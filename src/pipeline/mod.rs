@@ -21,8 +21,10 @@
 //! skips it without reading, and a changed mtime with the same bytes or the same
 //! extracted text only updates the ledger.
 
+mod moves;
 pub mod plan;
 mod stages;
+mod targeted;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,10 +36,12 @@ use crate::chunk::Chunker;
 use crate::config::{ChunkUnit, Limits, PipelineConfig};
 use crate::embed::{EmbedError, Embedder};
 use crate::ledger::{FileState, Ledger, LedgerError, PipelineMeta};
+use crate::open_webui::publish::{PublishSummary, Publisher};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore};
 use crate::triggers::scan;
 
 pub use plan::{Plan, Reason, WorkItem};
+pub use targeted::{ReconcileOptions, ReconcileSummary};
 
 /// A failure that stops a whole pipeline run (as opposed to one file failing).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,12 @@ pub enum PipelineError {
         pipeline: String,
         #[source]
         source: LedgerError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    Publish {
+        pipeline: String,
+        #[source]
+        source: crate::open_webui::publish::PublishError,
     },
     #[error("pipeline {pipeline}: {message}")]
     Setup { pipeline: String, message: String },
@@ -98,6 +108,8 @@ pub struct RunSummary {
     pub failures: Vec<FileFailure>,
     /// Problems met while scanning (unreadable folders, links outside).
     pub scan_problems: Vec<String>,
+    /// What publishing to the knowledge base did, when one is configured.
+    pub knowledge: Option<PublishSummary>,
 }
 
 /// How to run.
@@ -129,6 +141,8 @@ pub struct Pipeline {
     pub ledger: Arc<Ledger>,
     /// Embedding requests in flight at once.
     pub embed_concurrency: usize,
+    /// Keeps the pipeline's knowledge base in line, when one is configured.
+    pub publisher: Option<Arc<Publisher>>,
 }
 
 impl Pipeline {
@@ -157,14 +171,22 @@ impl Pipeline {
         let scanned = tokio::task::spawn_blocking(move || scan::scan(&config))
             .await
             .map_err(|e| self.internal(e))?;
-        let ledger = self.ledger.files(self.name()).map_err(|e| self.ledger_err(e))?;
+        let ledger = self
+            .ledger
+            .files(self.name())
+            .map_err(|e| self.ledger_err(e))?;
         let force = force || self.settings_changed()?;
         Ok((plan::plan(&scanned, &ledger, force), scanned))
     }
 
     fn settings_changed(&self) -> Result<bool, PipelineError> {
-        let meta = self.ledger.pipeline_meta(self.name()).map_err(|e| self.ledger_err(e))?;
-        Ok(meta.is_some_and(|m| m.fingerprint != self.fingerprint() || m.collection != self.config.collection))
+        let meta = self
+            .ledger
+            .pipeline_meta(self.name())
+            .map_err(|e| self.ledger_err(e))?;
+        Ok(meta.is_some_and(|m| {
+            m.fingerprint != self.fingerprint() || m.collection != self.config.collection
+        }))
     }
 
     /// Bring the collection in line with the folder.
@@ -189,10 +211,14 @@ impl Pipeline {
             .progress
             .set_length((plan.work.len() + plan.deletes.len()) as u64);
 
-        self.delete_files(&plan, &mut summary, &options.progress).await?;
+        self.delete_files(&plan, &mut summary, &options.progress)
+            .await?;
         let dim = stages::process(self, plan.work, &mut summary, &options.progress).await?;
 
-        let previous = self.ledger.pipeline_meta(self.name()).map_err(|e| self.ledger_err(e))?;
+        let previous = self
+            .ledger
+            .pipeline_meta(self.name())
+            .map_err(|e| self.ledger_err(e))?;
         let dim = dim.map(|d| d as u32).or(previous.and_then(|m| m.dim));
         self.ledger
             .set_pipeline_meta(&PipelineMeta {
@@ -203,6 +229,18 @@ impl Pipeline {
             })
             .map_err(|e| self.ledger_err(e))?;
         options.progress.finish_and_clear();
+        // The knowledge base follows the ledger, after the Qdrant side is done:
+        // Open WebUI's (slow) processing never holds up the vector index.
+        if let Some(publisher) = &self.publisher {
+            let kb = publisher
+                .sync(&self.config, &self.ledger)
+                .await
+                .map_err(|source| PipelineError::Publish {
+                    pipeline: self.name().to_owned(),
+                    source,
+                })?;
+            summary.knowledge = Some(kb);
+        }
         summary.elapsed = started.elapsed();
         Ok(summary)
     }
@@ -230,7 +268,10 @@ impl Pipeline {
             self.ledger.put(&intent).map_err(|e| self.ledger_err(e))?;
             if exists {
                 self.store
-                    .delete(&self.config.collection, &PointFilter::file(self.name(), &record.path))
+                    .delete(
+                        &self.config.collection,
+                        &PointFilter::file(self.name(), &record.path),
+                    )
                     .await
                     .map_err(|e| self.store_err(e))?;
             }
@@ -251,7 +292,9 @@ impl Pipeline {
             .embed(&[query.to_owned()])
             .await
             .map_err(|e| self.embed_err(e))?;
-        let vector = vectors.pop().ok_or_else(|| self.internal("no vector for the query"))?;
+        let vector = vectors
+            .pop()
+            .ok_or_else(|| self.internal("no vector for the query"))?;
         if self
             .store
             .collection_dim(&self.config.collection)
@@ -269,7 +312,12 @@ impl Pipeline {
             });
         }
         self.store
-            .search(&self.config.collection, vector, k, Some(&PointFilter::pipeline(self.name())))
+            .search(
+                &self.config.collection,
+                vector,
+                k,
+                Some(&PointFilter::pipeline(self.name())),
+            )
             .await
             .map_err(|e| self.store_err(e))
     }

@@ -122,7 +122,11 @@ mod tests {
     #[test]
     fn classifies_new_changed_unchanged_deleted() {
         let scan = ScanResult {
-            files: vec![scanned("new.md", 1, 1), scanned("same.md", 2, 2), scanned("changed.md", 3, 3)],
+            files: vec![
+                scanned("new.md", 1, 1),
+                scanned("same.md", 2, 2),
+                scanned("changed.md", 3, 3),
+            ],
             ..Default::default()
         };
         let ledger: HashMap<_, _> = [
@@ -134,8 +138,15 @@ mod tests {
         .map(|r| (r.path.clone(), r))
         .collect();
         let p = plan(&scan, &ledger, false);
-        let work: Vec<_> = p.work.iter().map(|w| (w.file.rel_path.as_str(), w.reason)).collect();
-        assert_eq!(work, vec![("new.md", Reason::New), ("changed.md", Reason::Changed)]);
+        let work: Vec<_> = p
+            .work
+            .iter()
+            .map(|w| (w.file.rel_path.as_str(), w.reason))
+            .collect();
+        assert_eq!(
+            work,
+            vec![("new.md", Reason::New), ("changed.md", Reason::Changed)]
+        );
         assert_eq!(p.unchanged, 1);
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.deletes[0].path, "gone.md");
@@ -167,7 +178,10 @@ mod tests {
         let mut flaky = record("flaky.md", 1, 1, FileState::Failed);
         flaky.error_kind = Some(TRANSIENT_KIND.into());
         flaky.attempts = 1;
-        let ledger: HashMap<_, _> = [bad, flaky].into_iter().map(|r| (r.path.clone(), r)).collect();
+        let ledger: HashMap<_, _> = [bad, flaky]
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
         let p = plan(&scan, &ledger, false);
         let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
         assert_eq!(work, vec!["flaky.md"]);

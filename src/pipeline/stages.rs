@@ -60,7 +60,8 @@ pub(super) async fn process(
         return Ok(None);
     }
     let concurrency = pipeline.embed_concurrency.max(1);
-    let (prepared_tx, prepared_rx) = mpsc::channel::<Prepared>(pipeline.limits.extract_concurrency * 2);
+    let (prepared_tx, prepared_rx) =
+        mpsc::channel::<Prepared>(pipeline.limits.extract_concurrency * 2);
     let (embedded_tx, embedded_rx) = mpsc::channel::<Embedded>(concurrency * 2);
 
     let prep = {
@@ -118,7 +119,14 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     } = item;
     let name = pipeline.name();
     let base = previous.clone().unwrap_or_else(|| {
-        FileRecord::new(name, &file.rel_path, file.source, file.size, file.mtime_ns, String::new())
+        FileRecord::new(
+            name,
+            &file.rel_path,
+            file.source,
+            file.size,
+            file.mtime_ns,
+            String::new(),
+        )
     });
     let settle = |state: FileState, kind: &str, message: String| {
         let mut r = base.clone();
@@ -130,7 +138,11 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         r.state = state;
         r.error_kind = Some(kind.to_owned());
         r.error = Some(message);
-        r.attempts = if state == FileState::Failed { base.attempts + 1 } else { 0 };
+        r.attempts = if state == FileState::Failed {
+            base.attempts + 1
+        } else {
+            0
+        };
         r.target_hash = None;
         r
     };
@@ -154,7 +166,9 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         return Prepared::Settled(settle(
             FileState::Skipped,
             "unsupported_type",
-            format!("unsupported file type {ext:?} (supported: pdf, md, txt, html and other plain text)"),
+            format!(
+                "unsupported file type {ext:?} (supported: pdf, md, txt, html and other plain text)"
+            ),
         ));
     };
     let bytes = match std::fs::read(&file.abs_path) {
@@ -168,7 +182,11 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             } else {
                 "read_error"
             };
-            return Prepared::Settled(settle(FileState::Failed, kind, format!("cannot read file: {e}")));
+            return Prepared::Settled(settle(
+                FileState::Failed,
+                kind,
+                format!("cannot read file: {e}"),
+            ));
         }
     };
     let file_hash = sha256_hex(&bytes);
@@ -209,9 +227,9 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     }
     let text_hash = doc.text_hash();
     let same_text = reason != Reason::Forced
-        && previous
-            .as_ref()
-            .is_some_and(|p| p.state == FileState::Indexed && p.content_hash.as_deref() == Some(&text_hash));
+        && previous.as_ref().is_some_and(|p| {
+            p.state == FileState::Indexed && p.content_hash.as_deref() == Some(&text_hash)
+        });
     if same_text {
         return Prepared::Touch(record);
     }
@@ -372,7 +390,9 @@ async fn embed_all(
 fn is_fatal(e: &EmbedError) -> bool {
     matches!(
         e,
-        EmbedError::ModelNotFound { .. } | EmbedError::Unauthorized { .. } | EmbedError::DimensionMismatch { .. }
+        EmbedError::ModelNotFound { .. }
+            | EmbedError::Unauthorized { .. }
+            | EmbedError::DimensionMismatch { .. }
     )
 }
 
@@ -390,7 +410,11 @@ fn finish_slot(s: Slot) -> Embedded {
     Embedded::Ready {
         record: s.record,
         chunks: s.chunks,
-        vectors: s.vectors.into_iter().map(|v| v.unwrap_or_default()).collect(),
+        vectors: s
+            .vectors
+            .into_iter()
+            .map(|v| v.unwrap_or_default())
+            .collect(),
         reason: s.reason,
     }
 }
@@ -456,7 +480,10 @@ async fn commit_all(
                 // Write-ahead intent: a crash from here on leaves `indexing`, and
                 // the next run redoes this file (upserts are idempotent by id).
                 record.state = FileState::Indexing;
-                pipeline.ledger.put(&record).map_err(|e| pipeline.ledger_err(e))?;
+                pipeline
+                    .ledger
+                    .put(&record)
+                    .map_err(|e| pipeline.ledger_err(e))?;
 
                 let modified = record.mtime_ns / 1_000_000_000;
                 let n = chunks.len();

@@ -46,7 +46,15 @@ pub struct ScanResult {
 
 /// Temporary and partial files ignored by default: editors' swap files, browser
 /// downloads in progress, Office lock files. Dotfiles are ignored too.
-const DEFAULT_IGNORES: &[&str] = &["*.part", "*.crdownload", "~$*", "*.tmp", "*.swp", "*~", "*.partial"];
+const DEFAULT_IGNORES: &[&str] = &[
+    "*.part",
+    "*.crdownload",
+    "~$*",
+    "*.tmp",
+    "*.swp",
+    "*~",
+    "*.partial",
+];
 
 /// Is this file name one ragd never indexes?
 pub fn is_ignored_name(name: &str) -> bool {
@@ -98,7 +106,13 @@ pub fn scan(pipeline: &PipelineConfig) -> ScanResult {
     result
 }
 
-fn scan_source(pipeline: &PipelineConfig, source: u32, root: &Path, prefix: &str, out: &mut ScanResult) {
+fn scan_source(
+    pipeline: &PipelineConfig,
+    source: u32,
+    root: &Path,
+    prefix: &str,
+    out: &mut ScanResult,
+) {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -134,7 +148,10 @@ fn scan_source(pipeline: &PipelineConfig, source: u32, root: &Path, prefix: &str
                 // instead of following it forever.
                 out.problems.push(ScanProblem {
                     source,
-                    path: e.path().map(Path::to_owned).unwrap_or_else(|| root.to_owned()),
+                    path: e
+                        .path()
+                        .map(Path::to_owned)
+                        .unwrap_or_else(|| root.to_owned()),
                     message: e.to_string(),
                 });
                 continue;
@@ -159,7 +176,8 @@ fn scan_source(pipeline: &PipelineConfig, source: u32, root: &Path, prefix: &str
                     out.problems.push(ScanProblem {
                         source,
                         path: entry.path().to_owned(),
-                        message: "symbolic link points outside the source folder; not followed".into(),
+                        message: "symbolic link points outside the source folder; not followed"
+                            .into(),
                     });
                     continue;
                 }
@@ -184,6 +202,17 @@ fn scan_source(pipeline: &PipelineConfig, source: u32, root: &Path, prefix: &str
             mtime_ns: mtime_ns(&meta),
         });
     }
+}
+
+/// The file on disk behind a ledger key: the inverse of the naming in [`scan`].
+pub fn source_path(pipeline: &PipelineConfig, source: u32, rel_path: &str) -> Option<PathBuf> {
+    let root = pipeline.sources.get(source as usize)?;
+    let rel = if pipeline.sources.len() > 1 {
+        rel_path.split_once('/').map_or(rel_path, |(_, rest)| rest)
+    } else {
+        rel_path
+    };
+    Some(rel.split('/').fold(root.clone(), |p, part| p.join(part)))
 }
 
 /// `/`-separated relative path. Non-UTF-8 bytes are replaced, which only matters
@@ -215,7 +244,15 @@ mod tests {
 
     #[test]
     fn temporary_and_hidden_files_are_ignored() {
-        for name in [".hidden.md", "a.part", "x.crdownload", "~$doc.docx", ".a.md.swp", "b.tmp", "c.md~"] {
+        for name in [
+            ".hidden.md",
+            "a.part",
+            "x.crdownload",
+            "~$doc.docx",
+            ".a.md.swp",
+            "b.tmp",
+            "c.md~",
+        ] {
             assert!(is_ignored_name(name), "{name}");
         }
         for name in ["readme.md", "report.pdf", "notes~final.txt"] {

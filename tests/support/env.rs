@@ -28,6 +28,29 @@ pub struct TestEnv {
 impl TestEnv {
     /// One pipeline `docs` over `<dir>/docs`, extra pipeline TOML appended.
     pub async fn new(extra_pipeline_toml: &str) -> Self {
+        Self::with(extra_pipeline_toml, "").await
+    }
+
+    /// A pipeline that publishes to the knowledge base `kb_name` on the Open WebUI
+    /// at `url` (process timeout `process_timeout_secs`).
+    pub async fn with_knowledge(
+        url: &str,
+        key: &str,
+        kb_name: &str,
+        process_timeout_secs: u64,
+    ) -> Self {
+        Self::with(
+            &format!("[knowledge]\nname = \"{kb_name}\"\n"),
+            &format!(
+                "[open_webui]\nurl = \"{url}\"\napi_key = \"{key}\"\nconcurrency = 4\n\
+                 process_timeout_secs = {process_timeout_secs}\nrequest_timeout_secs = 60\n"
+            ),
+        )
+        .await
+    }
+
+    /// Extra TOML for the pipeline (before its tables) and for ragd.toml (after).
+    pub async fn with(extra_pipeline_toml: &str, extra_daemon_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let embed = start_embed_server(DIM).await;
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
@@ -37,7 +60,7 @@ impl TestEnv {
             dir.path().join("config/ragd.toml"),
             format!(
                 "state_dir = \"../state\"\npipelines_dir = \"../pipelines\"\n\
-                 [embedding]\nurl = \"{}\"\nmax_retries = 3\n",
+                 [embedding]\nurl = \"{}\"\nmax_retries = 3\n{extra_daemon_toml}",
                 embed.url()
             ),
         )
@@ -105,7 +128,10 @@ impl TestEnv {
     }
 
     pub async fn total_points(&self) -> u64 {
-        self.store.count("docs", &PointFilter::default()).await.unwrap_or(0)
+        self.store
+            .count("docs", &PointFilter::default())
+            .await
+            .unwrap_or(0)
     }
 }
 
@@ -156,7 +182,12 @@ impl VectorStore for CountingStore {
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
         self.inner.count(c, f).await
     }
-    async fn scroll(&self, c: &str, f: &PointFilter, v: bool) -> Result<Vec<StoredPoint>, StoreError> {
+    async fn scroll(
+        &self,
+        c: &str,
+        f: &PointFilter,
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
         self.inner.scroll(c, f, v).await
     }
     async fn search(

@@ -1,0 +1,698 @@
+//! Keep a knowledge base equal to a pipeline's folder: one Open WebUI file per
+//! indexed source file, current content, no leftovers, no duplicates.
+//!
+//! Open WebUI has no idempotency key, so the ledger is the key. Every step records
+//! its intent before the side effect:
+//!
+//! ```text
+//! (none) ──intent──▶ uploading ──upload answers──▶ uploaded ──processed+linked+listed──▶ linked
+//!                        │ crash: look for our upload by its metadata marker,
+//!                        │ adopt it (or upload if there is none) — never a second copy
+//! linked (old text) ──▶ uploading (old_file_id kept) ──▶ … ──▶ linked, then the old file is removed
+//! gone from the folder ──▶ removing ──file/remove──▶ (row deleted)
+//! ```
+//!
+//! A new version is linked before the old one is removed, so the knowledge base
+//! never lacks the file. Permanent refusals (duplicate or empty content,
+//! processing failed twice) are recorded and not retried until the text changes.
+//! Only files ragd uploaded (recorded ids, or ragd's metadata marker) are ever
+//! removed; files people uploaded by hand stay.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
+use crate::config::{KnowledgeTarget, PipelineConfig};
+use crate::document::sha256_hex;
+use crate::ledger::{FileRecord, FileState, KbRecord, KbState, Ledger, LedgerError};
+use crate::triggers::scan::source_path;
+
+/// Key of ragd's marker in upload metadata (`meta.data.ragd`).
+pub const MARKER: &str = "ragd";
+/// Processing failures allowed per version before it counts as permanent.
+const MAX_PROCESSING_FAILURES: u32 = 2;
+/// Transient failures per version before the file waits for a change or `ragd retry`.
+const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
+
+/// A failure that stops publishing for the whole pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("Open WebUI: {0} — check [open_webui] api_key")]
+    Unauthorized(OwuiError),
+    #[error("knowledge base {target}: {source}")]
+    KnowledgeBase {
+        target: String,
+        #[source]
+        source: OwuiError,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishSummary {
+    /// `POST /api/v1/files/` calls made.
+    pub uploads: usize,
+    /// Files that became linked in this sync.
+    pub linked: usize,
+    /// Files removed from the knowledge base (deleted, or replaced versions).
+    pub removed: usize,
+    /// Uploads found again by their marker after a crash and adopted.
+    pub adopted: usize,
+    /// Uploads carrying ragd's marker that no ledger row knew, deleted.
+    pub orphans_deleted: usize,
+    /// Files refused in this sync (duplicate, empty, processing failed).
+    pub failed: usize,
+    /// Files left for a later sync after a transient failure.
+    pub deferred: usize,
+    /// `(path, reason)` of the failures and deferrals.
+    pub problems: Vec<(String, String)>,
+}
+
+/// Publishes one pipeline's files to its knowledge base.
+pub struct Publisher {
+    client: Arc<OpenWebUi>,
+    target: KnowledgeTarget,
+    kb_id: OnceCell<String>,
+    concurrency: usize,
+    process_timeout: Duration,
+}
+
+/// What to do with one path.
+enum Action {
+    Publish {
+        file: FileRecord,
+        prev: Option<KbRecord>,
+    },
+    Remove(KbRecord),
+}
+
+/// The outcome of one action, applied to the summary afterwards.
+#[derive(Default)]
+struct Outcome {
+    uploads: usize,
+    linked: usize,
+    removed: usize,
+    adopted: usize,
+    failed: Option<String>,
+    deferred: Option<String>,
+    path: String,
+}
+
+impl Publisher {
+    pub fn new(
+        client: Arc<OpenWebUi>,
+        target: KnowledgeTarget,
+        concurrency: usize,
+        process_timeout: Duration,
+    ) -> Self {
+        Publisher {
+            client,
+            target,
+            kb_id: OnceCell::new(),
+            concurrency: concurrency.max(1),
+            process_timeout,
+        }
+    }
+
+    /// The knowledge base id (found or created once).
+    pub async fn knowledge_id(&self) -> Result<String, PublishError> {
+        let target = self.target.clone();
+        self.kb_id
+            .get_or_try_init(|| async {
+                let wrap = |source: OwuiError| match source {
+                    e @ OwuiError::Unauthorized { .. } => PublishError::Unauthorized(e),
+                    source => PublishError::KnowledgeBase {
+                        target: format!("{target:?}"),
+                        source,
+                    },
+                };
+                // The version decides whether uploads can be linked by the server.
+                self.client.version().await.map_err(wrap)?;
+                match &target {
+                    KnowledgeTarget::Id(id) => {
+                        Ok(self.client.get_knowledge(id).await.map_err(wrap)?.id)
+                    }
+                    KnowledgeTarget::Name { name, description } => Ok(self
+                        .client
+                        .find_or_create_knowledge_by_name(name, description)
+                        .await
+                        .map_err(wrap)?
+                        .id),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// Bring the knowledge base in line with the ledger's indexed files.
+    pub async fn sync(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+    ) -> Result<PublishSummary, PublishError> {
+        let kb = self.knowledge_id().await?;
+        let files = ledger.files(&pipeline.name)?;
+        let rows = ledger.kb_files(&pipeline.name)?;
+        let mut summary = PublishSummary::default();
+
+        let actions = plan(&files, &rows, &kb);
+        let (removes, publishes): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Remove(_)));
+        // Two phases: every removal completes before any publish starts.
+        for phase in [removes, publishes] {
+            let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
+                .map(|a| self.apply(a, pipeline, ledger, &kb, &rows))
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            for r in results {
+                let o = r?;
+                summary.uploads += o.uploads;
+                summary.linked += o.linked;
+                summary.removed += o.removed;
+                summary.adopted += o.adopted;
+                if let Some(why) = o.failed {
+                    summary.failed += 1;
+                    summary.problems.push((o.path.clone(), why));
+                }
+                if let Some(why) = o.deferred {
+                    summary.deferred += 1;
+                    summary.problems.push((o.path, why));
+                }
+            }
+        }
+        self.verify_and_sweep(pipeline, ledger, &kb, &mut summary)
+            .await?;
+        Ok(summary)
+    }
+
+    async fn apply(
+        &self,
+        action: Action,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        rows: &HashMap<String, KbRecord>,
+    ) -> Result<Outcome, PublishError> {
+        match action {
+            Action::Remove(row) => self.remove(row, ledger).await,
+            Action::Publish { file, prev } => {
+                self.publish(file, prev, pipeline, ledger, kb, rows).await
+            }
+        }
+    }
+
+    async fn remove(&self, mut row: KbRecord, ledger: &Ledger) -> Result<Outcome, PublishError> {
+        let mut out = Outcome {
+            path: row.path.clone(),
+            ..Default::default()
+        };
+        row.state = KbState::Removing;
+        ledger.put_kb(&row)?;
+        for id in [row.file_id.clone(), row.old_file_id.clone()]
+            .into_iter()
+            .flatten()
+        {
+            match self.remove_file(&row.kb_id, &id).await {
+                Ok(()) => out.removed += 1,
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) => {
+                    out.deferred = Some(format!("removing from the knowledge base: {e}"));
+                    return Ok(out);
+                }
+            }
+        }
+        ledger.remove_kb(&row.pipeline, &row.path)?;
+        Ok(out)
+    }
+
+    /// Unlink and delete one of ragd's files; already gone counts as done.
+    async fn remove_file(&self, kb: &str, file_id: &str) -> Result<(), OwuiError> {
+        match self
+            .client
+            .remove_file_from_knowledge(kb, file_id, true)
+            .await
+        {
+            Ok(()) | Err(OwuiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // Unlinked but somehow kept (e.g. file retention on): delete it too.
+        match self.client.delete_file(file_id).await {
+            Ok(()) | Err(OwuiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn publish(
+        &self,
+        file: FileRecord,
+        prev: Option<KbRecord>,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        rows: &HashMap<String, KbRecord>,
+    ) -> Result<Outcome, PublishError> {
+        let hash = file.content_hash.clone().unwrap_or_default();
+        let mut out = Outcome {
+            path: file.path.clone(),
+            ..Default::default()
+        };
+        // The row for this version: resume it, or start it keeping the linked old
+        // version to remove once the new one is in.
+        let mut row = match prev {
+            Some(r) if r.content_hash == hash => r,
+            Some(r) => {
+                // An unlinked upload of an older version is of no use: drop it.
+                if r.state != KbState::Linked
+                    && let Some(id) = &r.file_id
+                    && let Err(e) = self.remove_file(kb, id).await
+                {
+                    if e.stops_pipeline() {
+                        return Err(PublishError::Unauthorized(e));
+                    }
+                    out.deferred = Some(format!("removing an unfinished older upload: {e}"));
+                    return Ok(out);
+                }
+                KbRecord {
+                    old_file_id: if r.state == KbState::Linked {
+                        r.file_id.clone()
+                    } else {
+                        r.old_file_id.clone()
+                    },
+                    file_id: None,
+                    content_hash: hash.clone(),
+                    state: KbState::Uploading,
+                    error_kind: None,
+                    error: None,
+                    attempts: 0,
+                    ..r
+                }
+            }
+            None => KbRecord {
+                pipeline: pipeline.name.clone(),
+                path: file.path.clone(),
+                kb_id: kb.to_owned(),
+                content_hash: hash.clone(),
+                file_id: None,
+                old_file_id: None,
+                state: KbState::Uploading,
+                error_kind: None,
+                error: None,
+                attempts: 0,
+            },
+        };
+        let filename = sanitize_filename(&file.path);
+        let marker = json!({ "pipeline": pipeline.name, "path": file.path, "content_hash": hash });
+
+        // A retry after a processing failure: the failed upload is discarded first.
+        if row.state == KbState::Failed {
+            if let Some(id) = row.file_id.take()
+                && let Err(e) = self.remove_file(kb, &id).await
+            {
+                if e.stops_pipeline() {
+                    return Err(PublishError::Unauthorized(e));
+                }
+                out.deferred = Some(e.to_string());
+                return Ok(out);
+            }
+            row.state = KbState::Uploading;
+        }
+
+        if row.state == KbState::Uploading {
+            // Intent first: from here a crash is resolved by the marker search.
+            ledger.put_kb(&row)?;
+            let adopted = match self.find_upload(&filename, &marker).await {
+                Ok(found) => found,
+                Err(e) => return self.defer(row, e, ledger, out),
+            };
+            if let Some(found) = adopted {
+                out.adopted += 1;
+                row.file_id = Some(found.id);
+            } else {
+                let Some(path) = source_path(pipeline, file.source, &file.path) else {
+                    out.deferred = Some("source folder not in the pipeline any more".into());
+                    return Ok(out);
+                };
+                let bytes = match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        out.deferred = Some(format!("cannot read the file to upload: {e}"));
+                        return Ok(out);
+                    }
+                };
+                if sha256_hex(&bytes) != file.file_hash {
+                    // Changed since it was indexed: the next index run handles the
+                    // new version, and publishes that.
+                    out.deferred = Some(
+                        "file changed since it was indexed; publishing on the next run".into(),
+                    );
+                    return Ok(out);
+                }
+                let mut metadata = json!({ MARKER: marker });
+                if self.client.supports_auto_link() {
+                    metadata["knowledge_id"] = Value::String(kb.to_owned());
+                }
+                out.uploads += 1;
+                match self
+                    .client
+                    .upload_file(&filename, bytes, metadata, true)
+                    .await
+                {
+                    Ok(info) => row.file_id = Some(info.id),
+                    Err(e) => return self.refuse_or_defer(row, e, ledger, rows, out).await,
+                }
+            }
+            row.state = KbState::Uploaded;
+            ledger.put_kb(&row)?;
+        }
+
+        // Uploaded: wait for processing, link, and count it linked.
+        let file_id = row.file_id.clone().unwrap_or_default();
+        match self
+            .client
+            .wait_processed(&file_id, self.process_timeout)
+            .await
+        {
+            Ok(ProcessOutcome::Completed) => {}
+            Ok(other) => {
+                if let Err(e) = other.into_result() {
+                    return self.refuse_or_defer(row, e, ledger, rows, out).await;
+                }
+            }
+            Err(OwuiError::NotFound { .. }) => {
+                // Our upload vanished (deleted by hand): start this version again.
+                row.state = KbState::Uploading;
+                row.file_id = None;
+                ledger.put_kb(&row)?;
+                out.deferred =
+                    Some("the uploaded file disappeared; uploading again next run".into());
+                return Ok(out);
+            }
+            Err(e) => return self.refuse_or_defer(row, e, ledger, rows, out).await,
+        }
+        if let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
+            return self.refuse_or_defer(row, e, ledger, rows, out).await;
+        }
+        row.state = KbState::Linked;
+        row.error = None;
+        row.error_kind = None;
+        row.attempts = 0;
+        ledger.put_kb(&row)?;
+        out.linked += 1;
+
+        // Only now may the old version go.
+        if let Some(old) = row.old_file_id.clone() {
+            match self.remove_file(kb, &old).await {
+                Ok(()) => {
+                    out.removed += 1;
+                    row.old_file_id = None;
+                    ledger.put_kb(&row)?;
+                }
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) => out.deferred = Some(format!("removing the previous version: {e}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// An upload of this version made earlier whose id was never recorded.
+    async fn find_upload(
+        &self,
+        filename: &str,
+        marker: &Value,
+    ) -> Result<Option<FileInfo>, OwuiError> {
+        let mut found = self
+            .client
+            .find_files_by_name(filename)
+            .await?
+            .into_iter()
+            .filter(|f| f.metadata.get(MARKER) == Some(marker));
+        let first = found.next();
+        // More than one (a crash during a retry): keep one, delete the rest.
+        for extra in found {
+            if let Err(e) = self.client.delete_file(&extra.id).await {
+                tracing::warn!(file_id = %extra.id, error = %e, "could not delete a duplicate upload");
+            }
+        }
+        Ok(first)
+    }
+
+    fn defer(
+        &self,
+        mut row: KbRecord,
+        e: OwuiError,
+        ledger: &Ledger,
+        mut out: Outcome,
+    ) -> Result<Outcome, PublishError> {
+        if e.stops_pipeline() {
+            return Err(PublishError::Unauthorized(e));
+        }
+        row.attempts += 1;
+        row.error_kind = Some("transient".into());
+        row.error = Some(e.to_string());
+        if row.attempts >= MAX_TRANSIENT_ATTEMPTS {
+            row.state = KbState::Failed;
+            out.failed = Some(format!("gave up after {} attempts: {e}", row.attempts));
+        } else {
+            out.deferred = Some(e.to_string());
+        }
+        ledger.put_kb(&row)?;
+        Ok(out)
+    }
+
+    /// Record a permanent refusal (deleting our rejected upload), or defer a
+    /// transient failure to the next sync.
+    async fn refuse_or_defer(
+        &self,
+        mut row: KbRecord,
+        e: OwuiError,
+        ledger: &Ledger,
+        rows: &HashMap<String, KbRecord>,
+        mut out: Outcome,
+    ) -> Result<Outcome, PublishError> {
+        if !e.is_permanent_for_file() {
+            return self.defer(row, e, ledger, out);
+        }
+        let (kind, reason) = match &e {
+            OwuiError::DuplicateContent { .. } => {
+                // Read afresh: the twin may have been linked during this sync.
+                let fresh = ledger.kb_files(&row.pipeline)?;
+                let twin = fresh
+                    .values()
+                    .chain(rows.values())
+                    .find(|r| {
+                        r.path != row.path
+                            && r.content_hash == row.content_hash
+                            && r.state == KbState::Linked
+                    })
+                    .map(|r| r.path.clone())
+                    // Both may be in flight at once: any other file with this text.
+                    .or_else(|| {
+                        let mut same: Vec<String> = ledger
+                            .files(&row.pipeline)
+                            .ok()?
+                            .into_values()
+                            .filter(|f| {
+                                f.path != row.path
+                                    && f.content_hash.as_deref() == Some(&row.content_hash)
+                            })
+                            .map(|f| f.path)
+                            .collect();
+                        same.sort();
+                        same.into_iter().next()
+                    })
+                    .map(|p| format!("same text as {p:?}"))
+                    .unwrap_or_else(|| {
+                        "same text as another file in the knowledge base".to_owned()
+                    });
+                ("duplicate_content", format!("{twin} ({e})"))
+            }
+            OwuiError::EmptyContent { .. } => ("empty_content", e.to_string()),
+            _ => ("processing_failed", e.to_string()),
+        };
+        row.attempts += 1;
+        let permanent = kind != "processing_failed" || row.attempts >= MAX_PROCESSING_FAILURES;
+        row.state = if permanent {
+            KbState::Failed
+        } else {
+            KbState::Uploaded
+        };
+        row.error_kind = Some(kind.to_owned());
+        row.error = Some(reason.clone());
+        // A refused upload is deleted at once so it cannot linger as an orphan.
+        if let Some(id) = row.file_id.clone()
+            && (permanent || kind == "processing_failed")
+        {
+            match self.remove_file(&row.kb_id, &id).await {
+                Ok(()) => row.file_id = None,
+                Err(err) => {
+                    tracing::warn!(file_id = %id, error = %err, "could not delete a refused upload")
+                }
+            }
+            if !permanent {
+                row.state = KbState::Uploading;
+            }
+        }
+        ledger.put_kb(&row)?;
+        if permanent {
+            out.failed = Some(reason);
+        } else {
+            out.deferred = Some(reason);
+        }
+        Ok(out)
+    }
+
+    /// Check that every linked file is listed by the knowledge base (re-linking
+    /// any that is not), and delete uploads with ragd's marker that no row knows.
+    async fn verify_and_sweep(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        summary: &mut PublishSummary,
+    ) -> Result<(), PublishError> {
+        let listed = match self.client.knowledge_files(kb).await {
+            Ok(l) => l,
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) => {
+                summary.problems.push((
+                    "-".into(),
+                    format!("could not list the knowledge base: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        let listed_ids: HashSet<&str> = listed.iter().map(|f| f.id.as_str()).collect();
+        let rows = ledger.kb_files(&pipeline.name)?;
+        let known: HashSet<&str> = rows
+            .values()
+            .flat_map(|r| [r.file_id.as_deref(), r.old_file_id.as_deref()])
+            .flatten()
+            .collect();
+        for row in rows.values().filter(|r| r.state == KbState::Linked) {
+            let Some(id) = row.file_id.as_deref() else {
+                continue;
+            };
+            if listed_ids.contains(id) {
+                continue;
+            }
+            // Linked by us but not listed (unlinked by hand, or a lost link):
+            // link again; if that fails, the next sync retries from `uploaded`.
+            let mut r = row.clone();
+            match self.client.add_file_to_knowledge(kb, id).await {
+                Ok(_) => summary.linked += 1,
+                Err(e) => {
+                    r.state = if matches!(e, OwuiError::NotFound { .. }) {
+                        KbState::Uploading
+                    } else {
+                        KbState::Uploaded
+                    };
+                    if r.state == KbState::Uploading {
+                        r.file_id = None;
+                    }
+                    r.error = Some(e.to_string());
+                    ledger.put_kb(&r)?;
+                    summary.deferred += 1;
+                    summary.problems.push((
+                        r.path.clone(),
+                        format!("not listed by the knowledge base: {e}"),
+                    ));
+                }
+            }
+        }
+        for f in &listed {
+            let ours = f
+                .metadata
+                .get(MARKER)
+                .and_then(|m| m.get("pipeline"))
+                .and_then(Value::as_str)
+                == Some(pipeline.name.as_str());
+            if !ours || known.contains(f.id.as_str()) {
+                continue;
+            }
+            // Ours by marker but unknown to the ledger: an orphan from a crash
+            // between upload and recording (and not adopted since). Remove it —
+            // unless it shares its text with a linked file, where `file/remove`
+            // would also drop that file's vectors (Open WebUI deletes by hash).
+            let shares_text = listed.iter().any(|o| {
+                o.id != f.id && o.content_hash.is_some() && o.content_hash == f.content_hash
+            });
+            let result = if shares_text {
+                self.client.delete_file(&f.id).await
+            } else {
+                self.remove_file(kb, &f.id).await
+            };
+            match result {
+                Ok(()) | Err(OwuiError::NotFound { .. }) => summary.orphans_deleted += 1,
+                Err(e) => summary.problems.push((
+                    f.filename.clone(),
+                    format!("could not delete orphan upload: {e}"),
+                )),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decide, from the ledger alone, what each path needs. Removals come first and
+/// run to completion before any publish (see [`Publisher::sync`]), so a path
+/// never has two actions in flight.
+fn plan(
+    files: &HashMap<String, FileRecord>,
+    rows: &HashMap<String, KbRecord>,
+    kb: &str,
+) -> Vec<Action> {
+    let mut removes = Vec::new();
+    let mut publishes = Vec::new();
+    for (path, row) in rows {
+        let wanted = files.get(path).is_some_and(|f| {
+            f.content_hash.is_some() && matches!(f.state, FileState::Indexed | FileState::Failed)
+        });
+        // Gone from the folder, moved to another knowledge base, or a removal a
+        // crash interrupted: finish removing it (it is published afresh below).
+        if !wanted || row.kb_id != kb || row.state == KbState::Removing {
+            removes.push(Action::Remove(row.clone()));
+        }
+    }
+    for (path, file) in files {
+        // The version to publish is what Qdrant holds. A file that failed after
+        // an earlier success keeps its published old version.
+        let Some(hash) = file.content_hash.as_deref() else {
+            continue;
+        };
+        if !matches!(file.state, FileState::Indexed | FileState::Failed) {
+            continue;
+        }
+        let prev = rows
+            .get(path)
+            .filter(|r| r.kb_id == kb && r.state != KbState::Removing);
+        match prev {
+            Some(r)
+                if r.content_hash == hash
+                    && matches!(r.state, KbState::Linked | KbState::Failed) => {}
+            prev => publishes.push(Action::Publish {
+                file: file.clone(),
+                prev: prev.cloned(),
+            }),
+        }
+    }
+    removes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
+    publishes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
+    removes.extend(publishes);
+    removes
+}
+
+fn action_path(a: &Action) -> &str {
+    match a {
+        Action::Remove(r) => &r.path,
+        Action::Publish { file, .. } => &file.path,
+    }
+}

@@ -1,0 +1,237 @@
+//! Moves and renames: a file that disappeared from one path and appeared with the
+//! same bytes at another keeps its vectors.
+//!
+//! Detection pairs a planned delete with a planned new file: same size first (no
+//! IO), then the SHA-256 of the new file's bytes against the ledger's `file_hash`.
+//! Execution copies the old path's points (vectors included) to the new path's
+//! point ids with the payload's `path` changed, then deletes the old points —
+//! nothing is extracted or embedded.
+//!
+//! # Crash safety
+//!
+//! 1. The new path's row is written as `indexing` (target = the old content hash)
+//!    before any point is written: a crash from here on makes the next run redo the
+//!    new path the ordinary way (idempotent by point id).
+//! 2. Points are upserted under the new ids, then the old points deleted.
+//! 3. The new row becomes `indexed`, then the old row is removed. A crash between
+//!    the two leaves an old row for a file that is gone: the next run deletes it
+//!    (its points are already gone; deleting nothing is fine).
+//!
+//! At no point does the ledger call a path `indexed` whose points are not there.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::plan::{Plan, Reason, WorkItem};
+use super::{Pipeline, PipelineError};
+use crate::document::point_id;
+use crate::ledger::{FileRecord, FileState};
+use crate::store::{PointFilter, StoredPoint};
+
+/// A planned delete and a planned add that are the same bytes.
+#[derive(Debug, Clone)]
+pub struct Move {
+    pub from: FileRecord,
+    pub to: WorkItem,
+}
+
+/// Take every move out of `plan` (its add and its delete) and return them.
+pub(super) async fn detect(pipeline: &Pipeline, plan: &mut Plan) -> Vec<Move> {
+    // Deletes whose points are known to be complete, by size.
+    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, r) in plan.deletes.iter().enumerate() {
+        if r.state == FileState::Indexed && r.content_hash.is_some() && !r.file_hash.is_empty() {
+            by_size.entry(r.size).or_default().push(i);
+        }
+    }
+    if by_size.is_empty() {
+        return Vec::new();
+    }
+    let candidates: Vec<usize> = plan
+        .work
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.reason == Reason::New && by_size.contains_key(&w.file.size))
+        .map(|(i, _)| i)
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    // Hash only same-size candidates, off the async threads.
+    let paths: Vec<_> = candidates
+        .iter()
+        .map(|&i| plan.work[i].file.abs_path.clone())
+        .collect();
+    let limit = pipeline.limits.max_file_bytes;
+    let hashes = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|p| hash_file(p, limit))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+
+    let mut taken_deletes = Vec::new();
+    let mut taken_work = Vec::new();
+    for (&wi, hash) in candidates.iter().zip(hashes) {
+        let Some(hash) = hash else { continue };
+        let size = plan.work[wi].file.size;
+        let Some(slots) = by_size.get_mut(&size) else {
+            continue;
+        };
+        if let Some(pos) = slots
+            .iter()
+            .position(|&di| plan.deletes[di].file_hash == hash)
+        {
+            let di = slots.remove(pos);
+            taken_deletes.push(di);
+            taken_work.push(wi);
+        }
+    }
+    let mut moves: Vec<Move> = taken_deletes
+        .iter()
+        .zip(&taken_work)
+        .map(|(&di, &wi)| Move {
+            from: plan.deletes[di].clone(),
+            to: plan.work[wi].clone(),
+        })
+        .collect();
+    remove_indexes(&mut plan.deletes, taken_deletes);
+    remove_indexes(&mut plan.work, taken_work);
+    moves.sort_by(|a, b| a.from.path.cmp(&b.from.path));
+    moves
+}
+
+fn remove_indexes<T>(v: &mut Vec<T>, mut idx: Vec<usize>) {
+    idx.sort_unstable();
+    for i in idx.into_iter().rev() {
+        v.remove(i);
+    }
+}
+
+/// SHA-256 of a file's bytes, streamed; `None` if unreadable or over `limit`.
+fn hash_file(path: &std::path::Path, limit: u64) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).ok()?;
+    if f.metadata().ok()?.len() > limit {
+        return None;
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// Carry out one move. `Ok(false)` if the old points are not all there (then the
+/// caller indexes the new path and deletes the old one the ordinary way).
+pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, PipelineError> {
+    let name = pipeline.name();
+    let collection = &pipeline.config.collection;
+    let store = &pipeline.store;
+    let Some(content_hash) = mv.from.content_hash.clone() else {
+        return Ok(false);
+    };
+    if store
+        .collection_dim(collection)
+        .await
+        .map_err(|e| pipeline.store_err(e))?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let old = store
+        .scroll(collection, &PointFilter::file(name, &mv.from.path), true)
+        .await
+        .map_err(|e| pipeline.store_err(e))?;
+    let complete = old.len() == mv.from.chunk_count as usize
+        && old
+            .iter()
+            .all(|p| p.payload.content_hash == content_hash && !p.vector.is_empty());
+    if !complete {
+        tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.rel_path,
+            "move: old points incomplete; indexing the new path instead");
+        return Ok(false);
+    }
+
+    let file = &mv.to.file;
+    let mut record = mv.from.clone();
+    record.path = file.rel_path.clone();
+    record.source = file.source;
+    record.size = file.size;
+    record.mtime_ns = file.mtime_ns;
+    record.state = FileState::Indexing;
+    record.target_hash = Some(content_hash.clone());
+    pipeline
+        .ledger
+        .put(&record)
+        .map_err(|e| pipeline.ledger_err(e))?;
+
+    let modified = file.mtime_ns / 1_000_000_000;
+    let points: Vec<StoredPoint> = old
+        .into_iter()
+        .map(|p| {
+            let mut payload = p.payload;
+            payload.path = file.rel_path.clone();
+            payload.modified = modified;
+            StoredPoint {
+                id: point_id(name, &file.rel_path, payload.chunk_index),
+                vector: p.vector,
+                payload,
+            }
+        })
+        .collect();
+    for batch in points.chunks(128) {
+        store
+            .upsert(collection, batch.to_vec())
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+    }
+    store
+        .delete(collection, &PointFilter::file(name, &mv.from.path))
+        .await
+        .map_err(|e| pipeline.store_err(e))?;
+
+    record.state = FileState::Indexed;
+    record.target_hash = None;
+    pipeline
+        .ledger
+        .put(&record)
+        .map_err(|e| pipeline.ledger_err(e))?;
+    pipeline
+        .ledger
+        .remove(name, &mv.from.path)
+        .map_err(|e| pipeline.ledger_err(e))?;
+    tracing::info!(pipeline = %name, from = %mv.from.path, to = %file.rel_path, "moved");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_indexes_removes_exactly_those() {
+        let mut v = vec!['a', 'b', 'c', 'd', 'e'];
+        remove_indexes(&mut v, vec![3, 0, 2]);
+        assert_eq!(v, vec!['b', 'e']);
+    }
+
+    #[test]
+    fn hash_file_matches_sha256_of_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.md");
+        std::fs::write(&p, b"hello").unwrap();
+        assert_eq!(
+            hash_file(&p, 100).unwrap(),
+            crate::document::sha256_hex(b"hello")
+        );
+        assert_eq!(hash_file(&p, 2), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The daemon's reconcile: [`Pipeline::run`] made fit for a long-running process.
+//!
+//! Same scan → plan → extract → chunk → embed → store → ledger path as `run`
+//! (which `ragd index` keeps using unchanged), plus what a daemon needs:
+//!
+//! - **hold-back**: paths the watcher still sees changing, and files modified less
+//!   than `min_age` ago, are left exactly as the ledger has them and counted as
+//!   `deferred`; the caller reconciles again once they settle. This is what keeps a
+//!   half-copied file out of the index when some *other* file triggered the scan.
+//! - **moves**: a delete and an add with the same bytes become a move (see
+//!   [`super::moves`]): no re-extraction, no re-embedding.
+//! - **graceful stop**: work is processed in batches and `cancel` is checked
+//!   between them, so a shutdown lets the files in flight finish and starts no new
+//!   ones. Files never started keep their ledger rows; the next start does them.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+
+use super::{Pipeline, PipelineError, RunSummary, moves, stages};
+use crate::ledger::PipelineMeta;
+use crate::triggers::watch;
+
+/// Files per batch between cancellation checks: big enough to keep the embedder
+/// busy across files, small enough that a shutdown waits for little.
+const BATCH_FILES: usize = 64;
+
+/// How to reconcile.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Re-process every file even if unchanged.
+    pub force: bool,
+    /// Absolute paths still settling: neither indexed nor deleted this time.
+    pub hold: HashSet<PathBuf>,
+    /// Files whose mtime is more recent than this are deferred too.
+    pub min_age: Duration,
+    /// Pair deletes with same-bytes adds and move their points.
+    pub detect_moves: bool,
+    /// Once cancelled, no new batch starts.
+    pub cancel: CancellationToken,
+}
+
+/// What a reconcile did.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileSummary {
+    pub run: RunSummary,
+    /// Files moved without re-embedding.
+    pub moved: usize,
+    /// Files left for a later reconcile because they were still changing.
+    pub deferred: usize,
+    /// Stopped early by `cancel`; some planned work was not started.
+    pub interrupted: bool,
+}
+
+impl Pipeline {
+    /// Bring the collection in line with the folder, daemon-style (see the module doc).
+    pub async fn reconcile(
+        &self,
+        options: &ReconcileOptions,
+    ) -> Result<ReconcileSummary, PipelineError> {
+        let started = Instant::now();
+        let (mut plan, scanned) = self.plan(options.force).await?;
+        let mut out = ReconcileSummary {
+            run: RunSummary {
+                pipeline: self.name().to_owned(),
+                unchanged: plan.unchanged,
+                held_back: plan.held_back,
+                scan_problems: scanned
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path.display(), p.message))
+                    .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for p in &out.run.scan_problems {
+            tracing::warn!(pipeline = %self.name(), problem = %p, "scan problem");
+        }
+
+        let held: HashSet<String> = options
+            .hold
+            .iter()
+            .filter_map(|p| watch::ledger_key(&self.config, p))
+            .collect();
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let min_age_ns = options.min_age.as_nanos() as i64;
+        let before = plan.work.len() + plan.deletes.len();
+        plan.work.retain(|w| {
+            !held.contains(&w.file.rel_path) && now_ns.saturating_sub(w.file.mtime_ns) >= min_age_ns
+        });
+        plan.deletes.retain(|r| !held.contains(&r.path));
+        out.deferred = before - plan.work.len() - plan.deletes.len();
+
+        if options.detect_moves {
+            for mv in moves::detect(self, &mut plan).await {
+                if moves::execute(self, &mv).await? {
+                    out.moved += 1;
+                } else {
+                    // Old points incomplete: index and delete the ordinary way.
+                    plan.work.push(mv.to);
+                    plan.deletes.push(mv.from);
+                }
+            }
+        }
+
+        let progress = ProgressBar::hidden();
+        self.delete_files(&plan, &mut out.run, &progress).await?;
+        let mut dim = None;
+        let mut work = plan.work;
+        while !work.is_empty() {
+            if options.cancel.is_cancelled() {
+                out.interrupted = true;
+                tracing::info!(pipeline = %self.name(), left = work.len(),
+                    "stopping: files not started are left for the next start");
+                break;
+            }
+            let rest = work.split_off(work.len().min(BATCH_FILES));
+            let batch = std::mem::replace(&mut work, rest);
+            if let Some(d) = stages::process(self, batch, &mut out.run, &progress).await? {
+                dim = Some(d);
+            }
+        }
+
+        // The fingerprint says "every file reflects these settings": only true
+        // when the whole plan ran.
+        if !out.interrupted {
+            let previous = self
+                .ledger
+                .pipeline_meta(self.name())
+                .map_err(|e| self.ledger_err(e))?;
+            let dim = dim.map(|d| d as u32).or(previous.and_then(|m| m.dim));
+            self.ledger
+                .set_pipeline_meta(&PipelineMeta {
+                    name: self.name().to_owned(),
+                    fingerprint: self.fingerprint(),
+                    collection: self.config.collection.clone(),
+                    dim,
+                })
+                .map_err(|e| self.ledger_err(e))?;
+        }
+        out.run.elapsed = started.elapsed();
+        Ok(out)
+    }
+}

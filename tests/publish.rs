@@ -1,0 +1,383 @@
+//! Publishing to Open WebUI knowledge bases through `ragd index`: the knowledge
+//! base ends equal to the folder, through changes, duplicates and reruns.
+//!
+//! Each case is written once over (url, key) and runs against the in-process fake
+//! always, and against a real Open WebUI when `RAGD_OWUI_URL` / `RAGD_OWUI_KEY` are
+//! set (`scripts/openwebui-up.sh`; otherwise that half prints a skip note).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ragd::ledger::{FileState, KbRecord, KbState};
+use ragd::open_webui::{FileInfo, OpenWebUi, OwuiError, RetryPolicy};
+use serde_json::json;
+
+use crate::support::env::TestEnv;
+use crate::support::fake_openwebui::spawn_fake;
+
+fn real_server() -> Option<(String, String)> {
+    let url = std::env::var("RAGD_OWUI_URL")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let key = std::env::var("RAGD_OWUI_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    Some((url, key))
+}
+
+fn client(url: &str, key: &str) -> OpenWebUi {
+    OpenWebUi::new(url, key.to_owned(), Duration::from_secs(60))
+        .expect("client")
+        .with_retry(RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        })
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The knowledge base's files by their ragd path (files without a marker under
+/// their file name, prefixed `hand:`).
+async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileInfo>> {
+    let app = env.app();
+    let kb = env
+        .pipeline(&app)
+        .publisher
+        .clone()
+        .unwrap()
+        .knowledge_id()
+        .await
+        .unwrap();
+    drop(app);
+    let mut out: BTreeMap<String, Vec<FileInfo>> = BTreeMap::new();
+    for f in c.knowledge_files(&kb).await.unwrap() {
+        let key = match f
+            .metadata
+            .get("ragd")
+            .and_then(|m| m.get("path"))
+            .and_then(|p| p.as_str())
+        {
+            Some(p) => p.to_owned(),
+            None => format!("hand:{}", f.filename),
+        };
+        out.entry(key).or_default().push(f);
+    }
+    out
+}
+
+macro_rules! against_both {
+    ($name:ident, $case:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn fake() {
+                let fake = super::spawn_fake("sk-fake").await;
+                super::$case(&fake.url, &fake.api_key).await;
+            }
+            #[tokio::test]
+            async fn real() {
+                match super::real_server() {
+                    Some((url, key)) => super::$case(&url, &key).await,
+                    None => eprintln!("skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+                }
+            }
+        }
+    };
+}
+
+against_both!(knowledge_base_equals_the_folder, kb_equals_folder);
+against_both!(changes_and_deletions_propagate, changes_propagate);
+against_both!(duplicate_text_is_recorded_not_retried, duplicate_recorded);
+against_both!(files_uploaded_by_hand_survive, hand_files_survive);
+
+/// Generous: a real server processes files in the background on a loaded box.
+const PROCESS_TIMEOUT_SECS: u64 = 120;
+
+async fn kb_equals_folder(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("equal"), PROCESS_TIMEOUT_SECS).await;
+    env.write(
+        "guide.md",
+        "# Guide\n\nHow to feed the capybara in winter.\n",
+    );
+    env.write("sub dir/notes.txt", "Notes on the quokka census.\n");
+    env.write(
+        "page.html",
+        "<html><body><p>The narwhal tusk is a tooth.</p></body></html>",
+    );
+    env.write("empty.txt", "");
+    let s = env.index().await;
+    let kb = s.knowledge.clone().expect("published");
+    assert_eq!((kb.uploads, kb.linked, kb.failed), (3, 3, 0), "{kb:?}");
+    // The empty file never reaches Open WebUI; the ledger says why.
+    assert_eq!(
+        env.app()
+            .ledger
+            .get("docs", "empty.txt")
+            .unwrap()
+            .unwrap()
+            .error_kind
+            .as_deref(),
+        Some("empty")
+    );
+
+    let c = client(url, key);
+    let listed = listing(&c, &env).await;
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        vec!["guide.md", "page.html", "sub dir/notes.txt"]
+    );
+    for (path, files) in &listed {
+        assert_eq!(files.len(), 1, "one entry per file: {path}");
+        let marker = &files[0].metadata["ragd"];
+        assert_eq!(marker["pipeline"], "docs");
+        let rec = env.app().ledger.get("docs", path).unwrap().unwrap();
+        assert_eq!(marker["content_hash"], json!(rec.content_hash.unwrap()));
+    }
+    assert_eq!(listed["sub dir/notes.txt"][0].filename, "notes.txt");
+
+    // A rerun over the unchanged folder uploads nothing.
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.removed), (0, 0, 0), "{kb:?}");
+}
+
+async fn changes_propagate(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("changes"), PROCESS_TIMEOUT_SECS).await;
+    env.write("a.md", "# A\n\nThe first version mentions the axolotl.\n");
+    env.write("b.md", "# B\n\nThis one is about the pangolin.\n");
+    env.index().await;
+    let c = client(url, key);
+    let before = listing(&c, &env).await;
+    let old_a = before["a.md"][0].id.clone();
+
+    env.write(
+        "a.md",
+        "# A\n\nThe second version mentions the okapi instead.\n",
+    );
+    env.remove("b.md");
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked), (1, 1), "{kb:?}");
+    assert_eq!(kb.removed, 2, "old a.md and b.md: {kb:?}");
+
+    let after = listing(&c, &env).await;
+    assert_eq!(after.keys().collect::<Vec<_>>(), vec!["a.md"]);
+    assert_eq!(after["a.md"].len(), 1);
+    assert_ne!(after["a.md"][0].id, old_a);
+    let rec = env.app().ledger.get("docs", "a.md").unwrap().unwrap();
+    assert_eq!(
+        after["a.md"][0].metadata["ragd"]["content_hash"],
+        json!(rec.content_hash.unwrap())
+    );
+    // The old version is gone from Open WebUI altogether, not just unlinked.
+    assert!(matches!(
+        c.get_file(&old_a).await,
+        Err(OwuiError::NotFound { .. })
+    ));
+}
+
+async fn duplicate_recorded(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("dup"), PROCESS_TIMEOUT_SECS).await;
+    let text = format!(
+        "# Same\n\nIdentical words about the {} wombat.\n",
+        unique("w")
+    );
+    env.write("one.md", &text);
+    env.write("two.md", &text);
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!((kb.linked, kb.failed), (1, 1), "{kb:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    let failed: Vec<&KbRecord> = rows
+        .values()
+        .filter(|r| r.state == KbState::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error_kind.as_deref(), Some("duplicate_content"));
+    let twin = if failed[0].path == "one.md" {
+        "two.md"
+    } else {
+        "one.md"
+    };
+    assert!(
+        failed[0].error.as_deref().unwrap().contains(twin),
+        "{:?}",
+        failed[0].error
+    );
+
+    // A rerun makes no upload: the refusal is permanent for this text.
+    let s = env.index().await;
+    assert_eq!(s.knowledge.unwrap().uploads, 0);
+    let c = client(url, key);
+    let listed = listing(&c, &env).await;
+    assert_eq!(
+        listed.values().map(Vec::len).sum::<usize>(),
+        1,
+        "{listed:?}"
+    );
+    // The refused upload was deleted, not left behind.
+    assert!(failed[0].file_id.is_none());
+}
+
+async fn hand_files_survive(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("hand"), PROCESS_TIMEOUT_SECS).await;
+    env.write(
+        "ours.md",
+        "# Ours\n\nA file ragd manages, about the tapir.\n",
+    );
+    env.index().await;
+    let c = client(url, key);
+    let app = env.app();
+    let kb = env
+        .pipeline(&app)
+        .publisher
+        .clone()
+        .unwrap()
+        .knowledge_id()
+        .await
+        .unwrap();
+    drop(app);
+    let hand = c
+        .upload_file(
+            "by-hand.txt",
+            format!("Uploaded by a person: {}\n", unique("h")).into_bytes(),
+            json!({}),
+            true,
+        )
+        .await
+        .unwrap();
+    c.wait_processed(&hand.id, Duration::from_secs(PROCESS_TIMEOUT_SECS))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    c.add_file_to_knowledge(&kb, &hand.id).await.unwrap();
+
+    env.remove("ours.md");
+    let s = env.index().await;
+    assert_eq!(s.knowledge.unwrap().removed, 1);
+    let listed = listing(&c, &env).await;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), vec!["hand:by-hand.txt"]);
+}
+
+#[tokio::test]
+async fn slow_processing_is_resumed_without_a_second_upload() {
+    let fake = spawn_fake("sk-fake").await;
+    // Processing takes longer than ragd waits: the first run defers.
+    fake.set_processing(1_000_000, Duration::from_secs(3600));
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "slow", 1).await;
+    env.write("a.md", "# A\n\nSlow to process: the sloth.\n");
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.deferred), (1, 0, 1), "{kb:?}");
+    let row = env.app().ledger.kb_files("docs").unwrap()["a.md"].clone();
+    assert_eq!(row.state, KbState::Uploaded);
+    assert!(
+        row.file_id.is_some(),
+        "the file id is recorded before waiting"
+    );
+
+    // The server catches up; the next run links the recorded upload.
+    fake.set_processing(0, Duration::ZERO);
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!(kb.uploads, 0, "resumed from the recorded id: {kb:?}");
+    assert_eq!(fake.counters().uploads, 1);
+}
+
+#[tokio::test]
+async fn an_upload_whose_id_was_never_recorded_is_adopted_not_repeated() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "adopt", 30).await;
+    env.write("a.md", "# A\n\nThe heron waits.\n");
+    // Index into Qdrant only (no publishing yet) by running once, then rewind
+    // the knowledge-base row to the intent a crash right after the upload leaves.
+    env.index().await;
+    let app = env.app();
+    let mut row = app.ledger.kb_files("docs").unwrap()["a.md"].clone();
+    let c = client(&fake.url, &fake.api_key);
+    let kb = row.kb_id.clone();
+    let linked_id = row.file_id.clone().unwrap();
+    c.remove_file_from_knowledge(&kb, &linked_id, true)
+        .await
+        .unwrap();
+    let rec = app.ledger.get("docs", "a.md").unwrap().unwrap();
+    assert_eq!(rec.state, FileState::Indexed);
+    let marker = json!({"ragd": {"pipeline": "docs", "path": "a.md", "content_hash": rec.content_hash.clone().unwrap()}});
+    let bytes = std::fs::read(env.docs().join("a.md")).unwrap();
+    let lost = c.upload_file("a.md", bytes, marker, true).await.unwrap();
+    row.state = KbState::Uploading;
+    row.file_id = None;
+    app.ledger.put_kb(&row).unwrap();
+    drop(app);
+    let uploads_before = fake.counters().uploads;
+
+    let s = env.index().await;
+    let kbs = s.knowledge.unwrap();
+    assert_eq!((kbs.uploads, kbs.adopted, kbs.linked), (0, 1, 1), "{kbs:?}");
+    assert_eq!(fake.counters().uploads, uploads_before);
+    assert_eq!(fake.knowledge_file_ids(&kb), vec![lost.id]);
+}
+
+#[tokio::test]
+async fn a_marked_upload_unknown_to_the_ledger_is_deleted_as_an_orphan() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "orphans", 30).await;
+    env.write("a.md", "# A\n\nThe ibis.\n");
+    env.index().await;
+    let c = client(&fake.url, &fake.api_key);
+    let app = env.app();
+    let kb = env
+        .pipeline(&app)
+        .publisher
+        .clone()
+        .unwrap()
+        .knowledge_id()
+        .await
+        .unwrap();
+    drop(app);
+    let marker = json!({"ragd": {"pipeline": "docs", "path": "gone.md", "content_hash": "x"}});
+    let orphan = c
+        .upload_file(
+            "gone.md",
+            b"An orphan about the egret.\n".to_vec(),
+            marker,
+            true,
+        )
+        .await
+        .unwrap();
+    c.wait_processed(&orphan.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    c.add_file_to_knowledge(&kb, &orphan.id).await.unwrap();
+
+    let s = env.index().await;
+    assert_eq!(s.knowledge.unwrap().orphans_deleted, 1);
+    assert_eq!(fake.knowledge_file_ids(&kb).len(), 1);
+    assert!(matches!(
+        c.get_file(&orphan.id).await,
+        Err(OwuiError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_wrong_key_stops_the_pipeline_with_a_clear_message() {
+    let fake = spawn_fake("sk-right").await;
+    let env = TestEnv::with_knowledge(&fake.url, "sk-wrong", "auth", 30).await;
+    env.write("a.md", "# A\n\nThe kiwi.\n");
+    let app = env.app();
+    let err = env
+        .pipeline(&app)
+        .run(Default::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("api_key") && msg.contains("401"), "{msg}");
+    // The Qdrant side still indexed the file.
+    assert_eq!(
+        app.ledger.get("docs", "a.md").unwrap().unwrap().state,
+        FileState::Indexed
+    );
+}
