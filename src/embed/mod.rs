@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 pub mod ollama;
 pub mod server;
+pub mod local;
 
 pub use ollama::{EmbedderCounts, EmbedderStats, OllamaEmbedder, OllamaSettings};
 pub use server::HashEmbedder;
