@@ -4,7 +4,9 @@
 //! - 0: success;
 //! - 1: the command ran but some files failed (see the summary / `ragd status`);
 //! - 2: bad usage or configuration (`ragd validate` lists every problem);
-//! - 3: a fatal runtime error (a server unreachable, the state directory unusable).
+//! - 3: a fatal runtime error (a server unreachable, the state directory unusable);
+//! - `ragd doctor`: 1 when any check FAILs (2 when the config itself is invalid);
+//! - `ragd why`: 4 when no pipeline knows the path.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FILES_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_FATAL: u8 = 3;
+/// `ragd why`: the path is under no pipeline's folders and in no ledger.
+pub const EXIT_NOT_FOUND: u8 = 4;
 
 /// ragd keeps folders of documents in sync with a Qdrant index and Open WebUI
 /// knowledge bases.
@@ -61,6 +65,9 @@ pub enum Command {
         /// Re-embed every file even if unchanged.
         #[arg(long)]
         force: bool,
+        /// Carry out deletions even when more than half of a pipeline's files are gone.
+        #[arg(long)]
+        allow_mass_delete: bool,
     },
     /// Search a pipeline's collection: the quickest proof that indexing worked.
     Search {
@@ -91,6 +98,47 @@ pub enum Command {
     },
     /// Check the configuration without touching the network; lists every problem.
     Validate,
+    /// Per pipeline: files by state, chunks, last run, backlog (what the next run
+    /// would do), failures grouped by kind with example paths, knowledge-base
+    /// states. Reads only; works while `ragd run` is running.
+    Status {
+        /// Machine-readable output (stable field names).
+        #[arg(long)]
+        json: bool,
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+    },
+    /// One file's journey: on disk and matching the globs?, ledger state, hashes,
+    /// attempts and last error, Qdrant points, Open WebUI file and link state, and
+    /// what happens next. Exit 4 if no pipeline knows it.
+    Why {
+        /// The file: absolute, relative to the working directory, or relative to a
+        /// pipeline's source folder.
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live checks, each ok / warn / FAIL with a reason: config, state directory,
+    /// Qdrant and collection dimensions, embedding endpoint, models and their
+    /// dimension, Open WebUI version, API key (user, role), knowledge bases.
+    /// Exit 1 on any FAIL. Changes nothing on any server.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the next sync would do — add, update, retry, rebuild, move, delete —
+    /// with counts and paths. Changes nothing.
+    Plan {
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve an Ollama-compatible embedding API from ragd's deterministic
     /// hashing embedder (for tests, CI and demos; not a language model).
     EmbedServer {
@@ -104,11 +152,24 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+    /// Internal: extract one file's bytes (stdin) in a worker process and reply
+    /// on stdout. Started by ragd itself; see `extract::isolate`.
+    #[command(hide = true)]
+    ExtractWorker {
+        /// The file's format (`pdf`, `markdown`, `text`, `html`).
+        #[arg(long)]
+        format: String,
+    },
 }
 
 /// Parse, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The extraction worker runs before logging and the async runtime: one
+    // thread, and a stderr that holds nothing but a crash report.
+    if let Command::ExtractWorker { format } = &cli.command {
+        return crate::extract::isolate::worker_main(format);
+    }
     telemetry::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,7 +198,24 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate => validate(&cli.config),
-        Command::Index { pipeline, force } => index(&cli.config, pipeline.as_deref(), force).await,
+        Command::Status { json, pipeline } => {
+            let view = crate::ops::View::open(load(&cli.config)?)?;
+            Ok(crate::ops::status::run(&view, pipeline.as_deref(), json)?)
+        }
+        Command::Why { path, json } => {
+            let view = crate::ops::View::open(load(&cli.config)?)?;
+            Ok(crate::ops::why::run(&view, &path, json).await?)
+        }
+        Command::Doctor { json } => Ok(crate::ops::doctor::run(&cli.config, json).await?),
+        Command::Plan { pipeline, json } => {
+            let view = crate::ops::View::open(load(&cli.config)?)?;
+            Ok(crate::ops::plan::run(&view, pipeline.as_deref(), json)?)
+        }
+        Command::Index {
+            pipeline,
+            force,
+            allow_mass_delete,
+        } => index(&cli.config, pipeline.as_deref(), force, allow_mass_delete).await,
         Command::Search { pipeline, k, query } => search(&cli.config, &pipeline, &query, k).await,
         Command::Run {
             shutdown_timeout,
@@ -151,6 +229,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .await
         }
         Command::Reindex { pipeline } => reindex(&cli.config, pipeline.as_deref()).await,
+        // Handled in `main` before the runtime starts; kept working here too.
+        Command::ExtractWorker { format } => {
+            Ok(match crate::extract::isolate::worker_main(&format) {
+                code if code == ExitCode::SUCCESS => EXIT_OK,
+                _ => EXIT_FATAL,
+            })
+        }
         Command::EmbedServer {
             listen,
             models,
@@ -204,7 +289,12 @@ fn validate(path: &std::path::Path) -> anyhow::Result<u8> {
     }
 }
 
-async fn index(path: &std::path::Path, only: Option<&str>, force: bool) -> anyhow::Result<u8> {
+async fn index(
+    path: &std::path::Path,
+    only: Option<&str>,
+    force: bool,
+    allow_mass_delete: bool,
+) -> anyhow::Result<u8> {
     let app = App::open(load(path)?)?;
     let mut any_failed = false;
     let terminal = std::io::stderr().is_terminal();
@@ -216,6 +306,7 @@ async fn index(path: &std::path::Path, only: Option<&str>, force: bool) -> anyho
             .run(RunOptions {
                 force,
                 progress: progress.clone(),
+                allow_mass_delete,
             })
             .await;
         if let Some(t) = ticker {
@@ -313,6 +404,12 @@ fn print_summary(s: &RunSummary) {
         s.chunks_written as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs,
     );
+    if let Some((n, total)) = s.mass_delete_blocked {
+        println!(
+            "  mass-delete rail: {n} of {total} files are gone; nothing deleted. \
+             Check the source folders, then rerun with --allow-mass-delete"
+        );
+    }
     if s.held_back > 0 {
         println!(
             "  {} deletion(s) held back: a source folder could not be read",

@@ -9,7 +9,8 @@
 //!   collects every error → validated types. [`config::Secret`] never prints.
 //! - [`document`]: the data that flows (source file, extracted document, chunk,
 //!   embedded chunk) and the derivation of stable ids.
-//! - [`triggers`]: when a file must be looked at — the folder scan (walk + globs).
+//! - [`triggers`]: when a file must be looked at — the folder scan (walk + globs),
+//!   the debounced file watcher and cron schedules.
 //! - [`pipeline`]: one run — the planner (ledger says skip/add/update/delete), then
 //!   extract → chunk → embed → store → register → ledger commit.
 //! - [`extract`]: bytes → text, per format (PDF, Markdown, plain text, HTML).
@@ -21,7 +22,14 @@
 //! - [`open_webui`]: the Open WebUI client and the knowledge-base publish flow.
 //! - [`ledger`]: the SQLite record of every file's state; what makes reruns free
 //!   and restarts safe.
-//! - [`telemetry`]: tracing initialisation.
+//! - [`daemon`]: `ragd run` — the supervisor, one worker per pipeline, graceful
+//!   shutdown, and full reindexes into versioned collections behind an alias.
+//! - [`server`]: the daemon's HTTP endpoint (`/healthz`, `/readyz`).
+//! - [`failpoint`]: named crash points for the crash-safety tests (inert unless
+//!   `RAGD_FAILPOINTS` is set).
+//! - [`telemetry`]: tracing initialisation, metric names, one function per
+//!   notable event (logs and counts together), the `/metrics` route.
+//! - [`ops`]: the operator commands — `status`, `why`, `doctor`, `plan`.
 //! - [`cli`] and [`app`]: the command line and the composition root that wires
 //!   validated config into components.
 
@@ -29,12 +37,16 @@ pub mod app;
 pub mod chunk;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod document;
 pub mod embed;
 pub mod extract;
+pub mod failpoint;
 pub mod ledger;
 pub mod open_webui;
+pub mod ops;
 pub mod pipeline;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod triggers;

@@ -8,3 +8,4 @@ mod index;
 mod publish;
 mod local_embed;
 mod openwebui;
+mod config;

@@ -29,6 +29,7 @@ use tokio::sync::OnceCell;
 use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::document::sha256_hex;
+use crate::failpoint;
 use crate::ledger::{FileRecord, FileState, KbRecord, KbState, Ledger, LedgerError};
 use crate::triggers::scan::source_path;
 
@@ -87,7 +88,7 @@ pub struct Publisher {
 /// What to do with one path.
 enum Action {
     Publish {
-        file: FileRecord,
+        file: Box<FileRecord>,
         prev: Option<KbRecord>,
     },
     Remove(KbRecord),
@@ -205,7 +206,7 @@ impl Publisher {
         match action {
             Action::Remove(row) => self.remove(row, ledger).await,
             Action::Publish { file, prev } => {
-                self.publish(file, prev, pipeline, ledger, kb, rows).await
+                self.publish(*file, prev, pipeline, ledger, kb, rows).await
             }
         }
     }
@@ -329,6 +330,7 @@ impl Publisher {
         if row.state == KbState::Uploading {
             // Intent first: from here a crash is resolved by the marker search.
             ledger.put_kb(&row)?;
+            failpoint::hit("kb.after_intent");
             let adopted = match self.find_upload(&filename, &marker).await {
                 Ok(found) => found,
                 Err(e) => return self.defer(row, e, ledger, out),
@@ -366,7 +368,10 @@ impl Publisher {
                     .upload_file(&filename, bytes, metadata, true)
                     .await
                 {
-                    Ok(info) => row.file_id = Some(info.id),
+                    Ok(info) => {
+                        failpoint::hit("kb.after_upload");
+                        row.file_id = Some(info.id);
+                    }
                     Err(e) => return self.refuse_or_defer(row, e, ledger, rows, out).await,
                 }
             }
@@ -376,11 +381,23 @@ impl Publisher {
 
         // Uploaded: wait for processing, link, and count it linked.
         let file_id = row.file_id.clone().unwrap_or_default();
-        match self
+        let processing_started = std::time::Instant::now();
+        let processed = self
             .client
             .wait_processed(&file_id, self.process_timeout)
-            .await
-        {
+            .await;
+        crate::telemetry::events::openwebui_processed(
+            &pipeline.name,
+            &row.path,
+            match &processed {
+                Ok(ProcessOutcome::Completed) => "completed",
+                Ok(ProcessOutcome::Failed { .. }) => "failed",
+                Ok(_) => "timed_out",
+                Err(_) => "error",
+            },
+            processing_started.elapsed(),
+        );
+        match processed {
             Ok(ProcessOutcome::Completed) => {}
             Ok(other) => {
                 if let Err(e) = other.into_result() {
@@ -401,6 +418,7 @@ impl Publisher {
         if let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
             return self.refuse_or_defer(row, e, ledger, rows, out).await;
         }
+        failpoint::hit("kb.after_link");
         row.state = KbState::Linked;
         row.error = None;
         row.error_kind = None;
@@ -410,6 +428,7 @@ impl Publisher {
 
         // Only now may the old version go.
         if let Some(old) = row.old_file_id.clone() {
+            failpoint::hit("kb.before_remove_old");
             match self.remove_file(kb, &old).await {
                 Ok(()) => {
                     out.removed += 1;
@@ -675,11 +694,13 @@ fn plan(
             .get(path)
             .filter(|r| r.kb_id == kb && r.state != KbState::Removing);
         match prev {
+            // Done — unless a crash left the replaced version to remove.
             Some(r)
                 if r.content_hash == hash
-                    && matches!(r.state, KbState::Linked | KbState::Failed) => {}
+                    && (r.state == KbState::Failed
+                        || (r.state == KbState::Linked && r.old_file_id.is_none())) => {}
             prev => publishes.push(Action::Publish {
-                file: file.clone(),
+                file: Box::new(file.clone()),
                 prev: prev.cloned(),
             }),
         }

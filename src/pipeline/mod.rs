@@ -40,7 +40,7 @@ use crate::open_webui::publish::{PublishSummary, Publisher};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore};
 use crate::triggers::scan;
 
-pub use plan::{Plan, Reason, WorkItem};
+pub use plan::{DeleteRail, Plan, Reason, WorkItem};
 pub use targeted::{ReconcileOptions, ReconcileSummary};
 
 /// A failure that stops a whole pipeline run (as opposed to one file failing).
@@ -98,6 +98,8 @@ pub struct RunSummary {
     pub failed: usize,
     /// Deletions not made because a source folder could not be read.
     pub held_back: usize,
+    /// Set when the mass-delete rail held deletions back: `(would delete, of files)`.
+    pub mass_delete_blocked: Option<(usize, usize)>,
     pub chunks_written: usize,
     pub texts_embedded: usize,
     pub embed_requests: usize,
@@ -119,6 +121,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Advanced once per file handled; hidden when not on a terminal.
     pub progress: ProgressBar,
+    /// `--allow-mass-delete`: lift the mass-delete safety rail for this run.
+    pub allow_mass_delete: bool,
 }
 
 impl Default for RunOptions {
@@ -126,6 +130,7 @@ impl Default for RunOptions {
         RunOptions {
             force: false,
             progress: ProgressBar::hidden(),
+            allow_mass_delete: false,
         }
     }
 }
@@ -153,20 +158,59 @@ impl Pipeline {
     /// Hash of everything that shapes the vectors: a change means every file must
     /// be re-embedded.
     pub fn fingerprint(&self) -> String {
-        let c = &self.config.chunking;
-        let unit = match &c.unit {
-            ChunkUnit::Characters => "chars".to_owned(),
-            ChunkUnit::Tokens { tokenizer } => format!("tokens:{}", tokenizer.display()),
-        };
-        let text = format!(
-            "v1|model={}|unit={unit}|max={}|overlap={}|md={}",
-            self.config.model, c.max_size, c.overlap, c.markdown
-        );
-        hex::encode(&Sha256::digest(text.as_bytes())[..16])
+        fingerprint(&self.config)
     }
 
+    /// Record a finished run: metrics and log line, and a `runs` row for `ragd
+    /// status`. `kind` is `index` or `reconcile`. A failure to write the row is
+    /// logged, not returned: the run itself succeeded.
+    pub fn record_run(&self, kind: &str, started_at: i64, summary: &RunSummary) {
+        crate::telemetry::events::run_finished(summary);
+        let run = crate::ledger::RunRecord {
+            pipeline: self.name().to_owned(),
+            kind: kind.to_owned(),
+            started_at,
+            elapsed_ms: summary.elapsed.as_millis() as u64,
+            added: summary.added as u64,
+            updated: summary.updated as u64,
+            deleted: summary.deleted as u64,
+            unchanged: summary.unchanged as u64,
+            touched: summary.touched as u64,
+            skipped: summary.skipped as u64,
+            failed: summary.failed as u64,
+            chunks_written: summary.chunks_written as u64,
+            kb_linked: summary.knowledge.as_ref().map(|k| k.linked as u64),
+            kb_failed: summary.knowledge.as_ref().map(|k| k.failed as u64),
+        };
+        if let Err(e) = self.ledger.record_run(&run) {
+            tracing::warn!(pipeline = %self.name(), error = %e, "cannot record the run");
+        }
+    }
+}
+
+/// Hash of everything in `config` that shapes the vectors: a change means every
+/// file must be re-embedded. (Free so `ragd plan` can compare without building
+/// a pipeline.)
+pub fn fingerprint(config: &PipelineConfig) -> String {
+    let c = &config.chunking;
+    let unit = match &c.unit {
+        ChunkUnit::Characters => "chars".to_owned(),
+        ChunkUnit::Tokens { tokenizer } => format!("tokens:{}", tokenizer.display()),
+    };
+    let text = format!(
+        "v1|model={}|unit={unit}|max={}|overlap={}|md={}",
+        config.model, c.max_size, c.overlap, c.markdown
+    );
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+impl Pipeline {
     /// What a run would do now, changing nothing.
-    pub async fn plan(&self, force: bool) -> Result<(Plan, scan::ScanResult), PipelineError> {
+    pub async fn plan(
+        &self,
+        force: bool,
+        allow_mass_delete: bool,
+    ) -> Result<(Plan, scan::ScanResult), PipelineError> {
         let config = self.config.clone();
         let scanned = tokio::task::spawn_blocking(move || scan::scan(&config))
             .await
@@ -176,7 +220,11 @@ impl Pipeline {
             .files(self.name())
             .map_err(|e| self.ledger_err(e))?;
         let force = force || self.settings_changed()?;
-        Ok((plan::plan(&scanned, &ledger, force), scanned))
+        let rail = DeleteRail {
+            allow: allow_mass_delete,
+            ..DeleteRail::default()
+        };
+        Ok((plan::plan(&scanned, &ledger, force, rail), scanned))
     }
 
     fn settings_changed(&self) -> Result<bool, PipelineError> {
@@ -192,11 +240,19 @@ impl Pipeline {
     /// Bring the collection in line with the folder.
     pub async fn run(&self, options: RunOptions) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
-        let (plan, scanned) = self.plan(options.force).await?;
+        let started_at = crate::ledger::unix_now();
+        let (plan, scanned) = self.plan(options.force, options.allow_mass_delete).await?;
+        if let Some((n, total)) = plan.mass_delete_blocked {
+            tracing::warn!(pipeline = %self.name(), would_delete = n, files = total,
+                "mass delete held back: more than half of the pipeline's files are gone; \
+                 check the source folders, then rerun with --allow-mass-delete");
+        }
+        crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
         let mut summary = RunSummary {
             pipeline: self.name().to_owned(),
             unchanged: plan.unchanged,
             held_back: plan.held_back,
+            mass_delete_blocked: plan.mass_delete_blocked,
             scan_problems: scanned
                 .problems
                 .iter()
@@ -242,6 +298,7 @@ impl Pipeline {
             summary.knowledge = Some(kb);
         }
         summary.elapsed = started.elapsed();
+        self.record_run("index", started_at, &summary);
         Ok(summary)
     }
 
@@ -266,6 +323,7 @@ impl Pipeline {
             let mut intent = record.clone();
             intent.state = FileState::Deleting;
             self.ledger.put(&intent).map_err(|e| self.ledger_err(e))?;
+            crate::failpoint::hit("delete.after_intent");
             if exists {
                 self.store
                     .delete(
@@ -275,12 +333,13 @@ impl Pipeline {
                     .await
                     .map_err(|e| self.store_err(e))?;
             }
+            crate::failpoint::hit("delete.after_store");
             self.ledger
                 .remove(self.name(), &record.path)
                 .map_err(|e| self.ledger_err(e))?;
             summary.deleted += 1;
             progress.inc(1);
-            tracing::info!(pipeline = %self.name(), path = %record.path, "deleted");
+            crate::telemetry::events::file_deleted(self.name(), &record.path);
         }
         Ok(())
     }

@@ -41,12 +41,44 @@ pub struct Plan {
     pub deletes: Vec<FileRecord>,
     /// Rows left as they are.
     pub unchanged: usize,
-    /// Deletions held back because their source folder could not be read.
+    /// Deletions held back because their source folder could not be read or
+    /// turned up empty.
     pub held_back: usize,
+    /// Deletions held back by the mass-delete rail: `(would delete, of files)`.
+    pub mass_delete_blocked: Option<(usize, usize)>,
+}
+
+/// The mass-delete safety rail: a run that would delete more than `max_share` of a
+/// pipeline's files deletes nothing (unless allowed), because a vanished mount or
+/// a bad glob looks exactly like "everything was deleted".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeleteRail {
+    /// Largest share of the pipeline's files one run may delete (0..=1).
+    pub max_share: f64,
+    /// Pipelines with fewer files than this are exempt: deleting 3 of 4 notes is
+    /// routine, not a disaster.
+    pub min_files: usize,
+    /// `--allow-mass-delete`: the operator confirmed.
+    pub allow: bool,
+}
+
+impl Default for DeleteRail {
+    fn default() -> Self {
+        DeleteRail {
+            max_share: 0.5,
+            min_files: 10,
+            allow: false,
+        }
+    }
 }
 
 /// Build the plan. `force` re-processes every file (settings changed).
-pub fn plan(scan: &ScanResult, ledger: &HashMap<String, FileRecord>, force: bool) -> Plan {
+pub fn plan(
+    scan: &ScanResult,
+    ledger: &HashMap<String, FileRecord>,
+    force: bool,
+    rail: DeleteRail,
+) -> Plan {
     let mut plan = Plan::default();
     let mut seen = std::collections::HashSet::with_capacity(scan.files.len());
     for file in &scan.files {
@@ -66,19 +98,33 @@ pub fn plan(scan: &ScanResult, ledger: &HashMap<String, FileRecord>, force: bool
             None => plan.unchanged += 1,
         }
     }
+    // A source that held files and now shows none is a vanished mount or an
+    // unreadable share far more often than a deliberate wipe.
+    let empty_sources: Vec<u32> = ledger
+        .values()
+        .map(|r| r.source)
+        .filter(|s| !scan.files.iter().any(|f| f.source == *s))
+        .collect();
     for (path, record) in ledger {
         if seen.contains(path.as_str()) {
             continue;
         }
         // A folder that could not be read says nothing about its files: never
         // delete on the strength of a failed scan.
-        if scan.missing_sources.contains(&record.source) {
+        if scan.missing_sources.contains(&record.source) || empty_sources.contains(&record.source) {
             plan.held_back += 1;
             continue;
         }
         plan.deletes.push(record.clone());
     }
     plan.deletes.sort_by(|a, b| a.path.cmp(&b.path));
+    let total = ledger.len();
+    let share = plan.deletes.len() as f64 / total.max(1) as f64;
+    if !rail.allow && total >= rail.min_files && share > rail.max_share {
+        plan.mass_delete_blocked = Some((plan.deletes.len(), total));
+        plan.held_back += plan.deletes.len();
+        plan.deletes.clear();
+    }
     plan
 }
 
@@ -137,7 +183,7 @@ mod tests {
         .into_iter()
         .map(|r| (r.path.clone(), r))
         .collect();
-        let p = plan(&scan, &ledger, false);
+        let p = plan(&scan, &ledger, false, DeleteRail::default());
         let work: Vec<_> = p
             .work
             .iter()
@@ -162,9 +208,43 @@ mod tests {
             .into_iter()
             .map(|r| (r.path.clone(), r))
             .collect();
-        let p = plan(&scan, &ledger, false);
+        let p = plan(&scan, &ledger, false, DeleteRail::default());
         assert!(p.deletes.is_empty());
         assert_eq!(p.held_back, 1);
+    }
+
+    #[test]
+    fn a_source_that_turned_up_empty_deletes_nothing() {
+        let scan = ScanResult::default();
+        let ledger: HashMap<_, _> = [record("a.md", 1, 1, FileState::Indexed)]
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        assert!(p.deletes.is_empty());
+        assert_eq!(p.held_back, 1);
+    }
+
+    #[test]
+    fn mass_delete_is_held_back_unless_allowed() {
+        let keep: Vec<_> = (0..4).map(|i| scanned(&format!("k{i}.md"), 1, 1)).collect();
+        let scan = ScanResult {
+            files: keep,
+            ..Default::default()
+        };
+        let ledger: HashMap<_, _> = (0..4)
+            .map(|i| record(&format!("k{i}.md"), 1, 1, FileState::Indexed))
+            .chain((0..8).map(|i| record(&format!("d{i}.md"), 1, 1, FileState::Indexed)))
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        assert!(p.deletes.is_empty());
+        assert_eq!(p.mass_delete_blocked, Some((8, 12)));
+        let allowed = DeleteRail {
+            allow: true,
+            ..Default::default()
+        };
+        assert_eq!(plan(&scan, &ledger, false, allowed).deletes.len(), 8);
     }
 
     #[test]
@@ -182,7 +262,7 @@ mod tests {
             .into_iter()
             .map(|r| (r.path.clone(), r))
             .collect();
-        let p = plan(&scan, &ledger, false);
+        let p = plan(&scan, &ledger, false, DeleteRail::default());
         let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
         assert_eq!(work, vec!["flaky.md"]);
     }

@@ -12,8 +12,10 @@ use super::{FileFailure, Pipeline, PipelineError, RunSummary};
 use crate::document::{Chunk, Document, point_id, sha256_hex};
 use crate::embed::EmbedError;
 use crate::extract;
+use crate::failpoint;
 use crate::ledger::{FileRecord, FileState};
 use crate::store::{PointFilter, PointPayload, StoredPoint};
+use crate::telemetry::events;
 
 /// Points per upsert request: large enough to amortise the round trip, small
 /// enough to keep a request well under gRPC's default 4 MiB message limit at
@@ -204,10 +206,24 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         return Prepared::Touch(record);
     }
 
-    let doc: Document = match extract::extract(&bytes, format) {
+    let extract_started = Instant::now();
+    let extracted = extract::isolate::extract_isolated(
+        &file.abs_path,
+        &bytes,
+        format,
+        &pipeline.limits.extract,
+    );
+    events::file_extracted(name, extract_started.elapsed());
+    let doc: Document = match extracted {
         Ok(d) => d,
         Err(e) => {
-            let mut r = settle(FileState::Failed, e.kind(), e.to_string());
+            // A first timeout may be a busy machine: retried by the next run.
+            let kind = if e.gives_up_after(base.attempts + 1) {
+                e.kind()
+            } else {
+                TRANSIENT_KIND
+            };
+            let mut r = settle(FileState::Failed, kind, e.to_string());
             r.file_hash = record.file_hash;
             return Prepared::Settled(r);
         }
@@ -344,6 +360,7 @@ async fn embed_all(
                 stats.busy += took;
                 match result {
                     Ok(vectors) => {
+                        events::embed_request(pipeline.name(), n, took);
                         stats.texts += n;
                         for ((slot, i), v) in items.iter().zip(vectors) {
                             if let Some(s) = slots.get_mut(slot) {
@@ -355,7 +372,7 @@ async fn embed_all(
                     Err(e) if is_fatal(&e) => return Err(pipeline.embed_err(e)),
                     Err(e) => {
                         let transient = e.is_transient();
-                        tracing::warn!(pipeline = %pipeline.name(), error = %e, "embedding batch failed");
+                        events::embed_failed(pipeline.name(), &e, transient);
                         for (slot, _) in &items {
                             if let Some(s) = slots.get_mut(slot) {
                                 s.remaining -= 1;
@@ -438,7 +455,14 @@ async fn commit_all(
                     summary.bytes_read += record.size;
                 }
                 match record.state {
-                    FileState::Skipped => summary.skipped += 1,
+                    FileState::Skipped => {
+                        summary.skipped += 1;
+                        events::file_skipped(
+                            &name,
+                            &record.path,
+                            record.error_kind.as_deref().unwrap_or(""),
+                        );
+                    }
                     FileState::Failed => {
                         summary.failed += 1;
                         summary.failures.push(FileFailure {
@@ -446,9 +470,12 @@ async fn commit_all(
                             kind: record.error_kind.clone().unwrap_or_default(),
                             message: record.error.clone().unwrap_or_default(),
                         });
-                        tracing::warn!(pipeline = %name, path = %record.path,
-                            kind = record.error_kind.as_deref().unwrap_or(""),
-                            error = record.error.as_deref().unwrap_or(""), "file failed");
+                        events::file_failed(
+                            &name,
+                            &record.path,
+                            record.error_kind.as_deref().unwrap_or(""),
+                            record.error.as_deref().unwrap_or(""),
+                        );
                     }
                     _ => summary.touched += 1,
                 }
@@ -510,13 +537,16 @@ async fn commit_all(
                 let mut rest = points;
                 while !rest.is_empty() {
                     let tail = rest.split_off(rest.len().min(UPSERT_BATCH));
+                    let (upsert_started, points) = (Instant::now(), rest.len());
                     pipeline
                         .store
                         .upsert(&collection, rest)
                         .await
                         .map_err(|e| pipeline.store_err(e))?;
+                    events::upserted(&name, points, upsert_started.elapsed());
                     rest = tail;
                 }
+                failpoint::hit("index.after_upsert");
                 // ...then the old version's leftovers, so the file is never without vectors.
                 if record.content_hash.is_some() || reason != Reason::New {
                     let mut old = PointFilter::file(&name, &record.path);
@@ -527,6 +557,7 @@ async fn commit_all(
                         .await
                         .map_err(|e| pipeline.store_err(e))?;
                 }
+                failpoint::hit("index.after_delete_old");
                 let was_indexed = record.content_hash.is_some();
                 summary.bytes_read += record.size;
                 record.state = FileState::Indexed;
@@ -536,6 +567,7 @@ async fn commit_all(
                 record.error_kind = None;
                 record.error = None;
                 record.attempts = 0;
+                events::file_indexed(&name, &record.path, n, was_indexed);
                 pending_rows.push(record);
                 // Indexed rows are committed together with settled ones; until then
                 // the `indexing` intent makes a crash redo the (idempotent) work.
