@@ -9,3 +9,4 @@ mod publish;
 mod local_embed;
 mod openwebui;
 mod config;
+mod daemon;

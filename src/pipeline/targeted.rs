@@ -62,7 +62,8 @@ impl Pipeline {
         options: &ReconcileOptions,
     ) -> Result<ReconcileSummary, PipelineError> {
         let started = Instant::now();
-        let (mut plan, scanned) = self.plan(options.force).await?;
+        let started_at = crate::ledger::unix_now();
+        let (mut plan, scanned) = self.plan(options.force, false).await?;
         let mut out = ReconcileSummary {
             run: RunSummary {
                 pipeline: self.name().to_owned(),
@@ -144,7 +145,19 @@ impl Pipeline {
                 })
                 .map_err(|e| self.ledger_err(e))?;
         }
+        // The knowledge base follows the ledger, as in `run`.
+        if let Some(publisher) = &self.publisher {
+            let kb = publisher
+                .sync(&self.config, &self.ledger)
+                .await
+                .map_err(|source| PipelineError::Publish {
+                    pipeline: self.name().to_owned(),
+                    source,
+                })?;
+            out.run.knowledge = Some(kb);
+        }
         out.run.elapsed = started.elapsed();
+        self.record_run("reconcile", started_at, &out.run);
         Ok(out)
     }
 }

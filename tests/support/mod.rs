@@ -3,3 +3,4 @@ pub mod pdf;
 pub mod embed;
 pub mod env;
 pub mod fake_openwebui;
+pub mod daemon;

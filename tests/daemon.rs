@@ -1,0 +1,354 @@
+//! `ragd run`: real filesystem events in temp folders, asserted on what ends up
+//! in Qdrant and the ledger. Every wait polls with a generous deadline; nothing
+//! asserts on timing.
+
+use std::time::Duration;
+
+use ragd::ledger::{FileState, Ledger};
+use ragd::store::edge::EdgeStore;
+use ragd::store::{PointFilter, VectorStore};
+
+use crate::support::daemon::{
+    BinEnv, InProcessDaemon, eventually, eventually_within, sigterm, wait_exit, write_many,
+};
+use crate::support::env::TestEnv;
+
+fn note(word: &str) -> String {
+    format!("# About {word}\n\nThis note is about the {word}, and only the {word}.\n")
+}
+
+/// Text of the first chunk stored for `rel`, if any.
+async fn stored_text(env: &TestEnv, rel: &str) -> Option<String> {
+    env.points(rel)
+        .await
+        .first()
+        .map(|p| p.payload.text.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_modify_and_delete_follow_the_folder() {
+    let env = TestEnv::new("").await;
+    // Not the only file: a source folder that turns up empty deletes nothing
+    // (a safety rail against unmounted shares).
+    env.write("keep.md", note("kestrel"));
+    let d = InProcessDaemon::start(&env);
+
+    env.write("a.md", note("albatross"));
+    eventually("a dropped file is indexed", || async {
+        stored_text(&env, "a.md")
+            .await
+            .is_some_and(|t| t.contains("albatross"))
+    })
+    .await;
+
+    env.write("a.md", note("buffalo"));
+    eventually("a modified file is re-indexed", || async {
+        let pts = env.points("a.md").await;
+        pts.len() == 1 && pts[0].payload.text.contains("buffalo")
+    })
+    .await;
+
+    env.remove("a.md");
+    eventually(
+        "a deleted file leaves no points and no ledger row",
+        || async { env.points("a.md").await.is_empty() && d.state("a.md").is_none() },
+    )
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_save_is_one_modification_and_temp_files_are_never_indexed() {
+    let env = TestEnv::new("").await;
+    env.write("doc.md", note("cormorant"));
+    let d = InProcessDaemon::start(&env);
+    eventually("the startup reconcile indexes what was there", || async {
+        stored_text(&env, "doc.md")
+            .await
+            .is_some_and(|t| t.contains("cormorant"))
+    })
+    .await;
+
+    // What editors do: write a temp file next to the target, rename it over.
+    for temp in [".doc.md.swp", "doc.md.tmp", "doc.md~"] {
+        env.write(temp, note("dolphin"));
+        std::fs::rename(env.docs().join(temp), env.docs().join("doc.md")).unwrap();
+    }
+    // A partial download that stays partial.
+    env.write("big.pdf.part", b"%PDF-1.4 half");
+    eventually("the saved content is indexed", || async {
+        stored_text(&env, "doc.md")
+            .await
+            .is_some_and(|t| t.contains("dolphin"))
+    })
+    .await;
+    let rows = d.ledger.files("docs").unwrap();
+    let mut paths: Vec<_> = rows.keys().cloned().collect();
+    paths.sort();
+    assert_eq!(paths, vec!["doc.md"], "temp names never reach the ledger");
+    assert_eq!(env.total_points().await, 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_and_folder_renames_keep_vectors_without_re_embedding() {
+    let env = TestEnv::new("").await;
+    env.write("inbox/x.md", note("eland"));
+    env.write("inbox/y.md", note("ferret"));
+    env.write("inbox/sub/z.md", note("gannet"));
+    let d = InProcessDaemon::start(&env);
+    eventually("initial files indexed", || async {
+        d.count(FileState::Indexed) == 3
+    })
+    .await;
+    let x_before = env.points("inbox/x.md").await;
+    let embeds = env.embed.stats().texts;
+
+    // A move of one file...
+    std::fs::create_dir_all(env.docs().join("archive")).unwrap();
+    std::fs::rename(
+        env.docs().join("inbox/x.md"),
+        env.docs().join("archive/x-renamed.md"),
+    )
+    .unwrap();
+    eventually("a moved file's points follow it", || async {
+        env.points("inbox/x.md").await.is_empty()
+            && env.points("archive/x-renamed.md").await.len() == 1
+    })
+    .await;
+    // ...and a whole folder.
+    std::fs::rename(env.docs().join("inbox"), env.docs().join("outbox")).unwrap();
+    eventually("a renamed folder's files follow it", || async {
+        env.points("outbox/y.md").await.len() == 1
+            && env.points("outbox/sub/z.md").await.len() == 1
+            && env.points("inbox/y.md").await.is_empty()
+            && env.points("inbox/sub/z.md").await.is_empty()
+    })
+    .await;
+
+    assert_eq!(env.embed.stats().texts, embeds, "moves must not re-embed");
+    let moved = env
+        .store
+        .scroll(
+            "docs",
+            &PointFilter::file("docs", "archive/x-renamed.md"),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved[0].payload.text, x_before[0].payload.text);
+    assert_eq!(
+        moved[0].payload.content_hash,
+        x_before[0].payload.content_hash
+    );
+    assert!(!moved[0].vector.is_empty());
+    let mut paths: Vec<_> = d.ledger.files("docs").unwrap().into_keys().collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec!["archive/x-renamed.md", "outbox/sub/z.md", "outbox/y.md"]
+    );
+    assert_eq!(d.count(FileState::Indexed), 3);
+    assert_eq!(env.total_points().await, 3);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mkdir_p_of_a_deep_tree_indexes_every_level() {
+    let env = TestEnv::new("").await;
+    let d = InProcessDaemon::start(&env);
+    // Give the watcher a moment to be armed is not needed: the startup reconcile
+    // and the watcher together cover files written at any time.
+    let mut expected = Vec::new();
+    let mut rel = String::new();
+    for level in 0..8 {
+        rel.push_str(&format!("level{level}/"));
+        expected.push(format!("{rel}file{level}.md"));
+    }
+    std::fs::create_dir_all(env.docs().join(&rel)).unwrap();
+    for (i, path) in expected.iter().enumerate() {
+        env.write(path, note(&format!("heron{i}")));
+    }
+    eventually("every file of the deep tree is indexed", || async {
+        for path in &expected {
+            if env.points(path).await.len() != 1 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(env.total_points().await, expected.len() as u64);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_2000_files_is_fully_indexed() {
+    let env = TestEnv::new("").await;
+    let d = InProcessDaemon::start(&env);
+    write_many(&env.docs().join("burst/a"), "a", 1000);
+    write_many(&env.docs().join("burst/b"), "b", 1000);
+    eventually_within(
+        "all 2,000 files indexed",
+        Duration::from_secs(300),
+        || async { d.count(FileState::Indexed) == 2000 },
+    )
+    .await;
+    assert_eq!(env.total_points().await, 2000);
+    assert_eq!(d.count(FileState::Indexing), 0);
+    assert_eq!(d.count(FileState::Failed), 0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
+    let env = TestEnv::new("").await;
+    let long: String = (0..30)
+        .map(|i| format!("## Part {i}\n\nPart {i} describes the ibis colony in some detail.\n\n"))
+        .collect();
+    env.write("long.md", &long);
+    env.write("short.md", note("jackal"));
+    let d = InProcessDaemon::start(&env);
+    eventually("initial index", || async {
+        d.count(FileState::Indexed) == 2
+    })
+    .await;
+    assert_eq!(
+        env.store.resolve_alias("docs").await.unwrap().as_deref(),
+        Some("docs_v1")
+    );
+    let chunks_before = env.points("long.md").await.len();
+    d.stop().await;
+
+    // Bigger chunks: the fingerprint changes, so the next start rebuilds.
+    let toml_path = env.dir.path().join("pipelines/docs.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    std::fs::write(
+        &toml_path,
+        toml.replace("max_size = 400", "max_size = 1200"),
+    )
+    .unwrap();
+    let d = InProcessDaemon::start(&env);
+    eventually("the alias points at the rebuilt collection", || async {
+        env.store
+            .resolve_alias("docs")
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("docs_v2")
+    })
+    .await;
+    eventually("the ledger describes the live collection", || async {
+        d.count(FileState::Indexed) == 2
+    })
+    .await;
+    let chunks_after = env.points("long.md").await.len();
+    assert!(
+        chunks_after < chunks_before,
+        "{chunks_after} vs {chunks_before}"
+    );
+    let rec = d.ledger.get("docs", "long.md").unwrap().unwrap();
+    assert_eq!(rec.chunk_count as usize, chunks_after);
+    let collections = env.store.list_collections().await.unwrap();
+    assert_eq!(collections, vec!["docs_v2"], "the old version is dropped");
+    assert!(!env.dir.path().join("state/reindex/docs.json").exists());
+    d.stop().await;
+
+    // `ragd reindex` by hand: v3, same content.
+    let app = env.app();
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].collection, "docs_v3");
+    assert_eq!(
+        env.store.resolve_alias("docs").await.unwrap().as_deref(),
+        Some("docs_v3")
+    );
+    assert_eq!(env.points("long.md").await.len(), chunks_after);
+    assert_eq!(env.points("short.md").await.len(), 1);
+    assert_eq!(
+        app.ledger
+            .count_by_state("docs")
+            .unwrap()
+            .get(&FileState::Indexed),
+        Some(&2)
+    );
+}
+
+/// The real binary: drop files, SIGTERM while it is embedding them, restart, and
+/// check nothing is left half-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_work_then_restart_leaves_nothing_half_done() {
+    // 20 ms per text, one request at a time: 200 files take several seconds.
+    let env = BinEnv::new(Duration::from_millis(20)).await;
+    let mut ragd = env.start(1);
+    eventually("the daemon becomes ready", || async {
+        env.http_status("/readyz").await == Some(200)
+    })
+    .await;
+    assert_eq!(env.http_status("/healthz").await, Some(200));
+
+    write_many(&env.docs().join("drop"), "f", 200);
+    eventually("indexing has started", || async {
+        env.ledger()
+            .and_then(|l| l.count_by_state("docs").ok())
+            .is_some_and(|m| m.get(&FileState::Indexed).copied().unwrap_or(0) > 0)
+    })
+    .await;
+    sigterm(&ragd);
+    let status = wait_exit(&mut ragd, Duration::from_secs(90)).await;
+    assert!(
+        status.success(),
+        "graceful exit: {status:?}\n{}",
+        env.log(1)
+    );
+    let indexed_at_stop = count(&env, FileState::Indexed);
+    assert!(
+        indexed_at_stop < 200,
+        "stopped mid-work, not after: {indexed_at_stop}\n{}",
+        env.log(1)
+    );
+
+    let mut ragd = env.start(2);
+    eventually_within(
+        "all files indexed after the restart",
+        Duration::from_secs(180),
+        || async {
+            count(&env, FileState::Indexed) == 200 && count(&env, FileState::Indexing) == 0
+        },
+    )
+    .await;
+    sigterm(&ragd);
+    let status = wait_exit(&mut ragd, Duration::from_secs(90)).await;
+    assert!(status.success(), "{}", env.log(2));
+
+    // Points match the ledger exactly: every file's chunks, nothing extra.
+    let ledger = Ledger::open(&env.state_dir().join("ledger.sqlite")).unwrap();
+    let rows = ledger.files("docs").unwrap();
+    assert_eq!(rows.len(), 200);
+    assert!(
+        rows.values().all(|r| r.state == FileState::Indexed),
+        "no half-done rows"
+    );
+    let store = EdgeStore::open(&env.state_dir().join("qdrant")).unwrap();
+    let expected: u64 = rows.values().map(|r| r.chunk_count as u64).sum();
+    assert_eq!(
+        store.count("docs", &PointFilter::default()).await.unwrap(),
+        expected
+    );
+    for r in rows.values().take(20) {
+        let n = store
+            .count("docs", &PointFilter::file("docs", &r.path))
+            .await
+            .unwrap();
+        assert_eq!(n, r.chunk_count as u64, "{}", r.path);
+    }
+}
+
+fn count(env: &BinEnv, state: FileState) -> u64 {
+    env.ledger()
+        .and_then(|l| l.count_by_state("docs").ok())
+        .and_then(|m| m.get(&state).copied())
+        .unwrap_or(0)
+}
