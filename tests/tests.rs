@@ -10,3 +10,4 @@ mod local_embed;
 mod openwebui;
 mod config;
 mod daemon;
+mod crash;

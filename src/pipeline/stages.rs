@@ -511,6 +511,7 @@ async fn commit_all(
                     .ledger
                     .put(&record)
                     .map_err(|e| pipeline.ledger_err(e))?;
+                failpoint::hit("index.after_intent");
 
                 let modified = record.mtime_ns / 1_000_000_000;
                 let n = chunks.len();

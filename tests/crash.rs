@@ -1,0 +1,282 @@
+//! Crash safety: `ragd index` killed with SIGKILL at random moments, or aborted at
+//! each named step boundary, must still end — after a clean rerun — with the folder,
+//! the ledger, Qdrant and the knowledge base in agreement: nothing missing, nothing
+//! duplicated, no orphan uploads, exactly one upload per file version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ragd::ledger::{FileState, KbState, Ledger};
+use ragd::store::edge::EdgeStore;
+use ragd::store::{PointFilter, VectorStore};
+use rand::Rng;
+
+use crate::support::env::TestEnv;
+use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
+
+/// What a check found; every count must be 0 except `files` and `uploads`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Invariants {
+    pub files: usize,
+    /// Files on disk not indexed, or without their points, or not in the knowledge base.
+    pub missing: usize,
+    /// Points beyond one per chunk of the current version.
+    pub duplicate_points: usize,
+    /// Knowledge-base entries beyond one per file.
+    pub duplicate_kb: usize,
+    /// Uploads carrying ragd's marker that are not linked to the knowledge base.
+    pub orphans: usize,
+    /// Ledger rows left in an intermediate state.
+    pub unfinished: usize,
+}
+
+fn ragd(env: &TestEnv) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+    c.arg("index")
+        .arg("--config")
+        .arg(env.config_path())
+        .env_remove("RAGD_FAILPOINTS")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Run `ragd index` to completion; panics with its stderr if it fails.
+fn index_to_completion(env: &TestEnv) {
+    let out = ragd(env).output().expect("run ragd");
+    assert!(
+        out.status.success(),
+        "ragd index failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compare disk, ledger, Qdrant and the fake Open WebUI.
+async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
+    let mut inv = Invariants::default();
+    let on_disk: Vec<String> = walkdir::WalkDir::new(env.docs())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| ragd::triggers::scan::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
+        .collect();
+    inv.files = on_disk.len();
+
+    let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+    let files = ledger.files("docs").unwrap();
+    let kb_rows = ledger.kb_files("docs").unwrap();
+    inv.unfinished = files
+        .values()
+        .filter(|r| matches!(r.state, FileState::Indexing | FileState::Deleting))
+        .count()
+        + kb_rows
+            .values()
+            .filter(|r| r.state != KbState::Linked && r.state != KbState::Failed)
+            .count();
+
+    // A fresh store: the test process must not hold the shards while ragd runs.
+    let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
+    let points = store
+        .scroll("docs", &PointFilter::pipeline("docs"), false)
+        .await
+        .unwrap_or_default();
+    let mut per_path: HashMap<&str, Vec<&ragd::store::StoredPoint>> = HashMap::new();
+    for p in &points {
+        per_path.entry(p.payload.path.as_str()).or_default().push(p);
+    }
+    let expected_points: usize = files
+        .values()
+        .filter(|r| r.state == FileState::Indexed)
+        .map(|r| r.chunk_count as usize)
+        .sum();
+    inv.duplicate_points = points.len().saturating_sub(expected_points);
+
+    let kb_id = kb_rows
+        .values()
+        .next()
+        .map(|r| r.kb_id.clone())
+        .unwrap_or_default();
+    let linked = fake.knowledge_file_ids(&kb_id);
+    let all_files = fake.files();
+    let mut kb_per_path: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &all_files {
+        let Some(path) = f
+            .metadata
+            .get("ragd")
+            .and_then(|m| m.get("path"))
+            .and_then(|p| p.as_str())
+        else {
+            continue;
+        };
+        if linked.contains(&f.id) {
+            *kb_per_path.entry(path.to_owned()).or_default() += 1;
+        } else {
+            inv.orphans += 1;
+        }
+    }
+    inv.duplicate_kb = kb_per_path.values().map(|n| n.saturating_sub(1)).sum();
+
+    for path in &on_disk {
+        let ok = files.get(path).is_some_and(|r| {
+            r.state == FileState::Indexed
+                && r.chunk_count > 0
+                && per_path.get(path.as_str()).is_some_and(|ps| {
+                    ps.len() == r.chunk_count as usize
+                        && ps
+                            .iter()
+                            .all(|p| Some(&p.payload.content_hash) == r.content_hash.as_ref())
+                })
+        }) && kb_per_path.get(path) == Some(&1);
+        if !ok {
+            inv.missing += 1;
+        }
+    }
+    drop(store);
+    inv
+}
+
+fn write_corpus(env: &TestEnv, n: usize, round: usize) {
+    for i in 0..n {
+        let body: String = (0..(i % 7 + 1))
+            .map(|p| {
+                format!(
+                    "## Part {p}\n\nFile {i} round {round} paragraph {p} describes item-{i}-{p} with words \
+                     that make this chunk distinct from every other chunk in the corpus.\n\n"
+                )
+            })
+            .collect();
+        env.write(
+            &format!("d{}/file-{i:04}.md", i % 10),
+            format!("# Document {i}\n\n{body}"),
+        );
+    }
+}
+
+fn kill_after(child: &mut Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    match child.try_wait() {
+        Ok(Some(_)) => false,
+        _ => {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            true
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let fake = spawn_fake("sk-crash").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "crash", 60).await;
+    let files = 200;
+    write_corpus(&env, files, 0);
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let mut attempts = 0;
+    // At least 10 kills; each run is killed after a random 0.1–1.5 s, which on this
+    // corpus lands in every stage (scan, extract, embed, upsert, upload, link).
+    while kills < 10 && attempts < 40 {
+        attempts += 1;
+        let mut child = ragd(&env).spawn().expect("spawn ragd");
+        let delay = Duration::from_millis(rng.random_range(100..1500));
+        if kill_after(&mut child, delay) {
+            kills += 1;
+        } else {
+            // It finished before the kill: change some files so there is work again.
+            write_corpus(&env, files / 4, attempts);
+        }
+    }
+    assert!(kills >= 10, "only {kills} kills landed");
+    index_to_completion(&env);
+    let inv = check(&env, &fake).await;
+    eprintln!(
+        "after {kills} kills over {files} files: {inv:?}, uploads {}",
+        fake.counters().uploads
+    );
+    assert_eq!(
+        inv,
+        Invariants {
+            files,
+            ..Default::default()
+        }
+    );
+
+    // Settled: a rerun changes nothing and uploads nothing.
+    let uploads = fake.counters().uploads;
+    index_to_completion(&env);
+    assert_eq!(fake.counters().uploads, uploads);
+    assert_eq!(
+        check(&env, &fake).await,
+        Invariants {
+            files,
+            ..Default::default()
+        }
+    );
+}
+
+/// How many times each failpoint is reached in one round of `failpoint_round`.
+fn reach(point: &str) -> u32 {
+    match point {
+        p if p.starts_with("delete.") => 1,
+        "kb.before_remove_old" => 2,
+        _ => 3,
+    }
+}
+
+/// One round of changes: two files modified, one deleted, one added.
+fn failpoint_round(env: &TestEnv, round: usize) {
+    env.write(
+        "keep-a.md",
+        format!("# A\n\nVersion {round} of file a, about the aardvark.\n"),
+    );
+    env.write(
+        "keep-b.md",
+        format!("# B\n\nVersion {round} of file b, about the bison.\n"),
+    );
+    env.write(
+        &format!("new-{round}.md"),
+        format!("# New {round}\n\nAdded in round {round}: the capybara.\n"),
+    );
+    if round > 0 {
+        env.remove(&format!("new-{}.md", round - 1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_every_step_boundary_recovers_exactly() {
+    for point in ragd::failpoint::ALL {
+        let fake = spawn_fake("sk-fp").await;
+        let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, point, 60).await;
+        env.write("stable.md", "# Stable\n\nNever changes: the dugong.\n");
+        failpoint_round(&env, 0);
+        index_to_completion(&env);
+        for round in 1..=3 {
+            failpoint_round(&env, round);
+            let n = (round as u32).min(reach(point));
+            let out = ragd(&env)
+                .env("RAGD_FAILPOINTS", format!("{point}:{n}"))
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "{point}:{n} was not reached in round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            index_to_completion(&env);
+            let inv = check(&env, &fake).await;
+            assert_eq!(
+                inv,
+                Invariants {
+                    files: 4,
+                    ..Default::default()
+                },
+                "{point}:{n} round {round}"
+            );
+        }
+        // One upload per file version: 4 files at start, then 3 new versions a round.
+        assert_eq!(fake.counters().uploads, 4 + 3 * 3, "{point}: uploads");
+    }
+}
