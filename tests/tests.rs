@@ -11,3 +11,4 @@ mod openwebui;
 mod config;
 mod daemon;
 mod crash;
+mod ops;

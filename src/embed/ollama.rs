@@ -378,12 +378,12 @@ impl OllamaEmbedder {
                         });
                     }
                     let delay = self.backoff(attempt, retry_after);
-                    tracing::warn!(
-                        endpoint = %self.endpoint,
-                        attempt = attempt + 1,
-                        delay_ms = delay.as_millis() as u64,
-                        %detail,
-                        "embedding request failed, retrying"
+                    crate::telemetry::events::retry(
+                        "embed",
+                        &self.endpoint,
+                        attempt + 1,
+                        delay,
+                        &detail,
                     );
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(delay).await;

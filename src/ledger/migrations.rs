@@ -50,6 +50,25 @@ const MIGRATIONS: &[&str] = &[
         updated_at   INTEGER NOT NULL,
         PRIMARY KEY (pipeline, path)
     ) WITHOUT ROWID;",
+    // 3: one row per finished run, for `ragd status` ("last run").
+    "CREATE TABLE runs (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline       TEXT    NOT NULL,
+        kind           TEXT    NOT NULL,
+        started_at     INTEGER NOT NULL,
+        elapsed_ms     INTEGER NOT NULL,
+        added          INTEGER NOT NULL,
+        updated        INTEGER NOT NULL,
+        deleted        INTEGER NOT NULL,
+        unchanged      INTEGER NOT NULL,
+        touched        INTEGER NOT NULL,
+        skipped        INTEGER NOT NULL,
+        failed         INTEGER NOT NULL,
+        chunks_written INTEGER NOT NULL,
+        kb_linked      INTEGER,
+        kb_failed      INTEGER
+    );
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, id);",
 ];
 
 /// The schema version this build writes.

@@ -196,6 +196,31 @@ pub struct PipelineMeta {
     pub dim: Option<u32>,
 }
 
+/// One finished run of a pipeline, as `ragd status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunRecord {
+    pub pipeline: String,
+    /// `index` (`ragd index`) or `reconcile` (the daemon).
+    pub kind: String,
+    /// Unix seconds the run started.
+    pub started_at: i64,
+    pub elapsed_ms: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub touched: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub chunks_written: u64,
+    /// Knowledge-base files linked and refused, when one is configured.
+    pub kb_linked: Option<u64>,
+    pub kb_failed: Option<u64>,
+}
+
+/// Runs kept per pipeline; older ones are pruned as new ones are recorded.
+const RUNS_KEPT: i64 = 100;
+
 /// The SQLite ledger. Calls are short and synchronous; async callers may call
 /// them directly (they take microseconds to a few milliseconds).
 pub struct Ledger {
@@ -439,6 +464,72 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Record a finished run (keeps the last [`RUNS_KEPT`] per pipeline).
+    pub fn record_run(&self, run: &RunRecord) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO runs (pipeline, kind, started_at, elapsed_ms, added, updated, deleted, \
+             unchanged, touched, skipped, failed, chunks_written, kb_linked, kb_failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            run.pipeline,
+            run.kind,
+            run.started_at,
+            run.elapsed_ms as i64,
+            run.added as i64,
+            run.updated as i64,
+            run.deleted as i64,
+            run.unchanged as i64,
+            run.touched as i64,
+            run.skipped as i64,
+            run.failed as i64,
+            run.chunks_written as i64,
+            run.kb_linked.map(|n| n as i64),
+            run.kb_failed.map(|n| n as i64),
+        ])?;
+        tx.prepare_cached(
+            "DELETE FROM runs WHERE pipeline = ?1 AND id NOT IN \
+             (SELECT id FROM runs WHERE pipeline = ?1 ORDER BY id DESC LIMIT ?2)",
+        )?
+        .execute(params![run.pipeline, RUNS_KEPT])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The most recent runs of a pipeline, newest first.
+    pub fn recent_runs(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT pipeline, kind, started_at, elapsed_ms, added, updated, deleted, unchanged, \
+             touched, skipped, failed, chunks_written, kb_linked, kb_failed \
+             FROM runs WHERE pipeline = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pipeline, limit as i64], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(RunRecord {
+                pipeline: r.get(0)?,
+                kind: r.get(1)?,
+                started_at: r.get(2)?,
+                elapsed_ms: n(3)?,
+                added: n(4)?,
+                updated: n(5)?,
+                deleted: n(6)?,
+                unchanged: n(7)?,
+                touched: n(8)?,
+                skipped: n(9)?,
+                failed: n(10)?,
+                chunks_written: n(11)?,
+                kb_linked: r.get::<_, Option<i64>>(12)?.map(|v| v.max(0) as u64),
+                kb_failed: r.get::<_, Option<i64>>(13)?.map(|v| v.max(0) as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, LedgerError>> {
     let state: String = r.get(9)?;
     let state = match FileState::parse(&state) {
@@ -495,6 +586,25 @@ mod tests {
         assert_eq!(l.count_by_state("p").unwrap()[&FileState::Indexed], 1);
         l.remove("p", "a/b.md").unwrap();
         assert!(l.get("p", "a/b.md").unwrap().is_none());
+    }
+
+    #[test]
+    fn runs_are_recorded_newest_first_and_pruned() {
+        let l = Ledger::in_memory().unwrap();
+        for i in 0..(RUNS_KEPT + 5) {
+            l.record_run(&RunRecord {
+                pipeline: "p".into(),
+                kind: "index".into(),
+                started_at: i,
+                added: i as u64,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let runs = l.recent_runs("p", 1000).unwrap();
+        assert_eq!(runs.len(), RUNS_KEPT as usize);
+        assert_eq!(runs[0].started_at, RUNS_KEPT + 4);
+        assert!(l.recent_runs("other", 5).unwrap().is_empty());
     }
 
     #[test]

@@ -531,9 +531,10 @@ impl OpenWebUi {
             match self.send_once(&build).await {
                 Ok(body) => return decode::<RawFile>("upload", &body).map(FileInfo::from),
                 Err(err) if err.is_transient() && attempt < attempts => {
-                    tracing::warn!(attempt, error = %err, "upload failed; retrying");
+                    let delay = self.retry.delay(attempt);
+                    crate::telemetry::events::retry("open_webui", self.base.as_str(), attempt, delay, &err);
                     last_lost = err.maybe_applied().then_some(err);
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    tokio::time::sleep(delay).await;
                 }
                 Err(err) => return Err(err),
             }
@@ -885,9 +886,10 @@ impl OpenWebUi {
                         && attempt < attempts
                         && (retry == Retry::Always || !err.maybe_applied()) =>
                 {
-                    tracing::warn!(attempt, error = %err, "Open WebUI request failed; retrying");
+                    let delay = self.retry.delay(attempt);
+                    crate::telemetry::events::retry("open_webui", self.base.as_str(), attempt, delay, &err);
                     previous_maybe_applied |= err.maybe_applied();
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    tokio::time::sleep(delay).await;
                 }
                 Err(err) => return Err(err),
             }

@@ -64,6 +64,7 @@ impl Pipeline {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
         let (mut plan, scanned) = self.plan(options.force, false).await?;
+        crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
         let mut out = ReconcileSummary {
             run: RunSummary {
                 pipeline: self.name().to_owned(),

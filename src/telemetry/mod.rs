@@ -1,7 +1,18 @@
-//! Logging: human-readable on a terminal, JSON lines on request.
+//! Telemetry: logs, metrics, and one function per notable event.
+//!
+//! - [`init`] installs the log subscriber (human on a terminal, JSON lines on
+//!   request) and the Prometheus recorder.
+//! - [`metrics`] holds every metric name in one place, the recorder and the
+//!   `/metrics` route.
+//! - [`events`] has one function per notable event (a file indexed, a file failed,
+//!   an embedding request, …): each logs *and* counts, so the two never disagree.
 //!
 //! Level from `RUST_LOG` when set, else from the `--verbose` count. Logs never
-//! carry document text or secrets: paths and counts only.
+//! carry document text or secrets: paths and counts only. Metric labels never carry
+//! paths: only the pipeline name and small closed sets (kinds, outcomes).
+
+pub mod events;
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +23,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber. Logs go to stderr so stdout stays for results.
+/// Install the global subscriber and the metrics recorder. Logs go to stderr so
+/// stdout stays for results.
 pub fn init(format: LogFormat, verbosity: u8) {
     let default = match verbosity {
         0 => "warn,ragd=info",
@@ -27,4 +39,6 @@ pub fn init(format: LogFormat, verbosity: u8) {
         LogFormat::Human => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    // Installed before any work starts: events recorded earlier would be lost.
+    metrics::install();
 }

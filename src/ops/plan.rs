@@ -1,0 +1,296 @@
+//! `ragd plan`: what the next sync would do, changing nothing.
+//!
+//! The same planner a run uses ([`crate::pipeline::plan::plan`]) over a fresh
+//! scan and the ledger, including the "settings changed: rebuild everything"
+//! decision. Moves (same bytes, new path) are found the way the daemon finds
+//! them; `ragd index` re-embeds a moved file instead.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use serde::Serialize;
+
+use super::{OpsError, View};
+use crate::config::PipelineConfig;
+use crate::ledger::{FileState, Ledger};
+use crate::pipeline::plan::{self, Reason};
+use crate::triggers::scan;
+
+/// What will happen to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// New file.
+    Add,
+    /// Changed file (size or mtime differ); re-embedded only if its text changed.
+    Update,
+    /// An earlier attempt was interrupted or failed transiently.
+    Retry,
+    /// Settings that shape vectors changed: re-embedded.
+    Rebuild,
+    /// Same bytes at a new path (the daemon moves its points; `ragd index`
+    /// re-embeds).
+    Move,
+    /// Gone from the folder: its points and knowledge-base file are removed.
+    Delete,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Update => "update",
+            Action::Retry => "retry",
+            Action::Rebuild => "rebuild",
+            Action::Move => "move",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One planned change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub action: Action,
+    pub path: String,
+    /// For a move: where the file was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// One pipeline's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelinePlan {
+    pub pipeline: String,
+    /// Counts by action (every action present, zeros included).
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+    pub changes: Vec<Change>,
+    pub unchanged: usize,
+    /// Deletions held back because a source folder could not be read.
+    pub held_back: usize,
+    /// The mass-delete rail would hold deletions back: `(would delete, of files)`.
+    pub mass_delete_blocked: Option<(usize, usize)>,
+    /// The pipeline's model or chunking changed since the last run.
+    pub settings_changed: bool,
+    pub scan_problems: Vec<String>,
+}
+
+impl PipelinePlan {
+    /// Files the next run would touch.
+    pub fn total(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+/// Compute the plan of one pipeline. Blocking (scans the folder, hashes
+/// move candidates).
+pub fn compute(
+    pipeline: &PipelineConfig,
+    ledger: &Ledger,
+    max_file_bytes: u64,
+) -> Result<PipelinePlan, OpsError> {
+    let scanned = scan::scan(pipeline);
+    let rows = ledger.files(&pipeline.name)?;
+    let settings_changed = ledger.pipeline_meta(&pipeline.name)?.is_some_and(|m| {
+        m.fingerprint != crate::pipeline::fingerprint(pipeline)
+            || m.collection != pipeline.collection
+    });
+    // The same rail as a run without `--allow-mass-delete`.
+    let mut p = plan::plan(
+        &scanned,
+        &rows,
+        settings_changed,
+        plan::DeleteRail::default(),
+    );
+
+    let moves = find_moves(&mut p, max_file_bytes);
+    let mut changes: Vec<Change> = p
+        .work
+        .iter()
+        .map(|w| Change {
+            action: match w.reason {
+                Reason::New => Action::Add,
+                Reason::Changed => Action::Update,
+                Reason::Resume => Action::Retry,
+                Reason::Forced => Action::Rebuild,
+            },
+            path: w.file.rel_path.clone(),
+            from: None,
+        })
+        .collect();
+    changes.extend(moves);
+    changes.extend(p.deletes.iter().map(|r| Change {
+        action: Action::Delete,
+        path: r.path.clone(),
+        from: None,
+    }));
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut counts = std::collections::BTreeMap::new();
+    for a in [
+        Action::Add,
+        Action::Update,
+        Action::Retry,
+        Action::Rebuild,
+        Action::Move,
+        Action::Delete,
+    ] {
+        counts.insert(a.as_str(), changes.iter().filter(|c| c.action == a).count());
+    }
+    Ok(PipelinePlan {
+        pipeline: pipeline.name.clone(),
+        counts,
+        changes,
+        unchanged: p.unchanged,
+        held_back: p.held_back,
+        mass_delete_blocked: p.mass_delete_blocked,
+        settings_changed,
+        scan_problems: scanned
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path.display(), p.message))
+            .collect(),
+    })
+}
+
+/// Pair planned deletes with planned adds of the same bytes (size first, then
+/// SHA-256), as the daemon's move detection does; take both out of `plan`.
+fn find_moves(p: &mut plan::Plan, max_file_bytes: u64) -> Vec<Change> {
+    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, r) in p.deletes.iter().enumerate() {
+        if r.state == FileState::Indexed && !r.file_hash.is_empty() {
+            by_size.entry(r.size).or_default().push(i);
+        }
+    }
+    let mut moves = Vec::new();
+    let mut taken_deletes = Vec::new();
+    let mut taken_work = Vec::new();
+    for (wi, w) in p.work.iter().enumerate() {
+        if w.reason != Reason::New {
+            continue;
+        }
+        let Some(slots) = by_size.get_mut(&w.file.size) else {
+            continue;
+        };
+        let Some(hash) = hash_file(&w.file.abs_path, max_file_bytes) else {
+            continue;
+        };
+        if let Some(pos) = slots.iter().position(|&di| p.deletes[di].file_hash == hash) {
+            let di = slots.remove(pos);
+            moves.push(Change {
+                action: Action::Move,
+                path: w.file.rel_path.clone(),
+                from: Some(p.deletes[di].path.clone()),
+            });
+            taken_deletes.push(di);
+            taken_work.push(wi);
+        }
+    }
+    taken_deletes.sort_unstable();
+    for i in taken_deletes.into_iter().rev() {
+        p.deletes.remove(i);
+    }
+    taken_work.sort_unstable();
+    for i in taken_work.into_iter().rev() {
+        p.work.remove(i);
+    }
+    moves
+}
+
+/// SHA-256 of a file, streamed; `None` if unreadable or over `limit`.
+fn hash_file(path: &std::path::Path, limit: u64) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).ok()?;
+    if f.metadata().ok()?.len() > limit {
+        return None;
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// Paths listed per action before the rest are summarised.
+const LIST_LIMIT: usize = 50;
+
+/// Write the plan as text.
+pub fn render(out: &mut dyn Write, plans: &[PipelinePlan]) -> std::io::Result<()> {
+    for p in plans {
+        let summary: Vec<String> = p
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| format!("{n} {a}"))
+            .collect();
+        if summary.is_empty() {
+            writeln!(
+                out,
+                "pipeline {}: nothing to do ({} unchanged)",
+                p.pipeline, p.unchanged
+            )?;
+        } else {
+            writeln!(
+                out,
+                "pipeline {}: {} ({} unchanged)",
+                p.pipeline,
+                summary.join(", "),
+                p.unchanged
+            )?;
+        }
+        if p.settings_changed {
+            writeln!(
+                out,
+                "  model or chunking settings changed since the last run: every file is re-embedded"
+            )?;
+        }
+        if let Some((n, total)) = p.mass_delete_blocked {
+            writeln!(
+                out,
+                "  mass delete held back: {n} of {total} files are gone; check the source \
+                 folders, then run `ragd index --allow-mass-delete`"
+            )?;
+        }
+        if p.held_back > 0 {
+            writeln!(
+                out,
+                "  {} deletion(s) held back: a source folder could not be read",
+                p.held_back
+            )?;
+        }
+        for s in &p.scan_problems {
+            writeln!(out, "  scan: {s}")?;
+        }
+        for (i, c) in p.changes.iter().enumerate() {
+            if i == LIST_LIMIT {
+                writeln!(out, "  … and {} more", p.changes.len() - LIST_LIMIT)?;
+                break;
+            }
+            match &c.from {
+                Some(from) => writeln!(out, "  {:<7} {} (from {from})", c.action.as_str(), c.path)?,
+                None => writeln!(out, "  {:<7} {}", c.action.as_str(), c.path)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ragd plan`: print the plan of every pipeline (or one).
+pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsError> {
+    let mut plans = Vec::new();
+    for p in view.pipelines(pipeline)? {
+        plans.push(compute(p, &view.ledger, view.config.limits.max_file_bytes)?);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "pipelines": plans }))?;
+        writeln!(out)?;
+    } else {
+        render(&mut out, &plans)?;
+    }
+    Ok(crate::cli::EXIT_OK)
+}

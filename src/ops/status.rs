@@ -1,0 +1,409 @@
+//! `ragd status`: per pipeline — files by state, chunks, last run, backlog,
+//! failures grouped by kind, knowledge-base states.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::plan::{self, PipelinePlan};
+use super::{OpsError, View, human_age, human_bytes, human_time};
+use crate::config::{KnowledgeTarget, PipelineConfig};
+use crate::ledger::{FileState, KbState, RunRecord};
+
+/// Example paths shown per failure kind.
+const EXAMPLES: usize = 3;
+
+/// Everything `ragd status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state_dir: String,
+    /// A ragd process (normally `ragd run`) holds the state directory.
+    pub daemon_running: bool,
+    pub pipelines: Vec<PipelineStatus>,
+}
+
+/// One pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    pub pipeline: String,
+    pub collection: String,
+    pub sources: Vec<String>,
+    /// Ledger rows by state; every state present, zeros included.
+    pub files: BTreeMap<&'static str, u64>,
+    pub total_files: u64,
+    /// Chunks (= Qdrant points) of indexed files, per the ledger.
+    pub chunks: u64,
+    /// Bytes of the indexed source files.
+    pub indexed_bytes: u64,
+    pub last_run: Option<LastRun>,
+    /// What the next run would do.
+    pub backlog: Backlog,
+    /// Failed files grouped by `error_kind`, most frequent first.
+    pub failures: Vec<Group>,
+    /// Skipped files grouped by reason.
+    pub skipped: Vec<Group>,
+    pub knowledge: Option<KnowledgeStatus>,
+}
+
+/// The last finished run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    /// `index` or `reconcile`.
+    pub kind: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub elapsed_ms: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub chunks_written: u64,
+}
+
+impl From<RunRecord> for LastRun {
+    fn from(r: RunRecord) -> Self {
+        LastRun {
+            finished_at: r.started_at + (r.elapsed_ms / 1000) as i64,
+            kind: r.kind,
+            started_at: r.started_at,
+            elapsed_ms: r.elapsed_ms,
+            added: r.added,
+            updated: r.updated,
+            deleted: r.deleted,
+            unchanged: r.unchanged,
+            skipped: r.skipped,
+            failed: r.failed,
+            chunks_written: r.chunks_written,
+        }
+    }
+}
+
+/// What the next run would do: counts by action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backlog {
+    pub total: usize,
+    pub counts: BTreeMap<&'static str, usize>,
+    pub settings_changed: bool,
+    pub held_back: usize,
+}
+
+impl From<&PipelinePlan> for Backlog {
+    fn from(p: &PipelinePlan) -> Self {
+        Backlog {
+            total: p.total(),
+            counts: p.counts.clone(),
+            settings_changed: p.settings_changed,
+            held_back: p.held_back,
+        }
+    }
+}
+
+/// Files sharing one kind of failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub kind: String,
+    pub count: u64,
+    /// Up to three paths, sorted.
+    pub examples: Vec<String>,
+    /// The message of the first example.
+    pub example_error: String,
+}
+
+/// The pipeline's knowledge base.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnowledgeStatus {
+    /// `name "…"` or `id …`, as configured.
+    pub target: String,
+    /// The id files were published to, once known.
+    pub kb_id: Option<String>,
+    /// kb_files rows by state; every state present.
+    pub files: BTreeMap<&'static str, u64>,
+    /// Indexed files with no knowledge-base row yet (the next sync publishes them).
+    pub unpublished: u64,
+    pub failures: Vec<Group>,
+}
+
+/// Build the status of one pipeline. Blocking (the backlog scans the folder).
+pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus, OpsError> {
+    let rows = view.ledger.files(&p.name)?;
+    let mut files: BTreeMap<&'static str, u64> = [
+        FileState::Indexed,
+        FileState::Indexing,
+        FileState::Failed,
+        FileState::Skipped,
+        FileState::Deleting,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str(), 0))
+    .collect();
+    let mut chunks = 0;
+    let mut indexed_bytes = 0;
+    for r in rows.values() {
+        *files.entry(r.state.as_str()).or_default() += 1;
+        if r.state == FileState::Indexed {
+            chunks += u64::from(r.chunk_count);
+            indexed_bytes += r.size;
+        }
+    }
+    let group_rows = |state: FileState| {
+        group(
+            rows.values()
+                .filter(|r| r.state == state)
+                .map(|r| (r.error_kind.as_deref(), r.path.as_str(), r.error.as_deref())),
+        )
+    };
+    let plan = plan::compute(p, &view.ledger, view.config.limits.max_file_bytes)?;
+    let knowledge = match &p.knowledge {
+        None => None,
+        Some(target) => {
+            let kb_rows = view.ledger.kb_files(&p.name)?;
+            let mut kb_files: BTreeMap<&'static str, u64> = [
+                KbState::Linked,
+                KbState::Uploading,
+                KbState::Uploaded,
+                KbState::Failed,
+                KbState::Removing,
+            ]
+            .into_iter()
+            .map(|s| (s.as_str(), 0))
+            .collect();
+            for r in kb_rows.values() {
+                *kb_files.entry(r.state.as_str()).or_default() += 1;
+            }
+            let unpublished = rows
+                .values()
+                .filter(|r| r.state == FileState::Indexed && !kb_rows.contains_key(&r.path))
+                .count() as u64;
+            Some(KnowledgeStatus {
+                target: match target {
+                    KnowledgeTarget::Id(id) => format!("id {id}"),
+                    KnowledgeTarget::Name { name, .. } => format!("name {name:?}"),
+                },
+                kb_id: kb_rows.values().next().map(|r| r.kb_id.clone()),
+                files: kb_files,
+                unpublished,
+                failures: group(
+                    kb_rows
+                        .values()
+                        .filter(|r| r.state == KbState::Failed)
+                        .map(|r| (r.error_kind.as_deref(), r.path.as_str(), r.error.as_deref())),
+                ),
+            })
+        }
+    };
+    Ok(PipelineStatus {
+        pipeline: p.name.clone(),
+        collection: p.collection.clone(),
+        sources: p.sources.iter().map(|s| super::display_path(s)).collect(),
+        total_files: rows.len() as u64,
+        files,
+        chunks,
+        indexed_bytes,
+        last_run: view
+            .ledger
+            .recent_runs(&p.name, 1)?
+            .into_iter()
+            .next()
+            .map(LastRun::from),
+        backlog: Backlog::from(&plan),
+        failures: group_rows(FileState::Failed),
+        skipped: group_rows(FileState::Skipped),
+        knowledge,
+    })
+}
+
+/// Group `(kind, path, error)` by kind: most frequent first, examples sorted.
+fn group<'a>(
+    items: impl Iterator<Item = (Option<&'a str>, &'a str, Option<&'a str>)>,
+) -> Vec<Group> {
+    let mut by_kind: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for (kind, path, error) in items {
+        by_kind
+            .entry(kind.unwrap_or("unknown"))
+            .or_default()
+            .push((path, error.unwrap_or("")));
+    }
+    let mut groups: Vec<Group> = by_kind
+        .into_iter()
+        .map(|(kind, mut items)| {
+            items.sort();
+            Group {
+                kind: kind.to_owned(),
+                count: items.len() as u64,
+                example_error: items[0].1.to_owned(),
+                examples: items
+                    .iter()
+                    .take(EXAMPLES)
+                    .map(|(p, _)| (*p).to_owned())
+                    .collect(),
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+    groups
+}
+
+/// Write the status as text.
+pub fn render(out: &mut dyn Write, s: &Status) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "state {} — daemon {}",
+        s.state_dir,
+        if s.daemon_running {
+            "running"
+        } else {
+            "not running"
+        }
+    )?;
+    for p in &s.pipelines {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "pipeline {} → collection {:?} ({})",
+            p.pipeline,
+            p.collection,
+            p.sources.join(", ")
+        )?;
+        let states: Vec<String> = p
+            .files
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        writeln!(
+            out,
+            "  files:     {} ({} in total)",
+            if states.is_empty() {
+                "none".to_owned()
+            } else {
+                states.join(", ")
+            },
+            p.total_files
+        )?;
+        writeln!(
+            out,
+            "  chunks:    {} from {} of indexed files",
+            p.chunks,
+            human_bytes(p.indexed_bytes)
+        )?;
+        match &p.last_run {
+            None => writeln!(out, "  last run:  never")?,
+            Some(r) => writeln!(
+                out,
+                "  last run:  {} finished {} ({}), {:.1}s: {} added, {} updated, {} deleted, {} failed, {} chunks written",
+                r.kind,
+                human_time(r.finished_at),
+                human_age(r.finished_at),
+                r.elapsed_ms as f64 / 1000.0,
+                r.added,
+                r.updated,
+                r.deleted,
+                r.failed,
+                r.chunks_written
+            )?,
+        }
+        let todo: Vec<String> = p
+            .backlog
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| format!("{n} {a}"))
+            .collect();
+        if todo.is_empty() {
+            writeln!(out, "  backlog:   nothing to do")?;
+        } else {
+            writeln!(
+                out,
+                "  backlog:   {} (see `ragd plan --pipeline {}`)",
+                todo.join(", "),
+                p.pipeline
+            )?;
+        }
+        if p.backlog.settings_changed {
+            writeln!(
+                out,
+                "             settings changed: the next run re-embeds every file"
+            )?;
+        }
+        write_groups(out, "failures", &p.failures)?;
+        write_groups(out, "skipped", &p.skipped)?;
+        if let Some(kb) = &p.knowledge {
+            let states: Vec<String> = kb
+                .files
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect();
+            writeln!(
+                out,
+                "  knowledge: {}{}: {}{}",
+                kb.target,
+                kb.kb_id
+                    .as_ref()
+                    .map(|id| format!(" ({id})"))
+                    .unwrap_or_default(),
+                if states.is_empty() {
+                    "no files yet".to_owned()
+                } else {
+                    states.join(", ")
+                },
+                if kb.unpublished > 0 {
+                    format!(", {} not published yet", kb.unpublished)
+                } else {
+                    String::new()
+                }
+            )?;
+            write_groups(out, "refused", &kb.failures)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_groups(out: &mut dyn Write, title: &str, groups: &[Group]) -> std::io::Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  {title}:")?;
+    for g in groups {
+        let more = if g.count as usize > g.examples.len() {
+            ", …"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "    {} ({}): {}{more}",
+            g.kind,
+            g.count,
+            g.examples.join(", ")
+        )?;
+        if !g.example_error.is_empty() {
+            writeln!(out, "      e.g. {}", g.example_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ragd status`.
+pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsError> {
+    let mut pipelines = Vec::new();
+    for p in view.pipelines(pipeline)? {
+        pipelines.push(pipeline_status(view, p)?);
+    }
+    let status = Status {
+        state_dir: super::display_path(&view.config.state_dir),
+        daemon_running: super::daemon_running(&view.config),
+        pipelines,
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &status)?;
+        writeln!(out)?;
+    } else {
+        render(&mut out, &status)?;
+    }
+    Ok(crate::cli::EXIT_OK)
+}

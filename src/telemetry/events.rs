@@ -1,0 +1,175 @@
+//! One function per notable event: each writes the log line and updates the
+//! metrics together, so logs and dashboards never disagree (vector's
+//! `internal_events` pattern).
+//!
+//! Paths go to logs only, never to metric labels. Document text and secrets go
+//! nowhere.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use super::metrics as m;
+use crate::ledger::unix_now;
+use crate::pipeline::RunSummary;
+
+/// A failure kind as a metric label. Kinds come from a closed set in the code
+/// (`pdf_encrypted`, `transient`, …); anything that does not look like one is
+/// folded into `other` so a label can never grow without bound.
+fn kind_label(kind: &str) -> String {
+    let plain = !kind.is_empty()
+        && kind.len() <= 32
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if plain {
+        kind.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// A file's new text is in Qdrant.
+pub fn file_indexed(pipeline: &str, path: &str, chunks: usize, updated: bool) {
+    let outcome = if updated { "updated" } else { "added" };
+    tracing::debug!(pipeline, path, chunks, outcome, "indexed");
+    counter!(m::FILES_INDEXED, "pipeline" => pipeline.to_owned(), "outcome" => outcome)
+        .increment(1);
+    counter!(m::CHUNKS_WRITTEN, "pipeline" => pipeline.to_owned()).increment(chunks as u64);
+}
+
+/// A file could not be indexed; the ledger keeps `kind` and `error`.
+pub fn file_failed(pipeline: &str, path: &str, kind: &str, error: &str) {
+    tracing::warn!(pipeline, path, kind, error, "file failed");
+    counter!(m::FILES_FAILED, "pipeline" => pipeline.to_owned(), "kind" => kind_label(kind))
+        .increment(1);
+}
+
+/// A file was left out on purpose (too large, unsupported type).
+pub fn file_skipped(pipeline: &str, path: &str, kind: &str) {
+    tracing::debug!(pipeline, path, kind, "skipped");
+    counter!(m::FILES_SKIPPED, "pipeline" => pipeline.to_owned(), "kind" => kind_label(kind))
+        .increment(1);
+}
+
+/// A file left the folder and its points are gone.
+pub fn file_deleted(pipeline: &str, path: &str) {
+    tracing::info!(pipeline, path, "deleted");
+    counter!(m::FILES_DELETED, "pipeline" => pipeline.to_owned()).increment(1);
+}
+
+/// Text extraction of one file took `took`.
+pub fn file_extracted(pipeline: &str, took: Duration) {
+    histogram!(m::EXTRACT_SECONDS, "pipeline" => pipeline.to_owned()).record(took.as_secs_f64());
+}
+
+/// One embedding request answered with `texts` vectors.
+pub fn embed_request(pipeline: &str, texts: usize, took: Duration) {
+    tracing::trace!(
+        pipeline,
+        texts,
+        ms = took.as_millis() as u64,
+        "embedded batch"
+    );
+    counter!(m::CHUNKS_EMBEDDED, "pipeline" => pipeline.to_owned()).increment(texts as u64);
+    histogram!(m::EMBED_SECONDS, "pipeline" => pipeline.to_owned()).record(took.as_secs_f64());
+}
+
+/// One embedding request failed after the embedder's own retries; its files fail.
+pub fn embed_failed(pipeline: &str, error: &dyn std::fmt::Display, transient: bool) {
+    tracing::warn!(pipeline, error = %error, transient, "embedding batch failed");
+    let kind = if transient { "transient" } else { "permanent" };
+    counter!(m::EMBED_ERRORS, "pipeline" => pipeline.to_owned(), "kind" => kind).increment(1);
+}
+
+/// A batch of `points` was written to Qdrant in `took`.
+pub fn upserted(pipeline: &str, points: usize, took: Duration) {
+    tracing::trace!(pipeline, points, ms = took.as_millis() as u64, "upserted");
+    histogram!(m::UPSERT_SECONDS, "pipeline" => pipeline.to_owned()).record(took.as_secs_f64());
+}
+
+/// Open WebUI finished (or gave up) processing one upload after `took`.
+/// `outcome` is one of `completed`, `failed`, `timed_out`, `error`.
+pub fn openwebui_processed(pipeline: &str, path: &str, outcome: &'static str, took: Duration) {
+    tracing::debug!(
+        pipeline,
+        path,
+        outcome,
+        secs = took.as_secs_f64(),
+        "Open WebUI processing"
+    );
+    histogram!(m::OWUI_PROCESS_SECONDS, "pipeline" => pipeline.to_owned(), "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
+/// A request to `endpoint` (a base URL, never carrying a key) is retried after a
+/// transient failure. `target` is `embed` or `open_webui`.
+pub fn retry(
+    target: &'static str,
+    endpoint: &str,
+    attempt: u32,
+    delay: Duration,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::warn!(service = target, endpoint, attempt, delay_ms = delay.as_millis() as u64,
+        error = %error, "request failed, retrying");
+    counter!(m::RETRIES, "target" => target).increment(1);
+}
+
+/// The plan found `files` to do (adds, updates, retries and deletes).
+pub fn backlog(pipeline: &str, files: usize) {
+    tracing::debug!(pipeline, files, "backlog");
+    gauge!(m::BACKLOG, "pipeline" => pipeline.to_owned()).set(files as f64);
+}
+
+/// A run (index or reconcile) finished: its totals, and the backlog is done.
+pub fn run_finished(summary: &RunSummary) {
+    let pipeline = summary.pipeline.as_str();
+    let outcome = if summary.failed > 0 {
+        "files_failed"
+    } else {
+        "ok"
+    };
+    tracing::info!(
+        pipeline,
+        added = summary.added,
+        updated = summary.updated,
+        deleted = summary.deleted,
+        unchanged = summary.unchanged,
+        failed = summary.failed,
+        chunks = summary.chunks_written,
+        secs = summary.elapsed.as_secs_f64(),
+        "run finished"
+    );
+    counter!(m::RUNS, "pipeline" => pipeline.to_owned(), "outcome" => outcome).increment(1);
+    counter!(m::BYTES_READ, "pipeline" => pipeline.to_owned()).increment(summary.bytes_read);
+    histogram!(m::RUN_SECONDS, "pipeline" => pipeline.to_owned())
+        .record(summary.elapsed.as_secs_f64());
+    gauge!(m::LAST_RUN_TIMESTAMP, "pipeline" => pipeline.to_owned()).set(unix_now() as f64);
+    gauge!(m::BACKLOG, "pipeline" => pipeline.to_owned()).set(0.0);
+    if let Some(kb) = &summary.knowledge {
+        for (outcome, n) in [
+            ("linked", kb.linked),
+            ("removed", kb.removed),
+            ("refused", kb.failed),
+            ("deferred", kb.deferred),
+        ] {
+            counter!(m::KB_FILES, "pipeline" => pipeline.to_owned(), "outcome" => outcome)
+                .increment(n as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kind_label;
+
+    #[test]
+    fn kind_labels_stay_bounded() {
+        assert_eq!(kind_label("pdf_encrypted"), "pdf_encrypted");
+        assert_eq!(kind_label("too-large"), "too-large");
+        assert_eq!(kind_label("/home/me/secret.pdf"), "other");
+        assert_eq!(kind_label(""), "other");
+        assert_eq!(kind_label(&"x".repeat(100)), "other");
+    }
+}

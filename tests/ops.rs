@@ -1,0 +1,525 @@
+//! The operator commands on a real run: index a temp folder with the `ragd`
+//! binary (embedding server and fake Open WebUI in this process, embedded Qdrant
+//! in the child), then run `status`, `why`, `plan` and `doctor` and check what an
+//! operator would read. Plus `/metrics` after a run, and the compose file.
+//!
+//! The binary, not the library, because exit codes and stdout are the contract
+//! scripts rely on. Embedded Qdrant admits one process, so the test process never
+//! opens the store itself.
+
+use std::path::{Path, PathBuf};
+
+use ragd::embed::server::EmbedServerHandle;
+use serde_json::Value;
+
+use crate::support::embed::{MODEL, start_embed_server};
+use crate::support::env::TestEnv;
+use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
+
+/// A throwaway installation driven through the binary.
+struct Install {
+    _embed: EmbedServerHandle,
+    _fake: Option<FakeHandle>,
+    dir: tempfile::TempDir,
+}
+
+/// What one `ragd` invocation did.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Install {
+    /// One pipeline `docs` over `<dir>/docs`; with `knowledge`, publishing to a
+    /// knowledge base on a fake Open WebUI.
+    async fn new(knowledge: bool) -> Self {
+        let embed = start_embed_server(64).await;
+        let fake = if knowledge {
+            Some(spawn_fake("sk-ops").await)
+        } else {
+            None
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["config", "pipelines", "docs"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let owui = fake
+            .as_ref()
+            .map(|f| {
+                format!(
+                    "[open_webui]\nurl = \"{}\"\napi_key = \"{}\"\nprocess_timeout_secs = 30\n",
+                    f.url, f.api_key
+                )
+            })
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join("config/ragd.toml"),
+            format!(
+                "state_dir = \"../state\"\npipelines_dir = \"../pipelines\"\n\
+                 [embedding]\nurl = \"{}\"\nmax_retries = 1\n{owui}",
+                embed.url()
+            ),
+        )
+        .unwrap();
+        let kb = if knowledge {
+            "[knowledge]\nname = \"ops docs\"\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            dir.path().join("pipelines/docs.toml"),
+            format!(
+                "sources = [\"../docs\"]\n{kb}[embedding]\nmodel = \"{MODEL}\"\nbatch_size = 8\n\
+                 [chunking]\nmax_size = 400\noverlap = 40\n"
+            ),
+        )
+        .unwrap();
+        Install {
+            _embed: embed,
+            _fake: fake,
+            dir,
+        }
+    }
+
+    fn docs(&self) -> PathBuf {
+        self.dir.path().join("docs")
+    }
+
+    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
+        let p = self.docs().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    /// Three documents: two index, one is not a PDF at all.
+    fn write_corpus(&self) {
+        self.write("a.md", "# Cats\n\nCats sleep most of the day.\n");
+        self.write("sub/b.txt", "Rivers run to the sea.\n");
+        self.write("broken.pdf", b"this is not a PDF, whatever its name says");
+    }
+
+    /// Run `ragd --config <config> ARGS` and wait for it.
+    async fn ragd(&self, args: &[&str]) -> Out {
+        run_ragd(&self.dir.path().join("config/ragd.toml"), args).await
+    }
+}
+
+async fn run_ragd(config: &Path, args: &[&str]) -> Out {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RAGD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run ragd");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(out: &Out) -> Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", out.stdout, out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_states_failures_last_run_and_backlog() {
+    let env = Install::new(false).await;
+    env.write_corpus();
+    let never = env.ragd(&["status"]).await;
+    assert_eq!(never.code, 0, "{}", never.stderr);
+    assert!(
+        never.stdout.contains("last run:  never"),
+        "{}",
+        never.stdout
+    );
+    assert!(
+        never.stdout.contains("backlog:   3 add"),
+        "{}",
+        never.stdout
+    );
+
+    let index = env.ragd(&["index"]).await;
+    assert_eq!(
+        index.code, 1,
+        "one file fails: {}{}",
+        index.stdout, index.stderr
+    );
+
+    let text = env.ragd(&["status"]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let s = &text.stdout;
+    assert!(s.contains("pipeline docs → collection \"docs\""), "{s}");
+    assert!(
+        s.contains("files:     1 failed, 2 indexed (3 in total)"),
+        "{s}"
+    );
+    assert!(s.contains("last run:  index finished"), "{s}");
+    assert!(s.contains("2 added, 0 updated, 0 deleted, 1 failed"), "{s}");
+    assert!(s.contains("backlog:   nothing to do"), "{s}");
+    assert!(s.contains("failures:\n    corrupt (1): broken.pdf"), "{s}");
+    assert!(s.contains("daemon not running"), "{s}");
+
+    let j = json(&env.ragd(&["status", "--json", "--pipeline", "docs"]).await);
+    let p = &j["pipelines"][0];
+    assert_eq!(p["pipeline"], "docs");
+    assert_eq!(p["files"]["indexed"], 2);
+    assert_eq!(p["files"]["failed"], 1);
+    assert_eq!(p["total_files"], 3);
+    assert!(p["chunks"].as_u64().unwrap() >= 2);
+    assert_eq!(p["last_run"]["kind"], "index");
+    assert_eq!(p["last_run"]["added"], 2);
+    assert_eq!(p["last_run"]["failed"], 1);
+    assert_eq!(p["backlog"]["total"], 0);
+    assert_eq!(p["failures"][0]["kind"], "corrupt");
+    assert_eq!(p["failures"][0]["count"], 1);
+    assert_eq!(p["failures"][0]["examples"][0], "broken.pdf");
+    assert_eq!(j["daemon_running"], false);
+
+    let unknown = env.ragd(&["status", "--pipeline", "nope"]).await;
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no pipeline named \"nope\""),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_explains_an_indexed_a_failed_and_an_unknown_file() {
+    let env = Install::new(false).await;
+    env.write_corpus();
+    env.write("notes.tmp", "an editor's scratch file");
+    assert_eq!(env.ragd(&["index"]).await.code, 1);
+
+    let indexed = env.ragd(&["why", "a.md"]).await;
+    assert_eq!(indexed.code, 0, "{}", indexed.stderr);
+    let s = &indexed.stdout;
+    assert!(s.contains("a.md (pipeline docs)"), "{s}");
+    assert!(s.contains("verdict:   indexed and up to date"), "{s}");
+    assert!(s.contains("ledger:    indexed, 1 chunks"), "{s}");
+    assert!(
+        s.contains("qdrant:    1 point(s) in collection \"docs\""),
+        "{s}"
+    );
+    assert!(s.contains("file sha256  "), "{s}");
+
+    // An absolute path means the same file; --json carries the numbers.
+    let abs = env.docs().join("sub/b.txt");
+    let j = json(&env.ragd(&["why", "--json", abs.to_str().unwrap()]).await);
+    let f = &j["files"][0];
+    assert_eq!(f["path"], "sub/b.txt");
+    assert_eq!(f["ledger"]["state"], "indexed");
+    assert_eq!(f["qdrant"]["points"], 1);
+    assert_eq!(f["matches_globs"], true);
+    assert!(f["on_disk"]["size"].as_u64().unwrap() > 0);
+
+    let failed = env.ragd(&["why", "broken.pdf"]).await;
+    assert_eq!(failed.code, 0);
+    let s = &failed.stdout;
+    assert!(
+        s.contains("verdict:   failed (corrupt): left alone until the file changes"),
+        "{s}"
+    );
+    assert!(s.contains("error:     [corrupt]"), "{s}");
+    assert!(s.contains("qdrant:    0 point(s)"), "{s}");
+    assert!(s.contains("1 attempt(s)"), "{s}");
+
+    let ignored = env.ragd(&["why", "notes.tmp"]).await;
+    assert_eq!(ignored.code, 0);
+    assert!(
+        ignored.stdout.contains("globs:     excluded"),
+        "{}",
+        ignored.stdout
+    );
+    assert!(
+        ignored.stdout.contains("not indexed: excluded"),
+        "{}",
+        ignored.stdout
+    );
+
+    let unknown = env.ragd(&["why", "no/such/file.md"]).await;
+    assert_eq!(unknown.code, 4, "{}{}", unknown.stdout, unknown.stderr);
+    assert!(
+        unknown
+            .stdout
+            .contains("not under any pipeline's source folders")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_lists_adds_updates_moves_and_deletes_without_changing_anything() {
+    let env = Install::new(false).await;
+    env.write("a.md", "# A\n\nfirst version\n");
+    env.write("sub/b.txt", "bee\n");
+    env.write("c.md", "sea\n");
+    env.write("d.md", "dee, which will be renamed\n");
+    assert_eq!(env.ragd(&["index"]).await.code, 0);
+    let calm = env.ragd(&["plan"]).await;
+    assert_eq!(calm.stdout, "pipeline docs: nothing to do (4 unchanged)\n");
+
+    env.write("a.md", "# A\n\nsecond, longer version\n");
+    env.write("new.md", "brand new\n");
+    std::fs::remove_file(env.docs().join("sub/b.txt")).unwrap();
+    std::fs::create_dir_all(env.docs().join("moved")).unwrap();
+    std::fs::rename(env.docs().join("d.md"), env.docs().join("moved/d.md")).unwrap();
+
+    let plan = env.ragd(&["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_eq!(
+        plan.stdout,
+        "pipeline docs: 1 add, 1 delete, 1 move, 1 update (1 unchanged)\n\
+         \x20 update  a.md\n\
+         \x20 move    moved/d.md (from d.md)\n\
+         \x20 add     new.md\n\
+         \x20 delete  sub/b.txt\n"
+    );
+    // Planning twice gives the same answer: nothing was changed.
+    assert_eq!(env.ragd(&["plan"]).await.stdout, plan.stdout);
+
+    let j = json(&env.ragd(&["plan", "--json", "--pipeline", "docs"]).await);
+    let p = &j["pipelines"][0];
+    assert_eq!(p["counts"]["add"], 1);
+    assert_eq!(p["counts"]["update"], 1);
+    assert_eq!(p["counts"]["delete"], 1);
+    assert_eq!(p["counts"]["move"], 1);
+    assert_eq!(p["unchanged"], 1);
+
+    let status = json(&env.ragd(&["status", "--json"]).await);
+    assert_eq!(status["pipelines"][0]["backlog"]["total"], 4);
+
+    // After the run, the plan is empty again.
+    assert_eq!(env.ragd(&["index"]).await.code, 0);
+    assert!(env.ragd(&["plan"]).await.stdout.contains("nothing to do"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_against_live_servers_and_fails_on_a_dead_one() {
+    let env = Install::new(true).await;
+    env.write_corpus();
+    let before = env.ragd(&["doctor"]).await;
+    assert_eq!(before.code, 0, "{}{}", before.stdout, before.stderr);
+    assert!(
+        before
+            .stdout
+            .contains("ok    knowledge base for docs: \"ops docs\" does not exist yet"),
+        "{}",
+        before.stdout
+    );
+
+    assert_eq!(env.ragd(&["index"]).await.code, 1);
+    let ok = env.ragd(&["doctor"]).await;
+    let s = &ok.stdout;
+    assert_eq!(ok.code, 0, "{s}{}", ok.stderr);
+    for line in [
+        "ok    config: ",
+        "ok    state dir: ",
+        "ok    ledger: ",
+        "ok    qdrant: embedded Qdrant at ",
+        "ok    collection docs: 64 dims",
+        "ok    embedding: ",
+        "ok    model hash-embed: present, 64 dims",
+        "ok    open webui: ",
+        "version 0.12.4",
+        "ok    api key: valid: user ",
+        "ok    knowledge base for docs: \"ops docs\" (",
+        "exists and is writable",
+        " 0 failed, 0 warning(s)",
+    ] {
+        assert!(s.contains(line), "missing {line:?} in:\n{s}");
+    }
+    // The API key never shows.
+    assert!(!s.contains("sk-ops"), "{s}");
+
+    // The same installation with every server address dead.
+    let config = env.dir.path().join("config/ragd.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let dead = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") {
+                "url = \"http://127.0.0.1:9\"".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config, dead).unwrap();
+    let bad = env.ragd(&["doctor"]).await;
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stdout.contains("FAIL  embedding: http://127.0.0.1:9"),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        bad.stdout.contains("FAIL  open webui: http://127.0.0.1:9"),
+        "{}",
+        bad.stdout
+    );
+    assert!(bad.stdout.contains("ok    qdrant: "), "{}", bad.stdout);
+
+    // A broken config is exit 2, like `ragd validate`.
+    std::fs::write(&config, "state_dir = 1\n").unwrap();
+    let broken = env.ragd(&["doctor"]).await;
+    assert_eq!(broken.code, 2, "{}", broken.stdout);
+    assert!(
+        broken.stdout.starts_with("FAIL  config: "),
+        "{}",
+        broken.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_run_name_every_stage_and_never_a_path() {
+    let handle = ragd::telemetry::metrics::install();
+    let env = TestEnv::new("").await;
+    env.write("m1.md", "# Metrics\n\nCounting things.\n");
+    env.write("m2-secret-name.txt", "More text to count.\n");
+    env.write("m3.pdf", b"not a pdf");
+    env.index().await;
+
+    // Served the way the daemon serves it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, ragd::telemetry::metrics::metrics_router::<()>())
+            .await
+            .ok();
+    });
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The route serves what the recorder renders.
+    assert!(handle.render().contains("ragd_files_indexed_total"));
+    for name in [
+        "ragd_files_indexed_total{pipeline=\"docs\",outcome=\"added\"}",
+        "ragd_files_failed_total{pipeline=\"docs\",kind=\"corrupt\"}",
+        "ragd_chunks_written_total{pipeline=\"docs\"}",
+        "ragd_chunks_embedded_total{pipeline=\"docs\"}",
+        "ragd_embed_request_duration_seconds_bucket{pipeline=\"docs\",le=",
+        "ragd_upsert_duration_seconds_bucket{pipeline=\"docs\",le=",
+        "ragd_extract_duration_seconds_count{pipeline=\"docs\"}",
+        "ragd_runs_total{pipeline=\"docs\",outcome=\"files_failed\"}",
+        "ragd_backlog_files{pipeline=\"docs\"}",
+        "ragd_last_run_timestamp_seconds{pipeline=\"docs\"}",
+        "# HELP ragd_files_indexed_total",
+    ] {
+        assert!(text.contains(name), "missing {name:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("m2-secret-name"),
+        "a path leaked into a label"
+    );
+}
+
+/// Repository root (where Cargo.toml is).
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn compose_file_has_the_services_images_healthchecks_and_volumes() {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("valid YAML");
+    let services = doc["services"].as_mapping().expect("services");
+    for (name, image) in [
+        ("qdrant", "qdrant/qdrant"),
+        ("ollama", "ollama/ollama"),
+        ("open-webui", "ghcr.io/open-webui/open-webui"),
+    ] {
+        let s = &doc["services"][name];
+        let img = s["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: image"));
+        assert!(img.starts_with(image), "{name}: {img}");
+        assert!(
+            s["healthcheck"]["test"].is_sequence(),
+            "{name}: healthcheck"
+        );
+        assert!(s["volumes"].is_sequence(), "{name}: volumes");
+    }
+    let ragd = &doc["services"]["ragd"];
+    assert_eq!(ragd["build"]["dockerfile"].as_str(), Some("Dockerfile"));
+    assert!(ragd["healthcheck"]["test"].is_sequence());
+    let mounts: Vec<&str> = ragd["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for m in [
+        ":/documents",
+        ":/etc/ragd/config/ragd.toml",
+        ":/etc/ragd/pipelines",
+    ] {
+        assert!(
+            mounts.iter().any(|v| v.contains(m)),
+            "ragd mounts {m}: {mounts:?}"
+        );
+    }
+    // Every service that waits for another waits for it to be healthy.
+    for (name, s) in services {
+        if let Some(deps) = s["depends_on"].as_mapping() {
+            for (dep, cond) in deps {
+                assert!(
+                    services.contains_key(dep),
+                    "{name:?} depends on unknown {dep:?}"
+                );
+                assert_eq!(cond["condition"].as_str(), Some("service_healthy"));
+            }
+        }
+    }
+    // Named volumes used are declared.
+    let declared = doc["volumes"].as_mapping().expect("top-level volumes");
+    for (_, s) in services {
+        for v in s["volumes"].as_sequence().into_iter().flatten() {
+            let src = v.as_str().unwrap_or("").split(':').next().unwrap_or("");
+            if !src.is_empty() && !src.starts_with('.') && !src.starts_with('/') {
+                assert!(declared.contains_key(src), "volume {src} is not declared");
+            }
+        }
+    }
+    assert!(repo().join("Dockerfile").is_file());
+    assert!(repo().join("deploy/ragd.service").is_file());
+}
+
+/// The container's layout, rebuilt in a temp folder: `/etc/ragd/config/ragd.toml`
+/// is `config/ragd.docker.toml`, `/etc/ragd/pipelines` is `deploy/pipelines`.
+#[test]
+fn docker_config_validates_as_mounted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::copy(
+        repo().join("config/ragd.docker.toml"),
+        dir.path().join("config/ragd.toml"),
+    )
+    .unwrap();
+    for f in std::fs::read_dir(repo().join("deploy/pipelines")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(
+            &f,
+            dir.path().join("pipelines").join(f.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let env = |name: &str| match name {
+        "OPENWEBUI_API_KEY" => Some("sk-test".to_owned()),
+        _ => None,
+    };
+    let config = ragd::config::load_with_env(&dir.path().join("config/ragd.toml"), env)
+        .unwrap_or_else(|e| panic!("config/ragd.docker.toml: {e}"));
+    assert!(!config.pipelines.is_empty());
+    assert!(config.open_webui.is_some());
+    assert_eq!(config.listen.to_string(), "0.0.0.0:9321");
+}
