@@ -69,6 +69,28 @@ pub enum Command {
         #[arg(long)]
         allow_mass_delete: bool,
     },
+    /// Compare the ledger, Qdrant and the knowledge base; repair missing vectors,
+    /// stale versions, orphan points, missing links and orphan uploads; then sync.
+    Reconcile {
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+        /// Carry out deletions even when more than half of a pipeline's files are gone.
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
+    /// Put failed (quarantined) files back in the queue; the next run retries them.
+    Retry {
+        /// Only this pipeline.
+        #[arg(long, short)]
+        pipeline: Option<String>,
+        /// Every failed file.
+        #[arg(long, conflicts_with = "path")]
+        all: bool,
+        /// One file, relative to its source folder.
+        #[arg(required_unless_present = "all")]
+        path: Option<String>,
+    },
     /// Search a pipeline's collection: the quickest proof that indexing worked.
     Search {
         #[arg(long, short)]
@@ -217,6 +239,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             allow_mass_delete,
         } => index(&cli.config, pipeline.as_deref(), force, allow_mass_delete).await,
         Command::Search { pipeline, k, query } => search(&cli.config, &pipeline, &query, k).await,
+        Command::Reconcile {
+            pipeline,
+            allow_mass_delete,
+        } => reconcile(&cli.config, pipeline.as_deref(), allow_mass_delete).await,
+        Command::Retry { pipeline, path, .. } => {
+            retry(&cli.config, pipeline.as_deref(), path.as_deref())
+        }
         Command::Run {
             shutdown_timeout,
             settle_ms,
@@ -355,6 +384,63 @@ async fn reindex(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<u
     } else {
         EXIT_OK
     })
+}
+
+async fn reconcile(
+    path: &std::path::Path,
+    only: Option<&str>,
+    allow_mass_delete: bool,
+) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let mut any_failed = false;
+    for pc in app.select(only)? {
+        let pipeline = app.pipeline(pc)?;
+        let (report, summary) = pipeline
+            .repair(RunOptions {
+                allow_mass_delete,
+                ..RunOptions::default()
+            })
+            .await?;
+        println!(
+            "pipeline {}: reconcile found {} orphan point(s), {} stale point(s), {} file(s) missing vectors — repaired",
+            pc.name, report.orphan_points, report.stale_points, report.missing_vectors
+        );
+        for d in &report.details {
+            println!("  {d}");
+        }
+        print_summary(&summary);
+        any_failed |=
+            summary.failed > 0 || summary.knowledge.as_ref().is_some_and(|k| k.failed > 0);
+    }
+    Ok(if any_failed {
+        EXIT_FILES_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn retry(path: &std::path::Path, only: Option<&str>, file: Option<&str>) -> anyhow::Result<u8> {
+    let app = App::open(load(path)?)?;
+    let mut total = 0;
+    for pc in app.select(only)? {
+        let (files, kb) = app.pipeline(pc)?.retry(file)?;
+        if files + kb > 0 {
+            println!(
+                "pipeline {}: {files} file(s) and {kb} knowledge-base entr(ies) queued for retry",
+                pc.name
+            );
+        }
+        total += files + kb;
+    }
+    if total == 0 {
+        println!(
+            "nothing to retry{}",
+            file.map(|f| format!(" for {f}")).unwrap_or_default()
+        );
+    } else {
+        println!("the next `ragd index` (or the running daemon's next sync) retries them");
+    }
+    Ok(EXIT_OK)
 }
 
 fn progress_bar(name: &str, terminal: bool) -> ProgressBar {

@@ -54,8 +54,15 @@ fn index_to_completion(env: &TestEnv) {
     );
 }
 
-/// Compare disk, ledger, Qdrant and the fake Open WebUI.
-async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
+/// Compare disk, ledger, Qdrant and the fake Open WebUI, through a freshly opened
+/// store (ragd ran in another process).
+pub async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
+    let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
+    check_with(env, fake, &store).await
+}
+
+/// [`check`] through a given store (ragd ran in this process, over `store`).
+pub async fn check_with(env: &TestEnv, fake: &FakeHandle, store: &dyn VectorStore) -> Invariants {
     let mut inv = Invariants::default();
     let on_disk: Vec<String> = walkdir::WalkDir::new(env.docs())
         .into_iter()
@@ -77,8 +84,6 @@ async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
             .filter(|r| r.state != KbState::Linked && r.state != KbState::Failed)
             .count();
 
-    // A fresh store: the test process must not hold the shards while ragd runs.
-    let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
     let points = store
         .scroll("docs", &PointFilter::pipeline("docs"), false)
         .await
@@ -134,7 +139,6 @@ async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
             inv.missing += 1;
         }
     }
-    drop(store);
     inv
 }
 
@@ -167,18 +171,29 @@ fn kill_after(child: &mut Child, delay: Duration) -> bool {
     }
 }
 
+/// `RAGD_CRASH_FILES` / `RAGD_CRASH_KILLS` size the run (CI: 200 files, 10 kills;
+/// `scripts/crash-soak.sh`: 1,000 files, 50 kills).
+fn sized(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let started = std::time::Instant::now();
     let fake = spawn_fake("sk-crash").await;
     let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "crash", 60).await;
-    let files = 200;
+    let files = sized("RAGD_CRASH_FILES", 200);
+    let want_kills = sized("RAGD_CRASH_KILLS", 10);
     write_corpus(&env, files, 0);
     let mut rng = rand::rng();
     let mut kills = 0;
     let mut attempts = 0;
-    // At least 10 kills; each run is killed after a random 0.1–1.5 s, which on this
-    // corpus lands in every stage (scan, extract, embed, upsert, upload, link).
-    while kills < 10 && attempts < 40 {
+    // Each run is killed after a random 0.1–1.5 s, which on this corpus lands in
+    // every stage (scan, extract, embed, upsert, upload, link).
+    while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
         let mut child = ragd(&env).spawn().expect("spawn ragd");
         let delay = Duration::from_millis(rng.random_range(100..1500));
@@ -189,12 +204,21 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             write_corpus(&env, files / 4, attempts);
         }
     }
-    assert!(kills >= 10, "only {kills} kills landed");
+    assert!(kills >= want_kills, "only {kills} kills landed");
     index_to_completion(&env);
     let inv = check(&env, &fake).await;
-    eprintln!(
-        "after {kills} kills over {files} files: {inv:?}, uploads {}",
-        fake.counters().uploads
+    let uploads = fake.counters().uploads;
+    // The figures the soak script reports.
+    println!(
+        "crash-soak: kills={kills} files={} missing={} duplicate_points={} duplicate_kb={} orphans={} \
+         unfinished={} uploads={uploads} seconds={:.1}",
+        inv.files,
+        inv.missing,
+        inv.duplicate_points,
+        inv.duplicate_kb,
+        inv.orphans,
+        inv.unfinished,
+        started.elapsed().as_secs_f64()
     );
     assert_eq!(
         inv,
@@ -205,7 +229,6 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
 
     // Settled: a rerun changes nothing and uploads nothing.
-    let uploads = fake.counters().uploads;
     index_to_completion(&env);
     assert_eq!(fake.counters().uploads, uploads);
     assert_eq!(

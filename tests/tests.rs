@@ -12,3 +12,4 @@ mod config;
 mod daemon;
 mod crash;
 mod ops;
+mod faults;

@@ -23,6 +23,7 @@
 
 mod moves;
 pub mod plan;
+pub mod reconcile;
 mod stages;
 mod targeted;
 

@@ -1,0 +1,217 @@
+//! Fault injection between ragd and each server, and the repair commands:
+//! whatever fails in between, the end state is right and each file version is
+//! uploaded exactly once.
+
+use std::time::Duration;
+
+use ragd::document::point_id;
+use ragd::ledger::FileState;
+use ragd::pipeline::RunOptions;
+use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore};
+
+use crate::crash::{Invariants, check_with};
+use crate::support::env::{DIM, TestEnv};
+use crate::support::fake_openwebui::{FakeOp, Fault, spawn_fake};
+
+fn corpus(env: &TestEnv, n: usize) {
+    for i in 0..n {
+        env.write(
+            &format!("f{i:03}.md"),
+            format!("# File {i}\n\nUnique text {i}: the {i}th report on river otters, item-{i}.\n"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flaky_servers_end_in_the_right_state_with_one_upload_per_file() {
+    let fake = spawn_fake("sk-faults").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "faults", 30).await;
+    let files = 40;
+    corpus(&env, files);
+    // 30% of embedding requests answer 5xx.
+    env.embed.set_fail_rate(0.3);
+    // Open WebUI: 500s and locked-database 400s on upload, answers lost after the
+    // upload or the link was applied, reset connections on status polls, and
+    // slow processing.
+    fake.fail_uploads_500(6);
+    fake.fail_uploads_locked(6);
+    fake.drop_after_write(FakeOp::Upload, 5);
+    fake.drop_after_write(FakeOp::Add, 5);
+    fake.inject(FakeOp::Status, Fault::Http500, 10);
+    fake.set_processing(3, Duration::from_millis(50));
+
+    // Transient failures are retried within a run and across runs; a bounded
+    // number of runs settles everything.
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let s = env.index().await;
+        let kb = s.knowledge.clone().unwrap_or_default();
+        if s.failed == 0 && kb.deferred == 0 && kb.failed == 0 {
+            break;
+        }
+        assert!(runs < 8, "not settled after {runs} runs: {s:?}");
+    }
+    env.embed.set_fail_rate(0.0);
+    let inv = check_with(&env, &fake, env.store.as_ref()).await;
+    assert_eq!(
+        inv,
+        Invariants {
+            files,
+            ..Default::default()
+        },
+        "after {runs} runs"
+    );
+    // Exactly one stored upload per file: lost answers were recovered, not repeated.
+    let ours = fake
+        .files()
+        .into_iter()
+        .filter(|f| f.metadata.get("ragd").is_some())
+        .count();
+    assert_eq!(ours, files);
+}
+
+#[tokio::test]
+async fn reconcile_repairs_missing_stale_and_orphan_points() {
+    let env = TestEnv::new("").await;
+    env.write("a.md", "# A\n\nAlpha text about the albatross.\n");
+    env.write("b.md", "# B\n\nBeta text about the beaver.\n");
+    env.write("c.md", "# C\n\nGamma text about the gannet.\n");
+    env.index().await;
+
+    // Drift behind ragd's back: a's points deleted, a stale point for b, points
+    // of a file the ledger never knew.
+    env.store
+        .delete("docs", &PointFilter::file("docs", "a.md"))
+        .await
+        .unwrap();
+    let stray = |path: &str, index: u32, hash: &str| StoredPoint {
+        id: point_id("docs", path, index),
+        vector: vec![0.5; DIM],
+        payload: PointPayload {
+            pipeline: "docs".into(),
+            path: path.into(),
+            chunk_index: index,
+            text: "stray".into(),
+            page: None,
+            headings: vec![],
+            content_hash: hash.into(),
+            file_hash: "x".into(),
+            modified: 0,
+            model: "hash-embed".into(),
+        },
+    };
+    env.store
+        .upsert(
+            "docs",
+            vec![stray("b.md", 7, "old-version"), stray("ghost.md", 0, "g")],
+        )
+        .await
+        .unwrap();
+
+    let app = env.app();
+    let (report, summary) = env
+        .pipeline(&app)
+        .repair(RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.missing_vectors,
+            report.stale_points,
+            report.orphan_points
+        ),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        summary.updated + summary.added,
+        1,
+        "a.md re-indexed: {summary:?}"
+    );
+    for path in ["a.md", "b.md", "c.md"] {
+        let rec = app.ledger.get("docs", path).unwrap().unwrap();
+        let pts = env.points(path).await;
+        assert_eq!(pts.len(), rec.chunk_count as usize, "{path}");
+        assert!(
+            pts.iter()
+                .all(|p| Some(&p.payload.content_hash) == rec.content_hash.as_ref())
+        );
+    }
+    assert!(env.points("ghost.md").await.is_empty());
+    // A second reconcile finds nothing.
+    let (report, _) = env
+        .pipeline(&app)
+        .repair(RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.missing_vectors,
+            report.stale_points,
+            report.orphan_points
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_quarantined_after_the_limit_and_retry_puts_them_back() {
+    let env = TestEnv::new("").await;
+    env.write(
+        "a.md",
+        "# A\n\nThe embedder is down for this one: the aye-aye.\n",
+    );
+    env.embed.set_fail_rate(1.0);
+    let limit = ragd::pipeline::plan::MAX_TRANSIENT_ATTEMPTS;
+    for run in 1..=limit {
+        let s = env.index().await;
+        assert_eq!(s.failed, 1, "run {run}");
+    }
+    let app = env.app();
+    let rec = app.ledger.get("docs", "a.md").unwrap().unwrap();
+    assert_eq!((rec.state, rec.attempts), (FileState::Failed, limit));
+    assert_eq!(rec.error_kind.as_deref(), Some("transient"));
+    drop(app);
+
+    // Quarantined: the next run leaves it alone (no embedding request at all).
+    let before = env.embed.stats().requests;
+    let s = env.index().await;
+    assert_eq!((s.failed, s.unchanged), (0, 1));
+    assert_eq!(env.embed.stats().requests, before);
+
+    // `ragd retry --all` puts it back; with the embedder healthy it is indexed.
+    env.embed.set_fail_rate(0.0);
+    let app = env.app();
+    assert_eq!(env.pipeline(&app).retry(None).unwrap(), (1, 0));
+    drop(app);
+    let s = env.index().await;
+    assert_eq!(s.added, 1, "{s:?}");
+}
+
+#[test]
+fn an_unusable_state_directory_is_a_clear_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    // The state directory's path is taken by a regular file.
+    std::fs::write(dir.path().join("state"), "not a directory").unwrap();
+    std::fs::write(
+        dir.path().join("config/ragd.toml"),
+        "state_dir = \"../state\"\n[embedding]\nurl = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/p.toml"),
+        "sources = [\"../docs\"]\n[embedding]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+        .args(["index", "--config"])
+        .arg(dir.path().join("config/ragd.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("state directory"), "{err}");
+}
