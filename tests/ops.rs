@@ -333,6 +333,8 @@ async fn doctor_passes_against_live_servers_and_fails_on_a_dead_one() {
     ] {
         assert!(s.contains(line), "missing {line:?} in:\n{s}");
     }
+    // Shown with --nocapture: the sample in docs/operations.md.
+    println!("{s}");
     // The API key never shows.
     assert!(!s.contains("sk-ops"), "{s}");
 
@@ -364,6 +366,7 @@ async fn doctor_passes_against_live_servers_and_fails_on_a_dead_one() {
         bad.stdout
     );
     assert!(bad.stdout.contains("ok    qdrant: "), "{}", bad.stdout);
+    println!("{}", bad.stdout);
 
     // A broken config is exit 2, like `ragd validate`.
     std::fs::write(&config, "state_dir = 1\n").unwrap();
