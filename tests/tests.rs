@@ -13,3 +13,4 @@ mod daemon;
 mod crash;
 mod ops;
 mod faults;
+mod hostile;

@@ -89,6 +89,15 @@ pub struct RawLimits {
     pub max_chunks_per_file: Option<u32>,
     /// Files extracted at once per pipeline; default: number of cores.
     pub extract_concurrency: Option<usize>,
+    /// Seconds one extraction worker may run before it is killed (default 60).
+    /// A file that times out twice is left alone until it changes.
+    pub extract_timeout_secs: Option<u64>,
+    /// Address space of one extraction worker, in MiB (default 1024).
+    pub extract_memory_mb: Option<u64>,
+    /// Extract risky formats (PDF) in a separate worker process, so a crash,
+    /// hang or memory blow-up in a parser cannot take the daemon down
+    /// (default true).
+    pub isolate: Option<bool>,
 }
 
 /// `[server]`: the daemon's HTTP endpoint.

@@ -10,6 +10,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::raw::*;
 use super::{ConfigError, ConfigErrors, Secret};
+use crate::extract::isolate::{
+    DEFAULT_MEMORY_MB as DEFAULT_EXTRACT_MEMORY_MB, DEFAULT_TIMEOUT as DEFAULT_EXTRACT_TIMEOUT,
+    IsolationLimits, default_worker_exe,
+};
 
 /// Default embedding endpoint: a local Ollama.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -18,6 +22,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9321";
 const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 const DEFAULT_MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_MAX_CHUNKS: u32 = 50_000;
+/// Smallest `limits.extract_memory_mb`: the worker's own binary and libc need
+/// some address space before any parser runs.
+const MIN_EXTRACT_MEMORY_MB: u64 = 64;
 const DEFAULT_CHUNK_CHARS: usize = 1200;
 const DEFAULT_CHUNK_OVERLAP: usize = 100;
 const DEFAULT_BATCH: usize = 32;
@@ -89,12 +96,19 @@ pub struct OpenWebUiSettings {
     pub request_timeout: Duration,
 }
 
+/// `[limits]`: what one file may cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Files larger than this are skipped without being read.
     pub max_file_bytes: u64,
+    /// Extracted text longer than this is a failure.
     pub max_text_bytes: u64,
+    /// More chunks than this is a failure.
     pub max_chunks_per_file: u32,
+    /// Files extracted at once per pipeline.
     pub extract_concurrency: usize,
+    /// The extraction worker: on/off, timeout, memory limit, executable.
+    pub extract: IsolationLimits,
 }
 
 /// How chunk sizes are measured.
@@ -328,6 +342,31 @@ pub fn validate(
             l.extract_concurrency,
             cores,
         ),
+        extract: IsolationLimits {
+            isolate: l.isolate.unwrap_or(true),
+            timeout: Duration::from_secs(positive_u64(
+                &mut errs,
+                "limits.extract_timeout_secs",
+                l.extract_timeout_secs,
+                DEFAULT_EXTRACT_TIMEOUT.as_secs(),
+            )),
+            memory_mb: match l.extract_memory_mb {
+                // The worker is ragd itself: below this it cannot even start.
+                Some(mb) if mb < MIN_EXTRACT_MEMORY_MB => {
+                    errs.push(
+                        "limits.extract_memory_mb",
+                        &format!("must be at least {MIN_EXTRACT_MEMORY_MB}"),
+                    );
+                    DEFAULT_EXTRACT_MEMORY_MB
+                }
+                Some(mb) => mb,
+                None => DEFAULT_EXTRACT_MEMORY_MB,
+            },
+            // Reading /proc/self/exe is the one bit of IO here; it cannot fail
+            // in a way validation could report.
+            worker_exe: default_worker_exe(),
+            worker_env: Vec::new(),
+        },
     };
 
     let listen_text = daemon
@@ -586,6 +625,17 @@ fn dir_of(path: &Path) -> PathBuf {
 }
 
 fn positive(errs: &mut Errors, key: &str, v: Option<usize>, default: usize) -> usize {
+    match v {
+        Some(0) => {
+            errs.push(key, "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    }
+}
+
+fn positive_u64(errs: &mut Errors, key: &str, v: Option<u64>, default: u64) -> u64 {
     match v {
         Some(0) => {
             errs.push(key, "must be at least 1");

@@ -8,9 +8,12 @@
 //!
 //! Extraction is pure: the same bytes always give the same document or the same
 //! error. Parsers that are known to panic on malformed input (pdf-extract) run
-//! under `catch_unwind`, so one bad file cannot take a worker down.
+//! under `catch_unwind`, and the pipeline runs them in a separate worker process
+//! ([`isolate::extract_isolated`]) so that an abort, a stack overflow, an endless
+//! loop or a memory blow-up cannot take the daemon down either.
 
 mod html;
+pub mod isolate;
 mod pdf;
 mod text;
 
@@ -20,9 +23,13 @@ use crate::document::{Document, Format};
 
 /// Why a file's bytes could not be turned into text.
 ///
-/// Every variant is a property of the bytes, not of the moment: extracting the
-/// same bytes again gives the same error (see [`ExtractError::is_permanent`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Nearly every variant is a property of the bytes, not of the moment:
+/// extracting the same bytes again gives the same error. The exceptions are a
+/// timeout (a loaded machine) and a worker that could not be started; see
+/// [`ExtractError::is_permanent`] and [`ExtractError::gives_up_after`].
+///
+/// Serializable because the extraction worker sends it to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
     /// The PDF is encrypted and cannot be opened without a password.
     #[error("encrypted PDF: it needs a password to be read")]
@@ -49,14 +56,46 @@ pub enum ExtractError {
         /// The panic message.
         detail: String,
     },
+    /// The extraction worker ran past `limits.extract_timeout_secs` and was
+    /// killed (a parser in an endless loop, or a very slow file).
+    #[error(
+        "extraction timed out after {secs} s (limits.extract_timeout_secs); the worker was killed"
+    )]
+    Timeout {
+        /// The timeout that was exceeded.
+        secs: u64,
+    },
+    /// The extraction worker hit its address-space limit.
+    #[error(
+        "extraction ran out of memory: over the limit of {limit_mb} MiB (limits.extract_memory_mb)"
+    )]
+    OutOfMemory {
+        /// The limit that was exceeded.
+        limit_mb: u64,
+    },
+    /// The extraction worker died: a stack overflow, an abort, a signal.
+    #[error("the extraction worker crashed on this file: {detail}")]
+    Crashed {
+        /// How it died.
+        detail: String,
+    },
+    /// The extraction worker could not be started or is not a ragd binary. Not
+    /// the file's fault: retried.
+    #[error("extraction worker unavailable: {detail}")]
+    WorkerUnavailable {
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 impl ExtractError {
     /// True when retrying the same bytes cannot succeed, so a caller should
     /// record the error and wait for the file to change.
     ///
-    /// Every current variant is permanent; the exhaustive match makes a future
-    /// variant (a timeout, say) decide explicitly.
+    /// A crash, an abort and running out of memory are permanent too: the same
+    /// bytes drive the same parser the same way, and the memory limit is per
+    /// worker, not shared with the rest of the machine. A timeout is not: a
+    /// loaded machine can make a good file slow (see [`Self::gives_up_after`]).
     pub const fn is_permanent(&self) -> bool {
         match self {
             ExtractError::Encrypted
@@ -64,7 +103,23 @@ impl ExtractError {
             | ExtractError::Corrupt { .. }
             | ExtractError::Binary
             | ExtractError::Empty
-            | ExtractError::Panicked { .. } => true,
+            | ExtractError::Panicked { .. }
+            | ExtractError::OutOfMemory { .. }
+            | ExtractError::Crashed { .. } => true,
+            ExtractError::Timeout { .. } | ExtractError::WorkerUnavailable { .. } => false,
+        }
+    }
+
+    /// True when a file that failed with this error `attempts` times in a row
+    /// should be left alone until it changes. Permanent errors give up at once;
+    /// a timeout after [`isolate::MAX_TIMEOUT_ATTEMPTS`] (twice slow is the
+    /// file, not the machine); a missing worker never (the planner's cap on
+    /// transient retries applies).
+    pub const fn gives_up_after(&self, attempts: u32) -> bool {
+        match self {
+            ExtractError::Timeout { .. } => attempts >= isolate::MAX_TIMEOUT_ATTEMPTS,
+            ExtractError::WorkerUnavailable { .. } => false,
+            _ => self.is_permanent(),
         }
     }
 
@@ -78,6 +133,10 @@ impl ExtractError {
             ExtractError::Binary => "binary",
             ExtractError::Empty => "empty",
             ExtractError::Panicked { .. } => "panicked",
+            ExtractError::Timeout { .. } => "timeout",
+            ExtractError::OutOfMemory { .. } => "out_of_memory",
+            ExtractError::Crashed { .. } => "crashed",
+            ExtractError::WorkerUnavailable { .. } => "worker_unavailable",
         }
     }
 }

@@ -100,7 +100,17 @@ impl TestEnv {
 
     /// Open the app the way the CLI does, but over the counting store.
     pub fn app(&self) -> App {
-        let config = ragd::config::load(&self.config_path()).expect("valid config");
+        self.app_with(|_| {})
+    }
+
+    /// [`Self::app`] with the validated config adjusted first (extraction
+    /// worker faults and limits, say).
+    pub fn app_with(&self, adjust: impl FnOnce(&mut ragd::config::Config)) -> App {
+        let mut config = ragd::config::load(&self.config_path()).expect("valid config");
+        // This test binary is the harness, not ragd: the extraction worker must
+        // be the real binary.
+        config.limits.extract.worker_exe = PathBuf::from(env!("CARGO_BIN_EXE_ragd"));
+        adjust(&mut config);
         App::open_with(config, Some(self.store.clone())).expect("open app")
     }
 
