@@ -105,7 +105,8 @@ where
 /// A throwaway installation for the `ragd` binary: nothing in this process opens
 /// its store while the binary runs (embedded Qdrant has one writer).
 pub struct BinEnv {
-    pub embed: EmbedServerHandle,
+    /// Kept alive for the binary to call.
+    _embed: EmbedServerHandle,
     pub dir: tempfile::TempDir,
     pub listen: std::net::SocketAddr,
 }
@@ -141,7 +142,11 @@ impl BinEnv {
             ),
         )
         .unwrap();
-        BinEnv { embed, dir, listen }
+        BinEnv {
+            _embed: embed,
+            dir,
+            listen,
+        }
     }
 
     pub fn docs(&self) -> PathBuf {
