@@ -142,6 +142,11 @@ async fn moves_and_folder_renames_keep_vectors_without_re_embedding() {
         x_before[0].payload.content_hash
     );
     assert!(!moved[0].vector.is_empty());
+    // The ledger follows the points (the old row goes last): wait for it.
+    eventually("the ledger lists only the new paths", || async {
+        d.ledger.files("docs").unwrap().len() == 3
+    })
+    .await;
     let mut paths: Vec<_> = d.ledger.files("docs").unwrap().into_keys().collect();
     paths.sort();
     assert_eq!(
@@ -239,6 +244,9 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
             == Some("docs_v2")
     })
     .await;
+    // The marker goes once the switch (alias, ledger copy, old drop) is complete.
+    let marker = env.dir.path().join("state/reindex/docs.json");
+    eventually("the reindex finishes", || async { !marker.exists() }).await;
     eventually("the ledger describes the live collection", || async {
         d.count(FileState::Indexed) == 2
     })
