@@ -354,6 +354,23 @@ async fn a_permanently_bad_unchanged_file_is_not_retried() {
 }
 
 #[tokio::test]
+async fn a_parser_printing_to_stdout_does_not_corrupt_the_reply() {
+    let env = env_with("", "").await;
+    env.write(
+        "fine.pdf",
+        make_pdf(&["A page about a chatty parser and a wren."]),
+    );
+    let app = run_with_fault(&env, "print", |_| {}).await;
+    assert_eq!(row(&app, "fine.pdf").state, FileState::Indexed);
+    assert!(
+        env.points("fine.pdf").await[0]
+            .payload
+            .text
+            .contains("wren")
+    );
+}
+
+#[tokio::test]
 async fn isolation_can_be_switched_off() {
     let env = env_with("", "[limits]\nisolate = false\n").await;
     env.write("fine.pdf", make_pdf(&["In-process extraction of a heron."]));

@@ -67,7 +67,8 @@ pub const MAX_TIMEOUT_ATTEMPTS: u32 = 2;
 pub const WORKER_SUBCOMMAND: &str = "extract-worker";
 /// Environment variable that makes the worker fail on purpose, for the tests
 /// that prove a failure is contained: `panic`, `abort`, `loop`, `oom`, `stack`,
-/// or `sleep` (three seconds, then extract as usual). Only the worker
+/// `sleep` (three seconds, then extract as usual) or `print` (write to stdout,
+/// then extract as usual). Only the worker
 /// subcommand reads it.
 pub const TEST_FAULT_ENV: &str = "RAGD_EXTRACT_WORKER_TEST_FAULT";
 /// First line of every reply: tells a ragd worker from any other program that
@@ -419,7 +420,13 @@ pub fn worker_main(format: &str) -> ExitCode {
         eprintln!("extract-worker: unknown format {format:?}");
         return ExitCode::from(2);
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = match reply_channel() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("extract-worker: cannot set up stdout: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // The magic goes first, before anything can fail: a reply without it means
     // "not a ragd worker", never "this file crashed the parser".
     if let Err(e) = out.write_all(REPLY_MAGIC).and_then(|()| out.flush()) {
@@ -458,6 +465,35 @@ pub fn worker_main(format: &str) -> ExitCode {
     }
 }
 
+/// The worker's reply channel: the original stdout, moved to a private file
+/// descriptor, with fd 1 pointed at stderr. A parser that prints (lopdf has
+/// `println!`s) then cannot corrupt the reply; its output lands in the
+/// stderr tail instead.
+#[cfg(unix)]
+fn reply_channel() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain descriptor calls on fds 1 and 2, which the process owns;
+    // the duplicate is owned by the returned File and closed exactly once.
+    unsafe {
+        let reply = libc::dup(libc::STDOUT_FILENO);
+        if reply < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(reply);
+            return Err(e);
+        }
+        Ok(std::fs::File::from_raw_fd(reply))
+    }
+}
+
+/// Elsewhere stdout is the reply channel as it is.
+#[cfg(not(unix))]
+fn reply_channel() -> std::io::Result<std::io::Stdout> {
+    Ok(std::io::stdout())
+}
+
 fn parse_format(name: &str) -> Option<Format> {
     [Format::Pdf, Format::Markdown, Format::Text, Format::Html]
         .into_iter()
@@ -480,6 +516,8 @@ fn test_fault(fault: &str) {
                 std::hint::black_box(&hoard);
             }
         }
+        // Chatty but well, like lopdf's stray println!s.
+        "print" => println!("noise from a parser on stdout"),
         // Slow but well: lets a test change files while a run is under way.
         "sleep" => std::thread::sleep(Duration::from_secs(3)),
         "stack" => {
