@@ -248,3 +248,46 @@ async fn unknown_model_is_a_clear_error_naming_the_model() {
         Some(FileState::Indexed)
     );
 }
+
+#[tokio::test]
+async fn editing_one_paragraph_re_embeds_only_the_chunks_around_it() {
+    let env = TestEnv::new("").await;
+    let paragraphs: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                "## Topic {i}\n\nParagraph {i} covers subject-{i} in enough words to fill most of a \
+                 chunk: details, caveats, examples and a closing remark about item {i}. A second \
+                 sentence makes each section too long to share a chunk with its neighbour.\n"
+            )
+        })
+        .collect();
+    env.write("big.md", paragraphs.join("\n"));
+    let s = env.index().await;
+    assert!(s.chunks_written >= 90, "{} chunks", s.chunks_written);
+    let before = env.embed.stats().texts;
+
+    let mut edited = paragraphs.clone();
+    edited[50] = "## Topic 50\n\nThis paragraph was rewritten entirely by an editor.\n".to_owned();
+    env.write("big.md", edited.join("\n"));
+    let s = env.index().await;
+    let re_embedded = env.embed.stats().texts - before;
+    assert_eq!(s.updated, 1);
+    assert!(re_embedded <= 3, "re-embedded {re_embedded} chunks");
+    assert!(s.cache_hits >= 85, "{s:?}");
+}
+
+#[tokio::test]
+async fn duplicate_and_moved_files_are_not_embedded_again() {
+    let env = TestEnv::new("").await;
+    env.write("a/original.md", GUIDE_MD);
+    env.write("other.md", "# Other\n\nSomething else entirely.\n");
+    env.index().await;
+    let before = env.embed.stats().texts;
+    env.write("b/copy.md", GUIDE_MD);
+    std::fs::rename(env.docs().join("other.md"), env.docs().join("moved.md")).unwrap();
+    let s = env.index().await;
+    assert_eq!(env.embed.stats().texts, before, "{s:?}");
+    assert_eq!(env.points("b/copy.md").await.len(), 1);
+    assert_eq!(env.points("moved.md").await.len(), 1);
+    assert!(env.points("other.md").await.is_empty());
+}

@@ -227,6 +227,12 @@ async fn hand_files_survive(url: &str, key: &str) {
         "ours.md",
         "# Ours\n\nA file ragd manages, about the tapir.\n",
     );
+    // A second file keeps the folder from turning up empty, which would hold the
+    // deletion back (safety rail).
+    env.write(
+        "stays.md",
+        "# Stays\n\nAnother file ragd manages, about the tarsier.\n",
+    );
     env.index().await;
     let c = client(url, key);
     let app = env.app();
@@ -259,7 +265,10 @@ async fn hand_files_survive(url: &str, key: &str) {
     let s = env.index().await;
     assert_eq!(s.knowledge.unwrap().removed, 1);
     let listed = listing(&c, &env).await;
-    assert_eq!(listed.keys().collect::<Vec<_>>(), vec!["hand:by-hand.txt"]);
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        vec!["hand:by-hand.txt", "stays.md"]
+    );
 }
 
 #[tokio::test]

@@ -69,6 +69,15 @@ const MIGRATIONS: &[&str] = &[
         kb_failed      INTEGER
     );
     CREATE INDEX runs_by_pipeline ON runs (pipeline, id);",
+    // 4: the embedding cache: unchanged chunks of an edited file, moved files and
+    // duplicate files are never embedded twice.
+    "CREATE TABLE embed_cache (
+        model     TEXT    NOT NULL,
+        text_hash BLOB    NOT NULL,
+        dim       INTEGER NOT NULL,
+        vector    BLOB    NOT NULL
+    );
+    CREATE UNIQUE INDEX embed_cache_key ON embed_cache (model, text_hash);",
 ];
 
 /// The schema version this build writes.

@@ -430,6 +430,70 @@ impl Ledger {
         Ok(())
     }
 
+    /// Cached vectors for `hashes` (SHA-256 of chunk texts) under `model`, in order.
+    /// A cached vector of another dimension than `dim` is a miss.
+    pub fn cached_vectors(
+        &self,
+        model: &str,
+        dim: Option<usize>,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Option<Vec<f32>>>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT dim, vector FROM embed_cache WHERE model = ?1 AND text_hash = ?2",
+        )?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            let row = stmt
+                .query_row(params![model, &h[..]], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?;
+            out.push(row.and_then(|(d, blob)| {
+                let d = d as usize;
+                (dim.is_none_or(|want| want == d) && blob.len() == d * 4).then(|| {
+                    blob.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Remember vectors for chunk texts, keeping the cache under `max_entries` by
+    /// dropping the oldest entries.
+    pub fn cache_vectors(
+        &self,
+        model: &str,
+        entries: &[([u8; 32], &[f32])],
+        max_entries: usize,
+    ) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO embed_cache (model, text_hash, dim, vector) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (h, v) in entries {
+                let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                stmt.execute(params![model, &h[..], v.len() as i64, blob])?;
+            }
+            let count: i64 = tx.query_row("SELECT COUNT(*) FROM embed_cache", [], |r| r.get(0))?;
+            let excess = count - max_entries as i64;
+            if excess > 0 {
+                // Oldest first: rowids grow with insertion.
+                tx.execute(
+                    "DELETE FROM embed_cache WHERE rowid IN \
+                     (SELECT rowid FROM embed_cache ORDER BY rowid LIMIT ?1)",
+                    [excess],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn pipeline_meta(&self, name: &str) -> Result<Option<PipelineMeta>, LedgerError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(

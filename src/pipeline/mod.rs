@@ -103,6 +103,8 @@ pub struct RunSummary {
     pub mass_delete_blocked: Option<(usize, usize)>,
     pub chunks_written: usize,
     pub texts_embedded: usize,
+    /// Chunks whose vectors came from the embedding cache.
+    pub cache_hits: usize,
     pub embed_requests: usize,
     pub bytes_read: u64,
     /// Time spent waiting for embedding responses (summed over requests).

@@ -23,6 +23,11 @@ use crate::telemetry::events;
 const UPSERT_BATCH: usize = 128;
 /// Ledger rows written per transaction for files that need no Qdrant work.
 const LEDGER_BATCH: usize = 256;
+/// Vectors kept in the embedding cache (about 1.5 KB each at 384 dims).
+const EMBED_CACHE_ENTRIES: usize = 250_000;
+/// Points gathered across files into one upsert: each upsert of embedded Qdrant
+/// ends with a flush, so many small files must share one.
+const COMMIT_BATCH_POINTS: usize = 512;
 
 /// What preparation decided for one file.
 enum Prepared {
@@ -80,6 +85,7 @@ pub(super) async fn process(
     prep.await.map_err(|e| pipeline.internal(e))?;
     let stats = embed_result?;
     summary.texts_embedded += stats.texts;
+    summary.cache_hits += stats.cache_hits;
     summary.embed_requests += stats.requests;
     summary.embed_time += stats.busy;
     commit_result
@@ -279,6 +285,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
 #[derive(Default)]
 struct EmbedStats {
     texts: usize,
+    cache_hits: usize,
     requests: usize,
     busy: Duration,
 }
@@ -288,9 +295,17 @@ struct Slot {
     record: FileRecord,
     chunks: Vec<Chunk>,
     vectors: Vec<Option<Vec<f32>>>,
+    /// Cache keys of the chunk texts.
+    hashes: Vec<[u8; 32]>,
     remaining: usize,
     error: Option<String>,
     reason: Reason,
+}
+
+/// The embedding cache key of a chunk text.
+fn text_key(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// Batch chunks across files and keep `embed_concurrency` requests in flight.
@@ -307,6 +322,8 @@ async fn embed_all(
     let mut queue: VecDeque<(u64, usize)> = VecDeque::new();
     let mut inflight = FuturesUnordered::new();
     let mut input_open = true;
+    // Learned from the first response; cached vectors of another size are misses.
+    let mut dim: Option<usize> = None;
 
     loop {
         // Launch full batches, or a partial one when no more input is waiting, so
@@ -343,15 +360,35 @@ async fn embed_all(
                     Some(Prepared::Chunks { record, chunks, reason }) => {
                         let id = next_slot;
                         next_slot += 1;
-                        queue.extend((0..chunks.len()).map(|i| (id, i)));
-                        slots.insert(id, Slot {
+                        let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| text_key(&c.text)).collect();
+                        // Unchanged chunks of an edited file, moved and duplicate
+                        // files: their vectors are already known.
+                        let cached = pipeline
+                            .ledger
+                            .cached_vectors(&pipeline.config.model, dim, &hashes)
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "embedding cache unreadable; embedding anew");
+                                vec![None; hashes.len()]
+                            });
+                        let misses: Vec<usize> = (0..chunks.len()).filter(|i| cached[*i].is_none()).collect();
+                        stats.cache_hits += chunks.len() - misses.len();
+                        queue.extend(misses.iter().map(|i| (id, *i)));
+                        let slot = Slot {
                             record,
-                            vectors: vec![None; chunks.len()],
-                            remaining: chunks.len(),
+                            remaining: misses.len(),
+                            vectors: cached,
+                            hashes,
                             chunks,
                             error: None,
                             reason,
-                        });
+                        };
+                        if slot.remaining == 0 {
+                            if tx.send(finish_slot(slot)).await.is_err() {
+                                return Ok(stats);
+                            }
+                        } else {
+                            slots.insert(id, slot);
+                        }
                     }
                 }
             }
@@ -362,11 +399,19 @@ async fn embed_all(
                     Ok(vectors) => {
                         events::embed_request(pipeline.name(), n, took);
                         stats.texts += n;
+                        dim = dim.or_else(|| vectors.first().map(Vec::len));
+                        let mut fresh = Vec::with_capacity(n);
                         for ((slot, i), v) in items.iter().zip(vectors) {
                             if let Some(s) = slots.get_mut(slot) {
+                                fresh.push((s.hashes[*i], v.clone()));
                                 s.vectors[*i] = Some(v);
                                 s.remaining -= 1;
                             }
+                        }
+                        let entries: Vec<([u8; 32], &[f32])> =
+                            fresh.iter().map(|(h, v)| (*h, v.as_slice())).collect();
+                        if let Err(e) = pipeline.ledger.cache_vectors(&pipeline.config.model, &entries, EMBED_CACHE_ENTRIES) {
+                            tracing::warn!(error = %e, "could not write the embedding cache");
                         }
                     }
                     Err(e) if is_fatal(&e) => return Err(pipeline.embed_err(e)),
@@ -436,156 +481,57 @@ fn finish_slot(s: Slot) -> Embedded {
     }
 }
 
-/// Write to Qdrant and the ledger, one file at a time, in completion order.
+/// Write to Qdrant and the ledger in completion order, gathering files that are
+/// ready at the same time into one upsert.
 async fn commit_all(
     pipeline: &Pipeline,
     mut rx: mpsc::Receiver<Embedded>,
     summary: &mut RunSummary,
     progress: &ProgressBar,
 ) -> Result<Option<usize>, PipelineError> {
-    let name = pipeline.name().to_owned();
-    let collection = pipeline.config.collection.clone();
     let mut dim: Option<usize> = None;
     let mut pending_rows: Vec<FileRecord> = Vec::new();
 
-    while let Some(item) = rx.recv().await {
-        match item {
-            Embedded::Settled(record) | Embedded::Failed(record) => {
-                if record.state != FileState::Skipped {
-                    summary.bytes_read += record.size;
+    while let Some(first) = rx.recv().await {
+        let mut ready: Vec<ReadyFile> = Vec::new();
+        let mut points = 0;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Embedded::Settled(record) | Embedded::Failed(record) => {
+                    settle(pipeline, record, summary, &mut pending_rows)?;
+                    progress.inc(1);
                 }
-                match record.state {
-                    FileState::Skipped => {
-                        summary.skipped += 1;
-                        events::file_skipped(
-                            &name,
-                            &record.path,
-                            record.error_kind.as_deref().unwrap_or(""),
-                        );
-                    }
-                    FileState::Failed => {
-                        summary.failed += 1;
-                        summary.failures.push(FileFailure {
-                            path: record.path.clone(),
-                            kind: record.error_kind.clone().unwrap_or_default(),
-                            message: record.error.clone().unwrap_or_default(),
-                        });
-                        events::file_failed(
-                            &name,
-                            &record.path,
-                            record.error_kind.as_deref().unwrap_or(""),
-                            record.error.as_deref().unwrap_or(""),
-                        );
-                    }
-                    _ => summary.touched += 1,
-                }
-                pending_rows.push(record);
-                if pending_rows.len() >= LEDGER_BATCH {
-                    pipeline
-                        .ledger
-                        .put_many(&std::mem::take(&mut pending_rows))
-                        .map_err(|e| pipeline.ledger_err(e))?;
-                }
-                progress.inc(1);
-            }
-            Embedded::Ready {
-                mut record,
-                chunks,
-                vectors,
-                reason,
-            } => {
-                let d = vectors.first().map_or(0, Vec::len);
-                if dim.is_none() {
-                    pipeline
-                        .store
-                        .ensure_collection(&collection, d)
-                        .await
-                        .map_err(|e| pipeline.store_err(e))?;
-                    dim = Some(d);
-                }
-                let target = record.target_hash.clone().unwrap_or_default();
-                // Write-ahead intent: a crash from here on leaves `indexing`, and
-                // the next run redoes this file (upserts are idempotent by id).
-                record.state = FileState::Indexing;
-                pipeline
-                    .ledger
-                    .put(&record)
-                    .map_err(|e| pipeline.ledger_err(e))?;
-                failpoint::hit("index.after_intent");
-
-                let modified = record.mtime_ns / 1_000_000_000;
-                let n = chunks.len();
-                let mut points = Vec::with_capacity(n);
-                for (chunk, vector) in chunks.into_iter().zip(vectors) {
-                    points.push(StoredPoint {
-                        id: point_id(&name, &record.path, chunk.index),
-                        vector,
-                        payload: PointPayload {
-                            pipeline: name.clone(),
-                            path: record.path.clone(),
-                            chunk_index: chunk.index,
-                            text: chunk.text,
-                            page: chunk.page,
-                            headings: chunk.headings,
-                            content_hash: target.clone(),
-                            file_hash: record.file_hash.clone(),
-                            modified,
-                            model: pipeline.config.model.clone(),
-                        },
+                Embedded::Ready {
+                    record,
+                    chunks,
+                    vectors,
+                    reason,
+                } => {
+                    points += chunks.len();
+                    ready.push(ReadyFile {
+                        record,
+                        chunks,
+                        vectors,
+                        reason,
                     });
                 }
-                // New version first (same ids overwrite in place)...
-                let mut rest = points;
-                while !rest.is_empty() {
-                    let tail = rest.split_off(rest.len().min(UPSERT_BATCH));
-                    let (upsert_started, points) = (Instant::now(), rest.len());
-                    pipeline
-                        .store
-                        .upsert(&collection, rest)
-                        .await
-                        .map_err(|e| pipeline.store_err(e))?;
-                    events::upserted(&name, points, upsert_started.elapsed());
-                    rest = tail;
-                }
-                failpoint::hit("index.after_upsert");
-                // ...then the old version's leftovers, so the file is never without vectors.
-                if record.content_hash.is_some() || reason != Reason::New {
-                    let mut old = PointFilter::file(&name, &record.path);
-                    old.content_hash_not = Some(target.clone());
-                    pipeline
-                        .store
-                        .delete(&collection, &old)
-                        .await
-                        .map_err(|e| pipeline.store_err(e))?;
-                }
-                failpoint::hit("index.after_delete_old");
-                let was_indexed = record.content_hash.is_some();
-                summary.bytes_read += record.size;
-                record.state = FileState::Indexed;
-                record.content_hash = Some(target);
-                record.target_hash = None;
-                record.chunk_count = n as u32;
-                record.error_kind = None;
-                record.error = None;
-                record.attempts = 0;
-                events::file_indexed(&name, &record.path, n, was_indexed);
-                pending_rows.push(record);
-                // Indexed rows are committed together with settled ones; until then
-                // the `indexing` intent makes a crash redo the (idempotent) work.
-                if pending_rows.len() >= LEDGER_BATCH {
-                    pipeline
-                        .ledger
-                        .put_many(&std::mem::take(&mut pending_rows))
-                        .map_err(|e| pipeline.ledger_err(e))?;
-                }
-                summary.chunks_written += n;
-                if was_indexed {
-                    summary.updated += 1;
-                } else {
-                    summary.added += 1;
-                }
-                progress.inc(1);
             }
+            // Take what is already waiting, without waiting for more.
+            if points < COMMIT_BATCH_POINTS {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !ready.is_empty() {
+            let n = ready.len();
+            commit_batch(pipeline, ready, &mut dim, summary, &mut pending_rows).await?;
+            progress.inc(n as u64);
+        }
+        if pending_rows.len() >= LEDGER_BATCH {
+            pipeline
+                .ledger
+                .put_many(&std::mem::take(&mut pending_rows))
+                .map_err(|e| pipeline.ledger_err(e))?;
         }
     }
     pipeline
@@ -593,4 +539,179 @@ async fn commit_all(
         .put_many(&pending_rows)
         .map_err(|e| pipeline.ledger_err(e))?;
     Ok(dim)
+}
+
+/// A file whose vectors are all known.
+struct ReadyFile {
+    record: FileRecord,
+    chunks: Vec<Chunk>,
+    vectors: Vec<Vec<f32>>,
+    reason: Reason,
+}
+
+/// Record a file that needs no Qdrant work (touched, skipped or failed).
+fn settle(
+    pipeline: &Pipeline,
+    record: FileRecord,
+    summary: &mut RunSummary,
+    pending_rows: &mut Vec<FileRecord>,
+) -> Result<(), PipelineError> {
+    let name = pipeline.name();
+    if record.state != FileState::Skipped {
+        summary.bytes_read += record.size;
+    }
+    match record.state {
+        FileState::Skipped => {
+            summary.skipped += 1;
+            events::file_skipped(
+                name,
+                &record.path,
+                record.error_kind.as_deref().unwrap_or(""),
+            );
+        }
+        FileState::Failed => {
+            summary.failed += 1;
+            summary.failures.push(FileFailure {
+                path: record.path.clone(),
+                kind: record.error_kind.clone().unwrap_or_default(),
+                message: record.error.clone().unwrap_or_default(),
+            });
+            events::file_failed(
+                name,
+                &record.path,
+                record.error_kind.as_deref().unwrap_or(""),
+                record.error.as_deref().unwrap_or(""),
+            );
+        }
+        _ => summary.touched += 1,
+    }
+    pending_rows.push(record);
+    Ok(())
+}
+
+/// Write a group of ready files: intents, one upsert for all their points, the
+/// old versions' leftovers, then `indexed` (committed with the next ledger batch).
+async fn commit_batch(
+    pipeline: &Pipeline,
+    files: Vec<ReadyFile>,
+    dim: &mut Option<usize>,
+    summary: &mut RunSummary,
+    pending_rows: &mut Vec<FileRecord>,
+) -> Result<(), PipelineError> {
+    let name = pipeline.name();
+    let collection = &pipeline.config.collection;
+    if dim.is_none() {
+        let d = files[0].vectors.first().map_or(0, Vec::len);
+        pipeline
+            .store
+            .ensure_collection(collection, d)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+        *dim = Some(d);
+    }
+    // Write-ahead intent for the whole group in one transaction: a crash from
+    // here on leaves `indexing`, and the next run redoes these files (upserts
+    // are idempotent by id).
+    let intents: Vec<FileRecord> = files
+        .iter()
+        .map(|f| {
+            let mut r = f.record.clone();
+            r.state = FileState::Indexing;
+            r
+        })
+        .collect();
+    pipeline
+        .ledger
+        .put_many(&intents)
+        .map_err(|e| pipeline.ledger_err(e))?;
+    // Failpoints count files, not batches, so "the Nth file" stays meaningful.
+    for _ in &intents {
+        failpoint::hit("index.after_intent");
+    }
+
+    let mut points = Vec::new();
+    let mut meta = Vec::with_capacity(files.len());
+    for f in files {
+        let ReadyFile {
+            record,
+            chunks,
+            vectors,
+            reason,
+        } = f;
+        let target = record.target_hash.clone().unwrap_or_default();
+        let modified = record.mtime_ns / 1_000_000_000;
+        let n = chunks.len();
+        for (chunk, vector) in chunks.into_iter().zip(vectors) {
+            points.push(StoredPoint {
+                id: point_id(name, &record.path, chunk.index),
+                vector,
+                payload: PointPayload {
+                    pipeline: name.to_owned(),
+                    path: record.path.clone(),
+                    chunk_index: chunk.index,
+                    text: chunk.text,
+                    page: chunk.page,
+                    headings: chunk.headings,
+                    content_hash: target.clone(),
+                    file_hash: record.file_hash.clone(),
+                    modified,
+                    model: pipeline.config.model.clone(),
+                },
+            });
+        }
+        meta.push((record, target, n, reason));
+    }
+    // New versions first (same ids overwrite in place)...
+    let mut rest = points;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(UPSERT_BATCH));
+        let (upsert_started, count) = (Instant::now(), rest.len());
+        pipeline
+            .store
+            .upsert(collection, rest)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+        events::upserted(name, count, upsert_started.elapsed());
+        rest = tail;
+    }
+    for _ in &meta {
+        failpoint::hit("index.after_upsert");
+    }
+    // ...then each old version's leftovers, so a file is never without vectors.
+    for (record, target, _, reason) in &meta {
+        if record.content_hash.is_some() || *reason != Reason::New {
+            let mut old = PointFilter::file(name, &record.path);
+            old.content_hash_not = Some(target.clone());
+            pipeline
+                .store
+                .delete(collection, &old)
+                .await
+                .map_err(|e| pipeline.store_err(e))?;
+        }
+    }
+    for _ in &meta {
+        failpoint::hit("index.after_delete_old");
+    }
+    for (mut record, target, n, _) in meta {
+        let was_indexed = record.content_hash.is_some();
+        summary.bytes_read += record.size;
+        record.state = FileState::Indexed;
+        record.content_hash = Some(target);
+        record.target_hash = None;
+        record.chunk_count = n as u32;
+        record.error_kind = None;
+        record.error = None;
+        record.attempts = 0;
+        events::file_indexed(name, &record.path, n, was_indexed);
+        // Committed with the next ledger batch; until then the `indexing` intent
+        // makes a crash redo the (idempotent) work.
+        pending_rows.push(record);
+        summary.chunks_written += n;
+        if was_indexed {
+            summary.updated += 1;
+        } else {
+            summary.added += 1;
+        }
+    }
+    Ok(())
 }
