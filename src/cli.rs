@@ -490,6 +490,14 @@ fn print_summary(s: &RunSummary) {
         s.chunks_written as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs,
     );
+    if s.embed_requests > 0 || s.cache_hits > 0 {
+        println!(
+            "  embedding: {:.2}s waiting on {} request(s) (summed over overlapping requests), {} chunk(s) from the cache",
+            s.embed_time.as_secs_f64(),
+            s.embed_requests,
+            s.cache_hits
+        );
+    }
     if let Some((n, total)) = s.mass_delete_blocked {
         println!(
             "  mass-delete rail: {n} of {total} files are gone; nothing deleted. \

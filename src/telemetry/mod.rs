@@ -27,8 +27,8 @@ pub enum LogFormat {
 /// stdout stays for results.
 pub fn init(format: LogFormat, verbosity: u8) {
     let default = match verbosity {
-        0 => "warn,ragd=info",
-        1 => "info,ragd=debug",
+        0 => "warn,ragd=info,qdrant_edge=error",
+        1 => "info,ragd=debug,qdrant_edge=warn",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
