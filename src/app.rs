@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::chunk::{ChunkSettings, Chunker, SizeUnit, load_tokenizer};
 use crate::config::{ChunkUnit, Config, EmbedProvider, PipelineConfig, QdrantSettings};
@@ -16,6 +17,7 @@ use crate::open_webui::publish::Publisher;
 use crate::pipeline::Pipeline;
 use crate::store::edge::EdgeStore;
 use crate::store::qdrant::QdrantStore;
+use crate::store::retry::Retrying;
 use crate::store::{StoreError, VectorStore};
 
 /// Failures while building components. All are fatal for the command.
@@ -94,6 +96,10 @@ impl App {
                 api_key.as_ref().map(|k| k.expose().to_owned()),
             )?),
         };
+        // Transient store failures (server restarts, timeouts whose write did
+        // apply) are retried: every store write is idempotent by contract.
+        let store: Arc<dyn VectorStore> =
+            Arc::new(Retrying::new(store, 5, Duration::from_millis(200)));
         Ok(App {
             config,
             ledger,

@@ -215,3 +215,142 @@ fn an_unusable_state_directory_is_a_clear_fatal_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("state directory"), "{err}");
 }
+
+/// A store that fails a share of calls transiently — half of them after the
+/// write was applied ("outcome unknown", like a timeout) — over a real store.
+struct FlakyStore {
+    inner: std::sync::Arc<dyn VectorStore>,
+    rate: f64,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl FlakyStore {
+    fn roll(&self) -> Option<bool> {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (rng.random_bool(self.rate)).then(|| {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            rng.random_bool(0.5)
+        })
+    }
+}
+
+fn unknown() -> ragd::store::StoreError {
+    ragd::store::StoreError::Transient("injected: deadline exceeded".into())
+}
+
+#[async_trait::async_trait]
+impl VectorStore for FlakyStore {
+    fn backend(&self) -> &'static str {
+        "flaky"
+    }
+    async fn ensure_collection(&self, c: &str, dim: usize) -> Result<(), ragd::store::StoreError> {
+        self.inner.ensure_collection(c, dim).await
+    }
+    async fn collection_dim(&self, c: &str) -> Result<Option<usize>, ragd::store::StoreError> {
+        self.inner.collection_dim(c).await
+    }
+    async fn upsert(
+        &self,
+        c: &str,
+        points: Vec<StoredPoint>,
+    ) -> Result<(), ragd::store::StoreError> {
+        match self.roll() {
+            None => self.inner.upsert(c, points).await,
+            Some(applied) => {
+                if applied {
+                    self.inner.upsert(c, points).await?;
+                }
+                Err(unknown())
+            }
+        }
+    }
+    async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), ragd::store::StoreError> {
+        match self.roll() {
+            None => self.inner.delete(c, f).await,
+            Some(applied) => {
+                if applied {
+                    self.inner.delete(c, f).await?;
+                }
+                Err(unknown())
+            }
+        }
+    }
+    async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, ragd::store::StoreError> {
+        self.inner.count(c, f).await
+    }
+    async fn scroll(
+        &self,
+        c: &str,
+        f: &PointFilter,
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, ragd::store::StoreError> {
+        self.inner.scroll(c, f, v).await
+    }
+    async fn search(
+        &self,
+        c: &str,
+        v: Vec<f32>,
+        k: usize,
+        f: Option<&PointFilter>,
+    ) -> Result<Vec<ragd::store::SearchHit>, ragd::store::StoreError> {
+        self.inner.search(c, v, k, f).await
+    }
+    async fn list_collections(&self) -> Result<Vec<String>, ragd::store::StoreError> {
+        self.inner.list_collections().await
+    }
+    async fn delete_collection(&self, c: &str) -> Result<bool, ragd::store::StoreError> {
+        self.inner.delete_collection(c).await
+    }
+    async fn set_alias(&self, a: &str, c: &str) -> Result<(), ragd::store::StoreError> {
+        self.inner.set_alias(a, c).await
+    }
+    async fn resolve_alias(&self, a: &str) -> Result<Option<String>, ragd::store::StoreError> {
+        self.inner.resolve_alias(a).await
+    }
+}
+
+#[tokio::test]
+async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
+    let env = TestEnv::new("").await;
+    corpus(&env, 30);
+    let flaky = std::sync::Arc::new(FlakyStore {
+        inner: env.store.clone(),
+        rate: 0.3,
+        failures: Default::default(),
+    });
+    let run = || async {
+        let config = ragd::config::load(&env.config_path()).unwrap();
+        let app = ragd::app::App::open_with(config, Some(flaky.clone())).unwrap();
+        env.pipeline(&app).run(RunOptions::default()).await
+    };
+    run()
+        .await
+        .expect("transient store failures are retried within the run");
+    // Change a third of the files so old versions must be deleted through faults too.
+    for i in 0..10 {
+        env.write(
+            &format!("f{i:03}.md"),
+            format!("# File {i}\n\nSecond version {i}: sea otters.\n"),
+        );
+    }
+    run().await.expect("second run");
+    assert!(
+        flaky.failures.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "faults were injected"
+    );
+    let app = env.app();
+    for i in 0..30 {
+        let path = format!("f{i:03}.md");
+        let rec = app.ledger.get("docs", &path).unwrap().unwrap();
+        assert_eq!(rec.state, FileState::Indexed);
+        let pts = env.points(&path).await;
+        assert_eq!(pts.len(), rec.chunk_count as usize, "{path}");
+        assert!(
+            pts.iter()
+                .all(|p| Some(&p.payload.content_hash) == rec.content_hash.as_ref()),
+            "{path}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod edge;
 pub mod qdrant;
+pub mod retry;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
