@@ -135,6 +135,9 @@ pub struct RawPipeline {
     pub knowledge: Option<RawKnowledge>,
     /// Cron expression (with seconds) for a scheduled reconcile.
     pub schedule: Option<String>,
+    /// Cron expression (with seconds) for a scheduled full reindex into a new
+    /// collection behind the alias (`ragd run`).
+    pub reindex_schedule: Option<String>,
     /// How `ragd run` notices changes: `notify` (the OS's file events, the
     /// default) or `poll` (re-read the tree every `poll_interval_secs`; for network
     /// shares and other folders where events do not arrive).

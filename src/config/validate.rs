@@ -160,6 +160,8 @@ pub struct PipelineConfig {
     pub collection: String,
     pub knowledge: Option<KnowledgeTarget>,
     pub schedule: Option<cron::Schedule>,
+    /// When to rebuild into a new collection behind the alias (`ragd run`).
+    pub reindex_schedule: Option<cron::Schedule>,
     /// How `ragd run` watches the sources.
     pub watch: WatchMode,
     /// How long a changed file must stay unchanged before it is indexed.
@@ -533,20 +535,8 @@ fn validate_pipeline(
         }
     });
 
-    let schedule = raw
-        .schedule
-        .and_then(|s| match s.parse::<cron::Schedule>() {
-            Ok(sch) => Some(sch),
-            Err(e) => {
-                errs.push(
-                    "schedule",
-                    &format!(
-                        "{s:?} is not a cron expression (sec min hour day month weekday): {e}"
-                    ),
-                );
-                None
-            }
-        });
+    let schedule = cron_key(errs, "schedule", raw.schedule);
+    let reindex_schedule = cron_key(errs, "reindex_schedule", raw.reindex_schedule);
 
     let poll_interval = match raw.poll_interval_secs {
         Some(0) => {
@@ -596,9 +586,24 @@ fn validate_pipeline(
         collection,
         knowledge,
         schedule,
+        reindex_schedule,
         watch,
         settle,
     })
+}
+
+fn cron_key(errs: &mut Errors, key: &str, text: Option<String>) -> Option<cron::Schedule> {
+    let text = text?;
+    match text.parse::<cron::Schedule>() {
+        Ok(sch) => Some(sch),
+        Err(e) => {
+            errs.push(
+                key,
+                &format!("{text:?} is not a cron expression (sec min hour day month weekday): {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// Collects problems for the file being checked.
@@ -809,7 +814,7 @@ mod tests {
     #[test]
     fn bad_cron_and_knowledge_without_server_are_errors() {
         let p = pipeline(
-            "sources = [\"d\"]\nschedule = \"every day\"\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n",
+            "sources = [\"d\"]\nschedule = \"every day\"\nreindex_schedule = \"weekly\"\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n",
         );
         let errs = validate(
             Path::new("ragd.toml"),
@@ -820,6 +825,7 @@ mod tests {
         .unwrap_err();
         let keys: Vec<_> = errs.0.iter().map(|e| e.key.as_str()).collect();
         assert!(keys.contains(&"schedule"));
+        assert!(keys.contains(&"reindex_schedule"));
         assert!(keys.contains(&"knowledge"));
     }
 }

@@ -191,6 +191,7 @@ fn start(app: &App, options: &DaemonOptions) -> Result<Generation, DaemonError> 
         let tasks = Arc::new(PipelineTasks::new(pipeline, settings.clone(), shared));
         tracker.spawn(tasks.clone().run_worker(cancel.child_token()));
         tracker.spawn(tasks.clone().run_watcher(cancel.child_token()));
+        tracker.spawn(tasks.clone().run_reindex_schedule(cancel.child_token()));
         tracker.spawn(tasks.run_schedule(cancel.child_token()));
     }
     tracker.close();

@@ -356,6 +356,18 @@ impl PipelineTasks {
         })
         .await;
     }
+
+    /// The cron loop of scheduled full reindexes, if the pipeline has one.
+    pub async fn run_reindex_schedule(self: Arc<Self>, cancel: CancellationToken) {
+        let Some(schedule) = self.pipeline.config.reindex_schedule.clone() else {
+            return;
+        };
+        schedule::run_schedule(&schedule, &SystemClock, &cancel, |at| {
+            tracing::info!(pipeline = %self.pipeline.name(), %at, "scheduled reindex");
+            self.queue.push(Trigger::Reindex);
+        })
+        .await;
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
