@@ -314,7 +314,7 @@ async fn an_upload_whose_id_was_never_recorded_is_adopted_not_repeated() {
         .unwrap();
     let rec = app.ledger.get("docs", "a.md").unwrap().unwrap();
     assert_eq!(rec.state, FileState::Indexed);
-    let marker = json!({"ragd": {"pipeline": "docs", "path": "a.md", "content_hash": rec.content_hash.clone().unwrap()}});
+    let marker = json!({"ragd": {"pipeline": "docs", "path": "a.md", "content_hash": rec.content_hash.clone().unwrap(), "kb": kb}});
     let bytes = std::fs::read(env.docs().join("a.md")).unwrap();
     let lost = c.upload_file("a.md", bytes, marker, true).await.unwrap();
     row.state = KbState::Uploading;
@@ -389,4 +389,24 @@ async fn a_wrong_key_stops_the_pipeline_with_a_clear_message() {
         app.ledger.get("docs", "a.md").unwrap().unwrap().state,
         FileState::Indexed
     );
+}
+
+/// Regression: an identical file published by another installation to another
+/// knowledge base on the same server carries the same path and text; it must not
+/// be adopted (and later removed) as if it were this pipeline's lost upload.
+#[tokio::test]
+async fn an_identical_upload_in_another_knowledge_base_is_not_adopted() {
+    let fake = spawn_fake("sk-fake").await;
+    let first = TestEnv::with_knowledge(&fake.url, &fake.api_key, "first", 30).await;
+    let second = TestEnv::with_knowledge(&fake.url, &fake.api_key, "second", 30).await;
+    for env in [&first, &second] {
+        env.write(
+            "same.md",
+            "# Same\n\nThe same words in two installations: the quetzal.\n",
+        );
+    }
+    let a = first.index().await.knowledge.unwrap();
+    let b = second.index().await.knowledge.unwrap();
+    assert_eq!((a.uploads, a.adopted), (1, 0));
+    assert_eq!((b.uploads, b.adopted), (1, 0), "{b:?}");
 }

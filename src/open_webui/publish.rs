@@ -311,7 +311,10 @@ impl Publisher {
             },
         };
         let filename = sanitize_filename(&file.path);
-        let marker = json!({ "pipeline": pipeline.name, "path": file.path, "content_hash": hash });
+        // The knowledge base is part of the marker: an identical file published by
+        // another ragd (or pipeline) to another knowledge base is never adopted.
+        let marker =
+            json!({ "pipeline": pipeline.name, "path": file.path, "content_hash": hash, "kb": kb });
 
         // A retry after a processing failure: the failed upload is discarded first.
         if row.state == KbState::Failed {
