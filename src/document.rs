@@ -128,7 +128,10 @@ mod tests {
     fn text_hash_ignores_nothing_that_matters() {
         let d = |t: &str, p| Document {
             format: Format::Pdf,
-            sections: vec![Section { text: t.into(), page: p }],
+            sections: vec![Section {
+                text: t.into(),
+                page: p,
+            }],
         };
         assert_eq!(d("x", Some(1)).text_hash(), d("x", Some(1)).text_hash());
         assert_ne!(d("x", Some(1)).text_hash(), d("x", Some(2)).text_hash());

@@ -7,9 +7,9 @@
 
 use async_trait::async_trait;
 
+pub mod local;
 pub mod ollama;
 pub mod server;
-pub mod local;
 
 pub use ollama::{EmbedderCounts, EmbedderStats, OllamaEmbedder, OllamaSettings};
 pub use server::HashEmbedder;

@@ -532,7 +532,13 @@ impl OpenWebUi {
                 Ok(body) => return decode::<RawFile>("upload", &body).map(FileInfo::from),
                 Err(err) if err.is_transient() && attempt < attempts => {
                     let delay = self.retry.delay(attempt);
-                    crate::telemetry::events::retry("open_webui", self.base.as_str(), attempt, delay, &err);
+                    crate::telemetry::events::retry(
+                        "open_webui",
+                        self.base.as_str(),
+                        attempt,
+                        delay,
+                        &err,
+                    );
                     last_lost = err.maybe_applied().then_some(err);
                     tokio::time::sleep(delay).await;
                 }
@@ -887,7 +893,13 @@ impl OpenWebUi {
                         && (retry == Retry::Always || !err.maybe_applied()) =>
                 {
                     let delay = self.retry.delay(attempt);
-                    crate::telemetry::events::retry("open_webui", self.base.as_str(), attempt, delay, &err);
+                    crate::telemetry::events::retry(
+                        "open_webui",
+                        self.base.as_str(),
+                        attempt,
+                        delay,
+                        &err,
+                    );
                     previous_maybe_applied |= err.maybe_applied();
                     tokio::time::sleep(delay).await;
                 }

@@ -274,6 +274,17 @@ impl Pipeline {
             .await?;
         let dim = stages::process(self, plan.work, &mut summary, &options.progress).await?;
 
+        self.record_settings(dim)?;
+        options.progress.finish_and_clear();
+        summary.knowledge = self.publish().await?;
+        summary.elapsed = started.elapsed();
+        self.record_run("index", started_at, &summary);
+        Ok(summary)
+    }
+
+    /// Record that every file now reflects the current settings (fingerprint,
+    /// collection, and the dimension seen, if any).
+    pub(crate) fn record_settings(&self, dim: Option<usize>) -> Result<(), PipelineError> {
         let previous = self
             .ledger
             .pipeline_meta(self.name())
@@ -286,23 +297,24 @@ impl Pipeline {
                 collection: self.config.collection.clone(),
                 dim,
             })
-            .map_err(|e| self.ledger_err(e))?;
-        options.progress.finish_and_clear();
-        // The knowledge base follows the ledger, after the Qdrant side is done:
-        // Open WebUI's (slow) processing never holds up the vector index.
-        if let Some(publisher) = &self.publisher {
-            let kb = publisher
-                .sync(&self.config, &self.ledger)
-                .await
-                .map_err(|source| PipelineError::Publish {
-                    pipeline: self.name().to_owned(),
-                    source,
-                })?;
-            summary.knowledge = Some(kb);
-        }
-        summary.elapsed = started.elapsed();
-        self.record_run("index", started_at, &summary);
-        Ok(summary)
+            .map_err(|e| self.ledger_err(e))
+    }
+
+    /// Bring the knowledge base in line with the ledger, if one is configured.
+    /// Runs after the Qdrant side is done: Open WebUI's (slow) processing never
+    /// holds up the vector index.
+    pub(crate) async fn publish(&self) -> Result<Option<PublishSummary>, PipelineError> {
+        let Some(publisher) = &self.publisher else {
+            return Ok(None);
+        };
+        publisher
+            .sync(&self.config, &self.ledger)
+            .await
+            .map(Some)
+            .map_err(|source| PipelineError::Publish {
+                pipeline: self.name().to_owned(),
+                source,
+            })
     }
 
     /// Remove the points of files that are gone, then forget them.

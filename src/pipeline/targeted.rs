@@ -21,7 +21,6 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
-use crate::ledger::PipelineMeta;
 use crate::triggers::watch;
 
 /// Files per batch between cancellation checks: big enough to keep the embedder
@@ -132,31 +131,10 @@ impl Pipeline {
         // The fingerprint says "every file reflects these settings": only true
         // when the whole plan ran.
         if !out.interrupted {
-            let previous = self
-                .ledger
-                .pipeline_meta(self.name())
-                .map_err(|e| self.ledger_err(e))?;
-            let dim = dim.map(|d| d as u32).or(previous.and_then(|m| m.dim));
-            self.ledger
-                .set_pipeline_meta(&PipelineMeta {
-                    name: self.name().to_owned(),
-                    fingerprint: self.fingerprint(),
-                    collection: self.config.collection.clone(),
-                    dim,
-                })
-                .map_err(|e| self.ledger_err(e))?;
+            self.record_settings(dim)?;
         }
         // The knowledge base follows the ledger, as in `run`.
-        if let Some(publisher) = &self.publisher {
-            let kb = publisher
-                .sync(&self.config, &self.ledger)
-                .await
-                .map_err(|source| PipelineError::Publish {
-                    pipeline: self.name().to_owned(),
-                    source,
-                })?;
-            out.run.knowledge = Some(kb);
-        }
+        out.run.knowledge = self.publish().await?;
         out.run.elapsed = started.elapsed();
         self.record_run("reconcile", started_at, &out.run);
         Ok(out)

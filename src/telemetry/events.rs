@@ -168,7 +168,7 @@ mod tests {
     fn kind_labels_stay_bounded() {
         assert_eq!(kind_label("pdf_encrypted"), "pdf_encrypted");
         assert_eq!(kind_label("too-large"), "too-large");
-        assert_eq!(kind_label("/home/me/secret.pdf"), "other");
+        assert_eq!(kind_label("/srv/docs/secret.pdf"), "other");
         assert_eq!(kind_label(""), "other");
         assert_eq!(kind_label(&"x".repeat(100)), "other");
     }
