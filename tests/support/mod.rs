@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests.
-pub mod pdf;
+pub mod daemon;
 pub mod embed;
 pub mod env;
 pub mod fake_openwebui;
-pub mod daemon;
+pub mod pdf;
