@@ -8,41 +8,15 @@
 
 use std::time::Duration;
 
-use ragd::open_webui::{
-    FileStatus, OpenWebUi, OwuiError, ProcessOutcome, RetryPolicy, ServerVersion,
-};
+use ragd::open_webui::{FileStatus, OwuiError, ProcessOutcome, ServerVersion};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::fake_openwebui::{FakeOp, Fault, spawn_fake};
+use crate::support::owui::{client, real_server, unique};
 
 /// Long enough for a real server's background processing of a small text file.
 const PROCESS_WAIT: Duration = Duration::from_secs(60);
-
-fn real_server() -> Option<(String, String)> {
-    let url = std::env::var("RAGD_OWUI_URL")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    let key = std::env::var("RAGD_OWUI_KEY")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    Some((url, key))
-}
-
-fn client(url: &str, key: &str) -> OpenWebUi {
-    OpenWebUi::new(url, key.to_owned(), Duration::from_secs(30))
-        .expect("valid client config")
-        .with_retry(RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
-        })
-}
-
-/// A name no earlier run against the same real server used.
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

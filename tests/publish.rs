@@ -9,35 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ragd::ledger::{FileState, KbRecord, KbState};
-use ragd::open_webui::{FileInfo, OpenWebUi, OwuiError, RetryPolicy};
+use ragd::open_webui::{FileInfo, OpenWebUi, OwuiError};
 use serde_json::json;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-
-fn real_server() -> Option<(String, String)> {
-    let url = std::env::var("RAGD_OWUI_URL")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    let key = std::env::var("RAGD_OWUI_KEY")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    Some((url, key))
-}
-
-fn client(url: &str, key: &str) -> OpenWebUi {
-    OpenWebUi::new(url, key.to_owned(), Duration::from_secs(60))
-        .expect("client")
-        .with_retry(RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(500),
-        })
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+use crate::support::owui::{client, real_server, unique};
 
 /// The knowledge base's files by their ragd path (files without a marker under
 /// their file name, prefixed `hand:`).

@@ -3,4 +3,5 @@ pub mod daemon;
 pub mod embed;
 pub mod env;
 pub mod fake_openwebui;
+pub mod owui;
 pub mod pdf;

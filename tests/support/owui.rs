@@ -1,0 +1,33 @@
+//! Shared by the Open WebUI test groups: where the real server is, a client with
+//! test-friendly retries, and names no earlier run against it used.
+
+use std::time::Duration;
+
+use ragd::open_webui::{OpenWebUi, RetryPolicy};
+
+/// The real server from `scripts/openwebui-up.sh` (`RAGD_OWUI_URL`, `RAGD_OWUI_KEY`).
+pub fn real_server() -> Option<(String, String)> {
+    let url = std::env::var("RAGD_OWUI_URL")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let key = std::env::var("RAGD_OWUI_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    Some((url, key))
+}
+
+/// A client with short backoffs and a generous timeout (a loaded machine).
+pub fn client(url: &str, key: &str) -> OpenWebUi {
+    OpenWebUi::new(url, key.to_owned(), Duration::from_secs(60))
+        .expect("valid client config")
+        .with_retry(RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(300),
+        })
+}
+
+/// A name no earlier run against the same real server used.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
