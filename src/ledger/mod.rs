@@ -479,13 +479,19 @@ impl Ledger {
                 let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 stmt.execute(params![model, &h[..], v.len() as i64, blob])?;
             }
-            let count: i64 = tx.query_row("SELECT COUNT(*) FROM embed_cache", [], |r| r.get(0))?;
+            // Rowids only grow and the oldest are pruned first, so the span of
+            // rowids bounds the row count from above in O(log n); COUNT(*) would
+            // scan the table on every batch.
+            let count: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(rowid) - MIN(rowid) + 1, 0) FROM embed_cache",
+                [],
+                |r| r.get(0),
+            )?;
             let excess = count - max_entries as i64;
             if excess > 0 {
                 // Oldest first: rowids grow with insertion.
                 tx.execute(
-                    "DELETE FROM embed_cache WHERE rowid IN \
-                     (SELECT rowid FROM embed_cache ORDER BY rowid LIMIT ?1)",
+                    "DELETE FROM embed_cache WHERE rowid < (SELECT MIN(rowid) FROM embed_cache) + ?1",
                     [excess],
                 )?;
             }
@@ -669,6 +675,33 @@ mod tests {
         assert_eq!(runs.len(), RUNS_KEPT as usize);
         assert_eq!(runs[0].started_at, RUNS_KEPT + 4);
         assert!(l.recent_runs("other", 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn embedding_cache_roundtrips_checks_dimension_and_evicts_oldest() {
+        let l = Ledger::in_memory().unwrap();
+        let key = |i: u8| [i; 32];
+        let v = [0.25f32, -1.5, 3.0];
+        for i in 0..5u8 {
+            l.cache_vectors("m", &[(key(i), &v[..])], 3).unwrap();
+        }
+        let got = l
+            .cached_vectors("m", Some(3), &[key(0), key(1), key(2), key(4)])
+            .unwrap();
+        // Capacity 3: the two oldest are gone, the newest are there intact.
+        assert_eq!(got[0], None);
+        assert_eq!(got[1], None);
+        assert_eq!(got[2].as_deref(), Some(&v[..]));
+        assert_eq!(got[3].as_deref(), Some(&v[..]));
+        // Another model or another dimension is a miss.
+        assert_eq!(
+            l.cached_vectors("other", Some(3), &[key(4)]).unwrap()[0],
+            None
+        );
+        assert_eq!(
+            l.cached_vectors("m", Some(384), &[key(4)]).unwrap()[0],
+            None
+        );
     }
 
     #[test]
