@@ -5,14 +5,14 @@
 //! decision. Moves (same bytes, new path) are found the way the daemon finds
 //! them; `ragd index` re-embeds a moved file instead.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde::Serialize;
 
 use super::{OpsError, View};
 use crate::config::PipelineConfig;
-use crate::ledger::{FileState, Ledger};
+use crate::ledger::Ledger;
+use crate::pipeline::moves::take_moves;
 use crate::pipeline::plan::{self, Reason};
 use crate::triggers::scan;
 
@@ -152,67 +152,16 @@ pub fn compute(
     })
 }
 
-/// Pair planned deletes with planned adds of the same bytes (size first, then
-/// SHA-256), as the daemon's move detection does; take both out of `plan`.
+/// The moves the daemon would make (`pipeline::moves::take_moves`), as changes.
 fn find_moves(p: &mut plan::Plan, max_file_bytes: u64) -> Vec<Change> {
-    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, r) in p.deletes.iter().enumerate() {
-        if r.state == FileState::Indexed && !r.file_hash.is_empty() {
-            by_size.entry(r.size).or_default().push(i);
-        }
-    }
-    let mut moves = Vec::new();
-    let mut taken_deletes = Vec::new();
-    let mut taken_work = Vec::new();
-    for (wi, w) in p.work.iter().enumerate() {
-        if w.reason != Reason::New {
-            continue;
-        }
-        let Some(slots) = by_size.get_mut(&w.file.size) else {
-            continue;
-        };
-        let Some(hash) = hash_file(&w.file.abs_path, max_file_bytes) else {
-            continue;
-        };
-        if let Some(pos) = slots.iter().position(|&di| p.deletes[di].file_hash == hash) {
-            let di = slots.remove(pos);
-            moves.push(Change {
-                action: Action::Move,
-                path: w.file.rel_path.clone(),
-                from: Some(p.deletes[di].path.clone()),
-            });
-            taken_deletes.push(di);
-            taken_work.push(wi);
-        }
-    }
-    taken_deletes.sort_unstable();
-    for i in taken_deletes.into_iter().rev() {
-        p.deletes.remove(i);
-    }
-    taken_work.sort_unstable();
-    for i in taken_work.into_iter().rev() {
-        p.work.remove(i);
-    }
-    moves
-}
-
-/// SHA-256 of a file, streamed; `None` if unreadable or over `limit`.
-fn hash_file(path: &std::path::Path, limit: u64) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).ok()?;
-    if f.metadata().ok()?.len() > limit {
-        return None;
-    }
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Some(hex::encode(h.finalize()))
+    take_moves(p, max_file_bytes)
+        .into_iter()
+        .map(|m| Change {
+            action: Action::Move,
+            path: m.to.file.rel_path,
+            from: Some(m.from.path),
+        })
+        .collect()
 }
 
 /// Paths listed per action before the rest are summarised.

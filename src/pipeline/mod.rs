@@ -21,7 +21,7 @@
 //! skips it without reading, and a changed mtime with the same bytes or the same
 //! extracted text only updates the ledger.
 
-mod moves;
+pub mod moves;
 pub mod plan;
 pub mod reconcile;
 mod stages;

@@ -36,7 +36,29 @@ pub struct Move {
 }
 
 /// Take every move out of `plan` (its add and its delete) and return them.
+/// Hashing reads files, so it runs on the blocking pool.
 pub(super) async fn detect(pipeline: &Pipeline, plan: &mut Plan) -> Vec<Move> {
+    let limit = pipeline.limits.max_file_bytes;
+    let mut owned = std::mem::take(plan);
+    let joined = tokio::task::spawn_blocking(move || {
+        let moves = take_moves(&mut owned, limit);
+        (owned, moves)
+    })
+    .await;
+    match joined {
+        Ok((back, moves)) => {
+            *plan = back;
+            moves
+        }
+        // Only a panic ends a blocking task early: surface it as if inline.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Pair planned deletes with planned new files of the same bytes — size first
+/// (no IO), then the SHA-256 of the new file against the ledger's `file_hash` —
+/// and take both out of `plan`. Blocking; also what `ragd plan` shows.
+pub fn take_moves(plan: &mut Plan, max_file_bytes: u64) -> Vec<Move> {
     // Deletes whose points are known to be complete, by size.
     let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
     for (i, r) in plan.deletes.iter().enumerate() {
@@ -44,48 +66,23 @@ pub(super) async fn detect(pipeline: &Pipeline, plan: &mut Plan) -> Vec<Move> {
             by_size.entry(r.size).or_default().push(i);
         }
     }
-    if by_size.is_empty() {
-        return Vec::new();
-    }
-    let candidates: Vec<usize> = plan
-        .work
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.reason == Reason::New && by_size.contains_key(&w.file.size))
-        .map(|(i, _)| i)
-        .collect();
-    if candidates.is_empty() {
-        return Vec::new();
-    }
-    // Hash only same-size candidates, off the async threads.
-    let paths: Vec<_> = candidates
-        .iter()
-        .map(|&i| plan.work[i].file.abs_path.clone())
-        .collect();
-    let limit = pipeline.limits.max_file_bytes;
-    let hashes = tokio::task::spawn_blocking(move || {
-        paths
-            .iter()
-            .map(|p| hash_file(p, limit))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-
     let mut taken_deletes = Vec::new();
     let mut taken_work = Vec::new();
-    for (&wi, hash) in candidates.iter().zip(hashes) {
-        let Some(hash) = hash else { continue };
-        let size = plan.work[wi].file.size;
-        let Some(slots) = by_size.get_mut(&size) else {
+    for (wi, w) in plan.work.iter().enumerate() {
+        if w.reason != Reason::New {
+            continue;
+        }
+        let Some(slots) = by_size.get_mut(&w.file.size) else {
+            continue;
+        };
+        let Some(hash) = hash_file(&w.file.abs_path, max_file_bytes) else {
             continue;
         };
         if let Some(pos) = slots
             .iter()
             .position(|&di| plan.deletes[di].file_hash == hash)
         {
-            let di = slots.remove(pos);
-            taken_deletes.push(di);
+            taken_deletes.push(slots.remove(pos));
             taken_work.push(wi);
         }
     }
