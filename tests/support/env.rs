@@ -111,7 +111,20 @@ impl TestEnv {
         // be the real binary.
         config.limits.extract.worker_exe = PathBuf::from(env!("CARGO_BIN_EXE_ragd"));
         adjust(&mut config);
-        App::open_with(config, Some(self.store.clone())).expect("open app")
+        // Another test in this process may be forking an extraction worker or a
+        // ragd child at this instant: between fork and exec the child holds a copy
+        // of every open descriptor, our state-directory lock included, for a
+        // moment. Wait that out instead of failing.
+        let mut tries = 0;
+        loop {
+            match App::open_with(config.clone(), Some(self.store.clone())) {
+                Err(ragd::app::AppError::Locked(_)) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other.expect("open app"),
+            }
+        }
     }
 
     /// Run the `docs` pipeline once, like `ragd index`.
