@@ -7,7 +7,7 @@ use std::time::Duration;
 use ragd::document::point_id;
 use ragd::ledger::FileState;
 use ragd::pipeline::RunOptions;
-use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore};
+use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore, WriteOp};
 
 use crate::crash::{Invariants, check_with};
 use crate::support::env::{DIM, TestEnv};
@@ -222,6 +222,8 @@ struct FlakyStore {
     inner: std::sync::Arc<dyn VectorStore>,
     rate: f64,
     failures: std::sync::atomic::AtomicU64,
+    /// Every sync fails for good (a disk that stopped taking writes).
+    sync_broken: bool,
 }
 
 impl FlakyStore {
@@ -277,6 +279,33 @@ impl VectorStore for FlakyStore {
             }
         }
     }
+    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), ragd::store::StoreError> {
+        match self.roll() {
+            None => self.inner.write(c, ops).await,
+            Some(applied) => {
+                if applied {
+                    self.inner.write(c, ops).await?;
+                }
+                Err(unknown())
+            }
+        }
+    }
+    async fn sync(&self, c: &str) -> Result<(), ragd::store::StoreError> {
+        if self.sync_broken {
+            return Err(ragd::store::StoreError::Backend(
+                "injected: flush failed".into(),
+            ));
+        }
+        match self.roll() {
+            None => self.inner.sync(c).await,
+            Some(applied) => {
+                if applied {
+                    self.inner.sync(c).await?;
+                }
+                Err(unknown())
+            }
+        }
+    }
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, ragd::store::StoreError> {
         self.inner.count(c, f).await
     }
@@ -319,6 +348,7 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
         inner: env.store.clone(),
         rate: 0.3,
         failures: Default::default(),
+        sync_broken: false,
     });
     let run = || async {
         let config = ragd::config::load(&env.config_path()).unwrap();
@@ -352,5 +382,47 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
                 .all(|p| Some(&p.payload.content_hash) == rec.content_hash.as_ref()),
             "{path}"
         );
+    }
+}
+
+/// Written but never made durable: the ledger must not call the files indexed,
+/// and the next run (with a store that syncs) completes them.
+#[tokio::test]
+async fn files_are_indexed_only_once_a_store_sync_covers_them() {
+    let env = TestEnv::new("").await;
+    corpus(&env, 12);
+    let broken = std::sync::Arc::new(FlakyStore {
+        inner: env.store.clone(),
+        rate: 0.0,
+        failures: Default::default(),
+        sync_broken: true,
+    });
+    let config = ragd::config::load(&env.config_path()).unwrap();
+    let app = ragd::app::App::open_with(config, Some(broken)).unwrap();
+    let err = env
+        .pipeline(&app)
+        .run(RunOptions::default())
+        .await
+        .expect_err("a store that cannot sync fails the run");
+    assert!(err.to_string().contains("flush failed"), "{err}");
+    for i in 0..12 {
+        let rec = app.ledger.get("docs", &format!("f{i:03}.md")).unwrap();
+        assert!(
+            rec.as_ref().is_none_or(|r| r.state != FileState::Indexed),
+            "f{i:03}.md is indexed without a sync: {rec:?}"
+        );
+    }
+    drop(app);
+
+    let app = env.app();
+    env.pipeline(&app)
+        .run(RunOptions::default())
+        .await
+        .expect("the next run completes");
+    for i in 0..12 {
+        let path = format!("f{i:03}.md");
+        let rec = app.ledger.get("docs", &path).unwrap().unwrap();
+        assert_eq!(rec.state, FileState::Indexed, "{path}");
+        assert_eq!(env.points(&path).await.len(), rec.chunk_count as usize);
     }
 }

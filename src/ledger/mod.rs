@@ -481,9 +481,12 @@ impl Ledger {
             }
             // Rowids only grow and the oldest are pruned first, so the span of
             // rowids bounds the row count from above in O(log n); COUNT(*) would
-            // scan the table on every batch.
+            // scan the table on every batch. MIN and MAX must be separate
+            // queries: SQLite answers a lone MIN(rowid) or MAX(rowid) from one end
+            // of the b-tree, but both in one SELECT scan the whole table.
             let count: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(rowid) - MIN(rowid) + 1, 0) FROM embed_cache",
+                "SELECT COALESCE((SELECT MAX(rowid) FROM embed_cache) \
+                 - (SELECT MIN(rowid) FROM embed_cache) + 1, 0)",
                 [],
                 |r| r.get(0),
             )?;

@@ -14,20 +14,22 @@ use crate::embed::EmbedError;
 use crate::extract;
 use crate::failpoint;
 use crate::ledger::{FileRecord, FileState};
-use crate::store::{PointFilter, PointPayload, StoredPoint};
+use crate::store::{PointFilter, PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
 
-/// Points per upsert request: large enough to amortise the round trip, small
-/// enough to keep a request well under gRPC's default 4 MiB message limit at
-/// 1024 dims.
-const UPSERT_BATCH: usize = 128;
 /// Ledger rows written per transaction for files that need no Qdrant work.
 const LEDGER_BATCH: usize = 256;
 /// Vectors kept in the embedding cache (about 1.5 KB each at 384 dims).
 const EMBED_CACHE_ENTRIES: usize = 250_000;
-/// Points gathered across files into one upsert: each upsert of embedded Qdrant
-/// ends with a flush, so many small files must share one.
-const COMMIT_BATCH_POINTS: usize = 512;
+/// Most points gathered into one write group while the store is busy; bounds
+/// the memory they hold.
+const GROUP_MAX_POINTS: usize = 4096;
+/// Longest a written file waits for the store sync that makes it durable (and
+/// `indexed` in the ledger). Embedded Qdrant's flush costs 10–20 ms however
+/// little changed, so a bulk run must not sync per group.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Most points written but not yet synced: bounds what a crash makes redo.
+const SYNC_MAX_POINTS: usize = 32_768;
 
 /// What preparation decided for one file.
 enum Prepared {
@@ -481,8 +483,15 @@ fn finish_slot(s: Slot) -> Embedded {
     }
 }
 
-/// Write to Qdrant and the ledger in completion order, gathering files that are
-/// ready at the same time into one upsert.
+/// Write to Qdrant and the ledger in completion order.
+///
+/// Group commit in two layers. Writes: while one write group is in the store,
+/// the files that become ready gather into the next, so a lone file is written
+/// at once and a burst in groups of up to [`GROUP_MAX_POINTS`]. Durability: a
+/// written file stays `indexing` in the ledger until a store sync covers it;
+/// syncs run when the oldest unsynced write is [`SYNC_INTERVAL`] old, when
+/// [`SYNC_MAX_POINTS`] are unsynced, and when the input ends. Only then are the
+/// files marked `indexed`, so a crash before the sync redoes them.
 async fn commit_all(
     pipeline: &Pipeline,
     mut rx: mpsc::Receiver<Embedded>,
@@ -491,41 +500,67 @@ async fn commit_all(
 ) -> Result<Option<usize>, PipelineError> {
     let mut dim: Option<usize> = None;
     let mut pending_rows: Vec<FileRecord> = Vec::new();
+    let mut gathered: Vec<ReadyFile> = Vec::new();
+    let mut gathered_points = 0;
+    let mut unsynced: Vec<WrittenFile> = Vec::new();
+    let mut unsynced_points = 0;
+    let mut oldest_unsynced: Option<tokio::time::Instant> = None;
+    let mut busy: Option<StoreTask<'_>> = None;
+    let mut input_open = true;
 
-    while let Some(first) = rx.recv().await {
-        let mut ready: Vec<ReadyFile> = Vec::new();
-        let mut points = 0;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            match item {
-                Embedded::Settled(record) | Embedded::Failed(record) => {
-                    settle(pipeline, record, summary, &mut pending_rows)?;
-                    progress.inc(1);
-                }
-                Embedded::Ready {
-                    record,
-                    chunks,
-                    vectors,
-                    reason,
-                } => {
-                    points += chunks.len();
-                    ready.push(ReadyFile {
-                        record,
-                        chunks,
-                        vectors,
-                        reason,
-                    });
-                }
-            }
-            // Take what is already waiting, without waiting for more.
-            if points < COMMIT_BATCH_POINTS {
-                next = rx.try_recv().ok();
+    loop {
+        if busy.is_none() {
+            let sync_due = !unsynced.is_empty()
+                && (unsynced_points >= SYNC_MAX_POINTS
+                    || oldest_unsynced.is_some_and(|t| t.elapsed() >= SYNC_INTERVAL)
+                    || (!input_open && gathered.is_empty()));
+            if sync_due {
+                unsynced_points = 0;
+                oldest_unsynced = None;
+                busy = Some(sync_task(pipeline, std::mem::take(&mut unsynced)));
+            } else if !gathered.is_empty() {
+                let files = std::mem::take(&mut gathered);
+                gathered_points = 0;
+                busy = Some(start_group(pipeline, files, &mut dim).await?);
+            } else if !input_open {
+                break;
             }
         }
-        if !ready.is_empty() {
-            let n = ready.len();
-            commit_batch(pipeline, ready, &mut dim, summary, &mut pending_rows).await?;
-            progress.inc(n as u64);
+        let store_idle = busy.is_none();
+        let in_store = futures::future::OptionFuture::from(busy.as_mut());
+        let sync_at = oldest_unsynced.map(|t| t + SYNC_INTERVAL);
+        tokio::select! {
+            // Back-pressure: a full group stops intake until the store is free.
+            received = rx.recv(), if input_open && gathered_points < GROUP_MAX_POINTS => {
+                match received {
+                    None => input_open = false,
+                    Some(Embedded::Settled(record) | Embedded::Failed(record)) => {
+                        settle(pipeline, record, summary, &mut pending_rows)?;
+                        progress.inc(1);
+                    }
+                    Some(Embedded::Ready { record, chunks, vectors, reason }) => {
+                        gathered_points += chunks.len();
+                        gathered.push(ReadyFile { record, chunks, vectors, reason });
+                    }
+                }
+            }
+            Some(done) = in_store => {
+                busy = None;
+                match done? {
+                    StoreDone::Written(files) => {
+                        oldest_unsynced.get_or_insert_with(tokio::time::Instant::now);
+                        unsynced_points += files.iter().map(|f| f.2).sum::<usize>();
+                        unsynced.extend(files);
+                    }
+                    StoreDone::Synced(files) => {
+                        progress.inc(files.len() as u64);
+                        finish_group(pipeline, files, summary, &mut pending_rows);
+                    }
+                }
+            }
+            // Nothing arrives and the store is idle: sync what waits.
+            () = tokio::time::sleep_until(sync_at.unwrap_or_else(tokio::time::Instant::now)),
+                if sync_at.is_some() && store_idle => {}
         }
         if pending_rows.len() >= LEDGER_BATCH {
             pipeline
@@ -539,6 +574,32 @@ async fn commit_all(
         .put_many(&pending_rows)
         .map_err(|e| pipeline.ledger_err(e))?;
     Ok(dim)
+}
+
+/// What a store task finished: a group written (not yet durable), or a sync
+/// that made these files durable.
+enum StoreDone {
+    Written(Vec<WrittenFile>),
+    Synced(Vec<WrittenFile>),
+}
+
+/// The one store task in flight.
+type StoreTask<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<StoreDone, PipelineError>> + Send + 'a>,
+>;
+
+/// A written file: its record, new text hash, chunk count, reason.
+type WrittenFile = (FileRecord, String, usize, Reason);
+
+fn sync_task(pipeline: &Pipeline, files: Vec<WrittenFile>) -> StoreTask<'_> {
+    Box::pin(async move {
+        pipeline
+            .store
+            .sync(&pipeline.config.collection)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+        Ok(StoreDone::Synced(files))
+    })
 }
 
 /// A file whose vectors are all known.
@@ -589,15 +650,14 @@ fn settle(
     Ok(())
 }
 
-/// Write a group of ready files: intents, one upsert for all their points, the
-/// old versions' leftovers, then `indexed` (committed with the next ledger batch).
-async fn commit_batch(
-    pipeline: &Pipeline,
+/// Start writing a group of ready files: record their intents, then return the
+/// store write (one upsert for all their points, then the old versions'
+/// leftovers) for the caller to await.
+async fn start_group<'a>(
+    pipeline: &'a Pipeline,
     files: Vec<ReadyFile>,
     dim: &mut Option<usize>,
-    summary: &mut RunSummary,
-    pending_rows: &mut Vec<FileRecord>,
-) -> Result<(), PipelineError> {
+) -> Result<StoreTask<'a>, PipelineError> {
     let name = pipeline.name();
     let collection = &pipeline.config.collection;
     if dim.is_none() {
@@ -630,7 +690,7 @@ async fn commit_batch(
     }
 
     let mut points = Vec::new();
-    let mut meta = Vec::with_capacity(files.len());
+    let mut written = Vec::with_capacity(files.len());
     for f in files {
         let ReadyFile {
             record,
@@ -659,40 +719,48 @@ async fn commit_batch(
                 },
             });
         }
-        meta.push((record, target, n, reason));
+        written.push((record, target, n, reason));
     }
-    // New versions first (same ids overwrite in place)...
-    let mut rest = points;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(UPSERT_BATCH));
-        let (upsert_started, count) = (Instant::now(), rest.len());
-        pipeline
-            .store
-            .upsert(collection, rest)
-            .await
-            .map_err(|e| pipeline.store_err(e))?;
-        events::upserted(name, count, upsert_started.elapsed());
-        rest = tail;
-    }
-    for _ in &meta {
-        failpoint::hit("index.after_upsert");
-    }
-    // ...then each old version's leftovers, so a file is never without vectors.
-    for (record, target, _, reason) in &meta {
+    let point_count = points.len();
+    // New versions first (same ids overwrite in place), then each old version's
+    // leftovers, so a file is never without vectors: one durable write group.
+    let mut ops = vec![WriteOp::Upsert(points)];
+    for (record, target, _, reason) in &written {
         if record.content_hash.is_some() || *reason != Reason::New {
             let mut old = PointFilter::file(name, &record.path);
             old.content_hash_not = Some(target.clone());
-            pipeline
-                .store
-                .delete(collection, &old)
-                .await
-                .map_err(|e| pipeline.store_err(e))?;
+            ops.push(WriteOp::Delete(old));
         }
     }
-    for _ in &meta {
-        failpoint::hit("index.after_delete_old");
-    }
-    for (mut record, target, n, _) in meta {
+    Ok(Box::pin(async move {
+        let started = Instant::now();
+        pipeline
+            .store
+            .write(collection, ops)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+        events::upserted(name, point_count, started.elapsed());
+        for _ in &written {
+            failpoint::hit("index.after_upsert");
+        }
+        for _ in &written {
+            failpoint::hit("index.after_delete_old");
+        }
+        Ok(StoreDone::Written(written))
+    }))
+}
+
+/// Files a sync made durable: mark them `indexed`, committed with the next
+/// ledger batch; until then the `indexing` intent makes a crash redo the
+/// (idempotent) work.
+fn finish_group(
+    pipeline: &Pipeline,
+    files: Vec<WrittenFile>,
+    summary: &mut RunSummary,
+    pending_rows: &mut Vec<FileRecord>,
+) {
+    let name = pipeline.name();
+    for (mut record, target, n, _) in files {
         let was_indexed = record.content_hash.is_some();
         summary.bytes_read += record.size;
         record.state = FileState::Indexed;
@@ -703,8 +771,6 @@ async fn commit_batch(
         record.error = None;
         record.attempts = 0;
         events::file_indexed(name, &record.path, n, was_indexed);
-        // Committed with the next ledger batch; until then the `indexing` intent
-        // makes a crash redo the (idempotent) work.
         pending_rows.push(record);
         summary.chunks_written += n;
         if was_indexed {
@@ -713,5 +779,4 @@ async fn commit_batch(
             summary.added += 1;
         }
     }
-    Ok(())
 }

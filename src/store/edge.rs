@@ -21,6 +21,8 @@
 //! survives a restart is what the segments flushed. So `upsert` and `delete` call
 //! `EdgeShard::flush` (WAL msync plus a synchronous forced flush of all segments)
 //! before returning; that is the only way a write is durable when the call returns.
+//! `write` does not: a flush costs 10–20 ms however little changed, so a bulk run
+//! writes groups and calls `sync` about once a second (see `pipeline/stages.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -42,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore};
+use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 
 /// Payload fields that get a keyword index: the ones ragd filters on.
 const INDEXED_FIELDS: [&str; 3] = ["pipeline", "path", "content_hash"];
@@ -101,14 +103,31 @@ struct Collection {
 }
 
 impl Collection {
-    /// Apply one update and make it durable.
-    fn update_durably(&self, op: UpdateOperation) -> Result<(), StoreError> {
+    /// Apply updates in order; with `durable`, end with a flush (an msync and
+    /// fsync of every segment file, which costs far more than an update).
+    fn apply(&self, ops: Vec<UpdateOperation>, durable: bool) -> Result<(), StoreError> {
         // A poisoned gate only means an earlier writer panicked; the shard's own
         // state is guarded by its own locks, so carrying on is safe.
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
-        self.shard.update(op).map_err(|e| backend(&self.name, e))?;
+        let mut applied = Ok(());
+        for op in ops {
+            applied = self.shard.update(op).map_err(|e| backend(&self.name, e));
+            if applied.is_err() {
+                break;
+            }
+        }
+        if durable {
+            // Even after an error: what went into the segments must not stay
+            // in memory only.
+            self.shard.flush();
+        }
+        applied
+    }
+
+    /// Make every update applied so far durable.
+    fn flush(&self) {
+        let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
         self.shard.flush();
-        Ok(())
     }
 }
 
@@ -238,23 +257,47 @@ impl VectorStore for EdgeStore {
         for point in &points {
             check_dim(&target.name, target.dim, point.vector.len())?;
         }
-        let points = points
-            .into_iter()
-            .map(to_edge_point)
-            .collect::<Result<Vec<_>, _>>()?;
-        let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-            PointInsertOperations::PointsList(points),
-        ));
-        blocking(move || target.update_durably(op)).await
+        let op = upsert_op(points)?;
+        blocking(move || target.apply(vec![op], true)).await
     }
 
     async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError> {
         let catalog = self.catalog.read().await;
         let target = catalog.get(collection)?;
-        // An empty `PointFilter` matches every point, as documented on the trait.
-        let filter = to_edge_filter(filter).unwrap_or_default();
-        let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
-        blocking(move || target.update_durably(op)).await
+        let op = delete_op(filter);
+        blocking(move || target.apply(vec![op], true)).await
+    }
+
+    async fn write(&self, collection: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let mut updates = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                WriteOp::Upsert(points) if points.is_empty() => {}
+                WriteOp::Upsert(points) => {
+                    for point in &points {
+                        check_dim(&target.name, target.dim, point.vector.len())?;
+                    }
+                    updates.push(upsert_op(points)?);
+                }
+                WriteOp::Delete(filter) => updates.push(delete_op(&filter)),
+            }
+        }
+        if updates.is_empty() {
+            return Ok(());
+        }
+        blocking(move || target.apply(updates, false)).await
+    }
+
+    async fn sync(&self, collection: &str) -> Result<(), StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        blocking(move || {
+            target.flush();
+            Ok(())
+        })
+        .await
     }
 
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
@@ -558,6 +601,22 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
         shard,
         write_gate: Mutex::new(()),
     })
+}
+
+fn upsert_op(points: Vec<StoredPoint>) -> Result<UpdateOperation, StoreError> {
+    let points = points
+        .into_iter()
+        .map(to_edge_point)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UpdateOperation::PointOperation(
+        PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+    ))
+}
+
+fn delete_op(filter: &PointFilter) -> UpdateOperation {
+    // An empty `PointFilter` matches every point, as documented on the trait.
+    let filter = to_edge_filter(filter).unwrap_or_default();
+    UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter))
 }
 
 fn json_path(field: &str) -> JsonPath {

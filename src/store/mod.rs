@@ -77,6 +77,15 @@ impl PointFilter {
     }
 }
 
+/// One write of a [`VectorStore::write`] group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Insert or overwrite points by id.
+    Upsert(Vec<StoredPoint>),
+    /// Delete every point matching the filter.
+    Delete(PointFilter),
+}
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
@@ -115,8 +124,9 @@ impl StoreError {
 
 /// A place to keep vectors.
 ///
-/// Contract: every write is idempotent by point id and durable when the call
-/// returns (server: `wait=true`; embedded: WAL and segments flushed). Collection names
+/// Contract: every write is idempotent by point id. `upsert` and `delete` are
+/// durable when the call returns (server: `wait=true`; embedded: WAL and
+/// segments flushed); `write` groups are durable after the next `sync`. Collection names
 /// passed in may be aliases; reads and writes go to what the alias points at.
 #[async_trait]
 pub trait VectorStore: Send + Sync {
@@ -136,6 +146,30 @@ pub trait VectorStore: Send + Sync {
 
     /// Delete every point matching `filter`.
     async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError>;
+
+    /// Apply `ops` in order. They are visible to reads when the call returns, but
+    /// durable only once [`VectorStore::sync`] has returned after it.
+    ///
+    /// The group is not atomic, but each op is idempotent, so after an error the
+    /// whole group can be applied again. This lets a backend whose durability
+    /// has a fixed cost (embedded Qdrant flushes every segment) pay it once for
+    /// many groups; the default applies the ops one durable call each.
+    async fn write(&self, collection: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        for op in ops {
+            match op {
+                WriteOp::Upsert(points) => self.upsert(collection, points).await?,
+                WriteOp::Delete(filter) => self.delete(collection, &filter).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Make every [`VectorStore::write`] to `collection` that returned before
+    /// this call durable. Nothing to do where writes are durable anyway.
+    async fn sync(&self, collection: &str) -> Result<(), StoreError> {
+        let _ = collection;
+        Ok(())
+    }
 
     /// Exact count of points matching `filter`.
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError>;

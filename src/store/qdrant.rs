@@ -43,6 +43,11 @@ mod grpc_code {
     pub const UNAVAILABLE: i32 = 14;
 }
 
+/// Points per upsert request: large enough to amortise the round trip, small
+/// enough to keep a request well under gRPC's default 4 MiB message limit at
+/// 1024 dims.
+const UPSERT_BATCH: usize = 128;
+
 /// A Qdrant server reached over gRPC (usually port 6334).
 pub struct QdrantStore {
     client: Qdrant,
@@ -152,17 +157,21 @@ impl VectorStore for QdrantStore {
         if points.is_empty() {
             return Ok(());
         }
-        let points = points
+        let mut points = points
             .into_iter()
             .map(|p| {
                 let payload = to_payload(&p)?;
                 Ok(PointStruct::new(p.id.to_string(), p.vector, payload))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.client
-            .upsert_points(UpsertPointsBuilder::new(collection, points).wait(true))
-            .await
-            .map_err(|e| map_err(collection, e))?;
+        while !points.is_empty() {
+            let rest = points.split_off(points.len().min(UPSERT_BATCH));
+            self.client
+                .upsert_points(UpsertPointsBuilder::new(collection, points).wait(true))
+                .await
+                .map_err(|e| map_err(collection, e))?;
+            points = rest;
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 
-use super::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore};
+use super::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 
 /// A store whose transient failures are retried with exponential backoff and jitter.
 pub struct Retrying<S> {
@@ -77,6 +77,13 @@ impl<S: VectorStore> VectorStore for Retrying<S> {
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
         self.run("delete", || self.inner.delete(c, f)).await
     }
+    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        // Every op is idempotent, so a group that failed part-way is redone whole.
+        self.run("write", || self.inner.write(c, ops.clone())).await
+    }
+    async fn sync(&self, c: &str) -> Result<(), StoreError> {
+        self.run("sync", || self.inner.sync(c)).await
+    }
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
         self.run("count", || self.inner.count(c, f)).await
     }
@@ -132,6 +139,12 @@ impl VectorStore for std::sync::Arc<dyn VectorStore> {
     }
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
         (**self).delete(c, f).await
+    }
+    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        (**self).write(c, ops).await
+    }
+    async fn sync(&self, c: &str) -> Result<(), StoreError> {
+        (**self).sync(c).await
     }
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
         (**self).count(c, f).await

@@ -10,7 +10,7 @@ use ragd::app::App;
 use ragd::embed::server::EmbedServerHandle;
 use ragd::pipeline::{Pipeline, RunOptions, RunSummary};
 use ragd::store::edge::EdgeStore;
-use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore};
+use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 
 use super::embed::{MODEL, start_embed_server};
 
@@ -201,6 +201,18 @@ impl VectorStore for CountingStore {
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(c, f).await
+    }
+    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        for op in &ops {
+            match op {
+                WriteOp::Upsert(_) => self.upserts.fetch_add(1, Ordering::SeqCst),
+                WriteOp::Delete(_) => self.deletes.fetch_add(1, Ordering::SeqCst),
+            };
+        }
+        self.inner.write(c, ops).await
+    }
+    async fn sync(&self, c: &str) -> Result<(), StoreError> {
+        self.inner.sync(c).await
     }
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
         self.inner.count(c, f).await
