@@ -5,9 +5,9 @@
 //! `QDRANT_API_KEY`), against that Qdrant server too, in collections with unique
 //! names that are deleted afterwards.
 
-use ragd::store::edge::EdgeStore;
+use ragd::store::edge::{EdgeStore, WalTuning};
 use ragd::store::qdrant::QdrantStore;
-use ragd::store::{PointFilter, PointPayload, StoreError, StoredPoint, VectorStore};
+use ragd::store::{PointFilter, PointPayload, StoreError, StoredPoint, VectorStore, WriteOp};
 use uuid::Uuid;
 
 const DIM: usize = 4;
@@ -599,4 +599,111 @@ async fn edge_deleting_a_collection_drops_its_aliases_and_files() {
     let store = EdgeStore::open(dir.path()).unwrap();
     assert!(store.list_collections().await.unwrap().is_empty());
     assert_eq!(store.resolve_alias("live").await.unwrap(), None);
+}
+
+/// Closed WAL segments of collection `c` under `root`, and their total size.
+fn closed_wal(root: &std::path::Path) -> (usize, u64) {
+    std::fs::read_dir(root.join("collections/c/wal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("closed-"))
+        .fold((0, 0), |(n, bytes), e| {
+            (n + 1, bytes + e.metadata().unwrap().len())
+        })
+}
+
+/// qdrant-edge never truncates its WAL; the store compacts it on `sync`. The
+/// WAL numbers operations and points keep the number of their last write, so
+/// a compaction that restarted the numbering would make later overwrites be
+/// ignored as stale: every round overwrites the same points and the last
+/// round must win, before and after reopening.
+#[tokio::test]
+async fn edge_wal_is_compacted_and_later_overwrites_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tuning = WalTuning {
+        segment_bytes: 64 << 10,
+        compact_bytes: 128 << 10,
+    };
+    const ROUNDS: u32 = 40;
+    let same = file_points("docs", "same.md", "base", 50);
+    let check = |store: EdgeStore| async move {
+        let total = store.count("c", &PointFilter::default()).await.unwrap();
+        assert_eq!(total, 50 + 10 * u64::from(ROUNDS));
+        let back = store
+            .scroll("c", &PointFilter::file("docs", "same.md"), false)
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 50);
+        let last = format!("v{}", ROUNDS - 1);
+        assert!(
+            back.iter().all(|p| p.payload.content_hash == last),
+            "an overwrite after a compaction was lost: {:?}",
+            back.iter()
+                .map(|p| &p.payload.content_hash)
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+    };
+    {
+        let store = EdgeStore::open_tuned(&root, tuning).unwrap();
+        store.ensure_collection("c", DIM).await.unwrap();
+        let mut most_closed = 0;
+        for round in 0..ROUNDS {
+            let mut points: Vec<StoredPoint> = same
+                .iter()
+                .cloned()
+                .map(|mut p| {
+                    p.payload.content_hash = format!("v{round}");
+                    p
+                })
+                .collect();
+            points.extend(file_points("docs", &format!("f{round}.md"), "h", 10));
+            store
+                .write("c", vec![WriteOp::Upsert(points)])
+                .await
+                .unwrap();
+            store.sync("c").await.unwrap();
+            most_closed = most_closed.max(closed_wal(&root).0);
+        }
+        let (closed, bytes) = closed_wal(&root);
+        assert!(
+            most_closed <= 4 && bytes <= (128 << 10) + (64 << 10),
+            "the WAL was not compacted: {closed} closed segments, {bytes} bytes (at most {most_closed})"
+        );
+        check(store).await;
+    }
+    check(EdgeStore::open_tuned(&root, tuning).unwrap()).await;
+}
+
+/// `write` is not durable on its own; `sync` makes it so: the directory copied
+/// as a crash would leave it after a sync holds the write.
+#[tokio::test]
+async fn edge_write_groups_are_durable_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let first = EdgeStore::open(&live).unwrap();
+    first.ensure_collection("c", DIM).await.unwrap();
+    let old = file_points("docs", "a.md", "h1", 3);
+    let new = file_points("docs", "a.md", "h2", 2);
+    first.upsert("c", old).await.unwrap();
+    let mut stale = PointFilter::file("docs", "a.md");
+    stale.content_hash_not = Some("h2".into());
+    first
+        .write(
+            "c",
+            vec![WriteOp::Upsert(new.clone()), WriteOp::Delete(stale)],
+        )
+        .await
+        .unwrap();
+    first.sync("c").await.unwrap();
+    std::mem::forget(first);
+
+    let crashed = dir.path().join("crashed");
+    copy_dir(&live, &crashed);
+    let second = EdgeStore::open(&crashed).unwrap();
+    let back = second
+        .scroll("c", &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&back), sorted_ids(&new));
 }

@@ -23,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -99,9 +99,16 @@ impl HashEmbedder {
                 .chain(word.chars())
                 .chain(std::iter::once('$'))
                 .collect();
+            // The trigram's UTF-8 bytes in a stack buffer: the same feature as
+            // hashing a `String` of it, without an allocation per trigram.
+            let mut buf = [0u8; 12];
             for tri in chars.windows(3) {
-                let tri: String = tri.iter().collect();
-                self.add(&mut v, b't', &[&tri], TRIGRAM_WEIGHT);
+                let mut len = 0;
+                for c in tri {
+                    len += c.encode_utf8(&mut buf[len..]).len();
+                }
+                let tri = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+                self.add(&mut v, b't', &[tri], TRIGRAM_WEIGHT);
             }
         }
         for pair in words.windows(2) {
@@ -611,14 +618,25 @@ async fn embed(State(shared): AppState, body: Bytes) -> Response {
     shared
         .texts
         .fetch_add(embeddings.len() as u64, Ordering::Relaxed);
-    axum::Json(json!({
-        "model": req.model,
-        "embeddings": embeddings,
-        "total_duration": duration_nanos(started.elapsed()),
-        "load_duration": 0,
-        "prompt_eval_count": words,
-    }))
+    // Typed, so the floats are written as f32 (shortest form, as Ollama's Go
+    // encoder does), not widened to f64 with twice the digits by `json!`.
+    axum::Json(EmbedResponse {
+        model: &req.model,
+        embeddings,
+        total_duration: duration_nanos(started.elapsed()),
+        load_duration: 0,
+        prompt_eval_count: words,
+    })
     .into_response()
+}
+
+#[derive(Serialize)]
+struct EmbedResponse<'a> {
+    model: &'a str,
+    embeddings: Vec<Vec<f32>>,
+    total_duration: u64,
+    load_duration: u64,
+    prompt_eval_count: usize,
 }
 
 /// Matryoshka-style truncation, as Ollama does for `dimensions`: keep a prefix and
@@ -650,7 +668,11 @@ async fn legacy_embeddings(State(shared): AppState, body: Bytes) -> Response {
     }
     let embedding = model.embedder.embed_one(&req.prompt);
     shared.texts.fetch_add(1, Ordering::Relaxed);
-    axum::Json(json!({ "embedding": embedding })).into_response()
+    #[derive(Serialize)]
+    struct LegacyResponse {
+        embedding: Vec<f32>,
+    }
+    axum::Json(LegacyResponse { embedding }).into_response()
 }
 
 /// Ollama answers unknown paths with a plain-text 404.

@@ -23,6 +23,21 @@
 //! before returning; that is the only way a write is durable when the call returns.
 //! `write` does not: a flush costs 10–20 ms however little changed, so a bulk run
 //! writes groups and calls `sync` about once a second (see `pipeline/stages.rs`).
+//!
+//! # WAL
+//!
+//! qdrant-edge 0.7.2 never truncates its WAL either, so left alone it grows by
+//! every write ever made (about 2.7× the indexed data on a first index), on disk
+//! and, since its segments stay mapped, in resident memory. The WAL is never
+//! read back, so its closed segments are dead weight: opening a collection
+//! deletes all but the newest (`prune_wal`), and `sync` reopens a collection
+//! (`compact`) once more than [`WalTuning::compact_bytes`] could be pruned.
+//! The newest closed segment stays because the WAL numbers operations from its
+//! first segment, and points remember the number of their last write: a WAL
+//! restarted at 0 would make the shard ignore later writes as stale.
+//!
+//! New collections keep vectors on disk (mmap) rather than qdrant-edge's
+//! default copy in RAM, so a reopened shard does not load every vector.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -38,7 +53,7 @@ use qdrant_edge::{
     NamedQuery, OperationError, Payload, PayloadFieldSchema, PayloadSchemaType, PointId,
     PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
     ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, VectorInternal,
-    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
+    VectorStructInternal, VectorStructPersisted, WalOptions, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -57,6 +72,15 @@ const SCROLL_PAGE: usize = 512;
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const COLLECTIONS_DIR: &str = "collections";
+/// qdrant-edge's WAL directory inside a shard.
+const WAL_DIR: &str = "wal";
+/// Prunable WAL bytes at which a `sync` compacts the shard. The WAL's mapped
+/// segments count in the process's resident memory, and it never shrinks on
+/// its own, so this bounds both memory and disk.
+const WAL_COMPACT_BYTES: u64 = 64 << 20;
+/// WAL segment size of new collections (qdrant-edge's default is 32 MiB): the
+/// newest closed segment is kept, so smaller segments keep less.
+const WAL_SEGMENT_BYTES: usize = 16 << 20;
 const ALIASES_FILE: &str = "aliases.json";
 /// Prefixes of scratch directories under `collections/`; never valid names, since
 /// names may not start with a dot.
@@ -70,6 +94,26 @@ const DELETING_PREFIX: &str = ".deleting-";
 pub struct EdgeStore {
     root: PathBuf,
     catalog: RwLock<Catalog>,
+    wal: WalTuning,
+}
+
+/// How the store keeps qdrant-edge's WAL in bounds; see "WAL" in the module
+/// docs. The defaults suit production; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+pub struct WalTuning {
+    /// Size of one WAL segment file of a new collection.
+    pub segment_bytes: usize,
+    /// Prunable WAL bytes at which a `sync` compacts the shard.
+    pub compact_bytes: u64,
+}
+
+impl Default for WalTuning {
+    fn default() -> Self {
+        WalTuning {
+            segment_bytes: WAL_SEGMENT_BYTES,
+            compact_bytes: WAL_COMPACT_BYTES,
+        }
+    }
 }
 
 /// What exists: loaded shards by real name, and aliases.
@@ -96,6 +140,8 @@ impl Catalog {
 /// One loaded shard.
 struct Collection {
     name: String,
+    /// The shard's directory.
+    path: PathBuf,
     dim: usize,
     shard: EdgeShard,
     /// Serialises update + flush on this shard; see the module docs.
@@ -146,6 +192,11 @@ impl EdgeStore {
     /// Blocks on disk IO; call it before the runtime gets busy or inside
     /// `spawn_blocking`. Leftovers of an interrupted create or delete are removed.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_tuned(root, WalTuning::default())
+    }
+
+    /// [`EdgeStore::open`] with other WAL bounds.
+    pub fn open_tuned(root: &Path, wal: WalTuning) -> Result<Self, StoreError> {
         let collections_dir = root.join(COLLECTIONS_DIR);
         fs::create_dir_all(&collections_dir).map_err(|e| io_error(&collections_dir, e))?;
 
@@ -196,7 +247,50 @@ impl EdgeStore {
                 collections,
                 aliases,
             }),
+            wal,
         })
+    }
+
+    /// Close `collection`, drop its stale WAL segments and load it again; see
+    /// "WAL" in the module docs. Holds the catalog for writing meanwhile, so no
+    /// operation runs on the shard.
+    async fn compact(&self, collection: &str) -> Result<(), StoreError> {
+        let mut catalog = self.catalog.write().await;
+        let real = catalog.resolve(collection).to_owned();
+        let Some(current) = catalog.collections.remove(&real) else {
+            return Ok(());
+        };
+        let name = real.clone();
+        let reopened = blocking(move || {
+            // Only an abandoned blocking task can still hold a clone while we hold
+            // the catalog for writing; if one does, skip this compaction.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let mut current = current;
+            let collection = loop {
+                match Arc::try_unwrap(current) {
+                    Ok(c) => break c,
+                    Err(shared) if Instant::now() < deadline => {
+                        current = shared;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(shared) => return Ok(shared),
+                }
+            };
+            let path = collection.path.clone();
+            drop(collection); // flushes and releases the WAL lock
+            // The old shard's in-RAM structures were just freed; hand glibc's
+            // free pages back to the system rather than keeping them resident.
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only releases free heap memory; it has no
+            // preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            load_collection(&name, &path).map(Arc::new)
+        })
+        .await?;
+        catalog.collections.insert(real, reopened);
+        Ok(())
     }
 
     fn collections_dir(&self) -> PathBuf {
@@ -237,7 +331,8 @@ impl VectorStore for EdgeStore {
 
         let dir = self.collections_dir();
         let name = real.clone();
-        let created = blocking(move || create_collection(&dir, &name, dim)).await?;
+        let segment_bytes = self.wal.segment_bytes;
+        let created = blocking(move || create_collection(&dir, &name, dim, segment_bytes)).await?;
         catalog.collections.insert(real, Arc::new(created));
         Ok(())
     }
@@ -291,13 +386,19 @@ impl VectorStore for EdgeStore {
     }
 
     async fn sync(&self, collection: &str) -> Result<(), StoreError> {
-        let catalog = self.catalog.read().await;
-        let target = catalog.get(collection)?;
-        blocking(move || {
-            target.flush();
-            Ok(())
-        })
-        .await
+        let stale_wal = {
+            let catalog = self.catalog.read().await;
+            let target = catalog.get(collection)?;
+            blocking(move || {
+                target.flush();
+                Ok(prunable_wal_bytes(&target.path.join(WAL_DIR)))
+            })
+            .await?
+        };
+        if stale_wal > self.wal.compact_bytes {
+            self.compact(collection).await?;
+        }
+        Ok(())
     }
 
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
@@ -535,11 +636,20 @@ fn check_dim(collection: &str, existing: usize, requested: usize) -> Result<(), 
     }
 }
 
-fn edge_config(dim: usize) -> EdgeConfig {
+fn edge_config(dim: usize, wal_segment_bytes: usize) -> EdgeConfig {
     EdgeConfig::builder()
+        .wal_options(WalOptions {
+            segment_capacity: wal_segment_bytes,
+            ..WalOptions::default()
+        })
         .vector(
             DEFAULT_VECTOR_NAME,
-            EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build(),
+            // On disk (mmap'd, paged in on use) rather than qdrant-edge's
+            // default of a copy in RAM: ragd indexes far more than it searches,
+            // and a RAM copy would make its memory grow with the corpus.
+            EdgeVectorParamsBuilder::new(dim, Distance::Cosine)
+                .on_disk(true)
+                .build(),
         )
         .build()
 }
@@ -547,11 +657,17 @@ fn edge_config(dim: usize) -> EdgeConfig {
 /// Create `<dir>/<name>` with its payload indexes, atomically: the shard is built
 /// in a scratch directory, closed (which flushes it) and renamed into place, so a
 /// crash never leaves a collection without its indexes.
-fn create_collection(dir: &Path, name: &str, dim: usize) -> Result<Collection, StoreError> {
+fn create_collection(
+    dir: &Path,
+    name: &str,
+    dim: usize,
+    wal_segment_bytes: usize,
+) -> Result<Collection, StoreError> {
     let scratch = dir.join(format!("{CREATING_PREFIX}{name}-{}", Uuid::new_v4()));
     let built = (|| {
         fs::create_dir(&scratch).map_err(|e| io_error(&scratch, e))?;
-        let shard = EdgeShard::new(&scratch, edge_config(dim)).map_err(|e| backend(name, e))?;
+        let shard = EdgeShard::new(&scratch, edge_config(dim, wal_segment_bytes))
+            .map_err(|e| backend(name, e))?;
         for field in INDEXED_FIELDS {
             let op = UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
                 CreateIndex {
@@ -576,6 +692,7 @@ fn create_collection(dir: &Path, name: &str, dim: usize) -> Result<Collection, S
 }
 
 fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
+    prune_wal(path)?;
     // Fails with "Can't init WAL: WouldBlock" when another store (another ragd
     // process) has this directory open: qdrant-edge locks its WAL.
     let shard = EdgeShard::load(path, None).map_err(|e| {
@@ -597,10 +714,53 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
         })?;
     Ok(Collection {
         name: name.to_owned(),
+        path: path.to_owned(),
         dim,
         shard,
         write_gate: Mutex::new(()),
     })
+}
+
+/// The closed WAL segments of a shard, oldest first: `closed-<first index>`.
+fn closed_wal_segments(wal_dir: &Path) -> Vec<(u64, PathBuf, u64)> {
+    let mut closed: Vec<(u64, PathBuf, u64)> = fs::read_dir(wal_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let start = name.to_str()?.strip_prefix("closed-")?.parse().ok()?;
+            let len = entry.metadata().ok()?.len();
+            Some((start, entry.path(), len))
+        })
+        .collect();
+    closed.sort();
+    closed
+}
+
+/// Bytes that [`prune_wal`] would free: every closed segment but the newest.
+fn prunable_wal_bytes(wal_dir: &Path) -> u64 {
+    let closed = closed_wal_segments(wal_dir);
+    closed.iter().rev().skip(1).map(|(_, _, len)| len).sum()
+}
+
+/// Delete every closed WAL segment of a closed shard but the newest.
+///
+/// qdrant-edge never replays or truncates its WAL, so its closed segments are
+/// dead weight. The newest one stays because the WAL numbers its entries from
+/// the first segment's start index, and the segments' point versions are
+/// those numbers: a WAL restarted at 0 would make the shard ignore updates as
+/// older than what it holds. Oldest first, so a crash midway leaves a
+/// contiguous suffix, which the WAL accepts.
+fn prune_wal(shard_dir: &Path) -> Result<(), StoreError> {
+    let closed = closed_wal_segments(&shard_dir.join(WAL_DIR));
+    let Some((_, older)) = closed.split_last() else {
+        return Ok(());
+    };
+    for (_, path, _) in older {
+        fs::remove_file(path).map_err(|e| io_error(path, e))?;
+    }
+    Ok(())
 }
 
 fn upsert_op(points: Vec<StoredPoint>) -> Result<UpdateOperation, StoreError> {
