@@ -174,14 +174,11 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
-    /// Internal: extract one file's bytes (stdin) in a worker process and reply
-    /// on stdout. Started by ragd itself; see `extract::isolate`.
+    /// Internal: extract files sent on stdin, one after another, in a worker
+    /// process and reply on stdout. Started by ragd itself; see
+    /// `extract::isolate`.
     #[command(hide = true)]
-    ExtractWorker {
-        /// The file's format (`pdf`, `markdown`, `text`, `html`).
-        #[arg(long)]
-        format: String,
-    },
+    ExtractWorker,
 }
 
 /// Parse, run, map the outcome to an exit code.
@@ -189,8 +186,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The extraction worker runs before logging and the async runtime: one
     // thread, and a stderr that holds nothing but a crash report.
-    if let Command::ExtractWorker { format } = &cli.command {
-        return crate::extract::isolate::worker_main(format);
+    if let Command::ExtractWorker = &cli.command {
+        return crate::extract::isolate::worker_main();
     }
     telemetry::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -259,12 +256,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Reindex { pipeline } => reindex(&cli.config, pipeline.as_deref()).await,
         // Handled in `main` before the runtime starts; kept working here too.
-        Command::ExtractWorker { format } => {
-            Ok(match crate::extract::isolate::worker_main(&format) {
-                code if code == ExitCode::SUCCESS => EXIT_OK,
-                _ => EXIT_FATAL,
-            })
-        }
+        Command::ExtractWorker => Ok(match crate::extract::isolate::worker_main() {
+            code if code == ExitCode::SUCCESS => EXIT_OK,
+            _ => EXIT_FATAL,
+        }),
         Command::EmbedServer {
             listen,
             models,

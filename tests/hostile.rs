@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ragd::app::App;
 use ragd::config::Config;
-use ragd::extract::isolate::{IsolationLimits, TEST_FAULT_ENV, extract_isolated};
+use ragd::extract::isolate::{
+    IsolationLimits, TEST_FAULT_ENV, TEST_FAULT_MARKER, extract_isolated, workers_spawned,
+};
 use ragd::extract::{self, ExtractError};
 use ragd::ledger::{FileRecord, FileState};
 use ragd::pipeline::{RunOptions, RunSummary};
@@ -578,30 +580,125 @@ async fn a_symlink_loop_is_a_scan_problem_not_a_hang() {
     assert_good_indexed(&env, &app).await;
 }
 
-/// The same worker without a pipeline: the timing a user pays per PDF.
+/// Limits that start the real `ragd` binary as the worker, with `env` added to
+/// its environment (which also keys the pool: workers are not shared with
+/// other tests that run at the same time).
+fn worker_limits(env: &[(&str, &str)]) -> IsolationLimits {
+    IsolationLimits {
+        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_ragd")),
+        worker_env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..IsolationLimits::default()
+    }
+}
+
+/// The same worker without a pipeline: the timing a user pays per PDF and per
+/// HTML file, with a fresh worker per file (as before the pool) and with a
+/// pooled one.
 #[test]
 fn worker_spawn_cost() {
-    let limits = IsolationLimits {
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_ragd")),
-        ..IsolationLimits::default()
-    };
     let pdf = make_pdf(&["One page about a cormorant."]);
-    let n = 10;
-    let started = std::time::Instant::now();
-    for _ in 0..n {
-        let doc =
-            extract_isolated("x.pdf".as_ref(), &pdf, ragd::document::Format::Pdf, &limits).unwrap();
-        assert!(doc.sections[0].text.contains("cormorant"));
+    let html = b"<html><body><p>A small page about a cormorant.</p></body></html>";
+    let files = [
+        (ragd::document::Format::Pdf, pdf.as_slice()),
+        (ragd::document::Format::Html, html.as_slice()),
+    ];
+    let n = 20;
+    for (format, bytes) in files {
+        // A worker environment of its own per file: nothing to reuse.
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            let nonce = i.to_string();
+            let limits = worker_limits(&[("RAGD_TEST_SPAWN_COST_FRESH", &nonce)]);
+            let doc = extract_isolated("x".as_ref(), bytes, format, &limits).unwrap();
+            assert!(doc.sections[0].text.contains("cormorant"));
+        }
+        let fresh = started.elapsed() / n;
+        let limits = worker_limits(&[("RAGD_TEST_SPAWN_COST_POOLED", "1")]);
+        // The first one starts the worker the others reuse.
+        extract_isolated("x".as_ref(), bytes, format, &limits).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let doc = extract_isolated("x".as_ref(), bytes, format, &limits).unwrap();
+            assert!(doc.sections[0].text.contains("cormorant"));
+        }
+        let pooled = started.elapsed() / n;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            extract::extract(bytes, format).unwrap();
+        }
+        let in_process = started.elapsed() / n;
+        println!(
+            "{format:?} extraction: {fresh:?} in a fresh worker, {pooled:?} in a pooled \
+             worker, {in_process:?} in process"
+        );
+        // Not a benchmark: only a guard against a worker that costs seconds.
+        assert!(fresh < Duration::from_secs(2), "{fresh:?}");
+        assert!(pooled < Duration::from_secs(2), "{pooled:?}");
     }
-    let isolated = started.elapsed() / n;
-    let started = std::time::Instant::now();
-    for _ in 0..n {
-        extract::extract(&pdf, ragd::document::Format::Pdf).unwrap();
+}
+
+#[test]
+fn workers_are_reused_across_files() {
+    let limits = worker_limits(&[("RAGD_TEST_POOL", "reuse")]);
+    let n = 40;
+    let before = workers_spawned();
+    for i in 0..n {
+        let page = format!("<html><body><p>Page {i} about a dipper.</p></body></html>");
+        let doc = extract_isolated(
+            "x.html".as_ref(),
+            page.as_bytes(),
+            ragd::document::Format::Html,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(doc.sections[0].text, format!("Page {i} about a dipper."));
     }
-    let in_process = started.elapsed() / n;
-    println!("PDF extraction: {isolated:?} in a worker, {in_process:?} in process");
-    // Not a benchmark: only a guard against a worker that costs seconds.
-    assert!(isolated < Duration::from_secs(2), "{isolated:?}");
+    let spawned = workers_spawned() - before;
+    // One would do; the counter is shared with the tests running alongside,
+    // and a busy pool may evict this test's idle worker now and then.
+    assert!(spawned < n / 2, "{spawned} workers for {n} files");
+}
+
+#[test]
+fn a_worker_that_failed_is_replaced_not_reused() {
+    let marked = format!("<html><body><p>{TEST_FAULT_MARKER}</p></body></html>");
+    for (fault, kind, timeout) in [
+        ("marked-panic", "panicked", 60),
+        ("marked-abort", "crashed", 60),
+        ("marked-stack", "crashed", 60),
+        ("marked-oom", "out_of_memory", 60),
+        ("marked-loop", "timeout", 2),
+    ] {
+        let mut limits = worker_limits(&[(TEST_FAULT_ENV, fault)]);
+        limits.timeout = Duration::from_secs(timeout);
+        if fault == "marked-oom" {
+            limits.memory_mb = 256;
+        }
+        let extract = |i: usize, bytes: &[u8]| {
+            extract_isolated(
+                format!("{i}.html").as_ref(),
+                bytes,
+                ragd::document::Format::Html,
+                &limits,
+            )
+        };
+        for round in 0..2 {
+            // Two good files first, so that the fault hits a worker that has
+            // served before, then a good file that needs a fresh worker.
+            for i in 0..2 {
+                let good = format!("<p>Good page {round}.{i} about a grebe.</p>");
+                let doc = extract(i, good.as_bytes()).unwrap_or_else(|e| panic!("{fault}: {e}"));
+                assert!(doc.sections[0].text.contains("grebe"), "{fault}");
+            }
+            let err = extract(9, marked.as_bytes()).unwrap_err();
+            assert_eq!(err.kind(), kind, "{fault}: {err}");
+        }
+        let doc = extract(0, b"<p>After the faults, a grebe.</p>").unwrap();
+        assert!(doc.sections[0].text.contains("grebe"), "{fault}");
+    }
 }
 
 #[test]

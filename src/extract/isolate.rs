@@ -1,4 +1,4 @@
-//! Extraction in a separate worker process, so that a parser cannot take the
+//! Extraction in separate worker processes, so that a parser cannot take the
 //! daemon down.
 //!
 //! PDF parsers are known to panic, overflow their stack, abort, loop forever and
@@ -13,12 +13,17 @@
 //!
 //! # Protocol
 //!
-//! The parent writes the file's bytes (the very bytes it hashed, so text and
-//! hash always belong together) to the worker's stdin and closes it. The worker
-//! writes [`REPLY_MAGIC`] at once, then, after extracting, one JSON [`Reply`],
-//! and exits 0. Anything else — a signal, another exit code — is a failure
-//! that the parent classifies from the exit status and the tail of stderr; no
-//! magic at all means the executable is not a ragd worker.
+//! A worker serves many files, one at a time. It writes [`REPLY_MAGIC`] once,
+//! as soon as it starts; no magic means the executable is not a ragd worker.
+//! Then, per file, the parent writes a request — the format's name (one length
+//! byte, then the name) and the file's bytes (a `u64` little-endian length, then
+//! the very bytes it hashed, so text and hash always belong together) — and the
+//! worker answers with one frame: a byte that says whether it exits after this
+//! reply, a `u64` little-endian length and a JSON [`Reply`]. End of input
+//! between requests is the parent's way to retire a worker (or the parent is
+//! gone): the worker exits 0. Anything else — a signal, another exit code, a
+//! missing reply — is a failure that the parent classifies from the exit status
+//! and the tail of stderr.
 //!
 //! # What runs where
 //!
@@ -26,9 +31,9 @@
 //! (`encoding_rs`, `chardetng`, a scan for binary data) is linear-time, loops
 //! over the input once, allocates in proportion to it (which
 //! `limits.max_file_bytes` bounds), and is fuzzed upstream and by ragd's own
-//! fuzz target. Spawning a worker for them would cost more than extracting them.
+//! fuzz target. Sending them to a worker would cost more than extracting them.
 //!
-//! PDF and HTML go to the worker. HTML too, because html5ever does not cap how
+//! PDF and HTML go to a worker. HTML too, because html5ever does not cap how
 //! deeply elements nest, and the text walk in `html.rs` recurses once per
 //! level: 20,000 nested `<div>`s overflow a 2 MiB blocking-pool thread's stack
 //! (which in-process would abort the daemon) and take html5ever 26 s in a debug
@@ -36,17 +41,32 @@
 //! even the worker's 8 MiB main thread. See `deeply_nested_html_*` in
 //! `tests/hostile.rs`.
 //!
-//! # Cost
+//! # Cost: a pool of workers
 //!
-//! One worker per file, no pool: a fresh process is the only state that is
-//! certainly clean after a crash, and spawning the (debug, 1.3 GB) ragd binary
-//! costs about 8 ms (`worker_spawn_cost` in `tests/hostile.rs` prints it),
-//! small next to parsing a PDF and to embedding its text.
+//! Starting the (debug, 1.3 GB) ragd binary costs milliseconds of mostly system
+//! CPU (fork, exec, page faults); for a folder of small HTML files that was more
+//! than the extraction itself, so workers are kept and reused. Idle workers wait
+//! in a pool, keyed by what they were started with (executable, memory limit,
+//! environment), so a worker only ever serves requests it would have been
+//! started for; at most one per core waits, and one idle for [`IDLE_TTL`] is
+//! retired.
+//!
+//! Reuse is safe because only a worker that answered cleanly goes back to the
+//! pool. After a timeout, a crash, a panic (even one `pdf.rs` caught: the
+//! worker says it exits after that reply) or an unreadable reply, the worker is
+//! killed and reaped, and the next file gets a fresh one. A parser's state
+//! cannot leak from one file into the next except through memory it left
+//! allocated, and a worker is retired after [`RECYCLE_AFTER`] files so that
+//! such leaks and heap fragmentation stay bounded. Workers are started from one
+//! long-lived thread, because `PR_SET_PDEATHSIG` fires when the *thread* that
+//! forked the worker ends, and blocking-pool threads come and go.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStdin, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -68,15 +88,41 @@ pub const WORKER_SUBCOMMAND: &str = "extract-worker";
 /// Environment variable that makes the worker fail on purpose, for the tests
 /// that prove a failure is contained: `panic`, `abort`, `loop`, `oom`, `stack`,
 /// `sleep` (three seconds, then extract as usual) or `print` (write to stdout,
-/// then extract as usual). Only the worker
+/// then extract as usual). With the prefix `marked-` (`marked-panic`, ...) only
+/// files that contain [`TEST_FAULT_MARKER`] fail, so a test can make one file
+/// of several fail in a worker that served others before. Only the worker
 /// subcommand reads it.
 pub const TEST_FAULT_ENV: &str = "RAGD_EXTRACT_WORKER_TEST_FAULT";
-/// First line of every reply: tells a ragd worker from any other program that
+/// The bytes that trigger a `marked-` test fault (see [`TEST_FAULT_ENV`]).
+pub const TEST_FAULT_MARKER: &str = "ragd-test-fault";
+/// First bytes a worker writes: tells a ragd worker from any other program that
 /// `worker_exe` might point at (a test harness, a stale path).
-pub const REPLY_MAGIC: &[u8] = b"ragd-extract-worker v1\n";
+pub const REPLY_MAGIC: &[u8] = b"ragd-extract-worker v2\n";
 
+/// Files one worker serves before it is retired: bounds what a parser's leaks
+/// and heap fragmentation can add up to, at the price of one spawn per this
+/// many files.
+const RECYCLE_AFTER: u32 = 256;
+/// An idle worker unused for this long is retired, so that a daemon with
+/// nothing to do holds no workers.
+const IDLE_TTL: Duration = Duration::from_secs(30);
 /// Bytes of the worker's stderr kept to explain a crash.
 const STDERR_TAIL: usize = 4096;
+/// How long a worker that was told to exit, or a program that turned out not to
+/// be a worker, gets to exit by itself before it is killed.
+const GRACE: Duration = Duration::from_secs(1);
+/// Stack of the threads that read a worker's stdout and stderr: they only copy
+/// bytes.
+const READER_STACK: usize = 64 * 1024;
+
+/// First byte of a reply frame: the worker serves more requests.
+const FRAME_MORE: u8 = 0;
+/// First byte of a reply frame: the worker exits after this reply (something
+/// panicked while it extracted, so its state is no longer trusted).
+const FRAME_LAST: u8 = 1;
+
+/// Workers started so far by this process, for the tests that prove reuse.
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
 
 /// How extraction is isolated: `[limits]` of `ragd.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +130,7 @@ pub struct IsolationLimits {
     /// Run risky formats in a worker process (`limits.isolate`). Off means
     /// in-process, where only a panic is caught.
     pub isolate: bool,
-    /// Wall-clock time one worker may take before it is killed.
+    /// Wall-clock time one file may take in a worker before the worker is killed.
     pub timeout: Duration,
     /// Address space of one worker, in MiB (`RLIMIT_AS`).
     pub memory_mb: u64,
@@ -120,6 +166,11 @@ pub const fn needs_worker(format: Format) -> bool {
     matches!(format, Format::Pdf | Format::Html)
 }
 
+/// Worker processes started by this process so far (reused ones count once).
+pub fn workers_spawned() -> u64 {
+    SPAWNED.load(Ordering::Relaxed)
+}
+
 /// Extract `bytes` (the content of `path`) as `format`, in a worker process when
 /// the format is risky and isolation is on. Blocking: call it from the blocking
 /// pool. `path` is only used in log lines.
@@ -143,7 +194,7 @@ pub fn extract_isolated(
     result
 }
 
-/// What the worker writes after [`REPLY_MAGIC`].
+/// What the worker sends for each request, inside a reply frame.
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     /// The sections of the document.
@@ -164,86 +215,392 @@ fn run_worker(
     format: Format,
     limits: &IsolationLimits,
 ) -> Result<Document, ExtractError> {
-    let mut child = spawn(format, limits).map_err(|e| ExtractError::WorkerUnavailable {
-        detail: format!(
-            "cannot start the extraction worker {}: {e}",
-            limits.worker_exe.display()
-        ),
-    })?;
+    let worker = match checkout(limits) {
+        Some(worker) => worker,
+        None => Worker::spawn(limits).map_err(|e| ExtractError::WorkerUnavailable {
+            detail: format!(
+                "cannot start the extraction worker {}: {e}",
+                limits.worker_exe.display()
+            ),
+        })?,
+    };
     let deadline = Instant::now() + limits.timeout;
-
-    // Three threads so that no pipe can fill up and stall the other two: the
-    // worker may write (a crash report, say) before it has read all its input.
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (out_tx, out_rx) = mpsc::channel();
-    let stdout_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let result = stdout.read_to_end(&mut buf).map(|_| buf);
-        // The receiver may be gone after a timeout; nothing to do then.
-        let _ = out_tx.send(result);
-    });
-    let stderr_reader = std::thread::spawn(move || read_tail(&mut stderr, STDERR_TAIL));
-    let reply = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // A worker that dies early closes its end: the write fails with
-            // EPIPE, and the exit status explains why.
-            let _ = stdin.write_all(bytes);
-        });
-        out_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-    });
-
-    let status = match reply {
-        // Stdout closed: the worker is exiting (or has closed stdout and hangs,
-        // which only a non-ragd program would do; the deadline still holds).
-        Ok(_) => wait_until(&mut child, deadline),
-        Err(_) => None,
+    let (mut worker, frame) = worker.exchange(bytes, format, limits, deadline)?;
+    let (result, trusted) = match serde_json::from_slice::<Reply>(&frame.json) {
+        Ok(Reply::Ok(sections)) => (
+            Ok(Document {
+                format,
+                sections: sections
+                    .into_iter()
+                    .map(|s| Section {
+                        text: s.text,
+                        page: s.page,
+                    })
+                    .collect(),
+            }),
+            true,
+        ),
+        // A caught panic still ran the parser into a state nobody checked.
+        Ok(Reply::Err(e)) => {
+            let trusted = !matches!(e, ExtractError::Panicked { .. });
+            (Err(e), trusted)
+        }
+        Err(e) => (
+            Err(ExtractError::Crashed {
+                detail: format!("unreadable reply from the extraction worker: {e}"),
+            }),
+            false,
+        ),
     };
-    let Some(status) = status else {
-        // Killing closes the pipes, which ends the reader and writer threads.
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = stdout_reader.join();
-        let _ = stderr_reader.join();
-        return Err(ExtractError::Timeout {
-            secs: limits.timeout.as_secs_f64().ceil() as u64,
-        });
-    };
-    let _ = stdout_reader.join();
-    let stderr_tail = stderr_reader.join().unwrap_or_default();
-    let stdout = match reply {
-        Ok(Ok(buf)) => buf,
-        _ => Vec::new(),
-    };
-    classify(status, &stdout, &stderr_tail, format, limits)
+    worker.served += 1;
+    if trusted && !frame.last && worker.served < RECYCLE_AFTER {
+        checkin(worker);
+    } else {
+        worker.retire();
+    }
+    result
 }
 
-/// Start `worker_exe extract-worker --format F` with piped stdio and its
-/// resource limits.
-fn spawn(format: Format, limits: &IsolationLimits) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&limits.worker_exe);
-    cmd.arg(WORKER_SUBCOMMAND)
-        .arg("--format")
-        .arg(format.as_str())
-        // A crash report needs the message, not a backtrace (symbolizing one
-        // costs time and memory inside the limit).
-        .env("RUST_BACKTRACE", "0")
-        .envs(limits.worker_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        let address_space = limits.memory_mb.saturating_mul(1024 * 1024);
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setrlimit, prctl); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || child_limits(address_space));
+/// Idle workers, oldest first.
+static IDLE: Mutex<Vec<Worker>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays consistent whatever a panicking holder was doing: a list
+    // of workers, a byte buffer, a sender.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An idle worker started for `limits`, if there is one that is still alive.
+fn checkout(limits: &IsolationLimits) -> Option<Worker> {
+    loop {
+        let mut worker = {
+            let mut idle = lock(&IDLE);
+            // The most recently used one: the oldest are the first to expire.
+            let at = idle.iter().rposition(|w| w.started_for(limits))?;
+            idle.remove(at)
+        };
+        // Killed while idle (by an operator, the OOM killer): not this file's
+        // fault, so it must not be the one blamed for the death.
+        match worker.child.try_wait() {
+            Ok(None) => return Some(worker),
+            _ => drop(worker.stop(false)),
         }
     }
-    cmd.spawn()
+}
+
+/// Put a worker that answered cleanly back in the pool.
+fn checkin(mut worker: Worker) {
+    worker.idle_since = Instant::now();
+    static MAX_IDLE: OnceLock<usize> = OnceLock::new();
+    // Enough for one extraction per core, the default `limits.extract_concurrency`.
+    let max_idle =
+        *MAX_IDLE.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let evicted = {
+        let mut idle = lock(&IDLE);
+        idle.push(worker);
+        let excess = idle.len().saturating_sub(max_idle);
+        idle.drain(..excess).collect::<Vec<_>>()
+    };
+    evicted.into_iter().for_each(Worker::retire);
+}
+
+/// Retire the workers idle for longer than [`IDLE_TTL`].
+fn expire_idle() {
+    let expired = {
+        let mut idle = lock(&IDLE);
+        // Oldest first, since `checkin` pushes to the end.
+        let expired = idle
+            .iter()
+            .position(|w| w.idle_since.elapsed() < IDLE_TTL)
+            .unwrap_or(idle.len());
+        idle.drain(..expired).collect::<Vec<_>>()
+    };
+    expired.into_iter().for_each(Worker::retire);
+}
+
+/// What a worker was started with: it serves only requests with the same.
+#[derive(Debug)]
+struct WorkerKey {
+    exe: PathBuf,
+    memory_mb: u64,
+    env: Vec<(String, String)>,
+}
+
+/// One worker process and the threads that drain its output.
+struct Worker {
+    key: WorkerKey,
+    child: Child,
+    stdin: ChildStdin,
+    replies: mpsc::Receiver<Message>,
+    stdout_reader: JoinHandle<()>,
+    stderr_reader: JoinHandle<()>,
+    /// The end of what the worker wrote to stderr since the current request.
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    /// Requests answered.
+    served: u32,
+    idle_since: Instant,
+}
+
+/// What the stdout reader thread passes on.
+enum Message {
+    Reply(Frame),
+    /// The first bytes were not [`REPLY_MAGIC`].
+    NotAWorker,
+    /// Stdout ended (or broke): the worker is exiting.
+    Closed,
+}
+
+/// One decoded reply frame.
+struct Frame {
+    /// The worker exits after this reply.
+    last: bool,
+    json: Vec<u8>,
+}
+
+impl Worker {
+    /// Start `worker_exe extract-worker` with piped stdio and its resource
+    /// limits, and the threads that read its output.
+    fn spawn(limits: &IsolationLimits) -> std::io::Result<Worker> {
+        let mut cmd = Command::new(&limits.worker_exe);
+        cmd.arg(WORKER_SUBCOMMAND)
+            // A crash report needs the message, not a backtrace (symbolizing one
+            // costs time and memory inside the limit).
+            .env("RUST_BACKTRACE", "0")
+            .envs(limits.worker_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            let address_space = limits.memory_mb.saturating_mul(1024 * 1024);
+            // SAFETY: the closure runs in the forked child before exec and only
+            // makes async-signal-safe system calls (setrlimit, prctl); it
+            // allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || child_limits(address_space));
+            }
+        }
+        let mut child = spawner::spawn(cmd)?;
+        SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // Each pipe is drained by its own thread for the worker's whole life, so
+        // that neither can fill up and stall the worker (a chatty parser, a
+        // crash report written before the request was read in full).
+        let (tx, replies) = mpsc::channel();
+        let stdout_reader = std::thread::Builder::new()
+            .name("ragd-extract-out".into())
+            .stack_size(READER_STACK)
+            .spawn(move || read_replies(&mut stdout, &tx));
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let tail = Arc::clone(&stderr_tail);
+        let stderr_reader = std::thread::Builder::new()
+            .name("ragd-extract-err".into())
+            .stack_size(READER_STACK)
+            .spawn(move || read_tail(&mut stderr, STDERR_TAIL, &tail));
+        let (stdout_reader, stderr_reader) = match (stdout_reader, stderr_reader) {
+            (Ok(out), Ok(err)) => (out, err),
+            (out, err) => {
+                // Killing closes the pipes, which ends whichever thread started.
+                let _ = child.kill();
+                let _ = child.wait();
+                let failed = [out.map(|t| t.join()).err(), err.map(|t| t.join()).err()];
+                let e = failed.into_iter().flatten().next();
+                return Err(e.unwrap_or_else(|| std::io::Error::other("thread spawn failed")));
+            }
+        };
+        Ok(Worker {
+            key: WorkerKey {
+                exe: limits.worker_exe.clone(),
+                memory_mb: limits.memory_mb,
+                env: limits.worker_env.clone(),
+            },
+            child,
+            stdin,
+            replies,
+            stdout_reader,
+            stderr_reader,
+            stderr_tail,
+            served: 0,
+            idle_since: Instant::now(),
+        })
+    }
+
+    fn started_for(&self, limits: &IsolationLimits) -> bool {
+        self.key.exe == limits.worker_exe
+            && self.key.memory_mb == limits.memory_mb
+            && self.key.env == limits.worker_env
+    }
+
+    /// Send one request and wait for its reply until `deadline`. Any failure
+    /// kills and reaps the worker and says why; only a worker that replied
+    /// comes back.
+    fn exchange(
+        mut self,
+        bytes: &[u8],
+        format: Format,
+        limits: &IsolationLimits,
+        deadline: Instant,
+    ) -> Result<(Worker, Frame), ExtractError> {
+        lock(&self.stderr_tail).clear();
+        let Worker {
+            child,
+            stdin,
+            replies,
+            ..
+        } = &mut self;
+        let outcome = std::thread::scope(|scope| -> std::io::Result<_> {
+            // Written from a thread so that a worker that stops reading (stuck,
+            // or not a ragd worker at all) cannot block past the deadline.
+            std::thread::Builder::new()
+                .name("ragd-extract-in".into())
+                .stack_size(READER_STACK)
+                .spawn_scoped(scope, || {
+                    // A worker that dies early closes its end: the write fails
+                    // with EPIPE, and the exit status explains why.
+                    let _ = write_request(stdin, format, bytes);
+                })?;
+            let message = replies.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let status = match &message {
+                Ok(Message::Reply(_)) => return Ok((message, None)),
+                // Stdout closed: the worker is exiting (or has closed stdout and
+                // hangs, which only a non-ragd program would do; the deadline
+                // still holds).
+                Ok(Message::Closed) => wait_until(child, deadline),
+                Ok(Message::NotAWorker) => wait_until(child, deadline.min(Instant::now() + GRACE)),
+                Err(_) => None,
+            };
+            // Before the scope ends: killing is what unblocks a stuck writer.
+            if status.is_none() {
+                let _ = child.kill();
+            }
+            Ok((message, status))
+        });
+        let (message, status) = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                drop(self.stop(false));
+                return Err(ExtractError::WorkerUnavailable {
+                    detail: format!("cannot start a thread to feed the extraction worker: {e}"),
+                });
+            }
+        };
+        if let Ok(Message::Reply(frame)) = message {
+            return Ok((self, frame));
+        }
+        let exited = status.is_some();
+        let (reaped, stderr) = self.stop(false);
+        let status = status.or(reaped);
+        Err(match message {
+            Ok(Message::NotAWorker) => ExtractError::WorkerUnavailable {
+                // The worker writes the magic before it reads a byte of the
+                // file, so this is a setup problem, not the file's fault.
+                detail: format!(
+                    "{} did not answer as a ragd extraction worker{}",
+                    limits.worker_exe.display(),
+                    status.map(|s| format!(" ({s})")).unwrap_or_default()
+                ),
+            },
+            Ok(Message::Closed) if exited => {
+                classify_exit(status.expect("the worker exited"), &stderr, limits)
+            }
+            _ => ExtractError::Timeout {
+                secs: limits.timeout.as_secs_f64().ceil() as u64,
+            },
+        })
+    }
+
+    /// Retire a worker that is in good order.
+    fn retire(self) {
+        drop(self.stop(true));
+    }
+
+    /// End the worker — by closing its input when `gently`, else (or if that
+    /// does not work within [`GRACE`]) by killing it — and reap it. Returns its
+    /// exit status and the tail of its stderr.
+    fn stop(self, gently: bool) -> (Option<ExitStatus>, Vec<u8>) {
+        let Worker {
+            mut child,
+            stdin,
+            stdout_reader,
+            stderr_reader,
+            stderr_tail,
+            ..
+        } = self;
+        drop(stdin);
+        if !gently || wait_until(&mut child, Instant::now() + GRACE).is_none() {
+            // Does nothing to a worker already reaped.
+            let _ = child.kill();
+        }
+        let status = child.wait().ok();
+        // The process is gone, so its pipes are closed and the readers end.
+        let _ = stdout_reader.join();
+        let _ = stderr_reader.join();
+        let tail = std::mem::take(&mut *lock(&stderr_tail));
+        (status, tail)
+    }
+}
+
+/// The thread that starts every worker.
+///
+/// `PR_SET_PDEATHSIG` (see [`child_limits`]) fires when the thread that forked
+/// the child ends, not the process: a worker forked from a blocking-pool thread
+/// would be killed, idle in the pool, when that thread retires, and the next
+/// file would be blamed for its death. This thread lives as long as the
+/// process, and between spawns it retires workers that have been idle too long.
+mod spawner {
+    use super::*;
+
+    struct Job {
+        command: Command,
+        done: mpsc::SyncSender<std::io::Result<Child>>,
+    }
+
+    static JOBS: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+
+    /// Spawn `command` from the spawner thread, starting that thread if needed.
+    pub(super) fn spawn(command: Command) -> std::io::Result<Child> {
+        let gone = || std::io::Error::other("the extraction worker spawner thread is gone");
+        let (done, result) = mpsc::sync_channel(1);
+        let job = Job { command, done };
+        {
+            let mut jobs = lock(&JOBS);
+            if jobs.is_none() {
+                let (tx, rx) = mpsc::channel();
+                std::thread::Builder::new()
+                    .name("ragd-extract-spawner".into())
+                    .spawn(move || serve(&rx))?;
+                *jobs = Some(tx);
+            }
+            if jobs.as_ref().expect("set above").send(job).is_err() {
+                // Only a panic ends the thread; the next call starts another.
+                *jobs = None;
+                return Err(gone());
+            }
+        }
+        result.recv().map_err(|_| gone())?
+    }
+
+    fn serve(jobs: &mpsc::Receiver<Job>) {
+        let mut expired_at = Instant::now();
+        loop {
+            match jobs.recv_timeout(IDLE_TTL / 2) {
+                Ok(mut job) => {
+                    // The caller may have given up; the child is then dropped
+                    // with the reply and ends on the end of its input.
+                    let _ = job.done.send(job.command.spawn());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if expired_at.elapsed() >= IDLE_TTL / 2 {
+                expire_idle();
+                expired_at = Instant::now();
+            }
+        }
+    }
 }
 
 /// Applied in the child between fork and exec.
@@ -264,7 +621,8 @@ fn child_limits(address_space: u64) -> std::io::Result<()> {
     set(libc::RLIMIT_AS, address_space)?;
     // An abort is expected now and then; it must not write a core file each time.
     set(libc::RLIMIT_CORE, 0)?;
-    // A worker must not outlive the daemon (killed with SIGKILL, say).
+    // A worker must not outlive the daemon, even one killed with SIGKILL while
+    // the worker is busy (an idle worker exits on the end of its input anyway).
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
     unsafe {
@@ -275,8 +633,8 @@ fn child_limits(address_space: u64) -> std::io::Result<()> {
 
 /// Wait for the child to exit, until `deadline`. `None` means it is still running.
 fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    // Stdout has closed, so the worker is in its last instructions: poll
-    // briefly rather than park a thread in `wait`.
+    // Only called when the worker is in its last instructions (its stdout has
+    // closed, or its stdin): poll briefly rather than park a thread in `wait`.
     let mut pause = Duration::from_micros(200);
     loop {
         match child.try_wait() {
@@ -294,91 +652,165 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-/// Read `r` to its end, keeping only the last `keep` bytes.
-fn read_tail(r: &mut impl Read, keep: usize) -> Vec<u8> {
-    let mut tail = Vec::new();
+/// The stdout reader thread: check the magic, then pass on each reply frame.
+fn read_replies(stdout: &mut impl Read, replies: &mpsc::Sender<Message>) {
+    let mut magic = [0u8; REPLY_MAGIC.len()];
+    if stdout.read_exact(&mut magic).is_err() || magic != REPLY_MAGIC {
+        let _ = replies.send(Message::NotAWorker);
+        return;
+    }
+    loop {
+        let message = match read_reply(stdout) {
+            Ok(Some(frame)) => Message::Reply(frame),
+            Ok(None) | Err(_) => Message::Closed,
+        };
+        let closed = matches!(message, Message::Closed);
+        // The receiver is gone once the worker is discarded: nothing to do then.
+        if replies.send(message).is_err() || closed {
+            return;
+        }
+    }
+}
+
+/// One reply frame, or `None` at the end of the stream.
+fn read_reply(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
+    let mut flag = [0u8; 1];
+    if !read_exact_or_eof(r, &mut flag)? {
+        return Ok(None);
+    }
+    let last = match flag[0] {
+        FRAME_MORE => false,
+        FRAME_LAST => true,
+        other => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad reply frame flag {other}"),
+            ));
+        }
+    };
+    // The length is not trusted with an allocation: the JSON grows as it comes.
+    let json = read_payload(r, 0)?;
+    Ok(Some(Frame { last, json }))
+}
+
+/// Fill `buf`, or return false if the stream ends before its first byte.
+fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// A `u64` little-endian length and that many bytes, read into a buffer of
+/// at most `reserve` bytes reserved up front.
+fn read_payload(r: &mut impl Read, reserve: usize) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    let mut payload = Vec::with_capacity(reserve.min(usize::try_from(len).unwrap_or(usize::MAX)));
+    r.take(len).read_to_end(&mut payload)?;
+    if payload.len() as u64 != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(payload)
+}
+
+/// The parent's side of a request.
+fn write_request(w: &mut impl Write, format: Format, bytes: &[u8]) -> std::io::Result<()> {
+    let name = format.as_str().as_bytes();
+    let mut header = Vec::with_capacity(1 + name.len() + 8);
+    header.push(u8::try_from(name.len()).expect("format names are short"));
+    header.extend_from_slice(name);
+    header.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    w.write_all(&header)?;
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+/// The worker's side of a request: the format and the file's bytes, or `None`
+/// when the input ends between requests.
+fn read_request(r: &mut impl Read) -> std::io::Result<Option<(Format, Vec<u8>)>> {
+    let mut name_len = [0u8; 1];
+    if !read_exact_or_eof(r, &mut name_len)? {
+        return Ok(None);
+    }
+    let mut name = vec![0u8; usize::from(name_len[0])];
+    r.read_exact(&mut name)?;
+    let format = std::str::from_utf8(&name).ok().and_then(parse_format);
+    let Some(format) = format else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unknown format {:?}", String::from_utf8_lossy(&name)),
+        ));
+    };
+    // The parent is trusted with the length: allocating it all at once keeps a
+    // large file from needing twice its size while the buffer grows, and a
+    // file too large for the memory limit fails here, as out of memory.
+    let bytes = read_payload(r, usize::MAX)?;
+    Ok(Some((format, bytes)))
+}
+
+/// The stderr reader thread: read `r` to its end, keeping only the last `keep`
+/// bytes in `tail`.
+fn read_tail(r: &mut impl Read, keep: usize, tail: &Mutex<Vec<u8>>) {
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf) {
-            Ok(0) | Err(_) => return tail,
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
             Ok(n) => {
+                let mut tail = lock(tail);
                 tail.extend_from_slice(&buf[..n]);
                 if tail.len() > keep {
-                    tail.drain(..tail.len() - keep);
+                    let excess = tail.len() - keep;
+                    tail.drain(..excess);
                 }
             }
         }
     }
 }
 
-/// Turn the worker's exit into the document or the reason there is none.
-fn classify(
-    status: ExitStatus,
-    stdout: &[u8],
-    stderr: &[u8],
-    format: Format,
-    limits: &IsolationLimits,
-) -> Result<Document, ExtractError> {
+/// Why a worker that exited by itself, before replying, gave no reply.
+fn classify_exit(status: ExitStatus, stderr: &[u8], limits: &IsolationLimits) -> ExtractError {
     let stderr = String::from_utf8_lossy(stderr);
-    let Some(json) = stdout.strip_prefix(REPLY_MAGIC) else {
-        // The worker writes the magic before it reads a byte of the file, so
-        // without it this is not a ragd worker (a test harness, a stale path) or
-        // it could not even start: a setup problem, not the file's fault.
-        return Err(ExtractError::WorkerUnavailable {
-            detail: format!(
-                "{} did not answer as a ragd extraction worker ({status})",
-                limits.worker_exe.display()
-            ),
-        });
-    };
-    if status.success() {
-        return match serde_json::from_slice::<Reply>(json) {
-            Ok(Reply::Ok(sections)) => Ok(Document {
-                format,
-                sections: sections
-                    .into_iter()
-                    .map(|s| Section {
-                        text: s.text,
-                        page: s.page,
-                    })
-                    .collect(),
-            }),
-            Ok(Reply::Err(e)) => Err(e),
-            Err(e) => Err(ExtractError::Crashed {
-                detail: format!("unreadable reply from the extraction worker: {e}"),
-            }),
-        };
-    }
     // The allocator's message when an allocation fails; Rust then aborts.
     if stderr.contains("memory allocation of") {
-        return Err(ExtractError::OutOfMemory {
+        return ExtractError::OutOfMemory {
             limit_mb: limits.memory_mb,
-        });
+        };
     }
     if stderr.contains("has overflowed its stack") {
-        return Err(ExtractError::Crashed {
+        return ExtractError::Crashed {
             detail: "stack overflow".into(),
-        });
+        };
     }
     if let Some(message) = panic_message(&stderr) {
-        return Err(ExtractError::Panicked { detail: message });
+        return ExtractError::Panicked { detail: message };
     }
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(signal) = status.signal() {
-            return Err(ExtractError::Crashed {
+            return ExtractError::Crashed {
                 detail: format!("killed by signal {signal} ({})", signal_name(signal)),
-            });
+            };
         }
     }
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    Err(ExtractError::Crashed {
+    ExtractError::Crashed {
         detail: format!(
             "the extraction worker exited with {status}{}",
             last_line.map(|l| format!(": {l}")).unwrap_or_default()
         ),
-    })
+    }
 }
 
 /// The message of a Rust panic report on stderr ("thread 'main' panicked at
@@ -410,16 +842,16 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// The `extract-worker` subcommand: bytes on stdin, a [`Reply`] on stdout.
+/// Set by the worker's panic hook: something panicked, caught or not.
+static WORKER_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// The `extract-worker` subcommand: requests on stdin, a [`Reply`] for each on
+/// stdout, until stdin ends.
 ///
 /// Runs before the async runtime and telemetry start, so the worker is one
 /// thread (its address space limit is spent on the parser, not on thread
 /// stacks) and its stderr holds nothing but a crash report.
-pub fn worker_main(format: &str) -> ExitCode {
-    let Some(format) = parse_format(format) else {
-        eprintln!("extract-worker: unknown format {format:?}");
-        return ExitCode::from(2);
-    };
+pub fn worker_main() -> ExitCode {
     let mut out = match reply_channel() {
         Ok(out) => out,
         Err(e) => {
@@ -433,36 +865,61 @@ pub fn worker_main(format: &str) -> ExitCode {
         eprintln!("extract-worker: cannot write to stdout: {e}");
         return ExitCode::from(2);
     }
-    let mut bytes = Vec::new();
-    if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
-        eprintln!("extract-worker: cannot read stdin: {e}");
-        return ExitCode::from(2);
-    }
-    if let Ok(fault) = std::env::var(TEST_FAULT_ENV) {
-        test_fault(&fault);
-    }
-    let reply = match super::extract(&bytes, format) {
-        Ok(doc) => Reply::Ok(
-            doc.sections
-                .into_iter()
-                .map(|s| WireSection {
-                    text: s.text,
-                    page: s.page,
-                })
-                .collect(),
-        ),
-        Err(e) => Reply::Err(e),
-    };
-    let written = serde_json::to_writer(&mut out, &reply)
-        .map_err(std::io::Error::other)
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // A panic that `pdf.rs` catches leaves the process running, in a state no
+    // one checked: the worker reports it and exits after that reply.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        WORKER_PANICKED.store(true, Ordering::Relaxed);
+        report(info);
+    }));
+    let fault = std::env::var(TEST_FAULT_ENV).ok();
+    let mut input = std::io::stdin().lock();
+    loop {
+        let (format, bytes) = match read_request(&mut input) {
+            Ok(Some(request)) => request,
+            // The parent retires this worker, or is gone.
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("extract-worker: cannot read a request: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Some(fault) = &fault {
+            test_fault(fault, &bytes);
+        }
+        let reply = match super::extract(&bytes, format) {
+            Ok(doc) => Reply::Ok(
+                doc.sections
+                    .into_iter()
+                    .map(|s| WireSection {
+                        text: s.text,
+                        page: s.page,
+                    })
+                    .collect(),
+            ),
+            Err(e) => Reply::Err(e),
+        };
+        drop(bytes);
+        let last = WORKER_PANICKED.load(Ordering::Relaxed);
+        if let Err(e) = write_reply(&mut out, &reply, last) {
             eprintln!("extract-worker: cannot write the reply: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+        if last {
+            return ExitCode::SUCCESS;
         }
     }
+}
+
+/// The worker's side of a reply.
+fn write_reply(out: &mut impl Write, reply: &Reply, last: bool) -> std::io::Result<()> {
+    let json = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    let mut header = [0u8; 9];
+    header[0] = if last { FRAME_LAST } else { FRAME_MORE };
+    header[1..].copy_from_slice(&(json.len() as u64).to_le_bytes());
+    out.write_all(&header)?;
+    out.write_all(&json)?;
+    out.flush()
 }
 
 /// The worker's reply channel: the original stdout, moved to a private file
@@ -500,8 +957,19 @@ fn parse_format(name: &str) -> Option<Format> {
         .find(|f| f.as_str() == name)
 }
 
-/// Fail the way a broken parser would. Returns for an unknown fault name.
-fn test_fault(fault: &str) {
+/// Fail the way a broken parser would (see [`TEST_FAULT_ENV`]). Returns for an
+/// unknown fault name, and for a `marked-` fault on a file without the marker.
+fn test_fault(fault: &str, bytes: &[u8]) {
+    let fault = match fault.strip_prefix("marked-") {
+        Some(fault) => {
+            let marker = TEST_FAULT_MARKER.as_bytes();
+            if !bytes.windows(marker.len()).any(|w| w == marker) {
+                return;
+            }
+            fault
+        }
+        None => fault,
+    };
     match fault {
         "panic" => panic!("test fault: a parser panicked"),
         "abort" => std::process::abort(),
@@ -570,7 +1038,9 @@ mod tests {
             .into_iter()
             .chain(*b"END")
             .collect::<Vec<_>>();
-        let tail = read_tail(&mut input.as_slice(), 16);
+        let tail = Mutex::new(Vec::new());
+        read_tail(&mut input.as_slice(), 16, &tail);
+        let tail = tail.into_inner().unwrap();
         assert_eq!(tail.len(), 16);
         assert!(tail.ends_with(b"END"));
     }
@@ -594,5 +1064,55 @@ mod tests {
         let err = extract_isolated(Path::new("a.pdf"), b"%PDF", Format::Pdf, &limits).unwrap_err();
         assert_eq!(err.kind(), "worker_unavailable");
         assert!(!err.is_permanent());
+    }
+
+    #[test]
+    fn requests_round_trip_and_end_cleanly_between_them() {
+        let mut wire = Vec::new();
+        write_request(&mut wire, Format::Html, b"<p>one</p>").unwrap();
+        write_request(&mut wire, Format::Pdf, b"").unwrap();
+        let mut r = wire.as_slice();
+        let (f, b) = read_request(&mut r).unwrap().unwrap();
+        assert_eq!((f, b.as_slice()), (Format::Html, b"<p>one</p>".as_slice()));
+        let (f, b) = read_request(&mut r).unwrap().unwrap();
+        assert_eq!((f, b.len()), (Format::Pdf, 0));
+        assert!(read_request(&mut r).unwrap().is_none(), "end of input");
+        // Cut inside a request (in the second one's length): an error, not a
+        // clean end.
+        let mut r = &wire[..wire.len() - 3];
+        read_request(&mut r).unwrap().unwrap();
+        assert!(read_request(&mut r).is_err());
+    }
+
+    #[test]
+    fn replies_round_trip_with_their_last_flag() {
+        let mut wire = Vec::new();
+        write_reply(&mut wire, &Reply::Err(ExtractError::Empty), false).unwrap();
+        let panicked = ExtractError::Panicked {
+            detail: "boom".into(),
+        };
+        write_reply(&mut wire, &Reply::Err(panicked.clone()), true).unwrap();
+        let mut r = wire.as_slice();
+        let first = read_reply(&mut r).unwrap().unwrap();
+        assert!(!first.last);
+        assert!(matches!(
+            serde_json::from_slice(&first.json).unwrap(),
+            Reply::Err(ExtractError::Empty)
+        ));
+        let second = read_reply(&mut r).unwrap().unwrap();
+        assert!(second.last);
+        assert!(matches!(
+            serde_json::from_slice(&second.json).unwrap(),
+            Reply::Err(e) if e == panicked
+        ));
+        assert!(read_reply(&mut r).unwrap().is_none());
+        assert!(read_reply(&mut &wire[..4]).is_err(), "a cut frame");
+    }
+
+    #[test]
+    fn marked_faults_spare_unmarked_files() {
+        // Would panic if the fault applied.
+        test_fault("marked-panic", b"an ordinary file");
+        test_fault("unknown", b"anything");
     }
 }
