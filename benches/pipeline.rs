@@ -301,6 +301,20 @@ fn table(
         "≤ 1.2×",
         Some(rl / rs <= 1.2),
     ));
+    let (als, all) = (f(small, "peak_anon_mb"), f(large, "peak_anon_mb"));
+    let (fls, fll) = (f(small, "peak_file_mb"), f(large, "peak_file_mb"));
+    rows.push(row(
+        "  of which anonymous (heap: ragd + qdrant-edge's RAM indexes)",
+        format!("{als:.0} → {all:.0} MB = {:.2}×", all / als),
+        "",
+        None,
+    ));
+    rows.push(row(
+        "  of which file-backed (mapped segment files, reclaimable)",
+        format!("{fls:.0} → {fll:.0} MB = {:.2}×", fll / fls),
+        "",
+        None,
+    ));
     rows.push(row(
         format!("index {} files (instant)", scale * 10),
         format!(
