@@ -238,6 +238,35 @@ impl FlakyStore {
     }
 }
 
+impl FlakyStore {
+    /// Over `env`'s real store, failing a share `rate` of writes.
+    fn over(env: &TestEnv, rate: f64, sync_broken: bool) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FlakyStore {
+            inner: env.store.clone(),
+            rate,
+            failures: Default::default(),
+            sync_broken,
+        })
+    }
+
+    /// Run `op`, or fail it: half the failures after `op` was applied.
+    async fn maybe_fail<F, Fut>(&self, op: F) -> Result<(), ragd::store::StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ragd::store::StoreError>>,
+    {
+        match self.roll() {
+            None => op().await,
+            Some(applied) => {
+                if applied {
+                    op().await?;
+                }
+                Err(unknown())
+            }
+        }
+    }
+}
+
 fn unknown() -> ragd::store::StoreError {
     ragd::store::StoreError::Transient("injected: deadline exceeded".into())
 }
@@ -258,37 +287,13 @@ impl VectorStore for FlakyStore {
         c: &str,
         points: Vec<StoredPoint>,
     ) -> Result<(), ragd::store::StoreError> {
-        match self.roll() {
-            None => self.inner.upsert(c, points).await,
-            Some(applied) => {
-                if applied {
-                    self.inner.upsert(c, points).await?;
-                }
-                Err(unknown())
-            }
-        }
+        self.maybe_fail(|| self.inner.upsert(c, points)).await
     }
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), ragd::store::StoreError> {
-        match self.roll() {
-            None => self.inner.delete(c, f).await,
-            Some(applied) => {
-                if applied {
-                    self.inner.delete(c, f).await?;
-                }
-                Err(unknown())
-            }
-        }
+        self.maybe_fail(|| self.inner.delete(c, f)).await
     }
     async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), ragd::store::StoreError> {
-        match self.roll() {
-            None => self.inner.write(c, ops).await,
-            Some(applied) => {
-                if applied {
-                    self.inner.write(c, ops).await?;
-                }
-                Err(unknown())
-            }
-        }
+        self.maybe_fail(|| self.inner.write(c, ops)).await
     }
     async fn sync(&self, c: &str) -> Result<(), ragd::store::StoreError> {
         if self.sync_broken {
@@ -296,15 +301,7 @@ impl VectorStore for FlakyStore {
                 "injected: flush failed".into(),
             ));
         }
-        match self.roll() {
-            None => self.inner.sync(c).await,
-            Some(applied) => {
-                if applied {
-                    self.inner.sync(c).await?;
-                }
-                Err(unknown())
-            }
-        }
+        self.maybe_fail(|| self.inner.sync(c)).await
     }
     async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, ragd::store::StoreError> {
         self.inner.count(c, f).await
@@ -344,12 +341,7 @@ impl VectorStore for FlakyStore {
 async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
     let env = TestEnv::new("").await;
     corpus(&env, 30);
-    let flaky = std::sync::Arc::new(FlakyStore {
-        inner: env.store.clone(),
-        rate: 0.3,
-        failures: Default::default(),
-        sync_broken: false,
-    });
+    let flaky = FlakyStore::over(&env, 0.3, false);
     let run = || async {
         let config = ragd::config::load(&env.config_path()).unwrap();
         let app = ragd::app::App::open_with(config, Some(flaky.clone())).unwrap();
@@ -391,12 +383,7 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
 async fn files_are_indexed_only_once_a_store_sync_covers_them() {
     let env = TestEnv::new("").await;
     corpus(&env, 12);
-    let broken = std::sync::Arc::new(FlakyStore {
-        inner: env.store.clone(),
-        rate: 0.0,
-        failures: Default::default(),
-        sync_broken: true,
-    });
+    let broken = FlakyStore::over(&env, 0.0, true);
     let config = ragd::config::load(&env.config_path()).unwrap();
     let app = ragd::app::App::open_with(config, Some(broken)).unwrap();
     let err = env

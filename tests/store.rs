@@ -538,16 +538,22 @@ async fn edge_writes_are_durable_without_a_clean_close() {
         EdgeStore::open(&live).is_err(),
         "a second store on a directory in use must fail"
     );
-    std::mem::forget(first);
+    assert_eq!(ids_after_crash(first, &live).await, sorted_ids(&keep));
+}
 
-    let crashed = dir.path().join("crashed");
-    copy_dir(&live, &crashed);
+/// Abandon `store` without closing it, copy its directory as a crash would leave
+/// it, and return the sorted ids of collection `c` in the copy. (The directory
+/// itself cannot be opened twice: qdrant-edge locks its WAL.)
+async fn ids_after_crash(store: EdgeStore, live: &std::path::Path) -> Vec<Uuid> {
+    std::mem::forget(store);
+    let crashed = live.with_file_name("crashed");
+    copy_dir(live, &crashed);
     let second = EdgeStore::open(&crashed).unwrap();
     let back = second
         .scroll("c", &PointFilter::default(), false)
         .await
         .unwrap();
-    assert_eq!(sorted_ids(&back), sorted_ids(&keep));
+    sorted_ids(&back)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -696,14 +702,5 @@ async fn edge_write_groups_are_durable_after_sync() {
         .await
         .unwrap();
     first.sync("c").await.unwrap();
-    std::mem::forget(first);
-
-    let crashed = dir.path().join("crashed");
-    copy_dir(&live, &crashed);
-    let second = EdgeStore::open(&crashed).unwrap();
-    let back = second
-        .scroll("c", &PointFilter::default(), false)
-        .await
-        .unwrap();
-    assert_eq!(sorted_ids(&back), sorted_ids(&new));
+    assert_eq!(ids_after_crash(first, &live).await, sorted_ids(&new));
 }
