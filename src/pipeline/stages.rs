@@ -21,9 +21,11 @@ use crate::telemetry::events;
 const LEDGER_BATCH: usize = 256;
 /// Vectors kept in the embedding cache (about 1.5 KB each at 384 dims).
 const EMBED_CACHE_ENTRIES: usize = 250_000;
-/// Most points gathered into one write group while the store is busy; bounds
-/// the memory they hold.
-const GROUP_MAX_POINTS: usize = 4096;
+/// Most points gathered into one write group while the store is busy. Writes
+/// are cheap without a flush, so a group only has to amortise the per-write
+/// overhead; each group exists about three times over at its peak (ragd's
+/// points, qdrant-edge's copy, its WAL record), so it is kept small.
+const GROUP_MAX_POINTS: usize = 1024;
 /// Longest a written file waits for the store sync that makes it durable (and
 /// `indexed` in the ledger). Embedded Qdrant's flush costs 10–20 ms however
 /// little changed, so a bulk run must not sync per group.
