@@ -21,6 +21,9 @@ use crate::telemetry::events;
 const LEDGER_BATCH: usize = 256;
 /// Vectors kept in the embedding cache (about 1.5 KB each at 384 dims).
 const EMBED_CACHE_ENTRIES: usize = 250_000;
+/// Fresh vectors gathered before one embedding-cache transaction (about
+/// 1.5 MB at 384 dims).
+const CACHE_WRITE_BATCH: usize = 1024;
 /// Most points gathered into one write group while the store is busy. Writes
 /// are cheap without a flush, so a group only has to amortise the per-write
 /// overhead; each group exists about three times over at its peak (ragd's
@@ -312,11 +315,82 @@ fn text_key(text: &str) -> [u8; 32] {
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
+/// Fresh vectors not yet written to the embedding cache. Writing them in
+/// large batches matters: one small SQLite transaction per embed response cost
+/// a quarter of the wall time of a run with a fast embedder.
+#[derive(Default)]
+struct CacheBuffer {
+    vectors: HashMap<[u8; 32], Vec<f32>>,
+}
+
+impl CacheBuffer {
+    /// Vectors in the cache or in this buffer for `hashes` (`None`: a miss).
+    fn lookup(
+        &self,
+        pipeline: &Pipeline,
+        dim: Option<usize>,
+        hashes: &[[u8; 32]],
+    ) -> Vec<Option<Vec<f32>>> {
+        let mut found = pipeline
+            .ledger
+            .cached_vectors(&pipeline.config.model, dim, hashes)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "embedding cache unreadable; embedding anew");
+                vec![None; hashes.len()]
+            });
+        for (slot, hash) in found.iter_mut().zip(hashes) {
+            if slot.is_none() {
+                *slot = self.vectors.get(hash).cloned();
+            }
+        }
+        found
+    }
+
+    fn add(&mut self, pipeline: &Pipeline, hash: [u8; 32], vector: Vec<f32>) {
+        self.vectors.insert(hash, vector);
+        if self.vectors.len() >= CACHE_WRITE_BATCH {
+            self.flush(pipeline);
+        }
+    }
+
+    fn flush(&mut self, pipeline: &Pipeline) {
+        if self.vectors.is_empty() {
+            return;
+        }
+        let entries: Vec<([u8; 32], &[f32])> = self
+            .vectors
+            .iter()
+            .map(|(h, v)| (*h, v.as_slice()))
+            .collect();
+        if let Err(e) =
+            pipeline
+                .ledger
+                .cache_vectors(&pipeline.config.model, &entries, EMBED_CACHE_ENTRIES)
+        {
+            tracing::warn!(error = %e, "could not write the embedding cache");
+        }
+        self.vectors.clear();
+    }
+}
+
 /// Batch chunks across files and keep `embed_concurrency` requests in flight.
 async fn embed_all(
     pipeline: &Pipeline,
+    rx: mpsc::Receiver<Prepared>,
+    tx: mpsc::Sender<Embedded>,
+) -> Result<EmbedStats, PipelineError> {
+    let mut cache = CacheBuffer::default();
+    let result = embed_loop(pipeline, rx, tx, &mut cache).await;
+    // Also after an error: what was embedded need not be embedded again.
+    cache.flush(pipeline);
+    result
+}
+
+async fn embed_loop(
+    pipeline: &Pipeline,
     mut rx: mpsc::Receiver<Prepared>,
     tx: mpsc::Sender<Embedded>,
+    cache: &mut CacheBuffer,
 ) -> Result<EmbedStats, PipelineError> {
     let batch_size = pipeline.config.batch_size.max(1);
     let concurrency = pipeline.embed_concurrency.max(1);
@@ -367,13 +441,7 @@ async fn embed_all(
                         let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| text_key(&c.text)).collect();
                         // Unchanged chunks of an edited file, moved and duplicate
                         // files: their vectors are already known.
-                        let cached = pipeline
-                            .ledger
-                            .cached_vectors(&pipeline.config.model, dim, &hashes)
-                            .unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "embedding cache unreadable; embedding anew");
-                                vec![None; hashes.len()]
-                            });
+                        let cached = cache.lookup(pipeline, dim, &hashes);
                         let misses: Vec<usize> = (0..chunks.len()).filter(|i| cached[*i].is_none()).collect();
                         stats.cache_hits += chunks.len() - misses.len();
                         queue.extend(misses.iter().map(|i| (id, *i)));
@@ -404,18 +472,12 @@ async fn embed_all(
                         events::embed_request(pipeline.name(), n, took);
                         stats.texts += n;
                         dim = dim.or_else(|| vectors.first().map(Vec::len));
-                        let mut fresh = Vec::with_capacity(n);
                         for ((slot, i), v) in items.iter().zip(vectors) {
                             if let Some(s) = slots.get_mut(slot) {
-                                fresh.push((s.hashes[*i], v.clone()));
+                                cache.add(pipeline, s.hashes[*i], v.clone());
                                 s.vectors[*i] = Some(v);
                                 s.remaining -= 1;
                             }
-                        }
-                        let entries: Vec<([u8; 32], &[f32])> =
-                            fresh.iter().map(|(h, v)| (*h, v.as_slice())).collect();
-                        if let Err(e) = pipeline.ledger.cache_vectors(&pipeline.config.model, &entries, EMBED_CACHE_ENTRIES) {
-                            tracing::warn!(error = %e, "could not write the embedding cache");
                         }
                     }
                     Err(e) if is_fatal(&e) => return Err(pipeline.embed_err(e)),
