@@ -795,18 +795,9 @@ fn keyword(field: &str, value: &str) -> qdrant_edge::Condition {
 
 /// `None` when the filter has no conditions (matches everything).
 fn to_edge_filter(filter: &PointFilter) -> Option<Filter> {
-    let mut must = Vec::new();
-    if let Some(pipeline) = &filter.pipeline {
-        must.push(keyword("pipeline", pipeline));
-    }
-    if let Some(path) = &filter.path {
-        must.push(keyword("path", path));
-    }
-    let must_not: Vec<_> = filter
-        .content_hash_not
-        .iter()
-        .map(|hash| keyword("content_hash", hash))
-        .collect();
+    let (must, must_not) = filter.keyword_conditions();
+    let must: Vec<_> = must.into_iter().map(|(f, v)| keyword(f, v)).collect();
+    let must_not: Vec<_> = must_not.into_iter().map(|(f, v)| keyword(f, v)).collect();
     if must.is_empty() && must_not.is_empty() {
         return None;
     }
@@ -819,21 +810,7 @@ fn to_edge_filter(filter: &PointFilter) -> Option<Filter> {
 }
 
 fn to_edge_point(point: StoredPoint) -> Result<PointStructPersisted, StoreError> {
-    let payload = match serde_json::to_value(&point.payload) {
-        Ok(serde_json::Value::Object(map)) => Payload(map),
-        Ok(other) => {
-            return Err(StoreError::BadPayload {
-                id: point.id.to_string(),
-                detail: format!("payload is not a JSON object: {other}"),
-            });
-        }
-        Err(e) => {
-            return Err(StoreError::BadPayload {
-                id: point.id.to_string(),
-                detail: e.to_string(),
-            });
-        }
-    };
+    let payload = Payload(point.payload.to_json_object(point.id)?);
     Ok(PointStructPersisted {
         id: PointId::Uuid(point.id),
         vector: VectorStructPersisted::from(VectorStructInternal::Single(point.vector)),
@@ -853,10 +830,7 @@ fn from_edge_id(id: PointId) -> Result<Uuid, StoreError> {
 
 fn from_edge_payload(id: PointId, payload: Option<Payload>) -> Result<PointPayload, StoreError> {
     let map = payload.map(|p| p.0).unwrap_or_default();
-    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| StoreError::BadPayload {
-        id: id.to_string(),
-        detail: e.to_string(),
-    })
+    PointPayload::from_json(id, serde_json::Value::Object(map))
 }
 
 fn from_edge_vector(id: PointId, vector: VectorStructInternal) -> Result<Vec<f32>, StoreError> {

@@ -40,6 +40,36 @@ pub struct PointPayload {
     pub model: String,
 }
 
+impl PointPayload {
+    /// The JSON object both backends store as a point's payload.
+    pub(crate) fn to_json_object(
+        &self,
+        id: impl std::fmt::Display,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let bad = |detail: String| StoreError::BadPayload {
+            id: id.to_string(),
+            detail,
+        };
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(other) => Err(bad(format!("payload is not a JSON object: {other}"))),
+            Err(e) => Err(bad(e.to_string())),
+        }
+    }
+
+    /// Read a stored payload back; a point ragd did not write is a
+    /// [`StoreError::BadPayload`].
+    pub(crate) fn from_json(
+        id: impl std::fmt::Display,
+        value: serde_json::Value,
+    ) -> Result<Self, StoreError> {
+        serde_json::from_value(value).map_err(|e| StoreError::BadPayload {
+            id: id.to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
 /// A point to write or one read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {
@@ -48,6 +78,9 @@ pub struct StoredPoint {
     pub vector: Vec<f32>,
     pub payload: PointPayload,
 }
+
+/// `(field, value)`: the payload field equals the value.
+pub(crate) type KeywordCondition<'a> = (&'static str, &'a str);
 
 /// Which points an operation applies to. All set fields must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +99,27 @@ impl PointFilter {
             path: Some(path.to_owned()),
             content_hash_not: None,
         }
+    }
+
+    /// The filter as keyword conditions, `(must, must_not)` of `(field, value)`;
+    /// both empty when it matches everything. Each backend maps these to its
+    /// own filter type.
+    pub(crate) fn keyword_conditions(
+        &self,
+    ) -> (Vec<KeywordCondition<'_>>, Vec<KeywordCondition<'_>>) {
+        let mut must = Vec::new();
+        if let Some(pipeline) = &self.pipeline {
+            must.push(("pipeline", pipeline.as_str()));
+        }
+        if let Some(path) = &self.path {
+            must.push(("path", path.as_str()));
+        }
+        let must_not = self
+            .content_hash_not
+            .iter()
+            .map(|hash| ("content_hash", hash.as_str()))
+            .collect();
+        (must, must_not)
     }
 
     /// All points of one pipeline.

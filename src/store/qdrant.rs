@@ -337,18 +337,9 @@ fn keyword(field: &str, value: &str) -> Condition {
 
 /// `None` when the filter has no conditions (matches everything).
 fn to_filter(filter: &PointFilter) -> Option<Filter> {
-    let mut must = Vec::new();
-    if let Some(pipeline) = &filter.pipeline {
-        must.push(keyword("pipeline", pipeline));
-    }
-    if let Some(path) = &filter.path {
-        must.push(keyword("path", path));
-    }
-    let must_not: Vec<Condition> = filter
-        .content_hash_not
-        .iter()
-        .map(|hash| keyword("content_hash", hash))
-        .collect();
+    let (must, must_not) = filter.keyword_conditions();
+    let must: Vec<Condition> = must.into_iter().map(|(f, v)| keyword(f, v)).collect();
+    let must_not: Vec<Condition> = must_not.into_iter().map(|(f, v)| keyword(f, v)).collect();
     if must.is_empty() && must_not.is_empty() {
         return None;
     }
@@ -375,23 +366,18 @@ fn dim_of(collection: &str, info: &CollectionInfo) -> Result<usize, StoreError> 
 }
 
 fn to_payload(point: &StoredPoint) -> Result<Payload, StoreError> {
-    let bad = |detail: String| StoreError::BadPayload {
+    let map = point.payload.to_json_object(point.id)?;
+    Payload::try_from(serde_json::Value::Object(map)).map_err(|e| StoreError::BadPayload {
         id: point.id.to_string(),
-        detail,
-    };
-    let value = serde_json::to_value(&point.payload).map_err(|e| bad(e.to_string()))?;
-    Payload::try_from(value).map_err(|e| bad(e.to_string()))
+        detail: e.to_string(),
+    })
 }
 
 fn from_payload(
     id: &Uuid,
     payload: HashMap<String, qdrant_client::qdrant::Value>,
 ) -> Result<PointPayload, StoreError> {
-    let json = serde_json::Value::from(Payload::from(payload));
-    serde_json::from_value(json).map_err(|e| StoreError::BadPayload {
-        id: id.to_string(),
-        detail: e.to_string(),
-    })
+    PointPayload::from_json(id, serde_json::Value::from(Payload::from(payload)))
 }
 
 fn from_point_id(id: Option<PointId>) -> Result<Uuid, StoreError> {
