@@ -298,8 +298,7 @@ async fn an_endless_loop_times_out_is_retried_once_then_left_alone() {
 async fn deeply_nested_html_is_cut_short_in_the_worker() {
     let env = env_with("", "[limits]\nextract_timeout_secs = 2\n").await;
     // html5ever does not cap nesting: 20,000 nested <div>s take it tens of
-    // seconds (quadratic), and the recursive text walk overflows a 2 MiB
-    // thread's stack, which in-process would abort the daemon.
+    // seconds (quadratic in the depth), which only a worker can cut short.
     let depth = 20_000;
     env.write(
         "nested.html",

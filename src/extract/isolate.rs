@@ -34,12 +34,11 @@
 //! fuzz target. Sending them to a worker would cost more than extracting them.
 //!
 //! PDF and HTML go to a worker. HTML too, because html5ever does not cap how
-//! deeply elements nest, and the text walk in `html.rs` recurses once per
-//! level: 20,000 nested `<div>`s overflow a 2 MiB blocking-pool thread's stack
-//! (which in-process would abort the daemon) and take html5ever 26 s in a debug
-//! build (its tree building is quadratic in the nesting depth); 50,000 overflow
-//! even the worker's 8 MiB main thread. See `deeply_nested_html_*` in
-//! `tests/hostile.rs`.
+//! deeply elements nest and its tree building is quadratic in the nesting
+//! depth: 20,000 nested `<div>`s take it 26 s in a debug build, and only a
+//! worker can be stopped at a deadline. (The text walk in `html.rs` is
+//! iterative, so depth alone no longer overflows a stack.) See
+//! `deeply_nested_html_*` in `tests/hostile.rs`.
 //!
 //! # Cost: a pool of workers
 //!
