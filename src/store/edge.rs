@@ -72,6 +72,8 @@ const SCROLL_PAGE: usize = 512;
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const COLLECTIONS_DIR: &str = "collections";
+/// How long `load_collection` waits for a WAL lock held by a forked child.
+const WAL_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// qdrant-edge's WAL directory inside a shard.
 const WAL_DIR: &str = "wal";
 /// Prunable WAL bytes at which a `sync` compacts the shard. The WAL's mapped
@@ -693,14 +695,27 @@ fn create_collection(
 
 fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
     prune_wal(path)?;
-    // Fails with "Can't init WAL: WouldBlock" when another store (another ragd
-    // process) has this directory open: qdrant-edge locks its WAL.
-    let shard = EdgeShard::load(path, None).map_err(|e| {
-        StoreError::Backend(format!(
-            "loading collection {name:?} from {} (is another process using it?): {e}",
-            path.display()
-        ))
-    })?;
+    // qdrant-edge takes an flock on the WAL directory and fails with "Can't
+    // init WAL: WouldBlock" while anyone holds it. Another store (another ragd
+    // process) holds it for good; but a child process forked at the moment the
+    // previous holder (a closed shard, or the scratch shard of a create) had it
+    // open holds a copy of the lock until its exec, a few milliseconds. ragd forks
+    // extraction workers at any time, so wait that out before giving up.
+    let deadline = Instant::now() + WAL_LOCK_WAIT;
+    let shard = loop {
+        match EdgeShard::load(path, None) {
+            Ok(shard) => break shard,
+            Err(e) if e.to_string().contains("WouldBlock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "loading collection {name:?} from {} (is another process using it?): {e}",
+                    path.display()
+                )));
+            }
+        }
+    };
     let dim = shard
         .config()
         .vectors
