@@ -787,7 +787,8 @@ async fn start_group<'a>(
     }
     let point_count = points.len();
     // New versions first (same ids overwrite in place), then each old version's
-    // leftovers, so a file is never without vectors: one durable write group.
+    // leftovers, so a file is never without vectors: one write group, durable
+    // at the next sync.
     let mut ops = vec![WriteOp::Upsert(points)];
     for (record, target, _, reason) in &written {
         if record.content_hash.is_some() || *reason != Reason::New {

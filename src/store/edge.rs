@@ -256,6 +256,34 @@ impl EdgeStore {
     /// Close `collection`, drop its stale WAL segments and load it again; see
     /// "WAL" in the module docs. Holds the catalog for writing meanwhile, so no
     /// operation runs on the shard.
+    /// Apply `ops` to `collection`'s shard; with `durable`, flush after them.
+    async fn apply(
+        &self,
+        collection: &str,
+        ops: Vec<WriteOp>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let mut updates = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                WriteOp::Upsert(points) if points.is_empty() => {}
+                WriteOp::Upsert(points) => {
+                    for point in &points {
+                        check_dim(&target.name, target.dim, point.vector.len())?;
+                    }
+                    updates.push(upsert_op(points)?);
+                }
+                WriteOp::Delete(filter) => updates.push(delete_op(&filter)),
+            }
+        }
+        if updates.is_empty() {
+            return Ok(());
+        }
+        blocking(move || target.apply(updates, durable)).await
+    }
+
     async fn compact(&self, collection: &str) -> Result<(), StoreError> {
         let mut catalog = self.catalog.write().await;
         let real = catalog.resolve(collection).to_owned();
@@ -264,19 +292,10 @@ impl EdgeStore {
         };
         let name = real.clone();
         let reopened = blocking(move || {
-            // Only an abandoned blocking task can still hold a clone while we hold
-            // the catalog for writing; if one does, skip this compaction.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            let mut current = current;
-            let collection = loop {
-                match Arc::try_unwrap(current) {
-                    Ok(c) => break c,
-                    Err(shared) if Instant::now() < deadline => {
-                        current = shared;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(shared) => return Ok(shared),
-                }
+            // If an abandoned task still holds the shard, skip this compaction.
+            let collection = match sole_owner(current, Duration::from_secs(1)) {
+                Ok(c) => c,
+                Err(shared) => return Ok(shared),
             };
             let path = collection.path.clone();
             drop(collection); // flushes and releases the WAL lock
@@ -346,45 +365,17 @@ impl VectorStore for EdgeStore {
     }
 
     async fn upsert(&self, collection: &str, points: Vec<StoredPoint>) -> Result<(), StoreError> {
-        let catalog = self.catalog.read().await;
-        let target = catalog.get(collection)?;
-        if points.is_empty() {
-            return Ok(());
-        }
-        for point in &points {
-            check_dim(&target.name, target.dim, point.vector.len())?;
-        }
-        let op = upsert_op(points)?;
-        blocking(move || target.apply(vec![op], true)).await
+        self.apply(collection, vec![WriteOp::Upsert(points)], true)
+            .await
     }
 
     async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError> {
-        let catalog = self.catalog.read().await;
-        let target = catalog.get(collection)?;
-        let op = delete_op(filter);
-        blocking(move || target.apply(vec![op], true)).await
+        self.apply(collection, vec![WriteOp::Delete(filter.clone())], true)
+            .await
     }
 
     async fn write(&self, collection: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let catalog = self.catalog.read().await;
-        let target = catalog.get(collection)?;
-        let mut updates = Vec::with_capacity(ops.len());
-        for op in ops {
-            match op {
-                WriteOp::Upsert(points) if points.is_empty() => {}
-                WriteOp::Upsert(points) => {
-                    for point in &points {
-                        check_dim(&target.name, target.dim, point.vector.len())?;
-                    }
-                    updates.push(upsert_op(points)?);
-                }
-                WriteOp::Delete(filter) => updates.push(delete_op(&filter)),
-            }
-        }
-        if updates.is_empty() {
-            return Ok(());
-        }
-        blocking(move || target.apply(updates, false)).await
+        self.apply(collection, ops, false).await
     }
 
     async fn sync(&self, collection: &str) -> Result<(), StoreError> {
@@ -537,26 +528,13 @@ impl VectorStore for EdgeStore {
 
         let dir = self.collections_dir();
         blocking(move || {
-            // Drop the shard (which flushes it) before its files go away. Only an
-            // abandoned blocking task can still hold a clone while we hold the
-            // catalog for writing; give it time to finish.
-            let deadline = Instant::now() + RELEASE_TIMEOUT;
-            let mut removed = removed;
-            loop {
-                match Arc::try_unwrap(removed) {
-                    Ok(collection) => {
-                        drop(collection);
-                        break;
-                    }
-                    Err(still_shared) if Instant::now() < deadline => {
-                        removed = still_shared;
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(_) => {
-                        return Err(StoreError::Backend(format!(
-                            "collection {real:?} is still in use; not deleting its files"
-                        )));
-                    }
+            // Drop the shard (which flushes it) before its files go away.
+            match sole_owner(removed, RELEASE_TIMEOUT) {
+                Ok(collection) => drop(collection),
+                Err(_) => {
+                    return Err(StoreError::Backend(format!(
+                        "collection {real:?} is still in use; not deleting its files"
+                    )));
                 }
             }
             // Rename first so a crash mid-removal leaves a `.deleting-` leftover
@@ -734,6 +712,27 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
         shard,
         write_gate: Mutex::new(()),
     })
+}
+
+/// The collection itself once `shared` is its only reference, or `shared` back
+/// after `timeout`. Blocking. Called with the catalog held for writing, when
+/// only an abandoned blocking task (a cancelled caller's) can still hold a
+/// clone; this gives it time to finish.
+fn sole_owner(
+    mut shared: Arc<Collection>,
+    timeout: Duration,
+) -> Result<Collection, Arc<Collection>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match Arc::try_unwrap(shared) {
+            Ok(collection) => return Ok(collection),
+            Err(still) if Instant::now() < deadline => {
+                shared = still;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(still) => return Err(still),
+        }
+    }
 }
 
 /// The closed WAL segments of a shard, oldest first: `closed-<first index>`.
