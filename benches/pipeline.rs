@@ -4,6 +4,7 @@
 //! cargo bench --bench pipeline                       # 2,000 files, N = 1,000 for scaling
 //! RAGD_BENCH_FILES=500 cargo bench --bench pipeline  # a smaller main folder
 //! RAGD_BENCH_SCALE_FILES=500 ...                     # N of the N vs 10×N memory run
+//! RAGD_BENCH_ONLY=scaling ...                         # only some groups: ratio, busy, scaling, edit
 //! ```
 //!
 //! The parent process generates the folders (Markdown, text, HTML and some
@@ -62,6 +63,15 @@ fn main() -> ExitCode {
         .collect();
     let result = match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
+        // `pipeline generate DIR N`: write the 10×N scaling folder of N files
+        // and keep it, to profile one child by hand (`child instant DIR WORK`).
+        Some("generate") => match &args[1..] {
+            [dir, n] => n
+                .parse()
+                .map_err(|_| format!("not a count: {n}"))
+                .and_then(|n| generate(Path::new(dir), n, 3).map(drop)),
+            _ => Err("usage: pipeline generate DIR N".to_owned()),
+        },
         Some(other) if !other.starts_with('-') => {
             // `cargo bench -- FILTER`: there is one benchmark; run it anyway.
             parent()
@@ -131,17 +141,34 @@ fn parent() -> Result<(), String> {
         Ok(figures)
     };
 
-    let baseline = run("extract+chunk", "extract-chunk", &main_docs)?;
-    let instant = run("instant", "instant", &main_docs)?;
-    let direct = run(
+    // `RAGD_BENCH_ONLY=scaling,ratio` runs only some measurements (the rest
+    // print as NaN): a quicker loop while working on one figure.
+    let only = std::env::var("RAGD_BENCH_ONLY").unwrap_or_default();
+    let wanted = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
+    let run_if = |group: &str, name: &str, mode: &str, docs: &Path| {
+        if wanted(group) {
+            run(name, mode, docs)
+        } else {
+            Ok(Figures::new())
+        }
+    };
+    let baseline = run_if("ratio", "extract+chunk", "extract-chunk", &main_docs)?;
+    let instant = run_if("ratio", "instant", "instant", &main_docs)?;
+    let direct = run_if(
+        "ratio",
         "instant, in-process extraction",
         "instant-direct",
         &main_docs,
     )?;
-    let delay = run("delay 2 ms/text", "delay", &main_docs)?;
-    let small = run("scaling N", "instant", &small_docs)?;
-    let large = run("scaling 10xN", "instant", &large_docs)?;
-    let edit = run("edit one paragraph", "edit", &root.join("docs-edit"))?;
+    let delay = run_if("busy", "delay 2 ms/text", "delay", &main_docs)?;
+    let small = run_if("scaling", "scaling N", "instant", &small_docs)?;
+    let large = run_if("scaling", "scaling 10xN", "instant", &large_docs)?;
+    let edit = run_if(
+        "edit",
+        "edit one paragraph",
+        "edit",
+        &root.join("docs-edit"),
+    )?;
 
     print!(
         "{}",
@@ -577,6 +604,8 @@ fn child(args: &[String]) -> Result<(), String> {
         ));
     };
     let (docs, work) = (PathBuf::from(docs), PathBuf::from(work));
+    // As `ragd` does at start, before any thread.
+    ragd::alloc::tune();
     start_rss_sampler();
     let figures = match mode.as_str() {
         "extract-chunk" => extract_chunk(&docs)?,

@@ -16,6 +16,7 @@
 #   RAGD_BENCH_FILES=2000        files in the main folder
 #   RAGD_BENCH_SCALE_FILES=1000  N of the N vs 10×N memory run; 10×N is the
 #                                no-op rerun folder (target stated for 10,000)
+#   RAGD_BENCH_ONLY=scaling,...  only these groups: ratio, busy, scaling, edit
 #
 # The first build takes a long time (qdrant-edge, candle: 10–20 minutes on two
 # cores); later runs reuse target/release. Loopback network only.

@@ -189,6 +189,7 @@ pub fn main() -> ExitCode {
     if let Command::ExtractWorker = &cli.command {
         return crate::extract::isolate::worker_main();
     }
+    crate::alloc::tune(); // before the runtime starts any thread
     telemetry::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

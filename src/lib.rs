@@ -32,7 +32,9 @@
 //! - [`ops`]: the operator commands — `status`, `why`, `doctor`, `plan`.
 //! - [`cli`] and [`app`]: the command line and the composition root that wires
 //!   validated config into components.
+//! - [`alloc`]: malloc settings that keep freed memory from staying resident.
 
+pub mod alloc;
 pub mod app;
 pub mod chunk;
 pub mod cli;

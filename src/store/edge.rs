@@ -61,8 +61,12 @@ use uuid::Uuid;
 
 use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 
-/// Payload fields that get a keyword index: the ones ragd filters on.
-const INDEXED_FIELDS: [&str; 3] = ["pipeline", "path", "content_hash"];
+/// Payload fields that get a keyword index: the ones ragd selects points by.
+/// `content_hash` is filtered on too, but only as `must_not` next to a `path`
+/// match, where the path index already narrows the candidates to one file's
+/// points; an index of its own would cost RAM per point (about 130 bytes in
+/// qdrant's mutable map index) and work per upsert for nothing.
+const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: usize = 512;
@@ -168,14 +172,17 @@ impl Collection {
             // Even after an error: what went into the segments must not stay
             // in memory only.
             self.shard.flush();
+            release_mapped_pages(&self.path);
         }
         applied
     }
 
-    /// Make every update applied so far durable.
+    /// Make every update applied so far durable, then hand the shard's mapped
+    /// file pages back to the page cache (see [`release_mapped_pages`]).
     fn flush(&self) {
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
         self.shard.flush();
+        release_mapped_pages(&self.path);
     }
 }
 
@@ -777,6 +784,67 @@ fn prune_wal(shard_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Unmap, from this process, the resident pages of every shared file mapping
+/// under `dir` (a shard's segments and WAL), so they stop counting as ragd's
+/// resident memory.
+///
+/// qdrant-edge writes vectors, payloads and its WAL through `MAP_SHARED`
+/// mappings, and every page it ever touched stays mapped in ragd, so resident
+/// memory would grow with the corpus although ragd reads those pages back only
+/// to search. Right after a flush the pages are clean and in the kernel's page
+/// cache: `MADV_DONTNEED` on a shared file mapping drops only this process's
+/// page-table entries (a page written meanwhile is marked dirty in the page
+/// cache, never lost), and the next access faults the page back in from the
+/// cache. Private mappings are left alone: there it would discard data.
+/// Best effort: any failure leaves the pages mapped, which is merely bigger.
+fn release_mapped_pages(dir: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        // The kernel names mapped files by their canonical path.
+        let (Ok(dir), Ok(maps)) = (fs::canonicalize(dir), fs::read_to_string("/proc/self/maps"))
+        else {
+            return;
+        };
+        for (start, len) in shared_mappings_under(&maps, &dir) {
+            // SAFETY: the range is a whole shared file mapping of this process
+            // (from /proc/self/maps, under the caller's write gate, so the shard
+            // cannot unmap it meanwhile). MADV_DONTNEED on MAP_SHARED file
+            // memory only drops page-table entries; contents stay in the file
+            // and the page cache, and later accesses fault them back in.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+}
+
+/// `(start, length)` of each shared (`s`) mapping in a `/proc/self/maps` text
+/// whose file lies under `dir`.
+fn shared_mappings_under(maps: &str, dir: &Path) -> Vec<(usize, usize)> {
+    let Some(dir) = dir.to_str() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    maps.lines()
+        .filter_map(|line| {
+            // address perms offset dev inode pathname
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?.trim_start();
+            if !perms.ends_with('s') || !path.starts_with(&prefix) {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (end > start).then(|| (start, end - start))
+        })
+        .collect()
+}
+
 fn upsert_op(points: Vec<StoredPoint>) -> Result<UpdateOperation, StoreError> {
     let points = points
         .into_iter()
@@ -920,6 +988,22 @@ mod tests {
                 .collect()
         };
         (show(&filter.must), show(&filter.must_not))
+    }
+
+    #[test]
+    fn only_shared_mappings_under_the_shard_are_released() {
+        let maps = "\
+7f0000000000-7f0000001000 rw-s 00000000 fd:01 11 /state/qdrant/collections/docs/segments/a/vectors
+7f0000001000-7f0000003000 rw-p 00000000 fd:01 12 /state/qdrant/collections/docs/segments/a/private
+7f0000003000-7f0000004000 rw-s 00000000 fd:01 13 /state/qdrant/collections/docs2/wal/open-1
+7f0000004000-7f0000006000 r--s 00000000 fd:01 14 /state/qdrant/collections/docs/wal/open-1
+7f0000006000-7f0000007000 rw-p 00000000 00:00 0 
+7f0000007000-7f0000008000 rw-s 00000000 00:01 15 /dev/zero (deleted)";
+        let found = shared_mappings_under(maps, Path::new("/state/qdrant/collections/docs"));
+        assert_eq!(
+            found,
+            vec![(0x7f00_0000_0000, 0x1000), (0x7f00_0000_4000, 0x2000)]
+        );
     }
 
     #[test]
