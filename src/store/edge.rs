@@ -712,6 +712,9 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
                 path.display()
             ))
         })?;
+    // Loading read the payload indexes and id mappings through their maps;
+    // nothing else holds this shard yet.
+    release_mapped_pages(path);
     Ok(Collection {
         name: name.to_owned(),
         path: path.to_owned(),
@@ -807,8 +810,9 @@ fn release_mapped_pages(dir: &Path) {
         };
         for (start, len) in shared_mappings_under(&maps, &dir) {
             // SAFETY: the range is a whole shared file mapping of this process
-            // (from /proc/self/maps, under the caller's write gate, so the shard
-            // cannot unmap it meanwhile). MADV_DONTNEED on MAP_SHARED file
+            // (from /proc/self/maps; the caller holds the shard's write gate or
+            // the only handle to it, and only writes map or unmap its files, so
+            // the range cannot be replaced meanwhile). MADV_DONTNEED on MAP_SHARED file
             // memory only drops page-table entries; contents stay in the file
             // and the page cache, and later accesses fault them back in.
             unsafe {
