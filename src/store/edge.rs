@@ -59,14 +59,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
-
-/// Payload fields that get a keyword index: the ones ragd selects points by.
-/// `content_hash` is filtered on too, but only as `must_not` next to a `path`
-/// match, where the path index already narrows the candidates to one file's
-/// points; an index of its own would cost RAM per point (about 130 bytes in
-/// qdrant's mutable map index) and work per upsert for nothing.
-const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
+use super::{
+    INDEXED_FIELDS, PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore,
+    WriteOp,
+};
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: usize = 512;
@@ -148,6 +144,9 @@ struct Collection {
     name: String,
     /// The shard's directory.
     path: PathBuf,
+    /// `path` as the kernel names it in `/proc/self/maps` (canonical),
+    /// resolved once at load for [`release_mapped_pages`].
+    mapped_dir: PathBuf,
     dim: usize,
     shard: EdgeShard,
     /// Serialises update + flush on this shard; see the module docs.
@@ -171,18 +170,22 @@ impl Collection {
         if durable {
             // Even after an error: what went into the segments must not stay
             // in memory only.
-            self.shard.flush();
-            release_mapped_pages(&self.path);
+            self.flush_gated();
         }
         applied
     }
 
-    /// Make every update applied so far durable, then hand the shard's mapped
-    /// file pages back to the page cache (see [`release_mapped_pages`]).
+    /// Make every update applied so far durable.
     fn flush(&self) {
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_gated();
+    }
+
+    /// Flush, then hand the shard's now clean mapped pages back to the page
+    /// cache (see [`release_mapped_pages`]). The caller holds the write gate.
+    fn flush_gated(&self) {
         self.shard.flush();
-        release_mapped_pages(&self.path);
+        release_mapped_pages(&self.mapped_dir);
     }
 }
 
@@ -714,10 +717,12 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
         })?;
     // Loading read the payload indexes and id mappings through their maps;
     // nothing else holds this shard yet.
-    release_mapped_pages(path);
+    let mapped_dir = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    release_mapped_pages(&mapped_dir);
     Ok(Collection {
         name: name.to_owned(),
         path: path.to_owned(),
+        mapped_dir,
         dim,
         shard,
         write_gate: Mutex::new(()),
@@ -788,8 +793,8 @@ fn prune_wal(shard_dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Unmap, from this process, the resident pages of every shared file mapping
-/// under `dir` (a shard's segments and WAL), so they stop counting as ragd's
-/// resident memory.
+/// under `dir` (a shard's segments and WAL, canonical path), so they stop
+/// counting as ragd's resident memory.
 ///
 /// qdrant-edge writes vectors, payloads and its WAL through `MAP_SHARED`
 /// mappings, and every page it ever touched stays mapped in ragd, so resident
@@ -803,18 +808,17 @@ fn prune_wal(shard_dir: &Path) -> Result<(), StoreError> {
 fn release_mapped_pages(dir: &Path) {
     #[cfg(target_os = "linux")]
     {
-        // The kernel names mapped files by their canonical path.
-        let (Ok(dir), Ok(maps)) = (fs::canonicalize(dir), fs::read_to_string("/proc/self/maps"))
-        else {
+        let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
             return;
         };
-        for (start, len) in shared_mappings_under(&maps, &dir) {
+        for (start, len) in shared_mappings_under(&maps, dir) {
             // SAFETY: the range is a whole shared file mapping of this process
-            // (from /proc/self/maps; the caller holds the shard's write gate or
-            // the only handle to it, and only writes map or unmap its files, so
-            // the range cannot be replaced meanwhile). MADV_DONTNEED on MAP_SHARED file
-            // memory only drops page-table entries; contents stay in the file
-            // and the page cache, and later accesses fault them back in.
+            // (from /proc/self/maps; the caller holds the shard's write gate
+            // or the only handle to it, and only writes map or unmap its
+            // files, so the range cannot be replaced meanwhile). MADV_DONTNEED
+            // on MAP_SHARED file memory only drops page-table entries; contents
+            // stay in the file and the page cache, and later accesses fault
+            // them back in.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
             }

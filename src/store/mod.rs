@@ -79,6 +79,13 @@ pub struct StoredPoint {
     pub payload: PointPayload,
 }
 
+/// Payload fields that get a keyword index in both backends: the ones ragd
+/// selects points by. `content_hash` is filtered on too, but only as `must_not` next to a `path`
+/// match, where the path index already narrows the candidates to one file's
+/// points; an index of its own would cost RAM per point (about 130 bytes in
+/// qdrant's mutable map index) and work per upsert for nothing.
+pub(crate) const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
+
 /// `(field, value)`: the payload field equals the value.
 pub(crate) type KeywordCondition<'a> = (&'static str, &'a str);
 

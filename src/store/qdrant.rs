@@ -23,14 +23,9 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use uuid::Uuid;
 
-use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore};
-
-/// Payload fields that get a keyword index: the ones ragd selects points by.
-/// `content_hash` is filtered on too, but only as `must_not` next to a `path`
-/// match, where the path index already narrows the candidates to one file's
-/// points; an index of its own would cost RAM per point (about 130 bytes in
-/// qdrant's mutable map index) and work per upsert for nothing.
-const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
+use super::{
+    INDEXED_FIELDS, PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore,
+};
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: u32 = 512;
