@@ -15,6 +15,7 @@ pub const ALL: &[&str] = &[
     "index.after_intent",
     "index.after_upsert",
     "index.after_delete_old",
+    "index.after_sync",
     "delete.after_intent",
     "delete.after_store",
     "kb.after_intent",

@@ -249,6 +249,60 @@ fn reach(point: &str) -> u32 {
     }
 }
 
+/// `n` paragraphs of about 300 characters: one chunk each at the test
+/// config's 400-character chunks.
+fn paragraphs(n: usize, topic: &str) -> String {
+    let mut text = format!("# {topic}\n\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "Paragraph {i} about {topic}. {}\n\n",
+            "The quick brown fox jumps over the lazy dog. ".repeat(6)
+        ));
+    }
+    text
+}
+
+/// A longer version made durable in Qdrant but never recorded in the ledger
+/// (killed after the store sync), then a shorter one: the longer version's
+/// leftovers lie past anything the ledger knew, are found by id all the same,
+/// and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_an_unrecorded_longer_version_are_removed() {
+    let fake = spawn_fake("sk-hw").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "hw", 60).await;
+    env.write("grow.md", paragraphs(1, "first"));
+    index_to_completion(&env);
+
+    env.write("grow.md", paragraphs(90, "long"));
+    let out = ragd(&env)
+        .env("RAGD_FAILPOINTS", "index.after_sync:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "index.after_sync was not reached");
+    {
+        let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+        let record = ledger.get("docs", "grow.md").unwrap().unwrap();
+        assert_eq!((record.state, record.chunk_count), (FileState::Indexing, 1));
+        let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
+        let long = store
+            .count("docs", &PointFilter::file("docs", "grow.md"))
+            .await
+            .unwrap();
+        assert!(long > 64, "the long version is durable: {long} points");
+    }
+
+    env.write("grow.md", paragraphs(2, "short"));
+    index_to_completion(&env);
+    let inv = check(&env, &fake).await;
+    assert_eq!(
+        inv,
+        Invariants {
+            files: 1,
+            ..Default::default()
+        }
+    );
+}
+
 /// One round of changes: two files modified, one deleted, one added.
 fn failpoint_round(env: &TestEnv, round: usize) {
     env.write(

@@ -292,6 +292,21 @@ impl VectorStore for FlakyStore {
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), ragd::store::StoreError> {
         self.maybe_fail(|| self.inner.delete(c, f)).await
     }
+    async fn delete_points(
+        &self,
+        c: &str,
+        ids: Vec<uuid::Uuid>,
+    ) -> Result<(), ragd::store::StoreError> {
+        self.maybe_fail(|| self.inner.delete_points(c, ids)).await
+    }
+    async fn retrieve(
+        &self,
+        c: &str,
+        ids: &[uuid::Uuid],
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, ragd::store::StoreError> {
+        self.inner.retrieve(c, ids, v).await
+    }
     async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), ragd::store::StoreError> {
         self.maybe_fail(|| self.inner.write(c, ops)).await
     }

@@ -217,6 +217,69 @@ async fn delete_old_versions_keeps_the_current_one(store: &dyn VectorStore, pref
     assert_eq!(store.count(&c, &PointFilter::default()).await.unwrap(), 2);
 }
 
+async fn retrieve_and_delete_by_id(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_byid");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let a = file_points("docs", "a.md", "h1", 4);
+    let b = file_points("docs", "b.md", "h1", 2);
+    store.upsert(&c, a.clone()).await.unwrap();
+    store.upsert(&c, b.clone()).await.unwrap();
+
+    // Missing ids are left out; the rest come back in the order asked.
+    let missing = Uuid::new_v4();
+    let asked = [a[3].id, missing, b[0].id, a[1].id];
+    let got = store.retrieve(&c, &asked, true).await.unwrap();
+    assert_eq!(
+        got.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![a[3].id, b[0].id, a[1].id]
+    );
+    assert_eq!(got[0].payload, a[3].payload);
+    assert_close(&got[0].vector, &normalized(&a[3].vector));
+    let bare = store.retrieve(&c, &asked[..1], false).await.unwrap();
+    assert!(bare[0].vector.is_empty());
+    assert_eq!(bare[0].payload, a[3].payload);
+    assert!(store.retrieve(&c, &[], false).await.unwrap().is_empty());
+
+    // Deleting by id takes exactly those, missing ones included harmlessly.
+    store
+        .delete_points(&c, vec![a[2].id, a[3].id, missing])
+        .await
+        .unwrap();
+    let left = store
+        .scroll(&c, &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&left), sorted_ids(&[&a[..2], &b[..]].concat()));
+    // The same in a write group, next to an upsert, once synced.
+    store
+        .write(
+            &c,
+            vec![
+                WriteOp::Upsert(a[2..].to_vec()),
+                WriteOp::DeletePoints(vec![a[0].id, b[1].id]),
+            ],
+        )
+        .await
+        .unwrap();
+    store.sync(&c).await.unwrap();
+    let left = store
+        .scroll(&c, &PointFilter::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_ids(&left),
+        sorted_ids(&[a[1].clone(), a[2].clone(), a[3].clone(), b[0].clone()])
+    );
+    // A filter on a field the store may not index still selects exactly.
+    assert_eq!(
+        store
+            .count(&c, &PointFilter::file("docs", "a.md"))
+            .await
+            .unwrap(),
+        3
+    );
+}
+
 async fn search_returns_the_nearest_first(store: &dyn VectorStore, prefix: &str) {
     let c = format!("{prefix}_search");
     store.ensure_collection(&c, DIM).await.unwrap();
@@ -447,12 +510,80 @@ on_every_backend!(
     upsert_then_count_per_file,
     upserting_the_same_ids_twice_overwrites,
     delete_old_versions_keeps_the_current_one,
+    retrieve_and_delete_by_id,
     search_returns_the_nearest_first,
     scroll_with_and_without_vectors,
     alias_switch_moves_readers_to_the_new_collection,
 );
 
 // ---- embedded store only ------------------------------------------------------
+
+/// The payload fields a closed embedded collection has an index on.
+fn edge_indexed_fields(shard_dir: &std::path::Path) -> Vec<String> {
+    let shard = qdrant_edge::EdgeShard::load(shard_dir, None).unwrap();
+    let mut fields: Vec<String> = shard
+        .info()
+        .payload_schema
+        .keys()
+        .map(|k| k.to_string())
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// The embedded store keeps no payload index (RAM per point, see
+/// `store/edge.rs`), and drops the ones collections of earlier versions have,
+/// losing no point.
+#[tokio::test]
+async fn edge_collections_have_no_payload_index_and_old_ones_lose_theirs() {
+    use qdrant_edge::{
+        CreateIndex, FieldIndexOperations, PayloadFieldSchema, PayloadSchemaType, UpdateOperation,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shard_dir = dir.path().join("collections").join("c");
+    let points = file_points("docs", "a.md", "h1", 5);
+    {
+        let store = EdgeStore::open(dir.path()).unwrap();
+        store.ensure_collection("c", DIM).await.unwrap();
+        store.upsert("c", points.clone()).await.unwrap();
+    }
+    assert!(edge_indexed_fields(&shard_dir).is_empty());
+
+    // What an earlier ragd made: keyword indexes on `pipeline` and `path`.
+    {
+        let shard = qdrant_edge::EdgeShard::load(&shard_dir, None).unwrap();
+        for field in ["pipeline", "path"] {
+            shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name: field.parse().unwrap(),
+                        field_schema: Some(PayloadFieldSchema::FieldType(
+                            PayloadSchemaType::Keyword,
+                        )),
+                    }),
+                ))
+                .unwrap();
+        }
+    }
+    assert_eq!(edge_indexed_fields(&shard_dir), vec!["path", "pipeline"]);
+
+    {
+        let store = EdgeStore::open(dir.path()).unwrap();
+        let back = store
+            .scroll("c", &PointFilter::default(), true)
+            .await
+            .unwrap();
+        assert_eq!(sorted_ids(&back), sorted_ids(&points));
+        assert_eq!(
+            store
+                .count("c", &PointFilter::file("docs", "a.md"))
+                .await
+                .unwrap(),
+            5
+        );
+    }
+    assert!(edge_indexed_fields(&shard_dir).is_empty());
+}
 
 #[tokio::test]
 async fn edge_data_survives_reopening() {
@@ -502,7 +633,7 @@ async fn edge_data_survives_reopening() {
         assert_eq!(p.payload, original.payload);
         assert_close(&p.vector, &normalized(&original.vector));
     }
-    // The payload indexes were made with the collection and are still usable.
+    // A filtered search works without payload indexes.
     let hits = store
         .search(
             "live",

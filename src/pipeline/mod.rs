@@ -23,6 +23,7 @@
 
 pub mod moves;
 pub mod plan;
+pub mod points;
 pub mod reconcile;
 mod stages;
 mod targeted;
@@ -340,13 +341,23 @@ impl Pipeline {
             self.ledger.put(&intent).map_err(|e| self.ledger_err(e))?;
             crate::failpoint::hit("delete.after_intent");
             if exists {
-                self.store
-                    .delete(
-                        &self.config.collection,
-                        &PointFilter::file(self.name(), &record.path),
-                    )
-                    .await
-                    .map_err(|e| self.store_err(e))?;
+                let found = points::file_points(
+                    &*self.store,
+                    &self.config.collection,
+                    self.name(),
+                    &record.path,
+                    0,
+                    record.chunk_count,
+                    false,
+                )
+                .await
+                .map_err(|e| self.store_err(e))?;
+                if !found.is_empty() {
+                    self.store
+                        .delete_points(&self.config.collection, points::ids(&found))
+                        .await
+                        .map_err(|e| self.store_err(e))?;
+                }
             }
             crate::failpoint::hit("delete.after_store");
             self.ledger

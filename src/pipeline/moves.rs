@@ -23,10 +23,10 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::plan::{Plan, Reason, WorkItem};
-use super::{Pipeline, PipelineError};
+use super::{Pipeline, PipelineError, points};
 use crate::document::point_id;
 use crate::ledger::{FileRecord, FileState};
-use crate::store::{PointFilter, StoredPoint};
+use crate::store::StoredPoint;
 
 /// A planned delete and a planned add that are the same bytes.
 #[derive(Debug, Clone)]
@@ -143,10 +143,18 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
     {
         return Ok(false);
     }
-    let old = store
-        .scroll(collection, &PointFilter::file(name, &mv.from.path), true)
-        .await
-        .map_err(|e| pipeline.store_err(e))?;
+    let old = points::file_points(
+        &**store,
+        collection,
+        name,
+        &mv.from.path,
+        0,
+        mv.from.chunk_count,
+        true,
+    )
+    .await
+    .map_err(|e| pipeline.store_err(e))?;
+    let old_ids = points::ids(&old);
     let complete = old.len() == mv.from.chunk_count as usize
         && old
             .iter()
@@ -191,7 +199,7 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
             .map_err(|e| pipeline.store_err(e))?;
     }
     store
-        .delete(collection, &PointFilter::file(name, &mv.from.path))
+        .delete_points(collection, old_ids)
         .await
         .map_err(|e| pipeline.store_err(e))?;
 

@@ -14,6 +14,7 @@ use super::plan::TRANSIENT_KIND;
 use super::{Pipeline, PipelineError, RunOptions, RunSummary};
 use crate::ledger::{FileState, KbState};
 use crate::store::PointFilter;
+use uuid::Uuid;
 
 /// What a reconcile found (and then fixed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,8 +68,8 @@ impl Pipeline {
             .scroll(collection, &PointFilter::pipeline(self.name()), false)
             .await
             .map_err(|e| self.store_err(e))?;
-        // path → (points of the recorded version, points of other versions)
-        let mut seen: HashMap<&str, (usize, usize)> = HashMap::new();
+        // path → (points of the recorded version, ids of other versions' points)
+        let mut seen: HashMap<&str, (usize, Vec<Uuid>)> = HashMap::new();
         for p in &points {
             let entry = seen.entry(p.payload.path.as_str()).or_default();
             let current = files
@@ -78,32 +79,28 @@ impl Pipeline {
             if current {
                 entry.0 += 1;
             } else {
-                entry.1 += 1;
+                entry.1.push(p.id);
             }
         }
-        for (path, (current, other)) in &seen {
-            let record = files.get(*path);
-            match record.and_then(|r| r.content_hash.clone()) {
-                None => {
-                    report.orphan_points += current + other;
-                    report.details.push(format!("orphan points: {path}"));
-                    self.store
-                        .delete(collection, &PointFilter::file(self.name(), path))
-                        .await
-                        .map_err(|e| self.store_err(e))?;
-                }
-                Some(hash) if *other > 0 => {
-                    report.stale_points += other;
-                    report.details.push(format!("stale points: {path}"));
-                    let mut old = PointFilter::file(self.name(), path);
-                    old.content_hash_not = Some(hash);
-                    self.store
-                        .delete(collection, &old)
-                        .await
-                        .map_err(|e| self.store_err(e))?;
-                }
-                Some(_) => {}
+        for (path, (_, other)) in &mut seen {
+            let indexed = files.get(*path).is_some_and(|r| r.content_hash.is_some());
+            if other.is_empty() {
+                continue;
             }
+            // A file the ledger has no indexed version of counts nothing as
+            // current, so `other` is all its points.
+            if indexed {
+                report.stale_points += other.len();
+                report.details.push(format!("stale points: {path}"));
+            } else {
+                report.orphan_points += other.len();
+                report.details.push(format!("orphan points: {path}"));
+            }
+            // Exactly the points seen go, by id.
+            self.store
+                .delete_points(collection, std::mem::take(other))
+                .await
+                .map_err(|e| self.store_err(e))?;
         }
         for r in files.values() {
             if r.state != FileState::Indexed {

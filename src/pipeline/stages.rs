@@ -8,13 +8,13 @@ use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::plan::{Reason, TRANSIENT_KIND, WorkItem};
-use super::{FileFailure, Pipeline, PipelineError, RunSummary};
+use super::{FileFailure, Pipeline, PipelineError, RunSummary, points};
 use crate::document::{Chunk, Document, point_id, sha256_hex};
 use crate::embed::EmbedError;
 use crate::extract;
 use crate::failpoint;
 use crate::ledger::{FileRecord, FileState};
-use crate::store::{PointFilter, PointPayload, StoredPoint, WriteOp};
+use crate::store::{PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
 
 /// Ledger rows written per transaction for files that need no Qdrant work.
@@ -662,6 +662,10 @@ fn sync_task(pipeline: &Pipeline, files: Vec<WrittenFile>) -> StoreTask<'_> {
             .sync(&pipeline.config.collection)
             .await
             .map_err(|e| pipeline.store_err(e))?;
+        // Durable in the store, still `indexing` in the ledger.
+        for _ in &files {
+            failpoint::hit("index.after_sync");
+        }
         Ok(StoreDone::Synced(files))
     })
 }
@@ -786,19 +790,35 @@ async fn start_group<'a>(
         written.push((record, target, n, reason));
     }
     let point_count = points.len();
-    // New versions first (same ids overwrite in place), then each old version's
-    // leftovers, so a file is never without vectors: one write group, durable
-    // at the next sync.
-    let mut ops = vec![WriteOp::Upsert(points)];
-    for (record, target, _, reason) in &written {
-        if record.content_hash.is_some() || *reason != Reason::New {
-            let mut old = PointFilter::file(name, &record.path);
-            old.content_hash_not = Some(target.clone());
-            ops.push(WriteOp::Delete(old));
-        }
-    }
     Ok(Box::pin(async move {
         let started = Instant::now();
+        // The old versions' leftovers: ids from each file's new chunk count on
+        // (`points` module). Found before the upsert, which only writes ids
+        // below that count, so the answer is the same after it.
+        let mut leftovers = Vec::new();
+        for (record, _, n, reason) in &written {
+            if record.content_hash.is_some() || *reason != Reason::New {
+                let old = points::file_points(
+                    &*pipeline.store,
+                    collection,
+                    name,
+                    &record.path,
+                    *n as u32,
+                    record.chunk_count,
+                    false,
+                )
+                .await
+                .map_err(|e| pipeline.store_err(e))?;
+                leftovers.extend(points::ids(&old));
+            }
+        }
+        // New versions first (same ids overwrite in place), then the leftovers,
+        // so a file is never without vectors: one write group, durable at the
+        // next sync.
+        let mut ops = vec![WriteOp::Upsert(points)];
+        if !leftovers.is_empty() {
+            ops.push(WriteOp::DeletePoints(leftovers));
+        }
         pipeline
             .store
             .write(collection, ops)

@@ -48,21 +48,18 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
-    NamedQuery, OperationError, Payload, PayloadFieldSchema, PayloadSchemaType, PointId,
-    PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
-    ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, VectorInternal,
-    VectorStructInternal, VectorStructPersisted, WalOptions, WithPayloadInterface, WithVector,
+    CountRequest, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard, EdgeVectorParamsBuilder,
+    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, OperationError,
+    Payload, PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum,
+    QueryRequest, Record, ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants,
+    VectorInternal, VectorStructInternal, VectorStructPersisted, WalOptions, WithPayloadInterface,
+    WithVector,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use super::{
-    INDEXED_FIELDS, PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore,
-    WriteOp,
-};
+use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: usize = 512;
@@ -286,6 +283,8 @@ impl EdgeStore {
                     updates.push(upsert_op(points)?);
                 }
                 WriteOp::Delete(filter) => updates.push(delete_op(&filter)),
+                WriteOp::DeletePoints(ids) if ids.is_empty() => {}
+                WriteOp::DeletePoints(ids) => updates.push(delete_points_op(ids)),
             }
         }
         if updates.is_empty() {
@@ -384,6 +383,40 @@ impl VectorStore for EdgeStore {
             .await
     }
 
+    async fn delete_points(&self, collection: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        self.apply(collection, vec![WriteOp::DeletePoints(ids)], true)
+            .await
+    }
+
+    async fn retrieve(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let ids: Vec<PointId> = ids.iter().copied().map(PointId::Uuid).collect();
+        blocking(move || {
+            let records = target
+                .shard
+                .retrieve(
+                    &ids,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(with_vectors)),
+                )
+                .map_err(|e| backend(&target.name, e))?;
+            records
+                .into_iter()
+                .map(|record| from_edge_record(record, with_vectors))
+                .collect()
+        })
+        .await
+    }
+
     async fn write(&self, collection: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         self.apply(collection, ops, false).await
     }
@@ -447,14 +480,7 @@ impl VectorStore for EdgeStore {
                     .scroll(request)
                     .map_err(|e| backend(&target.name, e))?;
                 for record in records {
-                    out.push(StoredPoint {
-                        id: from_edge_id(record.id)?,
-                        vector: match record.vector {
-                            Some(v) if with_vectors => from_edge_vector(record.id, v)?,
-                            _ => Vec::new(),
-                        },
-                        payload: from_edge_payload(record.id, record.payload)?,
-                    });
+                    out.push(from_edge_record(record, with_vectors)?);
                 }
                 match next {
                     Some(next) => offset = Some(next),
@@ -644,9 +670,15 @@ fn edge_config(dim: usize, wal_segment_bytes: usize) -> EdgeConfig {
         .build()
 }
 
-/// Create `<dir>/<name>` with its payload indexes, atomically: the shard is built
-/// in a scratch directory, closed (which flushes it) and renamed into place, so a
-/// crash never leaves a collection without its indexes.
+/// Create `<dir>/<name>` atomically: the shard is built in a scratch directory,
+/// closed (which flushes it) and renamed into place, so a crash never leaves a
+/// half-made collection under the real name.
+///
+/// No payload index: an appendable segment keeps a keyword index wholly in RAM
+/// (measured: about 150 bytes per point for `pipeline` alone), which grew
+/// ragd's memory with the collection. ragd finds a file's points by their
+/// deterministic ids instead (`pipeline::points`); the filters that remain
+/// (`ragd search` by pipeline, reconcile, `ragd why`) scan payloads.
 fn create_collection(
     dir: &Path,
     name: &str,
@@ -658,15 +690,6 @@ fn create_collection(
         fs::create_dir(&scratch).map_err(|e| io_error(&scratch, e))?;
         let shard = EdgeShard::new(&scratch, edge_config(dim, wal_segment_bytes))
             .map_err(|e| backend(name, e))?;
-        for field in INDEXED_FIELDS {
-            let op = UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
-                CreateIndex {
-                    field_name: json_path(field),
-                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
-                },
-            ));
-            shard.update(op).map_err(|e| backend(name, e))?;
-        }
         drop(shard); // flushes
         Ok(())
     })();
@@ -715,8 +738,9 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
                 path.display()
             ))
         })?;
-    // Loading read the payload indexes and id mappings through their maps;
-    // nothing else holds this shard yet.
+    drop_payload_indexes(name, &shard)?;
+    // Loading read the id mappings and payloads through their maps; nothing
+    // else holds this shard yet.
     let mapped_dir = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     release_mapped_pages(&mapped_dir);
     Ok(Collection {
@@ -727,6 +751,24 @@ fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
         shard,
         write_gate: Mutex::new(()),
     })
+}
+
+/// Collections made by earlier ragd versions carry keyword indexes on
+/// `pipeline` and `path`. They are RAM only (see [`create_collection`]) and
+/// nothing needs them any more, so they go; the drop is an update like any
+/// other, made durable at once.
+fn drop_payload_indexes(name: &str, shard: &EdgeShard) -> Result<(), StoreError> {
+    let fields: Vec<JsonPath> = shard.info().payload_schema.into_keys().collect();
+    if fields.is_empty() {
+        return Ok(());
+    }
+    for field in fields {
+        tracing::info!(collection = %name, field = %field, "dropping payload index");
+        let op = UpdateOperation::FieldIndexOperation(FieldIndexOperations::DeleteIndex(field));
+        shard.update(op).map_err(|e| backend(name, e))?;
+    }
+    shard.flush();
+    Ok(())
 }
 
 /// The collection itself once `shared` is its only reference, or `shared` back
@@ -863,6 +905,12 @@ fn upsert_op(points: Vec<StoredPoint>) -> Result<UpdateOperation, StoreError> {
     ))
 }
 
+fn delete_points_op(ids: Vec<Uuid>) -> UpdateOperation {
+    UpdateOperation::PointOperation(PointOperations::DeletePoints {
+        ids: ids.into_iter().map(PointId::Uuid).collect(),
+    })
+}
+
 fn delete_op(filter: &PointFilter) -> UpdateOperation {
     // An empty `PointFilter` matches every point, as documented on the trait.
     let filter = to_edge_filter(filter).unwrap_or_default();
@@ -905,6 +953,17 @@ fn to_edge_point(point: StoredPoint) -> Result<PointStructPersisted, StoreError>
         id: PointId::Uuid(point.id),
         vector: VectorStructPersisted::from(VectorStructInternal::Single(point.vector)),
         payload: Some(payload),
+    })
+}
+
+fn from_edge_record(record: Record, with_vectors: bool) -> Result<StoredPoint, StoreError> {
+    Ok(StoredPoint {
+        id: from_edge_id(record.id)?,
+        vector: match record.vector {
+            Some(v) if with_vectors => from_edge_vector(record.id, v)?,
+            _ => Vec::new(),
+        },
+        payload: from_edge_payload(record.id, record.payload)?,
     })
 }
 

@@ -79,13 +79,6 @@ pub struct StoredPoint {
     pub payload: PointPayload,
 }
 
-/// Payload fields that get a keyword index in both backends: the ones ragd
-/// selects points by. `content_hash` is filtered on too, but only as `must_not` next to a `path`
-/// match, where the path index already narrows the candidates to one file's
-/// points; an index of its own would cost RAM per point (about 130 bytes in
-/// qdrant's mutable map index) and work per upsert for nothing.
-pub(crate) const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
-
 /// `(field, value)`: the payload field equals the value.
 pub(crate) type KeywordCondition<'a> = (&'static str, &'a str);
 
@@ -145,6 +138,8 @@ pub enum WriteOp {
     Upsert(Vec<StoredPoint>),
     /// Delete every point matching the filter.
     Delete(PointFilter),
+    /// Delete these points; ids that do not exist are ignored.
+    DeletePoints(Vec<Uuid>),
 }
 
 /// One search result.
@@ -194,9 +189,10 @@ pub trait VectorStore: Send + Sync {
     /// "edge" or "qdrant", for messages.
     fn backend(&self) -> &'static str;
 
-    /// Create `collection` (cosine distance, `dim`) with payload indexes on
-    /// `pipeline`, `path` and `content_hash`, unless it exists. An existing one with
-    /// another dimension is a [`StoreError::DimensionMismatch`].
+    /// Create `collection` (cosine distance, `dim`) unless it exists. An existing
+    /// one with another dimension is a [`StoreError::DimensionMismatch`]. Whether
+    /// payload fields get an index is the backend's choice: filters work either
+    /// way, and ragd finds a file's points by id (see `pipeline::points`).
     async fn ensure_collection(&self, collection: &str, dim: usize) -> Result<(), StoreError>;
 
     /// The vector dimension of `collection`, or `None` if it does not exist.
@@ -207,6 +203,18 @@ pub trait VectorStore: Send + Sync {
 
     /// Delete every point matching `filter`.
     async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError>;
+
+    /// Delete the points with these ids; missing ones are ignored.
+    async fn delete_points(&self, collection: &str, ids: Vec<Uuid>) -> Result<(), StoreError>;
+
+    /// The points among `ids` that exist, in the order asked, vectors included
+    /// if asked.
+    async fn retrieve(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError>;
 
     /// Apply `ops` in order. They are visible to reads when the call returns, but
     /// durable only once [`VectorStore::sync`] has returned after it.
@@ -220,6 +228,7 @@ pub trait VectorStore: Send + Sync {
             match op {
                 WriteOp::Upsert(points) => self.upsert(collection, points).await?,
                 WriteOp::Delete(filter) => self.delete(collection, &filter).await?,
+                WriteOp::DeletePoints(ids) => self.delete_points(collection, ids).await?,
             }
         }
         Ok(())

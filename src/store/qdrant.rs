@@ -16,16 +16,21 @@ use qdrant_client::qdrant::vector_output::Vector as VectorOutputKind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::{
     CollectionInfo, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, PointId,
-    PointStruct, Query, QueryPointsBuilder, ScrollPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder, VectorsOutput,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
+    GetPointsBuilder, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder,
+    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use uuid::Uuid;
 
-use super::{
-    INDEXED_FIELDS, PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore,
-};
+use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore};
+
+/// Payload fields a server collection indexes. ragd finds a file's points by id,
+/// so these serve filters only: `ragd search` by pipeline, `ragd why` and
+/// reconcile by path. On a server their RAM is the server's, and a shared
+/// cluster may hold many pipelines in one collection; the embedded store, whose
+/// RAM is ragd's own, indexes nothing.
+const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: u32 = 512;
@@ -186,6 +191,67 @@ impl VectorStore for QdrantStore {
             .await
             .map_err(|e| map_err(collection, e))?;
         Ok(())
+    }
+
+    async fn delete_points(&self, collection: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = PointsIdsList {
+            ids: ids
+                .iter()
+                .map(|id| PointId::from(id.to_string()))
+                .collect::<Vec<_>>(),
+        };
+        self.client
+            .delete_points(DeletePointsBuilder::new(collection).points(ids).wait(true))
+            .await
+            .map_err(|e| map_err(collection, e))?;
+        Ok(())
+    }
+
+    async fn retrieve(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = GetPointsBuilder::new(
+            collection,
+            ids.iter()
+                .map(|id| PointId::from(id.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .with_payload(true)
+        .with_vectors(with_vectors);
+        let response = self
+            .client
+            .get_points(request)
+            .await
+            .map_err(|e| map_err(collection, e))?;
+        let mut found = HashMap::with_capacity(response.result.len());
+        for point in response.result {
+            let id = from_point_id(point.id)?;
+            let vector = if with_vectors {
+                dense_vector(&id, point.vectors)?
+            } else {
+                Vec::new()
+            };
+            let payload = from_payload(&id, point.payload)?;
+            found.insert(
+                id,
+                StoredPoint {
+                    id,
+                    vector,
+                    payload,
+                },
+            );
+        }
+        // The server answers in its own order; the trait promises the caller's.
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use rand::Rng;
 
 use super::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
+use uuid::Uuid;
 
 /// A store whose transient failures are retried with exponential backoff and jitter.
 pub struct Retrying<S> {
@@ -77,6 +78,19 @@ impl<S: VectorStore> VectorStore for Retrying<S> {
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
         self.run("delete", || self.inner.delete(c, f)).await
     }
+    async fn delete_points(&self, c: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        self.run("delete_points", || self.inner.delete_points(c, ids.clone()))
+            .await
+    }
+    async fn retrieve(
+        &self,
+        c: &str,
+        ids: &[Uuid],
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        self.run("retrieve", || self.inner.retrieve(c, ids, v))
+            .await
+    }
     async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         // Every op is idempotent, so a group that failed part-way is redone whole.
         self.run("write", || self.inner.write(c, ops.clone())).await
@@ -139,6 +153,17 @@ impl VectorStore for std::sync::Arc<dyn VectorStore> {
     }
     async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
         (**self).delete(c, f).await
+    }
+    async fn delete_points(&self, c: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        (**self).delete_points(c, ids).await
+    }
+    async fn retrieve(
+        &self,
+        c: &str,
+        ids: &[Uuid],
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        (**self).retrieve(c, ids, v).await
     }
     async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         (**self).write(c, ops).await

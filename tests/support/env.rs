@@ -11,6 +11,7 @@ use ragd::embed::server::EmbedServerHandle;
 use ragd::pipeline::{Pipeline, RunOptions, RunSummary};
 use ragd::store::edge::EdgeStore;
 use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
+use uuid::Uuid;
 
 use super::embed::{MODEL, start_embed_server};
 
@@ -202,11 +203,25 @@ impl VectorStore for CountingStore {
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(c, f).await
     }
+    async fn delete_points(&self, c: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete_points(c, ids).await
+    }
+    async fn retrieve(
+        &self,
+        c: &str,
+        ids: &[Uuid],
+        v: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        self.inner.retrieve(c, ids, v).await
+    }
     async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         for op in &ops {
             match op {
                 WriteOp::Upsert(_) => self.upserts.fetch_add(1, Ordering::SeqCst),
-                WriteOp::Delete(_) => self.deletes.fetch_add(1, Ordering::SeqCst),
+                WriteOp::Delete(_) | WriteOp::DeletePoints(_) => {
+                    self.deletes.fetch_add(1, Ordering::SeqCst)
+                }
             };
         }
         self.inner.write(c, ops).await
