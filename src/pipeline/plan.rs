@@ -29,7 +29,9 @@ pub enum Reason {
 #[derive(Debug, Clone)]
 pub struct WorkItem {
     pub file: ScannedFile,
-    pub previous: Option<FileRecord>,
+    /// Boxed: a first index has none, and the whole work list is held for the
+    /// run, so an inline record (about 200 bytes) would cost that per file.
+    pub previous: Option<Box<FileRecord>>,
     pub reason: Reason,
 }
 
@@ -92,7 +94,7 @@ pub fn plan(
         match reason {
             Some(reason) => plan.work.push(WorkItem {
                 file: file.clone(),
-                previous: previous.cloned(),
+                previous: previous.cloned().map(Box::new),
                 reason,
             }),
             None => plan.unchanged += 1,

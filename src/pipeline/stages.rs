@@ -133,7 +133,7 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         reason,
     } = item;
     let name = pipeline.name();
-    let base = previous.clone().unwrap_or_else(|| {
+    let base = previous.as_deref().cloned().unwrap_or_else(|| {
         FileRecord::new(
             name,
             &file.rel_path,
