@@ -859,10 +859,11 @@ fn resident_shared_kb(dir: &std::path::Path) -> u64 {
     total
 }
 
-/// After a sync, the shard's mapped pages are handed back to the page cache
-/// (ragd's resident memory must not grow with the corpus), and nothing
-/// written before or after is lost: reads fault the pages back in, later
-/// writes land, and a crash copy holds the last version.
+/// After every write and sync, the shard's mapped pages are handed back to the
+/// page cache (ragd's resident memory must not grow with the corpus), and
+/// nothing written before or after is lost: reads fault the pages back in,
+/// pages released while still dirty are written by the next sync, and a crash
+/// copy holds the last version.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
@@ -889,17 +890,8 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
         .write("c", vec![WriteOp::Upsert(first.clone())])
         .await
         .unwrap();
-    let before = resident_shared_kb(&live);
-    assert!(
-        before > 1_000,
-        "written pages should be resident, got {before} kB"
-    );
-    store.sync("c").await.unwrap();
-    let after = resident_shared_kb(&live);
-    assert!(
-        after < before / 10,
-        "sync left {after} kB of {before} kB resident"
-    );
+    // The write itself handed its (still dirty) pages back.
+    let written = resident_shared_kb(&live);
 
     // Reads fault the pages back in.
     let back = store
@@ -912,6 +904,18 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
     for p in &back {
         assert_close(&p.vector, &normalized(&by_id[&p.id].vector));
     }
+    let read = resident_shared_kb(&live);
+    assert!(read > 1_000, "read pages should be resident, got {read} kB");
+    assert!(
+        written < read / 10,
+        "the write left {written} kB resident (reading it needs {read} kB)"
+    );
+    store.sync("c").await.unwrap();
+    let after = resident_shared_kb(&live);
+    assert!(
+        after < read / 10,
+        "sync left {after} kB of {read} kB resident"
+    );
 
     // Overwrite half, sync again, crash: the copy holds the new half and the
     // untouched rest.

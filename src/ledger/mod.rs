@@ -287,6 +287,42 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Run `f` over every row of `pipeline` in path order (byte-wise, which is
+    /// how `str` orders too), read one at a time rather than collected. A row
+    /// that cannot be read ends the rows early and is the error returned.
+    pub fn with_files<T>(
+        &self,
+        pipeline: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = FileRecord>) -> T,
+    ) -> Result<T, LedgerError> {
+        let conn = self.conn();
+        // The primary key (pipeline, path) of this WITHOUT ROWID table is the
+        // row order, so this reads in order without sorting.
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1 ORDER BY path"
+        ))?;
+        let mut failed: Option<LedgerError> = None;
+        let out = {
+            let rows = stmt.query_map([pipeline], row_to_record)?;
+            let mut rows = rows.map_while(|r| match r {
+                Ok(Ok(record)) => Some(record),
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    None
+                }
+                Err(e) => {
+                    failed = Some(e.into());
+                    None
+                }
+            });
+            f(&mut rows)
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
     /// One row.
     pub fn get(&self, pipeline: &str, path: &str) -> Result<Option<FileRecord>, LedgerError> {
         let conn = self.conn();
@@ -659,6 +695,28 @@ mod tests {
         assert_eq!(l.count_by_state("p").unwrap()[&FileState::Indexed], 1);
         l.remove("p", "a/b.md").unwrap();
         assert!(l.get("p", "a/b.md").unwrap().is_none());
+    }
+
+    #[test]
+    fn files_stream_in_the_order_str_sorts_them() {
+        let l = Ledger::in_memory().unwrap();
+        let paths = ["a/b.md", "B.md", "a-b.md", "é.md", "a.md", "z.md"];
+        for p in paths {
+            l.put(&FileRecord::new("p", p, 0, 1, 1, "h".into()))
+                .unwrap();
+        }
+        l.put(&FileRecord::new("other", "0.md", 0, 1, 1, "h".into()))
+            .unwrap();
+        let got: Vec<String> = l
+            .with_files("p", |rows| rows.map(|r| r.path).collect())
+            .unwrap();
+        let mut want: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want);
+        // Stopping early is fine; the statement is reset for the next caller.
+        let first = l.with_files("p", |rows| rows.next()).unwrap();
+        assert_eq!(first.unwrap().path, "B.md");
+        assert_eq!(l.with_files("p", |rows| rows.count()).unwrap(), 6);
     }
 
     #[test]

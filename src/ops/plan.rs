@@ -90,18 +90,19 @@ pub fn compute(
     max_file_bytes: u64,
 ) -> Result<PipelinePlan, OpsError> {
     let scanned = scan::scan(pipeline);
-    let rows = ledger.files(&pipeline.name)?;
     let settings_changed = ledger.pipeline_meta(&pipeline.name)?.is_some_and(|m| {
         m.fingerprint != crate::pipeline::fingerprint(pipeline)
             || m.collection != pipeline.collection
     });
     // The same rail as a run without `--allow-mass-delete`.
-    let mut p = plan::plan(
-        &scanned,
-        &rows,
-        settings_changed,
-        plan::DeleteRail::default(),
-    );
+    let mut p = ledger.with_files(&pipeline.name, |rows| {
+        plan::plan(
+            &scanned,
+            rows,
+            settings_changed,
+            plan::DeleteRail::default(),
+        )
+    })?;
 
     let moves = find_moves(&mut p, max_file_bytes);
     let mut changes: Vec<Change> = p

@@ -219,16 +219,16 @@ impl Pipeline {
         let scanned = tokio::task::spawn_blocking(move || scan::scan(&config))
             .await
             .map_err(|e| self.internal(e))?;
-        let ledger = self
-            .ledger
-            .files(self.name())
-            .map_err(|e| self.ledger_err(e))?;
         let force = force || self.settings_changed()?;
         let rail = DeleteRail {
             allow: allow_mass_delete,
             ..DeleteRail::default()
         };
-        Ok((plan::plan(&scanned, &ledger, force, rail), scanned))
+        let plan = self
+            .ledger
+            .with_files(self.name(), |rows| plan::plan(&scanned, rows, force, rail))
+            .map_err(|e| self.ledger_err(e))?;
+        Ok((plan, scanned))
     }
 
     fn settings_changed(&self) -> Result<bool, PipelineError> {

@@ -3,7 +3,7 @@
 //! Pure: no IO beyond what was scanned and read from the ledger, so `ragd plan`
 //! can show exactly what a run would do.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::ledger::{FileRecord, FileState};
 use crate::triggers::scan::{ScanResult, ScannedFile};
@@ -75,18 +75,33 @@ impl Default for DeleteRail {
 }
 
 /// Build the plan. `force` re-processes every file (settings changed).
+///
+/// `ledger` is the pipeline's rows in path order (byte-wise, as the ledger
+/// returns them and as `str` orders), and is merged with the scan in one pass:
+/// a row is kept only if its file needs work or is gone, so planning a folder
+/// where nothing changed holds no copy of the ledger (about 0.6 KB a file).
 pub fn plan(
     scan: &ScanResult,
-    ledger: &HashMap<String, FileRecord>,
+    ledger: impl IntoIterator<Item = FileRecord>,
     force: bool,
     rail: DeleteRail,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut seen = std::collections::HashSet::with_capacity(scan.files.len());
-    for file in &scan.files {
-        seen.insert(file.rel_path.as_str());
-        let previous = ledger.get(&file.rel_path);
-        let reason = match previous {
+    // The scan comes sorted; sorting references again is cheap and keeps the
+    // merge right whatever the caller passed.
+    let mut files: Vec<&ScannedFile> = scan.files.iter().collect();
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    let mut rows = ledger.into_iter().peekable();
+    let mut total = 0usize;
+    let mut gone = Vec::new();
+    for file in files {
+        while let Some(row) = rows.next_if(|r| r.path < file.rel_path) {
+            total += 1;
+            gone.push(row);
+        }
+        let previous = rows.next_if(|r| r.path == file.rel_path);
+        total += usize::from(previous.is_some());
+        let reason = match &previous {
             None => Some(Reason::New),
             Some(_) if force => Some(Reason::Forced),
             Some(r) => needs_work(r, file),
@@ -94,33 +109,30 @@ pub fn plan(
         match reason {
             Some(reason) => plan.work.push(WorkItem {
                 file: file.clone(),
-                previous: previous.cloned().map(Box::new),
+                previous: previous.map(Box::new),
                 reason,
             }),
             None => plan.unchanged += 1,
         }
     }
-    // A source that held files and now shows none is a vanished mount or an
-    // unreadable share far more often than a deliberate wipe.
-    let empty_sources: Vec<u32> = ledger
-        .values()
-        .map(|r| r.source)
-        .filter(|s| !scan.files.iter().any(|f| f.source == *s))
-        .collect();
-    for (path, record) in ledger {
-        if seen.contains(path.as_str()) {
-            continue;
-        }
+    for row in rows {
+        total += 1;
+        gone.push(row);
+    }
+    let scanned_sources: HashSet<u32> = scan.files.iter().map(|f| f.source).collect();
+    for record in gone {
         // A folder that could not be read says nothing about its files: never
-        // delete on the strength of a failed scan.
-        if scan.missing_sources.contains(&record.source) || empty_sources.contains(&record.source) {
+        // delete on the strength of a failed scan. And a source that held
+        // files and now shows none is a vanished mount or an unreadable share
+        // far more often than a deliberate wipe.
+        if scan.missing_sources.contains(&record.source)
+            || !scanned_sources.contains(&record.source)
+        {
             plan.held_back += 1;
             continue;
         }
-        plan.deletes.push(record.clone());
+        plan.deletes.push(record);
     }
-    plan.deletes.sort_by(|a, b| a.path.cmp(&b.path));
-    let total = ledger.len();
     let share = plan.deletes.len() as f64 / total.max(1) as f64;
     if !rail.allow && total >= rail.min_files && share > rail.max_share {
         plan.mass_delete_blocked = Some((plan.deletes.len(), total));
@@ -161,6 +173,12 @@ mod tests {
         }
     }
 
+    /// Ledger rows as the ledger gives them: in path order.
+    fn sorted(mut rows: Vec<FileRecord>) -> Vec<FileRecord> {
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        rows
+    }
+
     fn record(path: &str, size: u64, mtime: i64, state: FileState) -> FileRecord {
         let mut r = FileRecord::new("p", path, 0, size, mtime, "h".into());
         r.state = state;
@@ -177,15 +195,12 @@ mod tests {
             ],
             ..Default::default()
         };
-        let ledger: HashMap<_, _> = [
+        let ledger = sorted(vec![
             record("same.md", 2, 2, FileState::Indexed),
             record("changed.md", 3, 4, FileState::Indexed),
             record("gone.md", 1, 1, FileState::Indexed),
-        ]
-        .into_iter()
-        .map(|r| (r.path.clone(), r))
-        .collect();
-        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        ]);
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         let work: Vec<_> = p
             .work
             .iter()
@@ -193,7 +208,7 @@ mod tests {
             .collect();
         assert_eq!(
             work,
-            vec![("new.md", Reason::New), ("changed.md", Reason::Changed)]
+            vec![("changed.md", Reason::Changed), ("new.md", Reason::New)]
         );
         assert_eq!(p.unchanged, 1);
         assert_eq!(p.deletes.len(), 1);
@@ -206,11 +221,8 @@ mod tests {
             missing_sources: vec![0],
             ..Default::default()
         };
-        let ledger: HashMap<_, _> = [record("a.md", 1, 1, FileState::Indexed)]
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        let ledger = vec![record("a.md", 1, 1, FileState::Indexed)];
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         assert!(p.deletes.is_empty());
         assert_eq!(p.held_back, 1);
     }
@@ -218,11 +230,8 @@ mod tests {
     #[test]
     fn a_source_that_turned_up_empty_deletes_nothing() {
         let scan = ScanResult::default();
-        let ledger: HashMap<_, _> = [record("a.md", 1, 1, FileState::Indexed)]
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        let ledger = vec![record("a.md", 1, 1, FileState::Indexed)];
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         assert!(p.deletes.is_empty());
         assert_eq!(p.held_back, 1);
     }
@@ -234,19 +243,20 @@ mod tests {
             files: keep,
             ..Default::default()
         };
-        let ledger: HashMap<_, _> = (0..4)
-            .map(|i| record(&format!("k{i}.md"), 1, 1, FileState::Indexed))
-            .chain((0..8).map(|i| record(&format!("d{i}.md"), 1, 1, FileState::Indexed)))
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        let ledger = sorted(
+            (0..4)
+                .map(|i| record(&format!("k{i}.md"), 1, 1, FileState::Indexed))
+                .chain((0..8).map(|i| record(&format!("d{i}.md"), 1, 1, FileState::Indexed)))
+                .collect(),
+        );
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         assert!(p.deletes.is_empty());
         assert_eq!(p.mass_delete_blocked, Some((8, 12)));
         let allowed = DeleteRail {
             allow: true,
             ..Default::default()
         };
-        assert_eq!(plan(&scan, &ledger, false, allowed).deletes.len(), 8);
+        assert_eq!(plan(&scan, ledger.clone(), false, allowed).deletes.len(), 8);
     }
 
     #[test]
@@ -260,11 +270,8 @@ mod tests {
         let mut flaky = record("flaky.md", 1, 1, FileState::Failed);
         flaky.error_kind = Some(TRANSIENT_KIND.into());
         flaky.attempts = 1;
-        let ledger: HashMap<_, _> = [bad, flaky]
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        let p = plan(&scan, &ledger, false, DeleteRail::default());
+        let ledger = sorted(vec![bad, flaky]);
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
         assert_eq!(work, vec!["flaky.md"]);
     }
