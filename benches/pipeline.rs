@@ -889,6 +889,7 @@ async fn index(mode: &str, docs: &Path, work: &Path) -> Result<Figures, String> 
     let wall = t.elapsed().as_secs_f64();
     let after = server.stats();
     drop(app); // flush the store and release the state lock, like a process exit
+    let (index_anon, index_file) = peak_split_mb();
 
     // The no-op rerun, as a second `ragd index` would do it: open, then run.
     let t = Instant::now();
@@ -921,6 +922,8 @@ async fn index(mode: &str, docs: &Path, work: &Path) -> Result<Figures, String> 
         ("peak_rss_mb".into(), peak_rss_mb()),
         ("peak_anon_mb".into(), peak_split_mb().0),
         ("peak_file_mb".into(), peak_split_mb().1),
+        ("index_anon_mb".into(), index_anon),
+        ("index_file_mb".into(), index_file),
     ]))
 }
 

@@ -62,15 +62,14 @@ impl Pipeline {
     ) -> Result<ReconcileSummary, PipelineError> {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
-        let (mut plan, scanned) = self.plan(options.force, false).await?;
+        let (mut plan, scan_problems) = self.plan(options.force, false).await?;
         crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
         let mut out = ReconcileSummary {
             run: RunSummary {
                 pipeline: self.name().to_owned(),
                 unchanged: plan.unchanged,
                 held_back: plan.held_back,
-                scan_problems: scanned
-                    .problems
+                scan_problems: scan_problems
                     .iter()
                     .map(|p| format!("{}: {}", p.path.display(), p.message))
                     .collect(),
