@@ -153,6 +153,11 @@ impl App {
             ledger: self.ledger.clone(),
             embed_concurrency: self.config.embedding.concurrency,
             publisher: self.publisher(config).map_err(fail)?,
+            shares_collection: self
+                .config
+                .pipelines
+                .iter()
+                .any(|p| p.name != config.name && p.collection == config.collection),
         })
     }
 

@@ -291,3 +291,58 @@ async fn duplicate_and_moved_files_are_not_embedded_again() {
     assert_eq!(env.points("moved.md").await.len(), 1);
     assert!(env.points("other.md").await.is_empty());
 }
+
+/// Two pipelines writing to one collection: each searches only its own points,
+/// also once the other is gone from the config but its points are not (a
+/// renamed pipeline). A pipeline alone in its collection searches without the
+/// filter, which the embedded store would answer by reading every payload.
+#[tokio::test]
+async fn search_stays_within_its_pipeline_in_a_shared_collection() {
+    let env = TestEnv::with("[qdrant]\ncollection = \"shared\"\n", "").await;
+    let other_docs = env.dir.path().join("other");
+    std::fs::create_dir_all(&other_docs).unwrap();
+    std::fs::write(
+        other_docs.join("walrus.md"),
+        "# Walrus\n\nWalrus migration across the arctic shelf.\n",
+    )
+    .unwrap();
+    let other_toml = env.dir.path().join("pipelines/other.toml");
+    std::fs::write(
+        &other_toml,
+        "sources = [\"../other\"]\n[qdrant]\ncollection = \"shared\"\n[embedding]\nmodel = \"hash-embed\"\n\
+         batch_size = 8\n[chunking]\nmax_size = 400\noverlap = 40\n",
+    )
+    .unwrap();
+    env.write(
+        "pelican.md",
+        "# Pelican\n\nPelican nesting habits on the coast.\n",
+    );
+
+    let app = env.app();
+    for name in ["docs", "other"] {
+        let p = app.pipeline(app.config.pipeline(name).unwrap()).unwrap();
+        assert!(p.shares_collection);
+        p.run(RunOptions::default()).await.unwrap();
+    }
+    let docs = env.pipeline(&app);
+    let hits = docs.search("walrus migration", 5).await.unwrap();
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|h| h.payload.pipeline == "docs"),
+        "{hits:?}"
+    );
+    drop(docs);
+    drop(app);
+
+    // `other` leaves the config; its points and its ledger record stay.
+    std::fs::remove_file(&other_toml).unwrap();
+    let app = env.app();
+    let docs = env.pipeline(&app);
+    assert!(!docs.shares_collection);
+    let hits = docs.search("walrus migration", 5).await.unwrap();
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|h| h.payload.pipeline == "docs"),
+        "{hits:?}"
+    );
+}

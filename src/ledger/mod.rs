@@ -556,6 +556,17 @@ impl Ledger {
             .optional()?)
     }
 
+    /// Names of the pipelines on record that write to `collection`.
+    pub fn pipelines_using(&self, collection: &str) -> Result<Vec<String>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT name FROM pipelines WHERE collection = ?1 ORDER BY name")?;
+        let names = stmt
+            .query_map([collection], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
+    }
+
     pub fn set_pipeline_meta(&self, meta: &PipelineMeta) -> Result<(), LedgerError> {
         self.conn()
             .prepare_cached(

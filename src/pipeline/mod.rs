@@ -152,6 +152,8 @@ pub struct Pipeline {
     pub embed_concurrency: usize,
     /// Keeps the pipeline's knowledge base in line, when one is configured.
     pub publisher: Option<Arc<Publisher>>,
+    /// Another configured pipeline writes to the same collection.
+    pub shares_collection: bool,
 }
 
 impl Pipeline {
@@ -397,13 +399,21 @@ impl Pipeline {
                 ),
             });
         }
+        // The embedded store keeps no payload index, so a filter on `pipeline`
+        // reads every point's payload (measured: 0.65 s and 370 MB resident at
+        // 131k points, against 200 MB for the vectors alone). Skip it when no
+        // other pipeline, configured or on record, writes to this collection:
+        // the default, where the collection is named after the pipeline.
+        let shared = self.shares_collection
+            || self
+                .ledger
+                .pipelines_using(&self.config.collection)
+                .map_err(|e| self.ledger_err(e))?
+                .iter()
+                .any(|name| name != self.name());
+        let filter = shared.then(|| PointFilter::pipeline(self.name()));
         self.store
-            .search(
-                &self.config.collection,
-                vector,
-                k,
-                Some(&PointFilter::pipeline(self.name())),
-            )
+            .search(&self.config.collection, vector, k, filter.as_ref())
             .await
             .map_err(|e| self.store_err(e))
     }
