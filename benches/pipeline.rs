@@ -395,7 +395,7 @@ fn table(
     let (als, all) = (f(small, "peak_anon_mb"), f(large, "peak_anon_mb"));
     let (fls, fll) = (f(small, "peak_file_mb"), f(large, "peak_file_mb"));
     rows.push(row(
-        "  of which anonymous (heap: ragd + qdrant-edge's RAM indexes)",
+        "  of which anonymous (heap: ragd, qdrant-edge's id tracker)",
         format!("{als:.0} → {all:.0} MB = {:.2}×", all / als),
         "",
         None,
