@@ -18,7 +18,7 @@ use qdrant_client::qdrant::{
     CollectionInfo, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
     GetPointsBuilder, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder,
-    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
+    RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use uuid::Uuid;
@@ -234,21 +234,8 @@ impl VectorStore for QdrantStore {
             .map_err(|e| map_err(collection, e))?;
         let mut found = HashMap::with_capacity(response.result.len());
         for point in response.result {
-            let id = from_point_id(point.id)?;
-            let vector = if with_vectors {
-                dense_vector(&id, point.vectors)?
-            } else {
-                Vec::new()
-            };
-            let payload = from_payload(&id, point.payload)?;
-            found.insert(
-                id,
-                StoredPoint {
-                    id,
-                    vector,
-                    payload,
-                },
-            );
+            let point = from_retrieved(point, with_vectors)?;
+            found.insert(point.id, point);
         }
         // The server answers in its own order; the trait promises the caller's.
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
@@ -293,17 +280,7 @@ impl VectorStore for QdrantStore {
                 .await
                 .map_err(|e| map_err(collection, e))?;
             for point in response.result {
-                let id = from_point_id(point.id)?;
-                let vector = if with_vectors {
-                    dense_vector(&id, point.vectors)?
-                } else {
-                    Vec::new()
-                };
-                out.push(StoredPoint {
-                    id,
-                    vector,
-                    payload: from_payload(&id, point.payload)?,
-                });
+                out.push(from_retrieved(point, with_vectors)?);
             }
             match response.next_page_offset {
                 Some(next) => offset = Some(next),
@@ -443,6 +420,20 @@ fn from_payload(
     payload: HashMap<String, qdrant_client::qdrant::Value>,
 ) -> Result<PointPayload, StoreError> {
     PointPayload::from_json(id, serde_json::Value::from(Payload::from(payload)))
+}
+
+fn from_retrieved(point: RetrievedPoint, with_vectors: bool) -> Result<StoredPoint, StoreError> {
+    let id = from_point_id(point.id)?;
+    let vector = if with_vectors {
+        dense_vector(&id, point.vectors)?
+    } else {
+        Vec::new()
+    };
+    Ok(StoredPoint {
+        id,
+        vector,
+        payload: from_payload(&id, point.payload)?,
+    })
 }
 
 fn from_point_id(id: Option<PointId>) -> Result<Uuid, StoreError> {
