@@ -10,7 +10,6 @@ use super::{OpsError, StoreAccess, View, human_bytes, human_time};
 use crate::config::PipelineConfig;
 use crate::ledger::{FileRecord, FileState, KbRecord};
 use crate::pipeline::plan::{MAX_TRANSIENT_ATTEMPTS, TRANSIENT_KIND};
-use crate::store::PointFilter;
 use crate::triggers::scan;
 
 /// One file as one pipeline sees it.
@@ -187,14 +186,23 @@ async fn trace(
             points: None,
             error: Some(why.clone()),
         },
-        Ok(access) => match access
-            .store
-            .count(&p.collection, &PointFilter::file(&p.name, key))
-            .await
+        // By id, as a run finds them (`pipeline::points`): a filter on `path`
+        // would read every payload of the collection (measured: 2.7 s at 131k
+        // points). A stray point past a gap is `ragd reconcile`'s to find.
+        Ok(access) => match crate::pipeline::points::file_points(
+            &*access.store,
+            &p.collection,
+            &p.name,
+            key,
+            0,
+            record.as_ref().map_or(0, |r| r.chunk_count),
+            false,
+        )
+        .await
         {
-            Ok(n) => Qdrant {
+            Ok(found) => Qdrant {
                 collection: p.collection.clone(),
-                points: Some(n),
+                points: Some(found.len() as u64),
                 error: None,
             },
             Err(crate::store::StoreError::NoSuchCollection(_)) => Qdrant {
