@@ -329,6 +329,13 @@ impl VectorStore for FlakyStore {
     ) -> Result<Vec<StoredPoint>, ragd::store::StoreError> {
         self.inner.scroll(c, f, v).await
     }
+    async fn scroll_keys(
+        &self,
+        c: &str,
+        f: &PointFilter,
+    ) -> Result<Vec<ragd::store::PointKey>, ragd::store::StoreError> {
+        self.inner.scroll_keys(c, f).await
+    }
     async fn search(
         &self,
         c: &str,

@@ -7,7 +7,9 @@
 
 use ragd::store::edge::{EdgeStore, WalTuning};
 use ragd::store::qdrant::QdrantStore;
-use ragd::store::{PointFilter, PointPayload, StoreError, StoredPoint, VectorStore, WriteOp};
+use ragd::store::{
+    PointFilter, PointKey, PointPayload, StoreError, StoredPoint, VectorStore, WriteOp,
+};
 use uuid::Uuid;
 
 const DIM: usize = 4;
@@ -280,6 +282,35 @@ async fn retrieve_and_delete_by_id(store: &dyn VectorStore, prefix: &str) {
     );
 }
 
+async fn scroll_keys_reads_ids_paths_and_versions(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_keys");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let a = file_points("docs", "a.md", "h1", 3);
+    let b = file_points("docs", "b.md", "h2", 2);
+    let other = file_points("other", "c.md", "h3", 2);
+    for batch in [&a, &b, &other] {
+        store.upsert(&c, batch.clone()).await.unwrap();
+    }
+    let key = |p: &StoredPoint| PointKey {
+        id: p.id,
+        path: p.payload.path.clone(),
+        content_hash: p.payload.content_hash.clone(),
+    };
+    let mut got = store
+        .scroll_keys(&c, &PointFilter::pipeline("docs"))
+        .await
+        .unwrap();
+    got.sort_by_key(|k| k.id);
+    let mut want: Vec<PointKey> = a.iter().chain(&b).map(key).collect();
+    want.sort_by_key(|k| k.id);
+    assert_eq!(got, want);
+    let all = store
+        .scroll_keys(&c, &PointFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 7);
+}
+
 async fn search_returns_the_nearest_first(store: &dyn VectorStore, prefix: &str) {
     let c = format!("{prefix}_search");
     store.ensure_collection(&c, DIM).await.unwrap();
@@ -511,6 +542,7 @@ on_every_backend!(
     upserting_the_same_ids_twice_overwrites,
     delete_old_versions_keeps_the_current_one,
     retrieve_and_delete_by_id,
+    scroll_keys_reads_ids_paths_and_versions,
     search_returns_the_nearest_first,
     scroll_with_and_without_vectors,
     alias_switch_moves_readers_to_the_new_collection,
@@ -893,16 +925,14 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
     // The write itself handed its (still dirty) pages back.
     let written = resident_shared_kb(&live);
 
-    // Reads fault the pages back in.
-    let back = store
-        .scroll("c", &PointFilter::default(), true)
-        .await
-        .unwrap();
+    // Reads fault the pages back in (`retrieve` keeps them; a scroll, which
+    // passes every page, hands them back as it goes).
+    let ids: Vec<Uuid> = first.iter().map(|p| p.id).collect();
+    let back = store.retrieve("c", &ids, true).await.unwrap();
     assert_eq!(back.len(), first.len());
-    let by_id: std::collections::HashMap<Uuid, &StoredPoint> =
-        first.iter().map(|p| (p.id, p)).collect();
-    for p in &back {
-        assert_close(&p.vector, &normalized(&by_id[&p.id].vector));
+    for (p, original) in back.iter().zip(&first) {
+        assert_eq!(p.id, original.id);
+        assert_close(&p.vector, &normalized(&original.vector));
     }
     let read = resident_shared_kb(&live);
     assert!(read > 1_000, "read pages should be resident, got {read} kB");
@@ -915,6 +945,21 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
     assert!(
         after < read / 10,
         "sync left {after} kB of {read} kB resident"
+    );
+    let scrolled = store
+        .scroll("c", &PointFilter::default(), true)
+        .await
+        .unwrap();
+    assert_eq!(scrolled.len(), first.len());
+    let keys = store
+        .scroll_keys("c", &PointFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), first.len());
+    let left = resident_shared_kb(&live);
+    assert!(
+        left < read / 10,
+        "scrolling left {left} kB of {read} kB resident"
     );
 
     // Overwrite half, sync again, crash: the copy holds the new half and the

@@ -59,7 +59,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
+use super::{
+    KEY_FIELDS, PointFilter, PointKey, PointPayload, SearchHit, StoreError, StoredPoint,
+    VectorStore, WriteOp,
+};
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: usize = 512;
@@ -186,6 +189,14 @@ impl Collection {
     fn flush(&self) {
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
         self.flush_gated();
+    }
+
+    /// Hand back the mapped pages a read touched (a scroll reads every
+    /// payload or vector page it passes). The gate keeps writers, the only
+    /// ones that remap, away meanwhile.
+    fn release_read_pages(&self) {
+        let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        release_mapped_pages(&self.mapped_dir);
     }
 
     /// Flush, then hand the shard's now clean mapped pages back to the page
@@ -492,6 +503,49 @@ impl VectorStore for EdgeStore {
                 for record in records {
                     out.push(from_edge_record(record, with_vectors)?);
                 }
+                target.release_read_pages();
+                match next {
+                    Some(next) => offset = Some(next),
+                    None => return Ok(out),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn scroll_keys(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+    ) -> Result<Vec<PointKey>, StoreError> {
+        let catalog = self.catalog.read().await;
+        let target = catalog.get(collection)?;
+        let filter = to_edge_filter(filter);
+        let fields: Vec<JsonPath> = KEY_FIELDS.iter().map(|f| json_path(f)).collect();
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut offset = None;
+            loop {
+                let request = ScrollRequest {
+                    offset,
+                    limit: Some(SCROLL_PAGE),
+                    filter: filter.clone(),
+                    with_payload: Some(WithPayloadInterface::Fields(fields.clone())),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                };
+                let (records, next) = target
+                    .shard
+                    .scroll(request)
+                    .map_err(|e| backend(&target.name, e))?;
+                for record in records {
+                    let id = from_edge_id(record.id)?;
+                    let map = record.payload.map(|p| p.0).unwrap_or_default();
+                    out.push(PointKey::from_json(id, serde_json::Value::Object(map))?);
+                }
+                // Without this a scroll of the whole collection would keep
+                // every payload page it read resident.
+                target.release_read_pages();
                 match next {
                     Some(next) => offset = Some(next),
                     None => return Ok(out),

@@ -70,6 +70,38 @@ impl PointPayload {
     }
 }
 
+/// Which file version a point belongs to, read without its text or vector:
+/// what `ragd reconcile` compares with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointKey {
+    pub id: Uuid,
+    pub path: String,
+    pub content_hash: String,
+}
+
+/// The payload fields a [`PointKey`] is read from.
+pub(crate) const KEY_FIELDS: [&str; 2] = ["path", "content_hash"];
+
+impl PointKey {
+    /// From a payload holding at least [`KEY_FIELDS`].
+    pub(crate) fn from_json(id: Uuid, value: serde_json::Value) -> Result<Self, StoreError> {
+        #[derive(Deserialize)]
+        struct Fields {
+            path: String,
+            content_hash: String,
+        }
+        let fields: Fields = serde_json::from_value(value).map_err(|e| StoreError::BadPayload {
+            id: id.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(PointKey {
+            id,
+            path: fields.path,
+            content_hash: fields.content_hash,
+        })
+    }
+}
+
 /// A point to write or one read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {
@@ -251,6 +283,15 @@ pub trait VectorStore: Send + Sync {
         filter: &PointFilter,
         with_vectors: bool,
     ) -> Result<Vec<StoredPoint>, StoreError>;
+
+    /// Every point matching `filter` as a [`PointKey`] (paged internally):
+    /// no chunk text and no vector is held, so this scales to the whole
+    /// collection.
+    async fn scroll_keys(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+    ) -> Result<Vec<PointKey>, StoreError>;
 
     /// The `limit` nearest points to `vector`, best first.
     async fn search(

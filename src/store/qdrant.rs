@@ -17,13 +17,17 @@ use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::{
     CollectionInfo, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    GetPointsBuilder, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder,
-    RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
+    GetPointsBuilder, PayloadIncludeSelector, PointId, PointStruct, PointsIdsList, Query,
+    QueryPointsBuilder, RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder,
+    VectorParamsBuilder, VectorsOutput,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use uuid::Uuid;
 
-use super::{PointFilter, PointPayload, SearchHit, StoreError, StoredPoint, VectorStore};
+use super::{
+    KEY_FIELDS, PointFilter, PointKey, PointPayload, SearchHit, StoreError, StoredPoint,
+    VectorStore,
+};
 
 /// Payload fields a server collection indexes. ragd finds a file's points by id,
 /// so these serve filters only: `ragd search` by pipeline, `ragd why` and
@@ -281,6 +285,43 @@ impl VectorStore for QdrantStore {
                 .map_err(|e| map_err(collection, e))?;
             for point in response.result {
                 out.push(from_retrieved(point, with_vectors)?);
+            }
+            match response.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn scroll_keys(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+    ) -> Result<Vec<PointKey>, StoreError> {
+        let filter = to_filter(filter);
+        let fields: Vec<String> = KEY_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request = ScrollPointsBuilder::new(collection)
+                .limit(SCROLL_PAGE)
+                .with_payload(PayloadIncludeSelector::new(fields.clone()))
+                .with_vectors(false);
+            if let Some(filter) = &filter {
+                request = request.filter(filter.clone());
+            }
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let response = self
+                .client
+                .scroll(request)
+                .await
+                .map_err(|e| map_err(collection, e))?;
+            for point in response.result {
+                let id = from_point_id(point.id)?;
+                let payload = serde_json::Value::from(Payload::from(point.payload));
+                out.push(PointKey::from_json(id, payload)?);
             }
             match response.next_page_offset {
                 Some(next) => offset = Some(next),

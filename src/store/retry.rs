@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 
-use super::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
+use super::{PointFilter, PointKey, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 use uuid::Uuid;
 
 /// A store whose transient failures are retried with exponential backoff and jitter.
@@ -109,6 +109,10 @@ impl<S: VectorStore> VectorStore for Retrying<S> {
     ) -> Result<Vec<StoredPoint>, StoreError> {
         self.run("scroll", || self.inner.scroll(c, f, v)).await
     }
+    async fn scroll_keys(&self, c: &str, f: &PointFilter) -> Result<Vec<PointKey>, StoreError> {
+        self.run("scroll_keys", || self.inner.scroll_keys(c, f))
+            .await
+    }
     async fn search(
         &self,
         c: &str,
@@ -181,6 +185,9 @@ impl VectorStore for std::sync::Arc<dyn VectorStore> {
         v: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
         (**self).scroll(c, f, v).await
+    }
+    async fn scroll_keys(&self, c: &str, f: &PointFilter) -> Result<Vec<PointKey>, StoreError> {
+        (**self).scroll_keys(c, f).await
     }
     async fn search(
         &self,

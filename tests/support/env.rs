@@ -240,6 +240,13 @@ impl VectorStore for CountingStore {
     ) -> Result<Vec<StoredPoint>, StoreError> {
         self.inner.scroll(c, f, v).await
     }
+    async fn scroll_keys(
+        &self,
+        c: &str,
+        f: &PointFilter,
+    ) -> Result<Vec<ragd::store::PointKey>, StoreError> {
+        self.inner.scroll_keys(c, f).await
+    }
     async fn search(
         &self,
         c: &str,
