@@ -485,30 +485,13 @@ impl VectorStore for EdgeStore {
         let target = catalog.get(collection)?;
         let filter = to_edge_filter(filter);
         blocking(move || {
-            let mut out = Vec::new();
-            let mut offset = None;
-            loop {
-                let request = ScrollRequest {
-                    offset,
-                    limit: Some(SCROLL_PAGE),
-                    filter: filter.clone(),
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: WithVector::Bool(with_vectors),
-                    order_by: None,
-                };
-                let (records, next) = target
-                    .shard
-                    .scroll(request)
-                    .map_err(|e| backend(&target.name, e))?;
-                for record in records {
-                    out.push(from_edge_record(record, with_vectors)?);
-                }
-                target.release_read_pages();
-                match next {
-                    Some(next) => offset = Some(next),
-                    None => return Ok(out),
-                }
-            }
+            scroll_records(
+                &target,
+                filter,
+                WithPayloadInterface::Bool(true),
+                with_vectors,
+                |record| from_edge_record(record, with_vectors),
+            )
         })
         .await
     }
@@ -521,36 +504,19 @@ impl VectorStore for EdgeStore {
         let catalog = self.catalog.read().await;
         let target = catalog.get(collection)?;
         let filter = to_edge_filter(filter);
-        let fields: Vec<JsonPath> = KEY_FIELDS.iter().map(|f| json_path(f)).collect();
+        let fields = KEY_FIELDS.iter().map(|f| json_path(f)).collect();
         blocking(move || {
-            let mut out = Vec::new();
-            let mut offset = None;
-            loop {
-                let request = ScrollRequest {
-                    offset,
-                    limit: Some(SCROLL_PAGE),
-                    filter: filter.clone(),
-                    with_payload: Some(WithPayloadInterface::Fields(fields.clone())),
-                    with_vector: WithVector::Bool(false),
-                    order_by: None,
-                };
-                let (records, next) = target
-                    .shard
-                    .scroll(request)
-                    .map_err(|e| backend(&target.name, e))?;
-                for record in records {
+            scroll_records(
+                &target,
+                filter,
+                WithPayloadInterface::Fields(fields),
+                false,
+                |record| {
                     let id = from_edge_id(record.id)?;
                     let map = record.payload.map(|p| p.0).unwrap_or_default();
-                    out.push(PointKey::from_json(id, serde_json::Value::Object(map))?);
-                }
-                // Without this a scroll of the whole collection would keep
-                // every payload page it read resident.
-                target.release_read_pages();
-                match next {
-                    Some(next) => offset = Some(next),
-                    None => return Ok(out),
-                }
-            }
+                    PointKey::from_json(id, serde_json::Value::Object(map))
+                },
+            )
         })
         .await
     }
@@ -958,6 +924,43 @@ fn shared_mappings_under(maps: &str, dir: &Path) -> Vec<(usize, usize)> {
             (end > start).then(|| (start, end - start))
         })
         .collect()
+}
+
+/// Every record of `target` matching `filter`, a page at a time, each mapped
+/// by `map`. Blocking. The mapped pages a page read are handed back before the
+/// next, so a scroll of the whole collection does not keep every payload page
+/// it passed resident.
+fn scroll_records<T>(
+    target: &Collection,
+    filter: Option<Filter>,
+    with_payload: WithPayloadInterface,
+    with_vectors: bool,
+    mut map: impl FnMut(Record) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    loop {
+        let request = ScrollRequest {
+            offset,
+            limit: Some(SCROLL_PAGE),
+            filter: filter.clone(),
+            with_payload: Some(with_payload.clone()),
+            with_vector: WithVector::Bool(with_vectors),
+            order_by: None,
+        };
+        let (records, next) = target
+            .shard
+            .scroll(request)
+            .map_err(|e| backend(&target.name, e))?;
+        for record in records {
+            out.push(map(record)?);
+        }
+        target.release_read_pages();
+        match next {
+            Some(next) => offset = Some(next),
+            None => return Ok(out),
+        }
+    }
 }
 
 fn upsert_op(points: Vec<StoredPoint>) -> Result<UpdateOperation, StoreError> {

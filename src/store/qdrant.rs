@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::vector_output::Vector as VectorOutputKind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
+use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
     CollectionInfo, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
@@ -91,6 +92,44 @@ impl QdrantStore {
             Ok(response) => Ok(response.result),
             Err(e) if status_code(&e) == Some(grpc_code::NOT_FOUND) => Ok(None),
             Err(e) => Err(map_err(collection, e)),
+        }
+    }
+
+    /// Every point matching `filter`, a page at a time, each mapped by `map`.
+    async fn scroll_pages<T>(
+        &self,
+        collection: &str,
+        filter: &PointFilter,
+        payload: SelectorOptions,
+        with_vectors: bool,
+        map: impl Fn(RetrievedPoint) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let filter = to_filter(filter);
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request = ScrollPointsBuilder::new(collection)
+                .limit(SCROLL_PAGE)
+                .with_payload(payload.clone())
+                .with_vectors(with_vectors);
+            if let Some(filter) = &filter {
+                request = request.filter(filter.clone());
+            }
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let response = self
+                .client
+                .scroll(request)
+                .await
+                .map_err(|e| map_err(collection, e))?;
+            for point in response.result {
+                out.push(map(point)?);
+            }
+            match response.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => return Ok(out),
+            }
         }
     }
 
@@ -264,33 +303,10 @@ impl VectorStore for QdrantStore {
         filter: &PointFilter,
         with_vectors: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
-        let filter = to_filter(filter);
-        let mut out = Vec::new();
-        let mut offset: Option<PointId> = None;
-        loop {
-            let mut request = ScrollPointsBuilder::new(collection)
-                .limit(SCROLL_PAGE)
-                .with_payload(true)
-                .with_vectors(with_vectors);
-            if let Some(filter) = &filter {
-                request = request.filter(filter.clone());
-            }
-            if let Some(offset) = offset.take() {
-                request = request.offset(offset);
-            }
-            let response = self
-                .client
-                .scroll(request)
-                .await
-                .map_err(|e| map_err(collection, e))?;
-            for point in response.result {
-                out.push(from_retrieved(point, with_vectors)?);
-            }
-            match response.next_page_offset {
-                Some(next) => offset = Some(next),
-                None => return Ok(out),
-            }
-        }
+        self.scroll_pages(collection, filter, true.into(), with_vectors, |point| {
+            from_retrieved(point, with_vectors)
+        })
+        .await
     }
 
     async fn scroll_keys(
@@ -298,36 +314,13 @@ impl VectorStore for QdrantStore {
         collection: &str,
         filter: &PointFilter,
     ) -> Result<Vec<PointKey>, StoreError> {
-        let filter = to_filter(filter);
         let fields: Vec<String> = KEY_FIELDS.iter().map(|f| (*f).to_owned()).collect();
-        let mut out = Vec::new();
-        let mut offset: Option<PointId> = None;
-        loop {
-            let mut request = ScrollPointsBuilder::new(collection)
-                .limit(SCROLL_PAGE)
-                .with_payload(PayloadIncludeSelector::new(fields.clone()))
-                .with_vectors(false);
-            if let Some(filter) = &filter {
-                request = request.filter(filter.clone());
-            }
-            if let Some(offset) = offset.take() {
-                request = request.offset(offset);
-            }
-            let response = self
-                .client
-                .scroll(request)
-                .await
-                .map_err(|e| map_err(collection, e))?;
-            for point in response.result {
-                let id = from_point_id(point.id)?;
-                let payload = serde_json::Value::from(Payload::from(point.payload));
-                out.push(PointKey::from_json(id, payload)?);
-            }
-            match response.next_page_offset {
-                Some(next) => offset = Some(next),
-                None => return Ok(out),
-            }
-        }
+        let payload = PayloadIncludeSelector::new(fields).into();
+        self.scroll_pages(collection, filter, payload, false, |point| {
+            let id = from_point_id(point.id)?;
+            PointKey::from_json(id, serde_json::Value::from(Payload::from(point.payload)))
+        })
+        .await
     }
 
     async fn search(
