@@ -183,6 +183,7 @@ impl App {
             target.clone(),
             settings.concurrency,
             settings.process_timeout,
+            settings.verify_interval,
         ))))
     }
 

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ragd::ledger::{FileState, KbRecord, KbState};
+use ragd::open_webui::publish::Verify;
 use ragd::open_webui::{FileInfo, OpenWebUi, OwuiError};
+use ragd::pipeline::ReconcileOptions;
 use serde_json::json;
 
 use crate::support::env::TestEnv;
@@ -386,4 +388,73 @@ async fn an_identical_upload_in_another_knowledge_base_is_not_adopted() {
     let b = second.index().await.knowledge.unwrap();
     assert_eq!((a.uploads, a.adopted), (1, 0));
     assert_eq!((b.uploads, b.adopted), (1, 0), "{b:?}");
+}
+
+fn change_run() -> ReconcileOptions {
+    ReconcileOptions {
+        verify_knowledge: Verify::WhenDue,
+        ..Default::default()
+    }
+}
+
+/// A daemon's runs for changed files publish from the ledger alone: the full
+/// listing of the knowledge base, which re-links files unlinked by hand, waits
+/// for `verify_interval_secs` (600 by default), while `Verify::Always` runs
+/// (`ragd index`, startup, schedules) list it every time.
+#[tokio::test]
+async fn change_runs_list_the_knowledge_base_only_when_due() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "due", 30).await;
+    env.write("a.md", "# A\n\nThe heron wades.\n");
+    let app = env.app();
+    let p = env.pipeline(&app);
+
+    // Never listed yet: even a change run lists.
+    p.reconcile(&change_run()).await.unwrap();
+    let listed = fake.counters().listings;
+    assert!(listed >= 1, "the first run lists the knowledge base");
+
+    env.write("b.md", "# B\n\nThe stork nests.\n");
+    let s = p.reconcile(&change_run()).await.unwrap();
+    let kbs = s.run.knowledge.unwrap();
+    assert_eq!((kbs.uploads, kbs.linked), (1, 1), "{kbs:?}");
+    assert_eq!(fake.counters().listings, listed, "a change run listed");
+
+    // Unlinked by hand: a change run does not notice, a full run re-links it.
+    let kb = p.publisher.clone().unwrap().knowledge_id().await.unwrap();
+    let a = app.ledger.kb_files("docs").unwrap()["a.md"]
+        .file_id
+        .clone()
+        .unwrap();
+    let c = client(&fake.url, &fake.api_key);
+    c.remove_file_from_knowledge(&kb, &a, false).await.unwrap();
+    p.reconcile(&change_run()).await.unwrap();
+    assert!(!fake.knowledge_file_ids(&kb).contains(&a));
+    assert_eq!(fake.counters().listings, listed);
+
+    let s = p.reconcile(&ReconcileOptions::default()).await.unwrap();
+    assert_eq!(s.run.knowledge.unwrap().linked, 1);
+    assert!(fake.knowledge_file_ids(&kb).contains(&a));
+    assert!(fake.counters().listings > listed);
+}
+
+/// `verify_interval_secs = 0`: every run lists, change runs included.
+#[tokio::test]
+async fn a_zero_verify_interval_lists_the_knowledge_base_on_every_run() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with(
+        "[knowledge]\nname = \"always\"\n",
+        &format!(
+            "[open_webui]\nurl = \"{}\"\napi_key = \"{}\"\nverify_interval_secs = 0\n",
+            fake.url, fake.api_key
+        ),
+    )
+    .await;
+    env.write("a.md", "# A\n\nThe ibis probes.\n");
+    let app = env.app();
+    let p = env.pipeline(&app);
+    p.reconcile(&change_run()).await.unwrap();
+    let listed = fake.counters().listings;
+    p.reconcile(&change_run()).await.unwrap();
+    assert!(fake.counters().listings > listed);
 }

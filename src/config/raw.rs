@@ -75,6 +75,9 @@ pub struct RawOpenWebUi {
     pub process_timeout_secs: Option<u64>,
     /// Seconds before one HTTP request is abandoned.
     pub request_timeout_secs: Option<u64>,
+    /// Seconds between the daemon's full checks of a knowledge base when only
+    /// files changed (0: every run).
+    pub verify_interval_secs: Option<u64>,
 }
 
 /// `[limits]`: what one file may cost.

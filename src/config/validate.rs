@@ -94,6 +94,9 @@ pub struct OpenWebUiSettings {
     pub concurrency: usize,
     pub process_timeout: Duration,
     pub request_timeout: Duration,
+    /// Longest the daemon goes without listing a knowledge base in full while
+    /// only files change (startup, schedules and `ragd index` always list).
+    pub verify_interval: Duration,
 }
 
 /// `[limits]`: what one file may cost.
@@ -250,6 +253,7 @@ pub fn validate(
             concurrency: positive(&mut errs, "open_webui.concurrency", o.concurrency, 4),
             process_timeout: Duration::from_secs(o.process_timeout_secs.unwrap_or(900)),
             request_timeout: Duration::from_secs(o.request_timeout_secs.unwrap_or(120)),
+            verify_interval: Duration::from_secs(o.verify_interval_secs.unwrap_or(600)),
         }
     });
 

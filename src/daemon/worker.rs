@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reindex;
 use crate::config::PipelineConfig;
+use crate::open_webui::publish::Verify;
 use crate::pipeline::{Pipeline, PipelineError, ReconcileOptions};
 use crate::store::StoreError;
 use crate::triggers::schedule::{self, SystemClock};
@@ -47,6 +48,9 @@ pub enum Trigger {
 pub struct Pending {
     pub reconcile: bool,
     pub reindex: bool,
+    /// Some trigger other than settled files: the knowledge base is listed
+    /// in full afterwards whatever the verify interval says.
+    pub verify: bool,
     pub settled_paths: usize,
     pub reasons: Vec<&'static str>,
 }
@@ -83,6 +87,7 @@ impl TriggerQueue {
                 }
             };
             p.reconcile = true;
+            p.verify |= !matches!(trigger, Trigger::Settled(_));
             if !p.reasons.contains(&reason) {
                 p.reasons.push(reason);
             }
@@ -217,6 +222,13 @@ impl PipelineTasks {
             detect_moves: true,
             cancel: cancel.clone(),
             force: false,
+            // Settled files alone: the ledger says what to publish; the full
+            // listing of the knowledge base waits for its interval.
+            verify_knowledge: if pending.verify {
+                Verify::Always
+            } else {
+                Verify::WhenDue
+            },
         };
         let summary = match p.reconcile(&options).await {
             Err(PipelineError::Store {
@@ -395,7 +407,7 @@ mod tests {
         let q = TriggerQueue::default();
         q.push(Trigger::Startup);
         let first = q.take().await;
-        assert!(first.reconcile && !first.reindex);
+        assert!(first.reconcile && !first.reindex && first.verify);
         // While "running": many triggers arrive.
         for _ in 0..1000 {
             q.push(Trigger::Settled(2));
@@ -403,6 +415,10 @@ mod tests {
         q.push(Trigger::Rescan);
         let second = q.take().await;
         assert_eq!(second.settled_paths, 2000);
+        assert!(
+            second.verify,
+            "a rescan among the triggers lists the knowledge base"
+        );
         assert_eq!(second.reasons, vec!["files changed", "watcher rescan"]);
         // Nothing left: take waits.
         let third = tokio::time::timeout(Duration::from_secs(5), q.take()).await;
@@ -417,5 +433,19 @@ mod tests {
         q.push(Trigger::Schedule);
         let p = q.take().await;
         assert!(p.reindex && p.reconcile);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_files_alone_leave_the_knowledge_base_check_to_its_interval() {
+        let q = TriggerQueue::default();
+        q.push(Trigger::Settled(3));
+        q.push(Trigger::Settled(1));
+        let p = q.take().await;
+        assert!(p.reconcile && !p.verify);
+        for t in [Trigger::Startup, Trigger::Rescan, Trigger::Schedule] {
+            q.push(Trigger::Settled(1));
+            q.push(t);
+            assert!(q.take().await.verify, "{t:?}");
+        }
     }
 }

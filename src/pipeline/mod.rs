@@ -38,7 +38,7 @@ use crate::chunk::Chunker;
 use crate::config::{ChunkUnit, Limits, PipelineConfig};
 use crate::embed::{EmbedError, Embedder};
 use crate::ledger::{FileState, Ledger, LedgerError, PipelineMeta};
-use crate::open_webui::publish::{PublishSummary, Publisher};
+use crate::open_webui::publish::{PublishSummary, Publisher, Verify};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore};
 use crate::triggers::scan;
 
@@ -280,7 +280,7 @@ impl Pipeline {
 
         self.record_settings(dim)?;
         options.progress.finish_and_clear();
-        summary.knowledge = self.publish().await?;
+        summary.knowledge = self.publish(Verify::Always).await?;
         summary.elapsed = started.elapsed();
         self.record_run("index", started_at, &summary);
         Ok(summary)
@@ -307,12 +307,15 @@ impl Pipeline {
     /// Bring the knowledge base in line with the ledger, if one is configured.
     /// Runs after the Qdrant side is done: Open WebUI's (slow) processing never
     /// holds up the vector index.
-    pub(crate) async fn publish(&self) -> Result<Option<PublishSummary>, PipelineError> {
+    pub(crate) async fn publish(
+        &self,
+        verify: Verify,
+    ) -> Result<Option<PublishSummary>, PipelineError> {
         let Some(publisher) = &self.publisher else {
             return Ok(None);
         };
         publisher
-            .sync(&self.config, &self.ledger)
+            .sync(&self.config, &self.ledger, verify)
             .await
             .map(Some)
             .map_err(|source| PipelineError::Publish {

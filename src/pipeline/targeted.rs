@@ -21,6 +21,7 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
+use crate::open_webui::publish::Verify;
 use crate::triggers::watch;
 
 /// Files per batch between cancellation checks: big enough to keep the embedder
@@ -40,6 +41,8 @@ pub struct ReconcileOptions {
     pub detect_moves: bool,
     /// Once cancelled, no new batch starts.
     pub cancel: CancellationToken,
+    /// Whether the knowledge base is listed to check it afterwards.
+    pub verify_knowledge: Verify,
 }
 
 /// What a reconcile did.
@@ -133,7 +136,7 @@ impl Pipeline {
             self.record_settings(dim)?;
         }
         // The knowledge base follows the ledger, as in `run`.
-        out.run.knowledge = self.publish().await?;
+        out.run.knowledge = self.publish(options.verify_knowledge).await?;
         out.run.elapsed = started.elapsed();
         self.record_run("reconcile", started_at, &out.run);
         Ok(out)

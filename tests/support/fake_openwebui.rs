@@ -90,6 +90,8 @@ pub struct FakeCounters {
     pub deletes: u64,
     /// Status polls answered.
     pub status_polls: u64,
+    /// Pages of knowledge-base listings answered.
+    pub listings: u64,
 }
 
 /// A file as the fake stores it.
@@ -905,7 +907,8 @@ async fn knowledge_files(
     if let Some(r) = reject_unauthorized(&shared, &headers) {
         return r;
     }
-    let inner = shared.lock();
+    let mut inner = shared.lock();
+    inner.counters.listings += 1;
     let Some(kb) = inner.knowledge.get(&id) else {
         return detail(StatusCode::BAD_REQUEST, NOT_FOUND);
     };
