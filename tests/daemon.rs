@@ -360,3 +360,39 @@ fn count(env: &BinEnv, state: FileState) -> u64 {
         .and_then(|m| m.get(&state).copied())
         .unwrap_or(0)
 }
+
+/// With a knowledge base, a file change is published from the ledger alone:
+/// the knowledge base is listed in full at startup, not on every edit (its
+/// interval, `verify_interval_secs`, is 600 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_change_is_published_without_listing_the_knowledge_base() {
+    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "daemon", 30).await;
+    env.write("keep.md", note("kestrel"));
+    let d = InProcessDaemon::start(&env);
+    let kb_linked = |rel: &'static str| {
+        let ledger = d.ledger.clone();
+        move || {
+            let ledger = ledger.clone();
+            async move {
+                ledger
+                    .kb_files("docs")
+                    .ok()
+                    .and_then(|rows| rows.get(rel).map(|r| r.state))
+                    == Some(ragd::ledger::KbState::Linked)
+            }
+        }
+    };
+    eventually("the startup run links the first file", kb_linked("keep.md")).await;
+    let listed = fake.counters().listings;
+    assert!(listed >= 1, "startup lists the knowledge base");
+
+    env.write("a.md", note("albatross"));
+    eventually("a dropped file is linked", kb_linked("a.md")).await;
+    assert_eq!(
+        fake.counters().listings,
+        listed,
+        "an edit listed the knowledge base"
+    );
+    d.stop().await;
+}
