@@ -185,11 +185,10 @@ impl Publisher {
         verify: Verify,
     ) -> Result<PublishSummary, PublishError> {
         let kb = self.knowledge_id().await?;
-        let files = ledger.files(&pipeline.name)?;
         let rows = ledger.kb_files(&pipeline.name)?;
         let mut summary = PublishSummary::default();
 
-        let actions = plan(&files, &rows, &kb);
+        let actions = ledger.with_files(&pipeline.name, |files| plan(files, &rows, &kb))?;
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
@@ -704,25 +703,19 @@ impl Publisher {
 
 /// Decide, from the ledger alone, what each path needs. Removals come first and
 /// run to completion before any publish (see [`Publisher::sync`]), so a path
-/// never has two actions in flight.
+/// never has two actions in flight. `files` is read as a stream (in path
+/// order, from [`Ledger::with_files`]): only the files that need work are kept,
+/// not a copy of every row.
 fn plan(
-    files: &HashMap<String, FileRecord>,
+    files: &mut dyn Iterator<Item = FileRecord>,
     rows: &HashMap<String, KbRecord>,
     kb: &str,
 ) -> Vec<Action> {
     let mut removes = Vec::new();
     let mut publishes = Vec::new();
-    for (path, row) in rows {
-        let wanted = files.get(path).is_some_and(|f| {
-            f.content_hash.is_some() && matches!(f.state, FileState::Indexed | FileState::Failed)
-        });
-        // Gone from the folder, moved to another knowledge base, or a removal a
-        // crash interrupted: finish removing it (it is published afresh below).
-        if !wanted || row.kb_id != kb || row.state == KbState::Removing {
-            removes.push(Action::Remove(row.clone()));
-        }
-    }
-    for (path, file) in files {
+    // Rows whose file is still wanted; every other row goes.
+    let mut backed: HashSet<&str> = HashSet::new();
+    for file in files {
         // The version to publish is what Qdrant holds. A file that failed after
         // an earlier success keeps its published old version.
         let Some(hash) = file.content_hash.as_deref() else {
@@ -731,8 +724,12 @@ fn plan(
         if !matches!(file.state, FileState::Indexed | FileState::Failed) {
             continue;
         }
-        let prev = rows
-            .get(path)
+        let row = rows.get_key_value(file.path.as_str());
+        if let Some((path, _)) = row {
+            backed.insert(path.as_str());
+        }
+        let prev = row
+            .map(|(_, r)| r)
             .filter(|r| r.kb_id == kb && r.state != KbState::Removing);
         match prev {
             // Done — unless a crash left the replaced version to remove.
@@ -741,9 +738,16 @@ fn plan(
                     && (r.state == KbState::Failed
                         || (r.state == KbState::Linked && r.old_file_id.is_none())) => {}
             prev => publishes.push(Action::Publish {
-                file: Box::new(file.clone()),
                 prev: prev.cloned(),
+                file: Box::new(file),
             }),
+        }
+    }
+    for (path, row) in rows {
+        // Gone from the folder, moved to another knowledge base, or a removal a
+        // crash interrupted: finish removing it (it is published afresh above).
+        if !backed.contains(path.as_str()) || row.kb_id != kb || row.state == KbState::Removing {
+            removes.push(Action::Remove(row.clone()));
         }
     }
     removes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
