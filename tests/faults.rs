@@ -222,19 +222,31 @@ struct FlakyStore {
     inner: std::sync::Arc<dyn VectorStore>,
     rate: f64,
     failures: std::sync::atomic::AtomicU64,
+    /// Failures in a row so far; see [`MAX_FAILURES_IN_A_ROW`].
+    streak: std::sync::atomic::AtomicU32,
     /// Every sync fails for good (a disk that stopped taking writes).
     sync_broken: bool,
 }
 
+/// Transient means it passes: never this many failures in a row, fewer than
+/// the 5 tries ragd gives a store call. Unbounded random failures made the
+/// test fail now and then (0.3^5 per call, over a few dozen calls), which
+/// says nothing about ragd. The pipeline's writes and syncs run one at a
+/// time, so a streak across calls bounds each call's own.
+const MAX_FAILURES_IN_A_ROW: u32 = 3;
+
 impl FlakyStore {
     fn roll(&self) -> Option<bool> {
         use rand::Rng;
+        use std::sync::atomic::Ordering::SeqCst;
         let mut rng = rand::rng();
-        (rng.random_bool(self.rate)).then(|| {
-            self.failures
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            rng.random_bool(0.5)
-        })
+        if self.streak.load(SeqCst) >= MAX_FAILURES_IN_A_ROW || !rng.random_bool(self.rate) {
+            self.streak.store(0, SeqCst);
+            return None;
+        }
+        self.streak.fetch_add(1, SeqCst);
+        self.failures.fetch_add(1, SeqCst);
+        Some(rng.random_bool(0.5))
     }
 }
 
@@ -245,6 +257,7 @@ impl FlakyStore {
             inner: env.store.clone(),
             rate,
             failures: Default::default(),
+            streak: Default::default(),
             sync_broken,
         })
     }
