@@ -4,7 +4,7 @@
 //! collection `C_v<N>`. A full reindex (`ragd reindex`, or automatically when the
 //! model or chunking settings — the pipeline fingerprint — or the vector dimension
 //! change) builds `C_v<N+1>` next to it, points `C` at it in one atomic step
-//! ([`VectorStore::set_alias`]; embedded Qdrant writes its alias file atomically),
+//! ([`VectorStore::set_alias`](crate::store::VectorStore::set_alias); embedded Qdrant writes its alias file atomically),
 //! then drops the old collection. Searches go through `C`, so they see the old
 //! index or the new one, never a half-built one.
 //!

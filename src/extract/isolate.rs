@@ -19,7 +19,7 @@
 //! byte, then the name) and the file's bytes (a `u64` little-endian length, then
 //! the very bytes it hashed, so text and hash always belong together) — and the
 //! worker answers with one frame: a byte that says whether it exits after this
-//! reply, a `u64` little-endian length and a JSON [`Reply`]. End of input
+//! reply, a `u64` little-endian length and a JSON `Reply`. End of input
 //! between requests is the parent's way to retire a worker (or the parent is
 //! gone): the worker exits 0. Anything else — a signal, another exit code, a
 //! missing reply — is a failure that the parent classifies from the exit status
@@ -47,7 +47,7 @@
 //! than the extraction itself, so workers are kept and reused. Idle workers wait
 //! in a pool, keyed by what they were started with (executable, memory limit,
 //! environment), so a worker only ever serves requests it would have been
-//! started for; at most one per core waits, and one idle for [`IDLE_TTL`] is
+//! started for; at most one per core waits, and one idle for `IDLE_TTL` is
 //! retired.
 //!
 //! Reuse is safe because only a worker that answered cleanly goes back to the
@@ -55,7 +55,7 @@
 //! worker says it exits after that reply) or an unreadable reply, the worker is
 //! killed and reaped, and the next file gets a fresh one. A parser's state
 //! cannot leak from one file into the next except through memory it left
-//! allocated, and a worker is retired after [`RECYCLE_AFTER`] files so that
+//! allocated, and a worker is retired after `RECYCLE_AFTER` files so that
 //! such leaks and heap fragmentation stay bounded. Workers are started from one
 //! long-lived thread, because `PR_SET_PDEATHSIG` fires when the *thread* that
 //! forked the worker ends, and blocking-pool threads come and go.
@@ -844,7 +844,7 @@ fn signal_name(signal: i32) -> &'static str {
 /// Set by the worker's panic hook: something panicked, caught or not.
 static WORKER_PANICKED: AtomicBool = AtomicBool::new(false);
 
-/// The `extract-worker` subcommand: requests on stdin, a [`Reply`] for each on
+/// The `extract-worker` subcommand: requests on stdin, a `Reply` for each on
 /// stdout, until stdin ends.
 ///
 /// Runs before the async runtime and telemetry start, so the worker is one

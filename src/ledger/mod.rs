@@ -585,7 +585,7 @@ impl Ledger {
 }
 
 impl Ledger {
-    /// Record a finished run (keeps the last [`RUNS_KEPT`] per pipeline).
+    /// Record a finished run (keeps the last `RUNS_KEPT` per pipeline).
     pub fn record_run(&self, run: &RunRecord) -> Result<(), LedgerError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
