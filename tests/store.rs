@@ -5,7 +5,7 @@
 //! `QDRANT_API_KEY`), against that Qdrant server too, in collections with unique
 //! names that are deleted afterwards.
 
-use ragd::store::edge::{EdgeStore, WalTuning};
+use ragd::store::edge::{EdgeStore, EdgeTuning};
 use ragd::store::qdrant::QdrantStore;
 use ragd::store::{
     PointFilter, PointKey, PointPayload, StoreError, StoredPoint, VectorStore, WriteOp,
@@ -790,9 +790,10 @@ fn closed_wal(root: &std::path::Path) -> (usize, u64) {
 async fn edge_wal_is_compacted_and_later_overwrites_still_apply() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let tuning = WalTuning {
+    let tuning = EdgeTuning {
         segment_bytes: 64 << 10,
         compact_bytes: 128 << 10,
+        ..EdgeTuning::default()
     };
     const ROUNDS: u32 = 40;
     let same = file_points("docs", "same.md", "base", 50);
@@ -989,4 +990,92 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
         assert_close(&p.vector, &normalized(&by_id[&p.id].vector));
         assert_eq!(p.payload, by_id[&p.id].payload);
     }
+}
+
+/// A deleted point keeps its vector slot in qdrant-edge until the shard is
+/// rebuilt. `sync` vacuums once dead slots reach the live count (and the
+/// minimum): the live points come through whole (ids, vectors, payloads), the
+/// copy's pages are not left resident, later writes and a reopen work, and no
+/// scratch directory is left. Below the threshold nothing is rebuilt.
+#[tokio::test]
+async fn edge_sync_vacuums_dead_points_and_keeps_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tuning = EdgeTuning {
+        vacuum_min_dead: 100,
+        ..EdgeTuning::default()
+    };
+    let store = EdgeStore::open_tuned(&root, tuning).unwrap();
+    store.ensure_collection("c", DIM).await.unwrap();
+    let keep = file_points("docs", "keep.md", "h", 150);
+    let gone: Vec<StoredPoint> = ["a.md", "b.md"]
+        .iter()
+        .flat_map(|f| file_points("docs", f, "h", 100))
+        .collect();
+    store.upsert("c", keep.clone()).await.unwrap();
+    store.upsert("c", gone.clone()).await.unwrap();
+    assert_eq!(store.slots("c").await.unwrap(), (350, Some(350)));
+
+    // 100 dead against 250 live: below the live count, so no vacuum.
+    store
+        .delete_points("c", gone[..100].iter().map(|p| p.id).collect())
+        .await
+        .unwrap();
+    store.sync("c").await.unwrap();
+    assert_eq!(store.slots("c").await.unwrap(), (250, Some(350)));
+
+    // 200 dead against 150 live: vacuumed.
+    store
+        .delete_points("c", gone[100..].iter().map(|p| p.id).collect())
+        .await
+        .unwrap();
+    store.sync("c").await.unwrap();
+    assert_eq!(store.slots("c").await.unwrap(), (150, Some(150)));
+    #[cfg(target_os = "linux")]
+    {
+        let resident = resident_shared_kb(&root);
+        assert!(resident < 512, "the vacuum left {resident} kB mapped");
+    }
+    let check = |store: EdgeStore| {
+        let (keep, gone) = (keep.clone(), gone.clone());
+        async move {
+            let ids: Vec<Uuid> = keep.iter().map(|p| p.id).collect();
+            let back = store.retrieve("c", &ids, true).await.unwrap();
+            assert_eq!(back.len(), keep.len());
+            for (p, original) in back.iter().zip(&keep) {
+                assert_eq!(p.id, original.id);
+                assert_eq!(p.payload, original.payload);
+                assert_close(&p.vector, &normalized(&original.vector));
+            }
+            let gone_ids: Vec<Uuid> = gone.iter().map(|p| p.id).collect();
+            assert!(
+                store
+                    .retrieve("c", &gone_ids, false)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let hits = store
+                .search("c", keep[7].vector.clone(), 1, None)
+                .await
+                .unwrap();
+            assert_eq!(hits[0].id, keep[7].id);
+            store
+        }
+    };
+    let store = check(store).await;
+    // Writes after the vacuum land in the new shard and survive a reopen.
+    let later = file_points("docs", "later.md", "h", 10);
+    store.upsert("c", later).await.unwrap();
+    drop(store);
+    let store = check(EdgeStore::open_tuned(&root, tuning).unwrap()).await;
+    assert_eq!(
+        store.count("c", &PointFilter::default()).await.unwrap(),
+        160
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("collections"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers, ["c"]);
 }
