@@ -378,9 +378,21 @@ impl Ledger {
 
     /// Forget a file (after its points are gone).
     pub fn remove(&self, pipeline: &str, path: &str) -> Result<(), LedgerError> {
-        self.conn()
-            .prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND path = ?2")?
-            .execute(params![pipeline, path])?;
+        self.remove_many(pipeline, &[path])
+    }
+
+    /// Forget files in one transaction.
+    pub fn remove_many(&self, pipeline: &str, paths: &[&str]) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND path = ?2")?;
+            for path in paths {
+                stmt.execute(params![pipeline, path])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
