@@ -158,6 +158,45 @@ async fn moves_and_folder_renames_keep_vectors_without_re_embedding() {
     d.stop().await;
 }
 
+/// A renamed folder of many files moves in batches: a store write per batch
+/// of up to 256 files, not a durable upsert and delete per file. (140 of 300
+/// files, so the mass-delete rail, at half the files, lets it through.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_folder_of_many_files_moves_in_batches() {
+    let env = TestEnv::new("").await;
+    for i in 0..300 {
+        let dir = if i < 140 { "part" } else { "rest" };
+        env.write(&format!("{dir}/f{i:03}.md"), note(&format!("wren{i}")));
+    }
+    let d = InProcessDaemon::start(&env);
+    eventually("initial files indexed", || async {
+        d.count(FileState::Indexed) == 300
+    })
+    .await;
+    let embeds = env.embed.stats().texts;
+    let upserts = env.store.upserts();
+    std::fs::rename(env.docs().join("part"), env.docs().join("moved")).unwrap();
+    eventually("the points and the ledger follow the rename", || async {
+        env.points("moved/f000.md").await.len() == 1
+            && env.points("moved/f139.md").await.len() == 1
+            && d.ledger
+                .files("docs")
+                .unwrap()
+                .keys()
+                .all(|p| !p.starts_with("part/"))
+            && d.count(FileState::Indexed) == 300
+    })
+    .await;
+    assert_eq!(env.embed.stats().texts, embeds, "moves must not re-embed");
+    assert_eq!(env.total_points().await, 300);
+    let writes = env.store.upserts() - upserts;
+    assert!(
+        writes <= 10,
+        "140 moved files took {writes} store writes; one batch should do"
+    );
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mkdir_p_of_a_deep_tree_indexes_every_level() {
     let env = TestEnv::new("").await;

@@ -346,3 +346,35 @@ async fn search_stays_within_its_pipeline_in_a_shared_collection() {
         "{hits:?}"
     );
 }
+
+/// Deleted files go a batch at a time: one store write (and sync) per 256
+/// files, not one durable delete per file.
+#[tokio::test]
+async fn deleting_many_files_writes_to_the_store_once_per_batch() {
+    let env = TestEnv::new("").await;
+    for i in 0..300 {
+        env.write(&format!("many/f{i:03}.md"), format!("note number {i}\n"));
+    }
+    env.write("keep.md", "the one that stays\n");
+    assert_eq!(env.index().await.added, 301);
+    let deletes = env.store.deletes();
+    std::fs::remove_dir_all(env.docs().join("many")).unwrap();
+    let app = env.app();
+    let s = env
+        .pipeline(&app)
+        .run(RunOptions {
+            allow_mass_delete: true,
+            ..RunOptions::default()
+        })
+        .await
+        .unwrap();
+    drop(app);
+    assert_eq!(s.deleted, 300, "{s:?}");
+    assert_eq!(
+        env.store.deletes() - deletes,
+        2,
+        "300 files in batches of 256"
+    );
+    assert_eq!(env.total_points().await, 1);
+    assert!(env.points("keep.md").await.len() == 1);
+}

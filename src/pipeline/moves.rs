@@ -26,7 +26,7 @@ use super::plan::{Plan, Reason, WorkItem};
 use super::{Pipeline, PipelineError, points};
 use crate::document::point_id;
 use crate::ledger::{FileRecord, FileState};
-use crate::store::StoredPoint;
+use crate::store::{StoredPoint, WriteOp};
 
 /// A planned delete and a planned add that are the same bytes.
 #[derive(Debug, Clone)]
@@ -126,26 +126,63 @@ fn hash_file(path: &std::path::Path, limit: u64) -> Option<String> {
     Some(hex::encode(h.finalize()))
 }
 
-/// Carry out one move. `Ok(false)` if the old points are not all there (then the
-/// caller indexes the new path and deletes the old one the ordinary way).
-pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, PipelineError> {
-    let name = pipeline.name();
+/// Most points carried by one batch of moves (vectors included: about 1.5 MB
+/// at 384 dimensions per 1,024 points).
+const BATCH_POINTS: usize = 1024;
+/// Most files in one batch of moves.
+const BATCH_FILES: usize = 256;
+
+/// Carry out `moves`, a batch at a time: one store sync and three ledger
+/// transactions per batch rather than three flushes per file. Returns the
+/// moves whose old points were not all there; the caller indexes their new
+/// path and deletes their old one the ordinary way.
+pub(super) async fn execute(
+    pipeline: &Pipeline,
+    moves: Vec<Move>,
+) -> Result<(usize, Vec<Move>), PipelineError> {
     let collection = &pipeline.config.collection;
-    let store = &pipeline.store;
-    let Some(content_hash) = mv.from.content_hash.clone() else {
-        return Ok(false);
-    };
-    if store
+    if pipeline
+        .store
         .collection_dim(collection)
         .await
         .map_err(|e| pipeline.store_err(e))?
         .is_none()
     {
-        return Ok(false);
+        return Ok((0, moves));
     }
+    let mut moved = 0;
+    let mut fallback = Vec::new();
+    let mut batch = Batch::default();
+    for mv in moves {
+        match prepare(pipeline, &mv).await? {
+            Some(prepared) => batch.push(mv, prepared),
+            None => fallback.push(mv),
+        }
+        if batch.points.len() >= BATCH_POINTS || batch.moves.len() >= BATCH_FILES {
+            moved += std::mem::take(&mut batch).commit(pipeline).await?;
+        }
+    }
+    moved += batch.commit(pipeline).await?;
+    Ok((moved, fallback))
+}
+
+/// One move's new row and points, read from its old points.
+struct Prepared {
+    record: FileRecord,
+    points: Vec<StoredPoint>,
+    old_ids: Vec<uuid::Uuid>,
+}
+
+/// The new row and points of `mv`, or `None` if its old points are not all
+/// there with vectors and the recorded content.
+async fn prepare(pipeline: &Pipeline, mv: &Move) -> Result<Option<Prepared>, PipelineError> {
+    let name = pipeline.name();
+    let Some(content_hash) = mv.from.content_hash.clone() else {
+        return Ok(None);
+    };
     let old = points::file_points(
-        &**store,
-        collection,
+        &*pipeline.store,
+        &pipeline.config.collection,
         name,
         &mv.from.path,
         0,
@@ -154,7 +191,6 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
     )
     .await
     .map_err(|e| pipeline.store_err(e))?;
-    let old_ids = points::ids(&old);
     let complete = old.len() == mv.from.chunk_count as usize
         && old
             .iter()
@@ -162,9 +198,9 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
     if !complete {
         tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.rel_path,
             "move: old points incomplete; indexing the new path instead");
-        return Ok(false);
+        return Ok(None);
     }
-
+    let old_ids = points::ids(&old);
     let file = &mv.to.file;
     let mut record = mv.from.clone();
     record.path = file.rel_path.clone();
@@ -172,14 +208,9 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
     record.size = file.size;
     record.mtime_ns = file.mtime_ns;
     record.state = FileState::Indexing;
-    record.target_hash = Some(content_hash.clone());
-    pipeline
-        .ledger
-        .put(&record)
-        .map_err(|e| pipeline.ledger_err(e))?;
-
+    record.target_hash = Some(content_hash);
     let modified = file.mtime_ns / 1_000_000_000;
-    let points: Vec<StoredPoint> = old
+    let points = old
         .into_iter()
         .map(|p| {
             let mut payload = p.payload;
@@ -192,29 +223,73 @@ pub(super) async fn execute(pipeline: &Pipeline, mv: &Move) -> Result<bool, Pipe
             }
         })
         .collect();
-    for batch in points.chunks(128) {
-        store
-            .upsert(collection, batch.to_vec())
+    Ok(Some(Prepared {
+        record,
+        points,
+        old_ids,
+    }))
+}
+
+/// Moves ready to commit together.
+#[derive(Default)]
+struct Batch {
+    moves: Vec<Move>,
+    records: Vec<FileRecord>,
+    points: Vec<StoredPoint>,
+    old_ids: Vec<uuid::Uuid>,
+}
+
+impl Batch {
+    fn push(&mut self, mv: Move, prepared: Prepared) {
+        self.moves.push(mv);
+        self.records.push(prepared.record);
+        self.points.extend(prepared.points);
+        self.old_ids.extend(prepared.old_ids);
+    }
+
+    /// The steps of "Crash safety" above, for every move of the batch at once.
+    async fn commit(mut self, pipeline: &Pipeline) -> Result<usize, PipelineError> {
+        if self.moves.is_empty() {
+            return Ok(0);
+        }
+        let name = pipeline.name();
+        let collection = &pipeline.config.collection;
+        pipeline
+            .ledger
+            .put_many(&self.records)
+            .map_err(|e| pipeline.ledger_err(e))?;
+        let ops = vec![
+            WriteOp::Upsert(std::mem::take(&mut self.points)),
+            WriteOp::DeletePoints(std::mem::take(&mut self.old_ids)),
+        ];
+        pipeline
+            .store
+            .write(collection, ops)
             .await
             .map_err(|e| pipeline.store_err(e))?;
+        pipeline
+            .store
+            .sync(collection)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
+        for record in &mut self.records {
+            record.state = FileState::Indexed;
+            record.target_hash = None;
+        }
+        pipeline
+            .ledger
+            .put_many(&self.records)
+            .map_err(|e| pipeline.ledger_err(e))?;
+        let old_paths: Vec<&str> = self.moves.iter().map(|m| m.from.path.as_str()).collect();
+        pipeline
+            .ledger
+            .remove_many(name, &old_paths)
+            .map_err(|e| pipeline.ledger_err(e))?;
+        for mv in &self.moves {
+            tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.rel_path, "moved");
+        }
+        Ok(self.moves.len())
     }
-    store
-        .delete_points(collection, old_ids)
-        .await
-        .map_err(|e| pipeline.store_err(e))?;
-
-    record.state = FileState::Indexed;
-    record.target_hash = None;
-    pipeline
-        .ledger
-        .put(&record)
-        .map_err(|e| pipeline.ledger_err(e))?;
-    pipeline
-        .ledger
-        .remove(name, &mv.from.path)
-        .map_err(|e| pipeline.ledger_err(e))?;
-    tracing::info!(pipeline = %name, from = %mv.from.path, to = %file.rel_path, "moved");
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -101,14 +101,13 @@ impl Pipeline {
         out.deferred = before - plan.work.len() - plan.deletes.len();
 
         if options.detect_moves {
-            for mv in moves::detect(self, &mut plan).await {
-                if moves::execute(self, &mv).await? {
-                    out.moved += 1;
-                } else {
-                    // Old points incomplete: index and delete the ordinary way.
-                    plan.work.push(mv.to);
-                    plan.deletes.push(mv.from);
-                }
+            let found = moves::detect(self, &mut plan).await;
+            let (moved, fallback) = moves::execute(self, found).await?;
+            out.moved += moved;
+            for mv in fallback {
+                // Old points incomplete: index and delete the ordinary way.
+                plan.work.push(mv.to);
+                plan.deletes.push(mv.from);
             }
         }
 
