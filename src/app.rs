@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::open_webui::OpenWebUi;
 use crate::open_webui::publish::Publisher;
 use crate::pipeline::Pipeline;
-use crate::store::edge::EdgeStore;
+use crate::store::edge::{EdgeStore, EdgeTuning};
 use crate::store::qdrant::QdrantStore;
 use crate::store::retry::Retrying;
 use crate::store::{StoreError, VectorStore};
@@ -90,7 +90,19 @@ impl App {
         let ledger = Arc::new(Ledger::open(&dir.join("ledger.sqlite"))?);
         let store: Arc<dyn VectorStore> = match (store, &config.qdrant) {
             (Some(s), _) => s,
-            (None, QdrantSettings::Embedded { path }) => Arc::new(EdgeStore::open(path)?),
+            (
+                None,
+                QdrantSettings::Embedded {
+                    path,
+                    vacuum_min_dead,
+                },
+            ) => Arc::new(EdgeStore::open_tuned(
+                path,
+                EdgeTuning {
+                    vacuum_min_dead: *vacuum_min_dead,
+                    ..EdgeTuning::default()
+                },
+            )?),
             (None, QdrantSettings::Server { url, api_key }) => Arc::new(QdrantStore::connect(
                 url,
                 api_key.as_ref().map(|k| k.expose().to_owned()),

@@ -357,3 +357,76 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
         assert_eq!(fake.counters().uploads, 4 + 3 * 3, "{point}: uploads");
     }
 }
+
+/// A vacuum killed after its copy is made, or after the directories are
+/// swapped, leaves the collection's name holding a complete shard (old or
+/// new) and its scratch directory as a leftover: the next runs remove the
+/// leftover, finish the vacuum and end with everything in agreement and
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
+    for point in ragd::failpoint::VACUUM {
+        let fake = spawn_fake("sk-vac").await;
+        let env = TestEnv::with(
+            "[knowledge]\nname = \"vac\"\n",
+            &format!(
+                "[open_webui]\nurl = \"{}\"\napi_key = \"{}\"\nconcurrency = 4\n\
+                 process_timeout_secs = 60\nrequest_timeout_secs = 60\n\
+                 [qdrant]\nvacuum_min_dead_points = 5\n",
+                fake.url, fake.api_key
+            ),
+        )
+        .await;
+        for i in 0..12 {
+            env.write(
+                &format!("f{i:02}.md"),
+                format!("# F{i}\n\nNote {i}: the okapi.\n"),
+            );
+        }
+        index_to_completion(&env);
+        // 5 dead against 7 live: no vacuum yet.
+        for i in 0..5 {
+            env.remove(&format!("f{i:02}.md"));
+        }
+        index_to_completion(&env);
+        // 7 dead against 5 live: this run's sync vacuums, and dies at `point`.
+        for i in 5..7 {
+            env.remove(&format!("f{i:02}.md"));
+        }
+        let out = ragd(&env)
+            .env("RAGD_FAILPOINTS", format!("{point}:1"))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{point} was not reached: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A change, so the next run writes and syncs (and vacuums if the
+        // crash came before the swap).
+        env.write("f07.md", "# F7\n\nNote 7, edited: the okapi again.\n");
+        index_to_completion(&env);
+        let inv = check(&env, &fake).await;
+        assert_eq!(
+            inv,
+            Invariants {
+                files: 5,
+                ..Default::default()
+            },
+            "{point}"
+        );
+        let root = env.dir.path().join("state/qdrant");
+        let names: Vec<String> = std::fs::read_dir(root.join("collections"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{point}: leftovers in {names:?}");
+        let store = EdgeStore::open(&root).unwrap();
+        let (live, slots) = store.slots("docs").await.unwrap();
+        assert_eq!(live, 5, "{point}");
+        assert!(
+            slots.is_some_and(|s| s <= 6),
+            "{point}: the vacuum never finished: {slots:?} slots for 5 points"
+        );
+    }
+}

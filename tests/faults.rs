@@ -240,7 +240,13 @@ impl FlakyStore {
         use rand::Rng;
         use std::sync::atomic::Ordering::SeqCst;
         let mut rng = rand::rng();
-        if self.streak.load(SeqCst) >= MAX_FAILURES_IN_A_ROW || !rng.random_bool(self.rate) {
+        // The first call always fails: a run makes only a handful of store
+        // calls (writes are grouped, a sync covers many), so at 30% a test
+        // run could otherwise see no fault at all (0.7^6 = 12%).
+        let first = self.failures.load(SeqCst) == 0 && self.rate > 0.0;
+        if !first
+            && (self.streak.load(SeqCst) >= MAX_FAILURES_IN_A_ROW || !rng.random_bool(self.rate))
+        {
             self.streak.store(0, SeqCst);
             return None;
         }

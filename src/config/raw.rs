@@ -33,6 +33,9 @@ pub struct RawQdrant {
     pub api_key: Option<String>,
     /// File holding the API key (takes the first line).
     pub api_key_file: Option<String>,
+    /// Embedded only: fewest dead vector slots (deleted or moved points) at
+    /// which a collection is vacuumed.
+    pub vacuum_min_dead_points: Option<u64>,
 }
 
 /// `[embedding]`: where vectors come from.

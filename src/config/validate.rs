@@ -54,8 +54,9 @@ impl Config {
 /// Where vectors are stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QdrantSettings {
-    /// qdrant-edge in `<state_dir>/qdrant`.
-    Embedded { path: PathBuf },
+    /// qdrant-edge in `<state_dir>/qdrant`; a collection is vacuumed once it
+    /// has `vacuum_min_dead` dead vector slots and no more live points.
+    Embedded { path: PathBuf, vacuum_min_dead: u64 },
     /// A Qdrant server over gRPC.
     Server {
         url: String,
@@ -202,9 +203,19 @@ pub fn validate(
     let state_dir = base.join(daemon.state_dir.as_deref().unwrap_or("../.ragd"));
 
     let qdrant = match daemon.qdrant.url.as_deref().map(str::trim) {
-        None | Some("") => QdrantSettings::Embedded {
-            path: state_dir.join("qdrant"),
-        },
+        None | Some("") => {
+            let vacuum_min_dead = daemon
+                .qdrant
+                .vacuum_min_dead_points
+                .unwrap_or(crate::store::edge::DEFAULT_VACUUM_MIN_DEAD);
+            if vacuum_min_dead == 0 {
+                errs.push("qdrant.vacuum_min_dead_points", "must be at least 1");
+            }
+            QdrantSettings::Embedded {
+                path: state_dir.join("qdrant"),
+                vacuum_min_dead,
+            }
+        }
         Some(url) => {
             check_url(&mut errs, "qdrant.url", url);
             let api_key = secret(
@@ -788,7 +799,8 @@ mod tests {
         assert_eq!(
             c.qdrant,
             QdrantSettings::Embedded {
-                path: PathBuf::from("cfg/../.ragd/qdrant")
+                path: PathBuf::from("cfg/../.ragd/qdrant"),
+                vacuum_min_dead: crate::store::edge::DEFAULT_VACUUM_MIN_DEAD,
             }
         );
         let p = &c.pipelines[0];

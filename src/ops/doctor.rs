@@ -195,7 +195,7 @@ async fn qdrant(
     recorded: &[(String, Option<u32>)],
 ) -> Vec<(String, usize)> {
     let mut dims = Vec::new();
-    if let QdrantSettings::Embedded { path } = &config.qdrant
+    if let QdrantSettings::Embedded { path, .. } = &config.qdrant
         && !path.exists()
     {
         r.ok(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::{Config, PipelineConfig, QdrantSettings};
 use crate::ledger::{Ledger, LedgerError};
 use crate::store::VectorStore;
-use crate::store::edge::EdgeStore;
+use crate::store::edge::{EdgeStore, EdgeTuning};
 use crate::store::qdrant::QdrantStore;
 
 /// Failures of an operator command as a whole (a single failed check is not one).
@@ -99,7 +99,10 @@ pub fn open_store(config: &Config) -> Result<StoreAccess, String> {
                 _lock: None,
             })
         }
-        QdrantSettings::Embedded { path } => {
+        QdrantSettings::Embedded {
+            path,
+            vacuum_min_dead,
+        } => {
             if !path.exists() {
                 return Err(format!(
                     "embedded Qdrant at {} does not exist yet (the first run creates it)",
@@ -107,7 +110,11 @@ pub fn open_store(config: &Config) -> Result<StoreAccess, String> {
                 ));
             }
             let lock = lock_state_dir(&config.state_dir)?;
-            let store = EdgeStore::open(path).map_err(|e| e.to_string())?;
+            let tuning = EdgeTuning {
+                vacuum_min_dead: *vacuum_min_dead,
+                ..EdgeTuning::default()
+            };
+            let store = EdgeStore::open_tuned(path, tuning).map_err(|e| e.to_string())?;
             Ok(StoreAccess {
                 store: Arc::new(store),
                 location: format!("embedded Qdrant at {}", display_path(path)),

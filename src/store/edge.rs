@@ -114,9 +114,10 @@ const WAL_COMPACT_BYTES: u64 = 64 << 20;
 /// at 4 MiB), so smaller segments keep less on disk and in memory. An entry
 /// larger than a segment (a big write group) gets a segment of its own size.
 const WAL_SEGMENT_BYTES: usize = 2 << 20;
-/// Fewest dead vector slots at which `sync` vacuums a shard (see "Vacuum"):
-/// below this a rebuild would cost more than the space it frees.
-const VACUUM_MIN_DEAD: u64 = 10_000;
+/// Fewest dead vector slots at which `sync` vacuums a shard (see "Vacuum"),
+/// unless configured (`[qdrant] vacuum_min_dead_points`): below this a
+/// rebuild costs more than the space it frees is worth.
+pub const DEFAULT_VACUUM_MIN_DEAD: u64 = 10_000;
 const ALIASES_FILE: &str = "aliases.json";
 /// Prefixes of scratch directories under `collections/`; never valid names, since
 /// names may not start with a dot.
@@ -151,7 +152,7 @@ impl Default for EdgeTuning {
         EdgeTuning {
             segment_bytes: WAL_SEGMENT_BYTES,
             compact_bytes: WAL_COMPACT_BYTES,
-            vacuum_min_dead: VACUUM_MIN_DEAD,
+            vacuum_min_dead: DEFAULT_VACUUM_MIN_DEAD,
         }
     }
 }
@@ -383,6 +384,7 @@ fn swap_in(
         };
     }
     // `scratch` now holds the old shard.
+    crate::failpoint::hit("vacuum.after_exchange");
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe {
@@ -626,6 +628,7 @@ impl EdgeStore {
         let dir = self.collections_dir();
         let segment_bytes = self.tuning.segment_bytes;
         let copy = blocking(move || target.copy_live(&dir, segment_bytes)).await?;
+        crate::failpoint::hit("vacuum.after_copy");
 
         let mut catalog = self.catalog.write().await;
         let real = catalog.resolve(collection).to_owned();
@@ -779,7 +782,7 @@ impl VectorStore for EdgeStore {
             })
             .await?
         };
-        if dead >= self.tuning.vacuum_min_dead && dead >= live && !vacuum_failed {
+        if dead > 0 && dead >= self.tuning.vacuum_min_dead && dead >= live && !vacuum_failed {
             // A rebuilt shard starts a fresh WAL too, so no compaction after.
             match self.vacuum(collection, dead).await {
                 Ok(true) => return Ok(()),
