@@ -3,7 +3,7 @@
 //! Pure: no IO beyond what was scanned and read from the ledger, so `ragd plan`
 //! can show exactly what a run would do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::ledger::{FileRecord, FileState};
 use crate::triggers::scan::{ScanResult, ScannedFile};
@@ -136,13 +136,35 @@ pub fn plan(
     // The work list lives for the whole run; growth by doubling left up to
     // half of it unused (0.6 MB of 1.4 MB at 10,000 new files).
     plan.work.shrink_to_fit();
-    let share = plan.deletes.len() as f64 / total.max(1) as f64;
+    let share = unpaired_deletes(&plan) as f64 / total.max(1) as f64;
     if !rail.allow && total >= rail.min_files && share > rail.max_share {
         plan.mass_delete_blocked = Some((plan.deletes.len(), total));
         plan.held_back += plan.deletes.len();
         plan.deletes.clear();
     }
     plan
+}
+
+/// Deletes that no new file of the same size could be the move of. The rail
+/// guards against a vanished mount, a wiped folder or a glob that stopped
+/// matching, none of which brings new files; a renamed folder brings one new
+/// file per delete, the same size, and is not a mass delete (the daemon then
+/// moves the points; `ragd index` re-adds them from the embedding cache).
+fn unpaired_deletes(plan: &Plan) -> usize {
+    let mut new_sizes: HashMap<u64, usize> = HashMap::new();
+    for w in plan.work.iter().filter(|w| w.reason == Reason::New) {
+        *new_sizes.entry(w.file.size).or_default() += 1;
+    }
+    plan.deletes
+        .iter()
+        .filter(|r| match new_sizes.get_mut(&r.size) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .count()
 }
 
 fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
@@ -260,6 +282,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(plan(&scan, ledger.clone(), false, allowed).deletes.len(), 8);
+    }
+
+    #[test]
+    fn a_renamed_folder_is_not_a_mass_delete_but_other_new_files_do_not_excuse_one() {
+        // 8 of 12 files renamed: 8 deletes, each with a new file of its size.
+        let mut files: Vec<_> = (0..4).map(|i| scanned(&format!("k{i}.md"), 1, 1)).collect();
+        files.extend((0..8).map(|i| scanned(&format!("renamed/d{i}.md"), 100 + i, 1)));
+        let ledger = sorted(
+            (0..4)
+                .map(|i| record(&format!("k{i}.md"), 1, 1, FileState::Indexed))
+                .chain((0..8).map(|i| record(&format!("d{i}.md"), 100 + i, 1, FileState::Indexed)))
+                .collect(),
+        );
+        let scan = ScanResult {
+            files: files.clone(),
+            ..Default::default()
+        };
+        let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
+        assert_eq!(p.mass_delete_blocked, None);
+        assert_eq!((p.deletes.len(), p.work.len()), (8, 8));
+
+        // The same 8 deletes next to 8 new files of other sizes: held back.
+        files.truncate(4);
+        files.extend((0..8).map(|i| scanned(&format!("other/n{i}.md"), 500 + i, 1)));
+        let scan = ScanResult {
+            files,
+            ..Default::default()
+        };
+        let p = plan(&scan, ledger, false, DeleteRail::default());
+        assert_eq!(p.mass_delete_blocked, Some((8, 12)));
+        assert!(p.deletes.is_empty());
     }
 
     #[test]
