@@ -926,8 +926,8 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
     // The write itself handed its (still dirty) pages back.
     let written = resident_shared_kb(&live);
 
-    // Reads fault the pages back in (`retrieve` keeps them; a scroll, which
-    // passes every page, hands them back as it goes).
+    // Reads fault the pages back in: a search keeps them; `retrieve` and a
+    // scroll, which gather points for a write, hand them back.
     let ids: Vec<Uuid> = first.iter().map(|p| p.id).collect();
     let back = store.retrieve("c", &ids, true).await.unwrap();
     assert_eq!(back.len(), first.len());
@@ -935,7 +935,18 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
         assert_eq!(p.id, original.id);
         assert_close(&p.vector, &normalized(&original.vector));
     }
+    let retrieved = resident_shared_kb(&live);
+    let hits = store
+        .search("c", first[5].vector.clone(), 1, None)
+        .await
+        .unwrap();
+    // (Several points share a direction; any of them is the best hit.)
+    assert!(hits[0].score > 0.999, "{}", hits[0].score);
     let read = resident_shared_kb(&live);
+    assert!(
+        retrieved < read / 10,
+        "retrieve left {retrieved} kB resident (a search needs {read} kB)"
+    );
     assert!(read > 1_000, "read pages should be resident, got {read} kB");
     assert!(
         written < read / 10,

@@ -752,6 +752,11 @@ impl VectorStore for EdgeStore {
                     Some(WithVector::Bool(with_vectors)),
                 )
                 .map_err(|e| backend(&target.name, e))?;
+            // Each record read faults in the kernel's fault-around window of
+            // vector and payload pages, not one page; callers that gather
+            // many files' points before writing (a batch of moves or deletes)
+            // kept tens of MB resident until their write released them.
+            target.release_read_pages();
             records
                 .into_iter()
                 .map(|record| from_edge_record(record, with_vectors))
