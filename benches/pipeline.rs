@@ -4,7 +4,7 @@
 //! cargo bench --bench pipeline                       # 2,000 files, N = 1,000 for scaling
 //! RAGD_BENCH_FILES=500 cargo bench --bench pipeline  # a smaller main folder
 //! RAGD_BENCH_SCALE_FILES=500 ...                     # N of the N vs 10×N memory run
-//! RAGD_BENCH_ONLY=scaling ...                         # only some groups: ratio, busy, scaling, edit
+//! RAGD_BENCH_ONLY=scaling ...                         # only some groups: ratio, busy, scaling, edit, moves
 //! RAGD_BENCH_SCALING_RUNS=5 ...                      # runs per size of the scaling pair (median; default 3)
 //! ```
 //!
@@ -234,11 +234,13 @@ fn parent() -> Result<(), String> {
         "edit",
         &root.join("docs-edit"),
     )?;
+    let moved = run_if("moves", "move the main folder", "moves", &main_docs)?;
 
     print!(
         "{}",
         table(
-            files, scale, &baseline, &instant, &direct, &floor, &delay, &small, &large, &edit
+            files, scale, &baseline, &instant, &direct, &floor, &delay, &small, &large, &edit,
+            &moved
         )
     );
     Ok(())
@@ -323,6 +325,7 @@ fn table(
     small: &Figures,
     large: &Figures,
     edit: &Figures,
+    moved: &Figures,
 ) -> String {
     let f = fig;
     let mut rows = Vec::new();
@@ -490,6 +493,31 @@ fn table(
         ),
         "≤ 3",
         Some(edited <= 3.0),
+    ));
+    rows.push(row(
+        format!(
+            "move the folder ({:.0} files) {:.0}×, a run each",
+            f(moved, "files"),
+            f(moved, "rounds")
+        ),
+        format!(
+            "{:.2} s a round, {:.0} texts embedded",
+            f(moved, "round_s"),
+            f(moved, "texts")
+        ),
+        "",
+        None,
+    ));
+    rows.push(row(
+        "  embedded Qdrant on disk: first index → after the moves",
+        format!(
+            "{:.0} → {:.0} MB (peak RSS {:.0} MB)",
+            f(moved, "disk_first_mb"),
+            f(moved, "disk_last_mb"),
+            f(moved, "peak_rss_mb")
+        ),
+        "",
+        None,
     ));
 
     let w0 = rows
@@ -740,7 +768,7 @@ fn child(args: &[String]) -> Result<(), String> {
             .build()
             .map_err(|e| format!("runtime: {e}"))?
             .block_on(floors(&docs, &work))?,
-        "instant" | "instant-direct" | "delay" | "edit" => {
+        "instant" | "instant-direct" | "delay" | "edit" | "moves" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -748,6 +776,7 @@ fn child(args: &[String]) -> Result<(), String> {
             rt.block_on(async {
                 match mode.as_str() {
                     "edit" => edit(&docs, &work).await,
+                    "moves" => moves(&docs, &work).await,
                     _ => index(mode, &docs, &work).await,
                 }
             })?
@@ -1134,6 +1163,82 @@ async fn index(mode: &str, docs: &Path, work: &Path) -> Result<Figures, String> 
         ("index_anon_mb".into(), index_anon),
         ("index_file_mb".into(), index_file),
     ]))
+}
+
+/// How many times the `moves` child renames the folder.
+const MOVE_ROUNDS: usize = 4;
+
+/// Index a hard-linked copy of `docs`, then rename its top folder
+/// [`MOVE_ROUNDS`] times, each followed by a run as `ragd index` does it (the
+/// old paths deleted, the new ones added from the embedding cache): the time
+/// of a round, the texts it embeds (none should be) and embedded Qdrant's
+/// size on disk after the first index and after the last round. Deleted
+/// points leave dead vector slots until the shard is vacuumed.
+async fn moves(docs: &Path, work: &Path) -> Result<Figures, String> {
+    let tree = work.join("tree");
+    let mut current = tree.join("r0");
+    link_tree(docs, &current)?;
+    let server = start_server(Duration::ZERO).await?;
+    let config = install(work, &tree, &server, true)?;
+    let app = open(&config)?;
+    let first = run_once(&app).await?;
+    let qdrant = work.join("state/qdrant");
+    let disk_first = dir_bytes(&qdrant);
+    let mut walls = Vec::new();
+    let mut texts = 0;
+    let mut moved_files = 0;
+    for round in 1..=MOVE_ROUNDS {
+        let next = tree.join(format!("r{round}"));
+        std::fs::rename(&current, &next).map_err(|e| format!("{}: {e}", next.display()))?;
+        current = next;
+        let t = Instant::now();
+        let summary = run_once(&app).await?;
+        walls.push(t.elapsed().as_secs_f64());
+        texts += summary.texts_embedded;
+        moved_files += summary.added;
+    }
+    drop(app);
+    walls.sort_by(f64::total_cmp);
+    Ok(Figures::from([
+        ("files".into(), first.added as f64),
+        ("chunks".into(), first.chunks_written as f64),
+        ("rounds".into(), MOVE_ROUNDS as f64),
+        ("moved_files".into(), moved_files as f64),
+        ("round_s".into(), walls[walls.len() / 2]),
+        ("texts".into(), texts as f64),
+        ("disk_first_mb".into(), disk_first as f64 / 1e6),
+        ("disk_last_mb".into(), dir_bytes(&qdrant) as f64 / 1e6),
+        ("peak_rss_mb".into(), peak_rss_mb()),
+    ]))
+}
+
+/// Recreate `from`'s tree under `to` with hard links (the generated folder
+/// stays as it is for the other children).
+fn link_tree(from: &Path, to: &Path) -> Result<(), String> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let rel = entry.path().strip_prefix(from).map_err(|e| e.to_string())?;
+        let target = to.join(rel);
+        let io = |e: std::io::Error| format!("{}: {e}", target.display());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io)?;
+        } else {
+            std::fs::hard_link(entry.path(), &target).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir` (as allocated on disk, like `du`).
+fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
 }
 
 /// Index one Markdown file of [`EDIT_SECTIONS`] sections (a chunk each), edit
