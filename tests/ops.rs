@@ -164,6 +164,8 @@ async fn status_reports_states_failures_last_run_and_backlog() {
     assert!(s.contains("backlog:   nothing to do"), "{s}");
     assert!(s.contains("failures:\n    corrupt (1): broken.pdf"), "{s}");
     assert!(s.contains("daemon not running"), "{s}");
+    assert!(s.contains("qdrant:    "), "{s}");
+    assert!(s.contains(" on disk, "), "{s}");
 
     let j = json(&env.ragd(&["status", "--json", "--pipeline", "docs"]).await);
     let p = &j["pipelines"][0];
@@ -180,6 +182,13 @@ async fn status_reports_states_failures_last_run_and_backlog() {
     assert_eq!(p["failures"][0]["count"], 1);
     assert_eq!(p["failures"][0]["examples"][0], "broken.pdf");
     assert_eq!(j["daemon_running"], false);
+    // Read from the files, not through the store: one slot per point here.
+    assert!(p["qdrant_disk"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(p["qdrant_disk"]["vector_slots"], p["chunks"]);
+    assert!(s.contains(&format!(
+        "{} vector slots for {} chunks",
+        p["chunks"], p["chunks"]
+    )));
 
     let unknown = env.ragd(&["status", "--pipeline", "nope"]).await;
     assert_eq!(unknown.code, 3, "{}", unknown.stderr);

@@ -8,8 +8,10 @@ use serde::Serialize;
 
 use super::plan::{self, PipelinePlan};
 use super::{OpsError, View, human_age, human_bytes, human_time};
+use crate::config::QdrantSettings;
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::ledger::{FileState, KbState, RunRecord};
+use crate::store::edge::{DiskUsage, disk_usage};
 
 /// Example paths shown per failure kind.
 const EXAMPLES: usize = 3;
@@ -44,6 +46,9 @@ pub struct PipelineStatus {
     /// Skipped files grouped by reason.
     pub skipped: Vec<Group>,
     pub knowledge: Option<KnowledgeStatus>,
+    /// Embedded Qdrant only: the collection's size on disk and vector slots
+    /// (the live points plus the dead ones a vacuum will drop).
+    pub qdrant_disk: Option<DiskUsage>,
 }
 
 /// The last finished run.
@@ -212,6 +217,10 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
         failures: group_rows(FileState::Failed),
         skipped: group_rows(FileState::Skipped),
         knowledge,
+        qdrant_disk: match &view.config.qdrant {
+            QdrantSettings::Embedded { path, .. } => disk_usage(path, &p.collection),
+            QdrantSettings::Server { .. } => None,
+        },
     })
 }
 
@@ -289,6 +298,12 @@ pub fn render(out: &mut dyn Write, s: &Status) -> std::io::Result<()> {
             p.chunks,
             human_bytes(p.indexed_bytes)
         )?;
+        if let Some(d) = &p.qdrant_disk {
+            let slots = d.vector_slots.map_or_else(String::new, |n| {
+                format!(", {n} vector slots for {} chunks", p.chunks)
+            });
+            writeln!(out, "  qdrant:    {} on disk{slots}", human_bytes(d.bytes))?;
+        }
         match &p.last_run {
             None => writeln!(out, "  last run:  never")?,
             Some(r) => writeln!(

@@ -252,6 +252,60 @@ impl Collection {
     }
 }
 
+/// What one embedded collection takes on disk, read from its files without
+/// opening it, so while another process (`ragd run`) holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// Bytes allocated to the collection's files (as `du` counts them).
+    pub bytes: u64,
+    /// Vector slots, live and dead (see "Vacuum" in the module docs);
+    /// `None` when the segment layout cannot be read.
+    pub vector_slots: Option<u64>,
+}
+
+/// [`DiskUsage`] of `collection` (a collection or an alias) in the store at
+/// `root`; `None` if it does not exist.
+pub fn disk_usage(root: &Path, collection: &str) -> Option<DiskUsage> {
+    let real = fs::read(root.join(ALIASES_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<AliasFile>(&bytes).ok())
+        .and_then(|file| file.aliases.get(collection).cloned())
+        .unwrap_or_else(|| collection.to_owned());
+    let dir = root.join(COLLECTIONS_DIR).join(real);
+    if !dir.is_dir() {
+        return None;
+    }
+    Some(DiskUsage {
+        bytes: allocated_bytes(&dir),
+        vector_slots: vector_slots(&dir),
+    })
+}
+
+/// Bytes allocated to the files under `dir`.
+fn allocated_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => allocated_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt as _;
+                    m.blocks() * 512
+                }
+                #[cfg(not(unix))]
+                {
+                    m.len()
+                }
+            }),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Source of [`Collection::generation`].
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(0);
 
