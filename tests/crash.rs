@@ -497,6 +497,13 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
     let (live, slots) = store.slots("docs").await.unwrap();
     let slots = slots.expect("vector slots readable");
+    // The figures the soak script reports.
+    println!(
+        "crash-soak (moves): kills={kills} renames={attempts} files={} missing={} \
+         duplicate_points={} duplicate_kb={} orphans={} unfinished={} live_points={live} \
+         vector_slots={slots}",
+        inv.files, inv.missing, inv.duplicate_points, inv.duplicate_kb, inv.orphans, inv.unfinished
+    );
     assert!(
         slots < (2 * live).max(live + 20),
         "{slots} vector slots for {live} live points after {attempts} renames"
