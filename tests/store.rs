@@ -1010,6 +1010,7 @@ async fn edge_sync_releases_mapped_pages_and_loses_nothing() {
 /// scratch directory is left. Below the threshold nothing is rebuilt.
 #[tokio::test]
 async fn edge_sync_vacuums_dead_points_and_keeps_the_live_ones() {
+    let metrics = ragd::telemetry::metrics::install();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let tuning = EdgeTuning {
@@ -1042,6 +1043,14 @@ async fn edge_sync_vacuums_dead_points_and_keeps_the_live_ones() {
         .unwrap();
     store.sync("c").await.unwrap();
     assert_eq!(store.slots("c").await.unwrap(), (150, Some(150)));
+    let rendered = metrics.render();
+    for line in [
+        "ragd_qdrant_vacuums_total{collection=\"c\",outcome=\"done\"} 1",
+        "ragd_qdrant_vacuumed_slots_total{collection=\"c\"} 200",
+        "ragd_qdrant_vacuum_duration_seconds_count{collection=\"c\"} 1",
+    ] {
+        assert!(rendered.contains(line), "missing {line:?} in:\n{rendered}");
+    }
     #[cfg(target_os = "linux")]
     {
         let resident = resident_shared_kb(&root);

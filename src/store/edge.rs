@@ -697,13 +697,7 @@ impl EdgeStore {
         }
         let live = swapped?;
         if let Some(live) = live {
-            tracing::info!(
-                collection = %real,
-                dead,
-                live,
-                secs = started.elapsed().as_secs_f64(),
-                "vacuumed: dead vector slots dropped"
-            );
+            crate::telemetry::events::vacuumed(collection, dead, live, started.elapsed());
         }
         Ok(live.is_some())
     }
@@ -849,7 +843,7 @@ impl VectorStore for EdgeStore {
                 Err(e) => {
                     // The old shard is intact; a vacuum is housekeeping, so the
                     // sync (whose writes are durable) still succeeds.
-                    tracing::warn!(%collection, error = %e, "vacuum failed; not retried until restart");
+                    crate::telemetry::events::vacuum_failed(collection, &e);
                     if let Ok(target) = self.catalog.read().await.get(collection) {
                         target.vacuum_failed.store(true, Ordering::Relaxed);
                     }

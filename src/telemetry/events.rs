@@ -58,6 +58,27 @@ pub fn file_deleted(pipeline: &str, path: &str) {
     counter!(m::FILES_DELETED, "pipeline" => pipeline.to_owned()).increment(1);
 }
 
+/// Embedded Qdrant rebuilt `collection` without its `dead` vector slots,
+/// keeping `live` points.
+pub fn vacuumed(collection: &str, dead: u64, live: u64, took: Duration) {
+    tracing::info!(
+        collection,
+        dead,
+        live,
+        secs = took.as_secs_f64(),
+        "vacuumed: dead vector slots dropped"
+    );
+    counter!(m::VACUUMS, "collection" => collection.to_owned(), "outcome" => "done").increment(1);
+    counter!(m::VACUUMED_SLOTS, "collection" => collection.to_owned()).increment(dead);
+    histogram!(m::VACUUM_SECONDS, "collection" => collection.to_owned()).record(took.as_secs_f64());
+}
+
+/// A vacuum of `collection` failed; the collection stays as it was.
+pub fn vacuum_failed(collection: &str, error: &dyn std::fmt::Display) {
+    tracing::warn!(collection, error = %error, "vacuum failed; not retried until restart");
+    counter!(m::VACUUMS, "collection" => collection.to_owned(), "outcome" => "failed").increment(1);
+}
+
 /// Text extraction of one file took `took`.
 pub fn file_extracted(pipeline: &str, took: Duration) {
     histogram!(m::EXTRACT_SECONDS, "pipeline" => pipeline.to_owned()).record(took.as_secs_f64());

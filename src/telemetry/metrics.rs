@@ -3,8 +3,9 @@
 //!
 //! Names follow Prometheus conventions: `ragd_` prefix, `_total` for counters,
 //! base units in the name (`_seconds`, `_bytes`). Labels are bounded: `pipeline`
-//! (from config), `kind` (a failure class from a closed set in the code), `outcome`,
-//! `stage` and `target`. Never a path or a message.
+//! (from config), `collection` (from config), `kind` (a failure class from a
+//! closed set in the code), `outcome`, `stage` and `target`. Never a path or a
+//! message.
 
 use std::sync::OnceLock;
 
@@ -50,6 +51,13 @@ pub const RUNS: &str = "ragd_runs_total";
 pub const RUN_SECONDS: &str = "ragd_run_duration_seconds";
 /// Unix time the last run finished. Labels: pipeline.
 pub const LAST_RUN_TIMESTAMP: &str = "ragd_last_run_timestamp_seconds";
+/// Embedded Qdrant vacuums (a collection rebuilt without its dead vector
+/// slots). Labels: collection, outcome (done|failed).
+pub const VACUUMS: &str = "ragd_qdrant_vacuums_total";
+/// Dead vector slots dropped by vacuums. Labels: collection.
+pub const VACUUMED_SLOTS: &str = "ragd_qdrant_vacuumed_slots_total";
+/// Time of one vacuum. Labels: collection.
+pub const VACUUM_SECONDS: &str = "ragd_qdrant_vacuum_duration_seconds";
 
 /// Histogram buckets in seconds: from a fast local embed (5 ms) to a slow Open
 /// WebUI processing a large PDF (10 min).
@@ -138,6 +146,9 @@ fn describe() {
     describe_gauge!(BACKLOG, "Files the last plan found to do");
     describe_counter!(RUNS, "Completed runs");
     describe_histogram!(RUN_SECONDS, Unit::Seconds, "Wall time of a run");
+    describe_counter!(VACUUMS, "Embedded Qdrant vacuums");
+    describe_counter!(VACUUMED_SLOTS, "Dead vector slots dropped by vacuums");
+    describe_histogram!(VACUUM_SECONDS, Unit::Seconds, "Time of one vacuum");
     describe_gauge!(
         LAST_RUN_TIMESTAMP,
         Unit::Seconds,
