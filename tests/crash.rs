@@ -43,6 +43,17 @@ fn ragd(env: &TestEnv) -> Command {
     c
 }
 
+/// Run `ragd index` armed with `RAGD_FAILPOINTS=spec`; panics unless it
+/// aborted there.
+fn crash_at(env: &TestEnv, spec: &str, context: &str) {
+    let out = ragd(env).env("RAGD_FAILPOINTS", spec).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "{spec} was not reached ({context}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run `ragd index` to completion; panics with its stderr if it fails.
 fn index_to_completion(env: &TestEnv) {
     let out = ragd(env).output().expect("run ragd");
@@ -274,11 +285,7 @@ async fn leftovers_of_an_unrecorded_longer_version_are_removed() {
     index_to_completion(&env);
 
     env.write("grow.md", paragraphs(90, "long"));
-    let out = ragd(&env)
-        .env("RAGD_FAILPOINTS", "index.after_sync:1")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "index.after_sync was not reached");
+    crash_at(&env, "index.after_sync:1", "the long version");
     {
         let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
         let record = ledger.get("docs", "grow.md").unwrap().unwrap();
@@ -333,15 +340,7 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
         for round in 1..=3 {
             failpoint_round(&env, round);
             let n = (round as u32).min(reach(point));
-            let out = ragd(&env)
-                .env("RAGD_FAILPOINTS", format!("{point}:{n}"))
-                .output()
-                .unwrap();
-            assert!(
-                !out.status.success(),
-                "{point}:{n} was not reached in round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crash_at(&env, &format!("{point}:{n}"), &format!("round {round}"));
             index_to_completion(&env);
             let inv = check(&env, &fake).await;
             assert_eq!(
@@ -367,14 +366,12 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
 async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
     for point in ragd::failpoint::VACUUM {
         let fake = spawn_fake("sk-vac").await;
-        let env = TestEnv::with(
-            "[knowledge]\nname = \"vac\"\n",
-            &format!(
-                "[open_webui]\nurl = \"{}\"\napi_key = \"{}\"\nconcurrency = 4\n\
-                 process_timeout_secs = 60\nrequest_timeout_secs = 60\n\
-                 [qdrant]\nvacuum_min_dead_points = 5\n",
-                fake.url, fake.api_key
-            ),
+        let env = TestEnv::with_knowledge_and(
+            &fake.url,
+            &fake.api_key,
+            "vac",
+            60,
+            "[qdrant]\nvacuum_min_dead_points = 5\n",
         )
         .await;
         for i in 0..12 {
@@ -393,15 +390,7 @@ async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
         for i in 5..7 {
             env.remove(&format!("f{i:02}.md"));
         }
-        let out = ragd(&env)
-            .env("RAGD_FAILPOINTS", format!("{point}:1"))
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "{point} was not reached: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crash_at(&env, &format!("{point}:1"), "the vacuum");
         // A change, so the next run writes and syncs (and vacuums if the
         // crash came before the swap).
         env.write("f07.md", "# F7\n\nNote 7, edited: the okapi again.\n");
@@ -439,14 +428,12 @@ async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing() {
     let fake = spawn_fake("sk-churn").await;
-    let env = TestEnv::with(
-        "[knowledge]\nname = \"churn\"\n",
-        &format!(
-            "[open_webui]\nurl = \"{}\"\napi_key = \"{}\"\nconcurrency = 4\n\
-             process_timeout_secs = 60\nrequest_timeout_secs = 60\n\
-             [qdrant]\nvacuum_min_dead_points = 20\n",
-            fake.url, fake.api_key
-        ),
+    let env = TestEnv::with_knowledge_and(
+        &fake.url,
+        &fake.api_key,
+        "churn",
+        60,
+        "[qdrant]\nvacuum_min_dead_points = 20\n",
     )
     .await;
     let files = sized("RAGD_CRASH_FILES", 200) / 2;

@@ -40,11 +40,23 @@ impl TestEnv {
         kb_name: &str,
         process_timeout_secs: u64,
     ) -> Self {
+        Self::with_knowledge_and(url, key, kb_name, process_timeout_secs, "").await
+    }
+
+    /// [`TestEnv::with_knowledge`] plus more ragd.toml tables after `[open_webui]`.
+    pub async fn with_knowledge_and(
+        url: &str,
+        key: &str,
+        kb_name: &str,
+        process_timeout_secs: u64,
+        extra_daemon_toml: &str,
+    ) -> Self {
         Self::with(
             &format!("[knowledge]\nname = \"{kb_name}\"\n"),
             &format!(
                 "[open_webui]\nurl = \"{url}\"\napi_key = \"{key}\"\nconcurrency = 4\n\
-                 process_timeout_secs = {process_timeout_secs}\nrequest_timeout_secs = 60\n"
+                 process_timeout_secs = {process_timeout_secs}\nrequest_timeout_secs = 60\n\
+                 {extra_daemon_toml}"
             ),
         )
         .await
