@@ -1183,7 +1183,9 @@ async fn moves(docs: &Path, work: &Path) -> Result<Figures, String> {
     let app = open(&config)?;
     let first = run_once(&app).await?;
     let qdrant = work.join("state/qdrant");
-    let disk_first = dir_bytes(&qdrant);
+    // The collection is named after the pipeline.
+    let disk = || ragd::store::edge::disk_usage(&qdrant, "bench").map_or(0, |d| d.bytes);
+    let disk_first = disk();
     let mut walls = Vec::new();
     let mut texts = 0;
     let mut moved_files = 0;
@@ -1207,7 +1209,7 @@ async fn moves(docs: &Path, work: &Path) -> Result<Figures, String> {
         ("round_s".into(), walls[walls.len() / 2]),
         ("texts".into(), texts as f64),
         ("disk_first_mb".into(), disk_first as f64 / 1e6),
-        ("disk_last_mb".into(), dir_bytes(&qdrant) as f64 / 1e6),
+        ("disk_last_mb".into(), disk() as f64 / 1e6),
         ("peak_rss_mb".into(), peak_rss_mb()),
     ]))
 }
@@ -1227,18 +1229,6 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Bytes of the files under `dir` (as allocated on disk, like `du`).
-fn dir_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.blocks() * 512)
-        .sum()
 }
 
 /// Index one Markdown file of [`EDIT_SECTIONS`] sections (a chunk each), edit

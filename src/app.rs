@@ -98,10 +98,7 @@ impl App {
                 },
             ) => Arc::new(EdgeStore::open_tuned(
                 path,
-                EdgeTuning {
-                    vacuum_min_dead: *vacuum_min_dead,
-                    ..EdgeTuning::default()
-                },
+                EdgeTuning::with_vacuum_min_dead(*vacuum_min_dead),
             )?),
             (None, QdrantSettings::Server { url, api_key }) => Arc::new(QdrantStore::connect(
                 url,

@@ -110,10 +110,7 @@ pub fn open_store(config: &Config) -> Result<StoreAccess, String> {
                 ));
             }
             let lock = lock_state_dir(&config.state_dir)?;
-            let tuning = EdgeTuning {
-                vacuum_min_dead: *vacuum_min_dead,
-                ..EdgeTuning::default()
-            };
+            let tuning = EdgeTuning::with_vacuum_min_dead(*vacuum_min_dead);
             let store = EdgeStore::open_tuned(path, tuning).map_err(|e| e.to_string())?;
             Ok(StoreAccess {
                 store: Arc::new(store),

@@ -147,6 +147,17 @@ pub struct EdgeTuning {
     pub vacuum_min_dead: u64,
 }
 
+impl EdgeTuning {
+    /// The defaults with the configured vacuum threshold
+    /// (`[qdrant] vacuum_min_dead_points`).
+    pub fn with_vacuum_min_dead(vacuum_min_dead: u64) -> Self {
+        EdgeTuning {
+            vacuum_min_dead,
+            ..EdgeTuning::default()
+        }
+    }
+}
+
 impl Default for EdgeTuning {
     fn default() -> Self {
         EdgeTuning {
@@ -230,6 +241,12 @@ impl Collection {
         applied
     }
 
+    /// `(live points, vector slots)`; see [`vector_slots`].
+    fn live_and_slots(&self) -> (u64, Option<u64>) {
+        let live = self.shard.info().points_count as u64;
+        (live, vector_slots(&self.path))
+    }
+
     /// Make every update applied so far durable.
     fn flush(&self) {
         let _gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,10 +283,9 @@ pub struct DiskUsage {
 /// [`DiskUsage`] of `collection` (a collection or an alias) in the store at
 /// `root`; `None` if it does not exist.
 pub fn disk_usage(root: &Path, collection: &str) -> Option<DiskUsage> {
-    let real = fs::read(root.join(ALIASES_FILE))
+    let real = read_aliases(root)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<AliasFile>(&bytes).ok())
-        .and_then(|file| file.aliases.get(collection).cloned())
+        .and_then(|mut aliases| aliases.remove(collection))
         .unwrap_or_else(|| collection.to_owned());
     let dir = root.join(COLLECTIONS_DIR).join(real);
     if !dir.is_dir() {
@@ -333,20 +349,8 @@ impl Collection {
                 .map_err(|e| backend(&self.name, e))?;
             let scratch_mapped = fs::canonicalize(&scratch).unwrap_or_else(|_| scratch.clone());
             let mut points = 0u64;
-            let mut offset = None;
-            loop {
-                let request = ScrollRequest {
-                    offset,
-                    limit: Some(VACUUM_PAGE),
-                    filter: None,
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: WithVector::Bool(true),
-                    order_by: None,
-                };
-                let (records, next) = self
-                    .shard
-                    .scroll(request)
-                    .map_err(|e| backend(&self.name, e))?;
+            let all = WithPayloadInterface::Bool(true);
+            for_each_page(self, None, all, true, VACUUM_PAGE, |records| {
                 let page = records
                     .into_iter()
                     .map(|r| {
@@ -368,15 +372,13 @@ impl Collection {
                     ));
                     shard.update(op).map_err(|e| backend(&self.name, e))?;
                 }
-                // Both shards' pages go back to the page cache as we pass:
-                // the copy reads and writes every vector once.
+                // Both shards' pages go back to the page cache as we pass
+                // (the gate is held): the copy reads and writes every vector
+                // once.
                 release_mapped_pages(&self.mapped_dir);
                 release_mapped_pages(&scratch_mapped);
-                match next {
-                    Some(next) => offset = Some(next),
-                    None => break,
-                }
-            }
+                Ok(())
+            })?;
             let copied = shard.info().points_count as u64;
             if copied != points {
                 return Err(StoreError::Backend(format!(
@@ -439,11 +441,7 @@ fn swap_in(
     }
     // `scratch` now holds the old shard.
     crate::failpoint::hit("vacuum.after_exchange");
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    release_freed_heap();
     match load_collection(&name, &path) {
         Ok(new) => {
             let removed = remove_scratch(&copy.scratch);
@@ -459,6 +457,18 @@ fn swap_in(
                 Err(_) => (None, Err(e)),
             }
         }
+    }
+}
+
+/// Hand glibc's free heap pages back to the system: called after a closed
+/// shard's in-RAM structures (id maps, caches) were freed, so they do not stay
+/// resident.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -535,6 +545,27 @@ fn vector_slots(shard_dir: &Path) -> Option<u64> {
     Some(slots)
 }
 
+/// The aliases in `<root>/aliases.json` (none if there is no file).
+fn read_aliases(root: &Path) -> Result<BTreeMap<String, String>, StoreError> {
+    let path = root.join(ALIASES_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let file: AliasFile = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+            if file.version != ALIAS_FILE_VERSION {
+                return Err(StoreError::Backend(format!(
+                    "{}: unknown version {}",
+                    path.display(),
+                    file.version
+                )));
+            }
+            Ok(file.aliases)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(io_error(&path, e)),
+    }
+}
+
 /// `aliases.json`, versioned so a later format can be told apart.
 #[derive(Debug, Serialize, Deserialize)]
 struct AliasFile {
@@ -578,23 +609,7 @@ impl EdgeStore {
             collections.insert(name, Arc::new(collection));
         }
 
-        let aliases_path = root.join(ALIASES_FILE);
-        let mut aliases = match fs::read(&aliases_path) {
-            Ok(bytes) => {
-                let file: AliasFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| StoreError::Backend(format!("{}: {e}", aliases_path.display())))?;
-                if file.version != ALIAS_FILE_VERSION {
-                    return Err(StoreError::Backend(format!(
-                        "{}: unknown version {}",
-                        aliases_path.display(),
-                        file.version
-                    )));
-                }
-                file.aliases
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io_error(&aliases_path, e)),
-        };
+        let mut aliases = read_aliases(root)?;
         // An alias whose collection is gone (deleted by hand) resolves to nothing;
         // dropping it here keeps `resolve_alias` honest.
         aliases.retain(|_, target| collections.contains_key(target));
@@ -657,14 +672,7 @@ impl EdgeStore {
             };
             let path = collection.path.clone();
             drop(collection); // flushes and releases the WAL lock
-            // The old shard's in-RAM structures were just freed; hand glibc's
-            // free pages back to the system rather than keeping them resident.
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim only releases free heap memory; it has no
-            // preconditions.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            release_freed_heap();
             load_collection(&name, &path).map(Arc::new)
         })
         .await?;
@@ -707,11 +715,7 @@ impl EdgeStore {
     /// segment layout cannot be read.
     pub async fn slots(&self, collection: &str) -> Result<(u64, Option<u64>), StoreError> {
         let target = self.catalog.read().await.get(collection)?;
-        blocking(move || {
-            let live = target.shard.info().points_count as u64;
-            Ok((live, vector_slots(&target.path)))
-        })
-        .await
+        blocking(move || Ok(target.live_and_slots())).await
     }
 
     fn collections_dir(&self) -> PathBuf {
@@ -823,8 +827,8 @@ impl VectorStore for EdgeStore {
             let target = catalog.get(collection)?;
             blocking(move || {
                 target.flush();
-                let live = target.shard.info().points_count as u64;
-                let dead = vector_slots(&target.path).map_or(0, |s| s.saturating_sub(live));
+                let (live, slots) = target.live_and_slots();
+                let dead = slots.map_or(0, |s| s.saturating_sub(live));
                 let stale = prunable_wal_bytes(&target.path.join(WAL_DIR));
                 Ok((
                     stale,
@@ -1339,11 +1343,38 @@ fn scroll_records<T>(
     mut map: impl FnMut(Record) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
+    for_each_page(
+        target,
+        filter,
+        with_payload,
+        with_vectors,
+        SCROLL_PAGE,
+        |records| {
+            for record in records {
+                out.push(map(record)?);
+            }
+            target.release_read_pages();
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Scroll every record of `target` matching `filter`, `page` at a time,
+/// handing each page to `each`. Blocking.
+fn for_each_page(
+    target: &Collection,
+    filter: Option<Filter>,
+    with_payload: WithPayloadInterface,
+    with_vectors: bool,
+    page: usize,
+    mut each: impl FnMut(Vec<Record>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut offset = None;
     loop {
         let request = ScrollRequest {
             offset,
-            limit: Some(SCROLL_PAGE),
+            limit: Some(page),
             filter: filter.clone(),
             with_payload: Some(with_payload.clone()),
             with_vector: WithVector::Bool(with_vectors),
@@ -1353,13 +1384,10 @@ fn scroll_records<T>(
             .shard
             .scroll(request)
             .map_err(|e| backend(&target.name, e))?;
-        for record in records {
-            out.push(map(record)?);
-        }
-        target.release_read_pages();
+        each(records)?;
         match next {
             Some(next) => offset = Some(next),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }
