@@ -14,6 +14,7 @@ use rand::Rng;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
+use crate::support::owui::{client, listing, real_server, unique};
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -495,4 +496,70 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
         slots < (2 * live).max(live + 20),
         "{slots} vector slots for {live} live points after {attempts} renames"
     );
+}
+
+/// ragd killed after an upload was accepted but before its id was recorded,
+/// then the folder renamed: the old path's row is removed while its upload is
+/// still out there. Processed (and so auto-linked) before the rerun, as a real
+/// server does in the background, it would get the moved file refused as
+/// duplicate content; unprocessed, it would stay an orphan. Either way the
+/// rerun must find it by its marker. Against the fake (processing finished at
+/// once, then only when polled) and the real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_an_upload_then_a_rename_leaves_no_orphan_and_no_refusal() {
+    for polls in [0, 1] {
+        let fake = spawn_fake("sk-up").await;
+        fake.set_processing(polls, Duration::ZERO);
+        let env = upload_crash_then_rename(&fake.url, &fake.api_key).await;
+        let inv = check(&env, &fake).await;
+        assert_eq!(
+            inv,
+            Invariants {
+                files: 3,
+                ..Default::default()
+            },
+            "polls {polls}"
+        );
+    }
+    match real_server() {
+        Some((url, key)) => {
+            let env = upload_crash_then_rename(&url, &key).await;
+            let listed = listing(&client(&url, &key), &env).await;
+            assert_eq!(
+                listed
+                    .iter()
+                    .map(|(p, f)| (p.as_str(), f.len()))
+                    .collect::<Vec<_>>(),
+                [("f/a.md", 1), ("f/b.md", 1), ("f/c.md", 1)],
+                "{listed:#?}"
+            );
+        }
+        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    }
+}
+
+/// Index `d/{a,b,c}.md`, rename `d` to `e`, kill ragd at its second upload,
+/// rename `e` to `f`, rerun; every knowledge-base row must end linked.
+async fn upload_crash_then_rename(url: &str, key: &str) -> TestEnv {
+    let env = TestEnv::with_knowledge(url, key, &unique("moved"), 120).await;
+    let topic = unique("okapi");
+    for name in ["a", "b", "c"] {
+        env.write(
+            &format!("d/{name}.md"),
+            format!("# {name}\n\nThe {name} file, about the {topic}.\n"),
+        );
+    }
+    index_to_completion(&env);
+    std::fs::rename(env.docs().join("d"), env.docs().join("e")).unwrap();
+    crash_at(&env, "kb.after_upload:2", url);
+    std::fs::rename(env.docs().join("e"), env.docs().join("f")).unwrap();
+    index_to_completion(&env);
+    let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+    let rows = ledger.kb_files("docs").unwrap();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert!(
+        rows.values().all(|r| r.state == KbState::Linked),
+        "{url}: {rows:#?}"
+    );
+    env
 }

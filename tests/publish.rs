@@ -5,47 +5,17 @@
 //! always, and against a real Open WebUI when `RAGD_OWUI_URL` / `RAGD_OWUI_KEY` are
 //! set (`scripts/openwebui-up.sh`; otherwise that half prints a skip note).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ragd::ledger::{FileState, KbRecord, KbState};
+use ragd::open_webui::OwuiError;
 use ragd::open_webui::publish::Verify;
-use ragd::open_webui::{FileInfo, OpenWebUi, OwuiError};
 use ragd::pipeline::ReconcileOptions;
 use serde_json::json;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-use crate::support::owui::{client, real_server, unique};
-
-/// The knowledge base's files by their ragd path (files without a marker under
-/// their file name, prefixed `hand:`).
-async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileInfo>> {
-    let app = env.app();
-    let kb = env
-        .pipeline(&app)
-        .publisher
-        .clone()
-        .unwrap()
-        .knowledge_id()
-        .await
-        .unwrap();
-    drop(app);
-    let mut out: BTreeMap<String, Vec<FileInfo>> = BTreeMap::new();
-    for f in c.knowledge_files(&kb).await.unwrap() {
-        let key = match f
-            .metadata
-            .get("ragd")
-            .and_then(|m| m.get("path"))
-            .and_then(|p| p.as_str())
-        {
-            Some(p) => p.to_owned(),
-            None => format!("hand:{}", f.filename),
-        };
-        out.entry(key).or_default().push(f);
-    }
-    out
-}
+use crate::support::owui::{client, listing, real_server, unique};
 
 macro_rules! against_both {
     ($name:ident, $case:ident) => {
@@ -198,6 +168,25 @@ async fn duplicate_recorded(url: &str, key: &str) {
     );
     // The refused upload was deleted, not left behind.
     assert!(failed[0].file_id.is_none());
+
+    // The linked twin is deleted: the refused file now holds the only copy of
+    // the text, so it is published (in the same run that removes the twin).
+    let refused = failed[0].path.clone();
+    env.remove(twin);
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!(
+        (kb.removed, kb.uploads, kb.linked, kb.failed),
+        (1, 1, 1, 0),
+        "{kb:?}"
+    );
+    let listed = listing(&c, &env).await;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), [&refused], "{listed:?}");
+    assert_eq!(listed[&refused].len(), 1, "{listed:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[&refused].state, KbState::Linked);
+    assert_eq!(rows[&refused].attempts, 0);
 }
 
 async fn hand_files_survive(url: &str, key: &str) {

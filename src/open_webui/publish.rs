@@ -10,11 +10,15 @@
 //!                        │ adopt it (or upload if there is none) — never a second copy
 //! linked (old text) ──▶ uploading (old_file_id kept) ──▶ … ──▶ linked, then the old file is removed
 //! gone from the folder ──▶ removing ──file/remove──▶ (row deleted)
+//!                        │ no recorded id: look for our upload by its marker too,
+//!                        │ so a crash between upload and record leaves no orphan
 //! ```
 //!
 //! A new version is linked before the old one is removed, so the knowledge base
-//! never lacks the file. Permanent refusals (duplicate or empty content,
-//! processing failed twice) are recorded and not retried until the text changes.
+//! never lacks the file. Permanent refusals (empty content, processing failed
+//! twice) are recorded and not retried until the text changes. A duplicate-content
+//! refusal is retried once no other linked file of the pipeline holds that text
+//! (the twin was deleted or changed), at most [`MAX_DUPLICATE_ATTEMPTS`] times.
 //! Only files ragd uploaded (recorded ids, or ragd's metadata marker) are ever
 //! removed; files people uploaded by hand stay.
 
@@ -39,6 +43,12 @@ pub const MARKER: &str = "ragd";
 const MAX_PROCESSING_FAILURES: u32 = 2;
 /// Transient failures per version before the file waits for a change or `ragd retry`.
 const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
+/// Duplicate-content refusals after which a file is not retried even with no
+/// linked twin left in the ledger: the twin may be a file someone else put in
+/// the knowledge base, which ragd cannot see go.
+const MAX_DUPLICATE_ATTEMPTS: u32 = 3;
+/// `error_kind` of a duplicate-content refusal.
+const DUPLICATE_KIND: &str = "duplicate_content";
 
 /// A failure that stops publishing for the whole pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -253,10 +263,29 @@ impl Publisher {
         };
         row.state = KbState::Removing;
         ledger.put_kb(&row)?;
-        for id in [row.file_id.clone(), row.old_file_id.clone()]
+        let mut ids: Vec<String> = [row.file_id.clone(), row.old_file_id.clone()]
             .into_iter()
             .flatten()
-        {
+            .collect();
+        if row.file_id.is_none() {
+            // The intent may have been recorded and the upload made, and the run
+            // killed before its id was: find it by its marker, or it stays behind
+            // (and, once processed and linked, gets the file's text refused as a
+            // duplicate wherever the file went).
+            match self
+                .find_upload(&row.pipeline, &row.path, &row.content_hash, &row.kb_id)
+                .await
+            {
+                Ok(Some(found)) => ids.push(found.id),
+                Ok(None) => {}
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) => {
+                    out.deferred = Some(format!("looking for an unrecorded upload: {e}"));
+                    return Ok(out);
+                }
+            }
+        }
+        for id in ids {
             match self.remove_file(&row.kb_id, &id).await {
                 Ok(()) => out.removed += 1,
                 Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
@@ -306,16 +335,28 @@ impl Publisher {
         let mut row = match prev {
             Some(r) if r.content_hash == hash => r,
             Some(r) => {
-                // An unlinked upload of an older version is of no use: drop it.
-                if r.state != KbState::Linked
-                    && let Some(id) = &r.file_id
-                    && let Err(e) = self.remove_file(kb, id).await
-                {
-                    if e.stops_pipeline() {
-                        return Err(PublishError::Unauthorized(e));
+                // An unlinked upload of an older version is of no use: drop it,
+                // found by its marker if its id was never recorded.
+                if r.state != KbState::Linked {
+                    let id = match &r.file_id {
+                        Some(id) => Ok(Some(id.clone())),
+                        None => self
+                            .find_upload(&r.pipeline, &r.path, &r.content_hash, &r.kb_id)
+                            .await
+                            .map(|f| f.map(|f| f.id)),
+                    };
+                    let removed = match id {
+                        Ok(Some(id)) => self.remove_file(kb, &id).await,
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = removed {
+                        if e.stops_pipeline() {
+                            return Err(PublishError::Unauthorized(e));
+                        }
+                        out.deferred = Some(format!("removing an unfinished older upload: {e}"));
+                        return Ok(out);
                     }
-                    out.deferred = Some(format!("removing an unfinished older upload: {e}"));
-                    return Ok(out);
                 }
                 KbRecord {
                     old_file_id: if r.state == KbState::Linked {
@@ -346,10 +387,7 @@ impl Publisher {
             },
         };
         let filename = sanitize_filename(&file.path);
-        // The knowledge base is part of the marker: an identical file published by
-        // another ragd (or pipeline) to another knowledge base is never adopted.
-        let marker =
-            json!({ "pipeline": pipeline.name, "path": file.path, "content_hash": hash, "kb": kb });
+        let marker = marker(&pipeline.name, &file.path, &hash, kb);
 
         // A retry after a processing failure: the failed upload is discarded first.
         if row.state == KbState::Failed {
@@ -369,7 +407,10 @@ impl Publisher {
             // Intent first: from here a crash is resolved by the marker search.
             ledger.put_kb(&row)?;
             failpoint::hit("kb.after_intent");
-            let adopted = match self.find_upload(&filename, &marker).await {
+            let adopted = match self
+                .find_upload(&pipeline.name, &file.path, &hash, kb)
+                .await
+            {
                 Ok(found) => found,
                 Err(e) => return self.defer(row, e, ledger, out),
             };
@@ -483,15 +524,18 @@ impl Publisher {
     /// An upload of this version made earlier whose id was never recorded.
     async fn find_upload(
         &self,
-        filename: &str,
-        marker: &Value,
+        pipeline: &str,
+        path: &str,
+        content_hash: &str,
+        kb: &str,
     ) -> Result<Option<FileInfo>, OwuiError> {
+        let marker = marker(pipeline, path, content_hash, kb);
         let mut found = self
             .client
-            .find_files_by_name(filename)
+            .find_files_by_name(&sanitize_filename(path))
             .await?
             .into_iter()
-            .filter(|f| f.metadata.get(MARKER) == Some(marker));
+            .filter(|f| f.metadata.get(MARKER) == Some(&marker));
         let first = found.next();
         // More than one (a crash during a retry): keep one, delete the rest.
         for extra in found {
@@ -570,7 +614,7 @@ impl Publisher {
                     .unwrap_or_else(|| {
                         "same text as another file in the knowledge base".to_owned()
                     });
-                ("duplicate_content", format!("{twin} ({e})"))
+                (DUPLICATE_KIND, format!("{twin} ({e})"))
             }
             OwuiError::EmptyContent { .. } => ("empty_content", e.to_string()),
             _ => ("processing_failed", e.to_string()),
@@ -701,6 +745,13 @@ impl Publisher {
     }
 }
 
+/// The metadata marker of ragd's upload of `path` at `content_hash` to `kb`.
+/// The knowledge base is part of it: an identical file published by another
+/// ragd (or pipeline) to another knowledge base is never adopted.
+fn marker(pipeline: &str, path: &str, content_hash: &str, kb: &str) -> Value {
+    json!({ "pipeline": pipeline, "path": path, "content_hash": content_hash, "kb": kb })
+}
+
 /// Decide, from the ledger alone, what each path needs. Removals come first and
 /// run to completion before any publish (see [`Publisher::sync`]), so a path
 /// never has two actions in flight. `files` is read as a stream (in path
@@ -713,6 +764,8 @@ fn plan(
 ) -> Vec<Action> {
     let mut removes = Vec::new();
     let mut publishes = Vec::new();
+    // Files refused as duplicate content, to retry if their twin is gone.
+    let mut refused = Vec::new();
     // Rows whose file is still wanted; every other row goes.
     let mut backed: HashSet<&str> = HashSet::new();
     for file in files {
@@ -732,6 +785,14 @@ fn plan(
             .map(|(_, r)| r)
             .filter(|r| r.kb_id == kb && r.state != KbState::Removing);
         match prev {
+            Some(r)
+                if r.content_hash == hash
+                    && r.state == KbState::Failed
+                    && r.error_kind.as_deref() == Some(DUPLICATE_KIND)
+                    && r.attempts < MAX_DUPLICATE_ATTEMPTS =>
+            {
+                refused.push((file, r.clone()));
+            }
             // Done — unless a crash left the replaced version to remove.
             Some(r)
                 if r.content_hash == hash
@@ -743,13 +804,28 @@ fn plan(
             }),
         }
     }
+    // The texts still linked once this sync's removals are done.
+    let mut linked: HashSet<&str> = HashSet::new();
     for (path, row) in rows {
         // Gone from the folder, moved to another knowledge base, or a removal a
         // crash interrupted: finish removing it (it is published afresh above).
         if !backed.contains(path.as_str()) || row.kb_id != kb || row.state == KbState::Removing {
             removes.push(Action::Remove(row.clone()));
+        } else if row.state == KbState::Linked {
+            linked.insert(row.content_hash.as_str());
         }
     }
+    // A refused duplicate whose twin was deleted or changed is the only copy of
+    // its text now: publish it again (the removals run first).
+    publishes.extend(
+        refused
+            .into_iter()
+            .filter(|(_, row)| !linked.contains(row.content_hash.as_str()))
+            .map(|(file, row)| Action::Publish {
+                file: Box::new(file),
+                prev: Some(row),
+            }),
+    );
     removes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
     publishes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
     removes.extend(publishes);
@@ -760,5 +836,105 @@ fn action_path(a: &Action) -> &str {
     match a {
         Action::Remove(r) => &r.path,
         Action::Publish { file, .. } => &file.path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, hash: &str) -> FileRecord {
+        let mut f = FileRecord::new("p", path, 0, 1, 1, "bytes".into());
+        f.state = FileState::Indexed;
+        f.content_hash = Some(hash.into());
+        f
+    }
+
+    fn row(path: &str, hash: &str, state: KbState) -> KbRecord {
+        KbRecord {
+            pipeline: "p".into(),
+            path: path.into(),
+            kb_id: "kb".into(),
+            content_hash: hash.into(),
+            file_id: (state == KbState::Linked).then(|| format!("id-{path}")),
+            old_file_id: None,
+            state,
+            error_kind: None,
+            error: None,
+            attempts: 0,
+        }
+    }
+
+    fn refused(path: &str, hash: &str, attempts: u32) -> KbRecord {
+        KbRecord {
+            error_kind: Some(DUPLICATE_KIND.into()),
+            attempts,
+            ..row(path, hash, KbState::Failed)
+        }
+    }
+
+    /// `(action, path)` of each planned action, in order.
+    fn planned(files: Vec<FileRecord>, rows: Vec<KbRecord>) -> Vec<(&'static str, String)> {
+        let rows: HashMap<String, KbRecord> =
+            rows.into_iter().map(|r| (r.path.clone(), r)).collect();
+        plan(&mut files.into_iter(), &rows, "kb")
+            .iter()
+            .map(|a| match a {
+                Action::Remove(r) => ("remove", r.path.clone()),
+                Action::Publish { file, .. } => ("publish", file.path.clone()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_duplicate_waits_while_its_twin_is_linked() {
+        let actions = planned(
+            vec![file("a.md", "h"), file("b.md", "h")],
+            vec![row("a.md", "h", KbState::Linked), refused("b.md", "h", 1)],
+        );
+        assert_eq!(actions, []);
+    }
+
+    #[test]
+    fn a_refused_duplicate_is_published_once_its_twin_goes() {
+        // a.md deleted: its row is removed first, then b.md published.
+        let actions = planned(
+            vec![file("b.md", "h")],
+            vec![row("a.md", "h", KbState::Linked), refused("b.md", "h", 1)],
+        );
+        assert_eq!(
+            actions,
+            [("remove", "a.md".into()), ("publish", "b.md".into())]
+        );
+        // a.md changed its text: b.md holds the only copy once a.md's new
+        // version replaces the old one, which a later sync sees.
+        let actions = planned(
+            vec![file("a.md", "h2"), file("b.md", "h")],
+            vec![row("a.md", "h", KbState::Linked), refused("b.md", "h", 1)],
+        );
+        assert_eq!(actions, [("publish", "a.md".into())]);
+        let actions = planned(
+            vec![file("a.md", "h2"), file("b.md", "h")],
+            vec![row("a.md", "h2", KbState::Linked), refused("b.md", "h", 1)],
+        );
+        assert_eq!(actions, [("publish", "b.md".into())]);
+    }
+
+    #[test]
+    fn a_duplicate_of_something_ragd_does_not_know_is_retried_a_bounded_number_of_times() {
+        // No linked twin in the ledger: perhaps a file put in the base by hand.
+        let retry = planned(vec![file("b.md", "h")], vec![refused("b.md", "h", 1)]);
+        assert_eq!(retry, [("publish", "b.md".into())]);
+        let done = planned(
+            vec![file("b.md", "h")],
+            vec![refused("b.md", "h", MAX_DUPLICATE_ATTEMPTS)],
+        );
+        assert_eq!(done, []);
+        // Other permanent refusals wait for new text.
+        let empty = KbRecord {
+            error_kind: Some("empty_content".into()),
+            ..refused("b.md", "h", 1)
+        };
+        assert_eq!(planned(vec![file("b.md", "h")], vec![empty]), []);
     }
 }

@@ -1,9 +1,13 @@
 //! Shared by the Open WebUI test groups: where the real server is, a client with
-//! test-friendly retries, and names no earlier run against it used.
+//! test-friendly retries, names no earlier run against it used, and a knowledge
+//! base's files by ragd path.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ragd::open_webui::{OpenWebUi, RetryPolicy};
+use ragd::open_webui::{FileInfo, OpenWebUi, RetryPolicy};
+
+use crate::support::env::TestEnv;
 
 /// The real server from `scripts/openwebui-up.sh` (`RAGD_OWUI_URL`, `RAGD_OWUI_KEY`).
 pub fn real_server() -> Option<(String, String)> {
@@ -30,4 +34,33 @@ pub fn client(url: &str, key: &str) -> OpenWebUi {
 /// A name no earlier run against the same real server used.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The knowledge base's files by their ragd path (files without a marker under
+/// their file name, prefixed `hand:`).
+pub async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileInfo>> {
+    let app = env.app();
+    let kb = env
+        .pipeline(&app)
+        .publisher
+        .clone()
+        .unwrap()
+        .knowledge_id()
+        .await
+        .unwrap();
+    drop(app);
+    let mut out: BTreeMap<String, Vec<FileInfo>> = BTreeMap::new();
+    for f in c.knowledge_files(&kb).await.unwrap() {
+        let key = match f
+            .metadata
+            .get("ragd")
+            .and_then(|m| m.get("path"))
+            .and_then(|p| p.as_str())
+        {
+            Some(p) => p.to_owned(),
+            None => format!("hand:{}", f.filename),
+        };
+        out.entry(key).or_default().push(f);
+    }
+    out
 }
