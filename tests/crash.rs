@@ -563,3 +563,62 @@ async fn upload_crash_then_rename(url: &str, key: &str) -> TestEnv {
     );
     env
 }
+
+/// Every publish step boundary, against the real Open WebUI: ragd aborted
+/// there while a changed file's new version and a new file are published,
+/// then rerun, must leave each file listed once, at its current version, and
+/// every row linked. (The fake stands in for the server in the tests above;
+/// this pins what the real one does with a file re-added after a crash, an
+/// upload whose id was lost, and a half-replaced version.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_publish_step_boundary_recovers_against_the_real_server() {
+    let Some((url, key)) = real_server() else {
+        eprintln!("skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
+        return;
+    };
+    let c = client(&url, &key);
+    for point in ragd::failpoint::ALL.iter().filter(|p| p.starts_with("kb.")) {
+        let env = TestEnv::with_knowledge(&url, &key, &unique("fp"), 120).await;
+        let topic = unique("quokka");
+        env.write(
+            "a.md",
+            format!("# A\n\nVersion 1 of a, about the {topic}.\n"),
+        );
+        env.write("b.md", format!("# B\n\nFile b, about the {topic}.\n"));
+        index_to_completion(&env);
+        env.write(
+            "a.md",
+            format!("# A\n\nVersion 2 of a, about the {topic}.\n"),
+        );
+        env.write("c.md", format!("# C\n\nFile c, about the {topic}.\n"));
+        crash_at(&env, &format!("{point}:1"), point);
+        index_to_completion(&env);
+
+        let listed = listing(&c, &env).await;
+        assert_eq!(
+            listed
+                .iter()
+                .map(|(p, f)| (p.as_str(), f.len()))
+                .collect::<Vec<_>>(),
+            [("a.md", 1), ("b.md", 1), ("c.md", 1)],
+            "{point}: {listed:#?}"
+        );
+        let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+        let rows = ledger.kb_files("docs").unwrap();
+        let files = ledger.files("docs").unwrap();
+        for (path, row) in &rows {
+            assert_eq!(row.state, KbState::Linked, "{point}: {row:#?}");
+            assert_eq!(row.old_file_id, None, "{point}: {row:#?}");
+            assert_eq!(
+                Some(&row.content_hash),
+                files[path].content_hash.as_ref(),
+                "{point}: {path} published at its current version"
+            );
+            let id = row.file_id.as_deref().unwrap();
+            assert_eq!(
+                listed[path][0].id, id,
+                "{point}: {path} listed under its recorded id"
+            );
+        }
+    }
+}
