@@ -2,9 +2,11 @@
 //! in Qdrant and the ledger. Every wait polls with a generous deadline; nothing
 //! asserts on timing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ragd::ledger::{FileState, Ledger};
+use ragd::open_webui::OpenWebUi;
 use ragd::store::edge::EdgeStore;
 use ragd::store::{PointFilter, VectorStore};
 
@@ -434,4 +436,94 @@ async fn a_file_change_is_published_without_listing_the_knowledge_base() {
         "an edit listed the knowledge base"
     );
     d.stop().await;
+}
+
+/// `ragd run` with a knowledge base, against the fake and the real Open WebUI:
+/// files dropped, edited, moved with their folder and deleted while it runs;
+/// each time the knowledge base ends listing every file once, at its current
+/// version, under the id the ledger recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_keeps_the_knowledge_base_equal_to_the_folder() {
+    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
+    daemon_follows_the_folder(&fake.url, &fake.api_key).await;
+    match crate::support::owui::real_server() {
+        Some((url, key)) => daemon_follows_the_folder(&url, &key).await,
+        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    }
+}
+
+async fn daemon_follows_the_folder(url: &str, key: &str) {
+    use crate::support::owui::{client, unique};
+    let env = TestEnv::with_knowledge(url, key, &unique("daemon"), 120).await;
+    let topic = unique("numbat");
+    env.write(
+        "top.md",
+        format!("# Top\n\nThe top file, about the {topic}.\n"),
+    );
+    env.write(
+        "d/a.md",
+        format!("# A\n\nVersion 1 of a, about the {topic}.\n"),
+    );
+    env.write("d/b.md", format!("# B\n\nFile b, about the {topic}.\n"));
+    let d = InProcessDaemon::start(&env);
+    let c = Arc::new(client(url, key));
+    let equals = |want: &'static [&'static str]| {
+        let (ledger, c) = (d.ledger.clone(), c.clone());
+        move || {
+            let (ledger, c) = (ledger.clone(), c.clone());
+            async move { kb_equals(&ledger, &c, want).await }
+        }
+    };
+    let within = Duration::from_secs(120);
+    let all = &["d/a.md", "d/b.md", "top.md"];
+    eventually_within("startup publishes", within, equals(all)).await;
+
+    let version = |ledger: &Ledger| {
+        ledger.kb_files("docs").unwrap()["d/a.md"]
+            .content_hash
+            .clone()
+    };
+    let before = version(&d.ledger);
+    env.write(
+        "d/a.md",
+        format!("# A\n\nVersion 2 of a, about the {topic}.\n"),
+    );
+    eventually_within("an edit replaces the version", within, || {
+        let (ledger, c) = (d.ledger.clone(), c.clone());
+        let changed = version(&ledger) != before;
+        async move { changed && kb_equals(&ledger, &c, all).await }
+    })
+    .await;
+
+    std::fs::rename(env.docs().join("d"), env.docs().join("e")).unwrap();
+    let moved = &["e/a.md", "e/b.md", "top.md"];
+    eventually_within("a folder move follows", within, equals(moved)).await;
+
+    env.remove("top.md");
+    eventually_within("a deletion follows", within, equals(&["e/a.md", "e/b.md"])).await;
+    d.stop().await;
+}
+
+/// The knowledge base equals `want` (sorted): each listed once, under the id
+/// its row recorded, the row linked at the file's current text.
+async fn kb_equals(ledger: &Ledger, c: &OpenWebUi, want: &[&str]) -> bool {
+    let (Ok(rows), Ok(files)) = (ledger.kb_files("docs"), ledger.files("docs")) else {
+        return false;
+    };
+    let Some(kb) = rows.values().next().map(|r| r.kb_id.clone()) else {
+        return false;
+    };
+    let listed = crate::support::owui::listing_of(c, &kb).await;
+    listed.keys().map(String::as_str).eq(want.iter().copied())
+        && rows.len() == want.len()
+        && want.iter().all(|p| {
+            let Some(row) = rows.get(*p) else {
+                return false;
+            };
+            listed[*p].len() == 1
+                && Some(listed[*p][0].id.as_str()) == row.file_id.as_deref()
+                && row.state == ragd::ledger::KbState::Linked
+                && row.old_file_id.is_none()
+                && files.get(*p).and_then(|f| f.content_hash.as_ref()) == Some(&row.content_hash)
+        })
 }

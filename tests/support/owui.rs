@@ -49,8 +49,14 @@ pub async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileI
         .await
         .unwrap();
     drop(app);
+    listing_of(c, &kb).await
+}
+
+/// [`listing`] of the knowledge base `kb` (by id), for callers that cannot
+/// open the installation (a daemon holds it).
+pub async fn listing_of(c: &OpenWebUi, kb: &str) -> BTreeMap<String, Vec<FileInfo>> {
     let mut out: BTreeMap<String, Vec<FileInfo>> = BTreeMap::new();
-    for f in c.knowledge_files(&kb).await.unwrap() {
+    for f in c.knowledge_files(kb).await.unwrap() {
         let key = match f
             .metadata
             .get("ragd")
