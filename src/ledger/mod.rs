@@ -301,26 +301,7 @@ impl Ledger {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1 ORDER BY path"
         ))?;
-        let mut failed: Option<LedgerError> = None;
-        let out = {
-            let rows = stmt.query_map([pipeline], row_to_record)?;
-            let mut rows = rows.map_while(|r| match r {
-                Ok(Ok(record)) => Some(record),
-                Ok(Err(e)) => {
-                    failed = Some(e);
-                    None
-                }
-                Err(e) => {
-                    failed = Some(e.into());
-                    None
-                }
-            });
-            f(&mut rows)
-        };
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        read_rows(stmt.query_map([pipeline], row_to_record)?, f)
     }
 
     /// One row.
@@ -415,35 +396,63 @@ impl Ledger {
 
     /// Knowledge-base rows of a pipeline, by path.
     pub fn kb_files(&self, pipeline: &str) -> Result<HashMap<String, KbRecord>, LedgerError> {
+        self.with_kb_files(pipeline, |rows| rows.map(|r| (r.path.clone(), r)).collect())
+    }
+
+    /// Run `f` over the knowledge-base rows of `pipeline` in path order, read
+    /// one at a time; errors as in [`Ledger::with_files`].
+    pub fn with_kb_files<T>(
+        &self,
+        pipeline: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = KbRecord>) -> T,
+    ) -> Result<T, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT pipeline, path, kb_id, content_hash, file_id, old_file_id, state, error_kind, \
-             error, attempts FROM kb_files WHERE pipeline = ?1",
-        )?;
-        let rows = stmt.query_map([pipeline], |r| {
-            Ok((
-                KbRecord {
-                    pipeline: r.get(0)?,
-                    path: r.get(1)?,
-                    kb_id: r.get(2)?,
-                    content_hash: r.get(3)?,
-                    file_id: r.get(4)?,
-                    old_file_id: r.get(5)?,
-                    state: KbState::Linked,
-                    error_kind: r.get(7)?,
-                    error: r.get(8)?,
-                    attempts: r.get(9)?,
-                },
-                r.get::<_, String>(6)?,
-            ))
-        })?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (mut rec, state) = row?;
-            rec.state = KbState::parse(&state)?;
-            out.insert(rec.path.clone(), rec);
-        }
-        Ok(out)
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {KB_COLUMNS} FROM kb_files WHERE pipeline = ?1 ORDER BY path"
+        ))?;
+        read_rows(stmt.query_map([pipeline], row_to_kb)?, f)
+    }
+
+    /// [`Ledger::with_files`] and [`Ledger::with_kb_files`] at once, both in
+    /// path order, from one consistent view: `f` can merge the two streams.
+    pub fn with_files_and_kb<T>(
+        &self,
+        pipeline: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = FileRecord>, &mut dyn Iterator<Item = KbRecord>) -> T,
+    ) -> Result<T, LedgerError> {
+        let conn = self.conn();
+        // Two statements read one snapshot only inside one transaction; without
+        // it another connection's commit could land between them. Read-only:
+        // dropping it (a rollback) ends it.
+        let _snapshot = conn.unchecked_transaction()?;
+        let mut files = conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE pipeline = ?1 ORDER BY path"
+        ))?;
+        let mut kb = conn.prepare_cached(&format!(
+            "SELECT {KB_COLUMNS} FROM kb_files WHERE pipeline = ?1 ORDER BY path"
+        ))?;
+        let kb_rows = kb.query_map([pipeline], row_to_kb)?;
+        read_rows(files.query_map([pipeline], row_to_record)?, |files| {
+            read_rows(kb_rows, |kb| f(files, kb))
+        })?
+    }
+
+    /// The first path (in path order) of `pipeline` other than `except` whose
+    /// indexed text is `content_hash`.
+    pub fn file_with_text(
+        &self,
+        pipeline: &str,
+        content_hash: &str,
+        except: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT path FROM files WHERE pipeline = ?1 AND content_hash = ?2 AND path != ?3 \
+                 ORDER BY path LIMIT 1",
+            )?
+            .query_row(params![pipeline, content_hash, except], |r| r.get(0))
+            .optional()?)
     }
 
     /// Insert or replace a knowledge-base row.
@@ -662,6 +671,56 @@ impl Ledger {
     }
 }
 
+/// Hand `rows` to `f` as an iterator of records; a row that cannot be read
+/// ends the iterator early and is the error returned.
+fn read_rows<R, T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<R, LedgerError>>>,
+    f: impl FnOnce(&mut dyn Iterator<Item = R>) -> T,
+) -> Result<T, LedgerError> {
+    let mut failed: Option<LedgerError> = None;
+    let out = {
+        let mut rows = rows.map_while(|r| match r {
+            Ok(Ok(record)) => Some(record),
+            Ok(Err(e)) => {
+                failed = Some(e);
+                None
+            }
+            Err(e) => {
+                failed = Some(e.into());
+                None
+            }
+        });
+        f(&mut rows)
+    };
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+const KB_COLUMNS: &str = "pipeline, path, kb_id, content_hash, file_id, old_file_id, state, \
+                          error_kind, error, attempts";
+
+fn row_to_kb(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KbRecord, LedgerError>> {
+    let state: String = r.get(6)?;
+    let state = match KbState::parse(&state) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(KbRecord {
+        pipeline: r.get(0)?,
+        path: r.get(1)?,
+        kb_id: r.get(2)?,
+        content_hash: r.get(3)?,
+        file_id: r.get(4)?,
+        old_file_id: r.get(5)?,
+        state,
+        error_kind: r.get(7)?,
+        error: r.get(8)?,
+        attempts: r.get(9)?,
+    }))
+}
+
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, LedgerError>> {
     let state: String = r.get(9)?;
     let state = match FileState::parse(&state) {
@@ -740,6 +799,62 @@ mod tests {
         let first = l.with_files("p", |rows| rows.next()).unwrap();
         assert_eq!(first.unwrap().path, "B.md");
         assert_eq!(l.with_files("p", |rows| rows.count()).unwrap(), 6);
+    }
+
+    #[test]
+    fn files_and_knowledge_rows_stream_side_by_side_in_path_order() {
+        let l = Ledger::in_memory().unwrap();
+        for (p, text) in [("b.md", "t1"), ("a.md", "t2"), ("c.md", "t1")] {
+            let mut r = FileRecord::new("p", p, 0, 1, 1, "h".into());
+            r.state = FileState::Indexed;
+            r.content_hash = Some(text.into());
+            l.put(&r).unwrap();
+        }
+        for p in ["c.md", "a.md", "z.md"] {
+            l.put_kb(&KbRecord {
+                pipeline: "p".into(),
+                path: p.into(),
+                kb_id: "kb".into(),
+                content_hash: "t".into(),
+                file_id: None,
+                old_file_id: None,
+                state: KbState::Uploading,
+                error_kind: None,
+                error: None,
+                attempts: 0,
+            })
+            .unwrap();
+        }
+        let (files, kb) = l
+            .with_files_and_kb("p", |files, kb| {
+                // Interleaved, as a merge reads them.
+                let mut out = (Vec::new(), Vec::new());
+                loop {
+                    match (files.next(), kb.next()) {
+                        (None, None) => break out,
+                        (f, k) => {
+                            out.0.extend(f.map(|f| f.path));
+                            out.1.extend(k.map(|k| k.path));
+                        }
+                    }
+                }
+            })
+            .unwrap();
+        assert_eq!(files, ["a.md", "b.md", "c.md"]);
+        assert_eq!(kb, ["a.md", "c.md", "z.md"]);
+        // The read transaction ended: writes go on.
+        l.remove_kb("p", "z.md").unwrap();
+        assert_eq!(l.with_kb_files("p", |rows| rows.count()).unwrap(), 2);
+
+        assert_eq!(
+            l.file_with_text("p", "t1", "c.md").unwrap().as_deref(),
+            Some("b.md")
+        );
+        assert_eq!(
+            l.file_with_text("p", "t1", "b.md").unwrap().as_deref(),
+            Some("c.md")
+        );
+        assert_eq!(l.file_with_text("p", "t2", "a.md").unwrap(), None);
     }
 
     #[test]

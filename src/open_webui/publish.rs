@@ -22,7 +22,7 @@
 //! Only files ragd uploaded (recorded ids, or ragd's metadata marker) are ever
 //! removed; files people uploaded by hand stay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,17 +195,22 @@ impl Publisher {
         verify: Verify,
     ) -> Result<PublishSummary, PublishError> {
         let kb = self.knowledge_id().await?;
-        let rows = ledger.kb_files(&pipeline.name)?;
         let mut summary = PublishSummary::default();
 
-        let actions = ledger.with_files(&pipeline.name, |files| plan(files, &rows, &kb))?;
+        let planned =
+            ledger.with_files_and_kb(&pipeline.name, |files, rows| plan(files, rows, &kb))?;
+        let actions = if planned.refused.is_empty() {
+            planned.actions
+        } else {
+            ledger.with_kb_files(&pipeline.name, |rows| planned.finish(rows, &kb))?
+        };
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
         // Two phases: every removal completes before any publish starts.
         for phase in [removes, publishes] {
             let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
-                .map(|a| self.apply(a, pipeline, ledger, &kb, &rows))
+                .map(|a| self.apply(a, pipeline, ledger, &kb))
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
@@ -246,13 +251,10 @@ impl Publisher {
         pipeline: &PipelineConfig,
         ledger: &Ledger,
         kb: &str,
-        rows: &HashMap<String, KbRecord>,
     ) -> Result<Outcome, PublishError> {
         match action {
             Action::Remove(row) => self.remove(row, ledger).await,
-            Action::Publish { file, prev } => {
-                self.publish(*file, prev, pipeline, ledger, kb, rows).await
-            }
+            Action::Publish { file, prev } => self.publish(*file, prev, pipeline, ledger, kb).await,
         }
     }
 
@@ -323,7 +325,6 @@ impl Publisher {
         pipeline: &PipelineConfig,
         ledger: &Ledger,
         kb: &str,
-        rows: &HashMap<String, KbRecord>,
     ) -> Result<Outcome, PublishError> {
         let hash = file.content_hash.clone().unwrap_or_default();
         let mut out = Outcome {
@@ -451,7 +452,7 @@ impl Publisher {
                         failpoint::hit("kb.after_upload");
                         row.file_id = Some(info.id);
                     }
-                    Err(e) => return self.refuse_or_defer(row, e, ledger, rows, out).await,
+                    Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
                 }
             }
             row.state = KbState::Uploaded;
@@ -480,7 +481,7 @@ impl Publisher {
             Ok(ProcessOutcome::Completed) => {}
             Ok(other) => {
                 if let Err(e) = other.into_result() {
-                    return self.refuse_or_defer(row, e, ledger, rows, out).await;
+                    return self.refuse_or_defer(row, e, ledger, out).await;
                 }
             }
             Err(OwuiError::NotFound { .. }) => {
@@ -492,10 +493,10 @@ impl Publisher {
                     Some("the uploaded file disappeared; uploading again next run".into());
                 return Ok(out);
             }
-            Err(e) => return self.refuse_or_defer(row, e, ledger, rows, out).await,
+            Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
         }
         if let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
-            return self.refuse_or_defer(row, e, ledger, rows, out).await;
+            return self.refuse_or_defer(row, e, ledger, out).await;
         }
         failpoint::hit("kb.after_link");
         row.state = KbState::Linked;
@@ -576,7 +577,6 @@ impl Publisher {
         mut row: KbRecord,
         e: OwuiError,
         ledger: &Ledger,
-        rows: &HashMap<String, KbRecord>,
         mut out: Outcome,
     ) -> Result<Outcome, PublishError> {
         if !e.is_permanent_for_file() {
@@ -584,31 +584,23 @@ impl Publisher {
         }
         let (kind, reason) = match &e {
             OwuiError::DuplicateContent { .. } => {
-                // Read afresh: the twin may have been linked during this sync.
-                let fresh = ledger.kb_files(&row.pipeline)?;
-                let twin = fresh
-                    .values()
-                    .chain(rows.values())
-                    .find(|r| {
+                // Read now: the twin may have been linked during this sync.
+                let linked = ledger.with_kb_files(&row.pipeline, |rows| {
+                    rows.filter(|r| {
                         r.path != row.path
                             && r.content_hash == row.content_hash
                             && r.state == KbState::Linked
                     })
-                    .map(|r| r.path.clone())
+                    .map(|r| r.path)
+                    .next()
+                })?;
+                let twin = linked
                     // Both may be in flight at once: any other file with this text.
                     .or_else(|| {
-                        let mut same: Vec<String> = ledger
-                            .files(&row.pipeline)
-                            .ok()?
-                            .into_values()
-                            .filter(|f| {
-                                f.path != row.path
-                                    && f.content_hash.as_deref() == Some(&row.content_hash)
-                            })
-                            .map(|f| f.path)
-                            .collect();
-                        same.sort();
-                        same.into_iter().next()
+                        ledger
+                            .file_with_text(&row.pipeline, &row.content_hash, &row.path)
+                            .ok()
+                            .flatten()
                     })
                     .map(|p| format!("same text as {p:?}"))
                     .unwrap_or_else(|| {
@@ -752,38 +744,52 @@ fn marker(pipeline: &str, path: &str, content_hash: &str, kb: &str) -> Value {
     json!({ "pipeline": pipeline, "path": path, "content_hash": content_hash, "kb": kb })
 }
 
+/// What [`plan`] decided, before refused duplicates are checked for twins.
+struct Planned {
+    /// Removals, then publishes, each in path order.
+    actions: Vec<Action>,
+    /// Files refused as duplicate content, with their rows: published again
+    /// only if no linked twin is left ([`Planned::finish`]).
+    refused: Vec<(FileRecord, KbRecord)>,
+}
+
 /// Decide, from the ledger alone, what each path needs. Removals come first and
 /// run to completion before any publish (see [`Publisher::sync`]), so a path
-/// never has two actions in flight. `files` is read as a stream (in path
-/// order, from [`Ledger::with_files`]): only the files that need work are kept,
-/// not a copy of every row.
+/// never has two actions in flight. `files` and `rows` are read as streams, both
+/// in path order (from [`Ledger::with_files_and_kb`]), and merged: only what
+/// needs work is kept, not a copy of every row, so a sync's memory does not grow
+/// with the folder.
 fn plan(
     files: &mut dyn Iterator<Item = FileRecord>,
-    rows: &HashMap<String, KbRecord>,
+    rows: &mut dyn Iterator<Item = KbRecord>,
     kb: &str,
-) -> Vec<Action> {
+) -> Planned {
+    let mut rows = rows.peekable();
     let mut removes = Vec::new();
     let mut publishes = Vec::new();
-    // Files refused as duplicate content, to retry if their twin is gone.
     let mut refused = Vec::new();
-    // Rows whose file is still wanted; every other row goes.
-    let mut backed: HashSet<&str> = HashSet::new();
     for file in files {
+        // Rows of paths before this one have no file (any more): they go.
+        while let Some(row) = rows.next_if(|r| r.path < file.path) {
+            removes.push(Action::Remove(row));
+        }
+        let row = rows.next_if(|r| r.path == file.path);
         // The version to publish is what Qdrant holds. A file that failed after
         // an earlier success keeps its published old version.
-        let Some(hash) = file.content_hash.as_deref() else {
-            continue;
+        let hash = match file.content_hash.as_deref() {
+            Some(h) if matches!(file.state, FileState::Indexed | FileState::Failed) => h,
+            _ => {
+                removes.extend(row.map(Action::Remove));
+                continue;
+            }
         };
-        if !matches!(file.state, FileState::Indexed | FileState::Failed) {
-            continue;
-        }
-        let row = rows.get_key_value(file.path.as_str());
-        if let Some((path, _)) = row {
-            backed.insert(path.as_str());
-        }
-        let prev = row
-            .map(|(_, r)| r)
-            .filter(|r| r.kb_id == kb && r.state != KbState::Removing);
+        // Moved to another knowledge base, or a removal a crash interrupted:
+        // finish removing it, and publish afresh.
+        let (prev, stale) = match row {
+            Some(r) if r.kb_id == kb && r.state != KbState::Removing => (Some(r), None),
+            other => (None, other),
+        };
+        removes.extend(stale.map(Action::Remove));
         match prev {
             Some(r)
                 if r.content_hash == hash
@@ -791,7 +797,7 @@ fn plan(
                     && r.error_kind.as_deref() == Some(DUPLICATE_KIND)
                     && r.attempts < MAX_DUPLICATE_ATTEMPTS =>
             {
-                refused.push((file, r.clone()));
+                refused.push((file, r));
             }
             // Done — unless a crash left the replaced version to remove.
             Some(r)
@@ -799,37 +805,69 @@ fn plan(
                     && (r.state == KbState::Failed
                         || (r.state == KbState::Linked && r.old_file_id.is_none())) => {}
             prev => publishes.push(Action::Publish {
-                prev: prev.cloned(),
+                prev,
                 file: Box::new(file),
             }),
         }
     }
-    // The texts still linked once this sync's removals are done.
-    let mut linked: HashSet<&str> = HashSet::new();
-    for (path, row) in rows {
-        // Gone from the folder, moved to another knowledge base, or a removal a
-        // crash interrupted: finish removing it (it is published afresh above).
-        if !backed.contains(path.as_str()) || row.kb_id != kb || row.state == KbState::Removing {
-            removes.push(Action::Remove(row.clone()));
-        } else if row.state == KbState::Linked {
-            linked.insert(row.content_hash.as_str());
-        }
+    removes.extend(rows.map(Action::Remove));
+    removes.extend(publishes);
+    Planned {
+        actions: removes,
+        refused,
     }
-    // A refused duplicate whose twin was deleted or changed is the only copy of
-    // its text now: publish it again (the removals run first).
-    publishes.extend(
-        refused
+}
+
+impl Planned {
+    /// The actions, with each refused duplicate whose twin was deleted or
+    /// changed published again: it is the only copy of its text now. `rows` are
+    /// the pipeline's knowledge-base rows (the removals run first, so a row
+    /// being removed is no twin).
+    fn finish(self, rows: &mut dyn Iterator<Item = KbRecord>, kb: &str) -> Vec<Action> {
+        let Planned {
+            mut actions,
+            refused,
+        } = self;
+        if refused.is_empty() {
+            return actions;
+        }
+        let removed: HashSet<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove(r) => Some(r.path.as_str()),
+                Action::Publish { .. } => None,
+            })
+            .collect();
+        let texts: HashSet<&str> = refused
+            .iter()
+            .map(|(_, r)| r.content_hash.as_str())
+            .collect();
+        let twinned: HashSet<String> = rows
+            .filter(|r| {
+                r.kb_id == kb
+                    && r.state == KbState::Linked
+                    && texts.contains(r.content_hash.as_str())
+                    && !removed.contains(r.path.as_str())
+            })
+            .map(|r| r.content_hash)
+            .collect();
+        let again: Vec<Action> = refused
             .into_iter()
-            .filter(|(_, row)| !linked.contains(row.content_hash.as_str()))
+            .filter(|(_, row)| !twinned.contains(&row.content_hash))
             .map(|(file, row)| Action::Publish {
                 file: Box::new(file),
                 prev: Some(row),
-            }),
-    );
-    removes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
-    publishes.sort_by(|a, b| action_path(a).cmp(action_path(b)));
-    removes.extend(publishes);
-    removes
+            })
+            .collect();
+        actions.extend(again);
+        // Publishes in path order, after the removals.
+        let first_publish = actions
+            .iter()
+            .position(|a| matches!(a, Action::Publish { .. }))
+            .unwrap_or(actions.len());
+        actions[first_publish..].sort_by(|a, b| action_path(a).cmp(action_path(b)));
+        actions
+    }
 }
 
 fn action_path(a: &Action) -> &str {
@@ -874,16 +912,68 @@ mod tests {
     }
 
     /// `(action, path)` of each planned action, in order.
-    fn planned(files: Vec<FileRecord>, rows: Vec<KbRecord>) -> Vec<(&'static str, String)> {
-        let rows: HashMap<String, KbRecord> =
-            rows.into_iter().map(|r| (r.path.clone(), r)).collect();
-        plan(&mut files.into_iter(), &rows, "kb")
+    fn planned(mut files: Vec<FileRecord>, mut rows: Vec<KbRecord>) -> Vec<(&'static str, String)> {
+        // As the ledger reads them: in path order.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        plan(&mut files.into_iter(), &mut rows.clone().into_iter(), "kb")
+            .finish(&mut rows.into_iter(), "kb")
             .iter()
             .map(|a| match a {
                 Action::Remove(r) => ("remove", r.path.clone()),
                 Action::Publish { file, .. } => ("publish", file.path.clone()),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_merge_removes_rows_without_a_file_and_publishes_what_changed() {
+        let mut indexing = file("c.md", "c");
+        indexing.state = FileState::Indexing;
+        let mut no_text = file("e.md", "e");
+        no_text.content_hash = None;
+        let other_kb = KbRecord {
+            kb_id: "elsewhere".into(),
+            ..row("f.md", "f", KbState::Linked)
+        };
+        let actions = planned(
+            vec![
+                file("b.md", "b2"),
+                indexing,
+                file("d.md", "d"),
+                no_text,
+                file("f.md", "f"),
+                file("g.md", "g"),
+                file("h.md", "h"),
+            ],
+            vec![
+                row("a.md", "a", KbState::Linked),   // file gone
+                row("b.md", "b1", KbState::Linked),  // new text
+                row("c.md", "c", KbState::Linked),   // not indexed now
+                row("cc.md", "x", KbState::Linked),  // file gone, between files
+                row("d.md", "d", KbState::Linked),   // unchanged
+                row("e.md", "e", KbState::Linked),   // no text now
+                other_kb,                            // linked to another base
+                row("g.md", "g", KbState::Removing), // a removal cut short
+                row("z.md", "z", KbState::Linked),   // file gone, after every file
+            ],
+        );
+        assert_eq!(
+            actions,
+            [
+                ("remove", "a.md".into()),
+                ("remove", "c.md".into()),
+                ("remove", "cc.md".into()),
+                ("remove", "e.md".into()),
+                ("remove", "f.md".into()),
+                ("remove", "g.md".into()),
+                ("remove", "z.md".into()),
+                ("publish", "b.md".into()),
+                ("publish", "f.md".into()),
+                ("publish", "g.md".into()),
+                ("publish", "h.md".into()),
+            ]
+        );
     }
 
     #[test]
