@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-use crate::support::owui::{client, listing, real_server, unique};
+use crate::support::owui::{client, knowledge_id, listing, real_server, unique};
 
 macro_rules! against_both {
     ($name:ident, $case:ident) => {
@@ -203,16 +203,7 @@ async fn hand_files_survive(url: &str, key: &str) {
     );
     env.index().await;
     let c = client(url, key);
-    let app = env.app();
-    let kb = env
-        .pipeline(&app)
-        .publisher
-        .clone()
-        .unwrap()
-        .knowledge_id()
-        .await
-        .unwrap();
-    drop(app);
+    let kb = knowledge_id(&env).await;
     let hand = c
         .upload_file(
             "by-hand.txt",

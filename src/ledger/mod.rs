@@ -185,6 +185,24 @@ pub struct KbRecord {
     pub attempts: u32,
 }
 
+impl KbRecord {
+    /// A new row: the intent to upload `path` at `content_hash` to `kb_id`.
+    pub fn uploading(pipeline: &str, path: &str, kb_id: &str, content_hash: &str) -> Self {
+        KbRecord {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            kb_id: kb_id.to_owned(),
+            content_hash: content_hash.to_owned(),
+            file_id: None,
+            old_file_id: None,
+            state: KbState::Uploading,
+            error_kind: None,
+            error: None,
+            attempts: 0,
+        }
+    }
+}
+
 /// Per-pipeline facts that decide whether everything must be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineMeta {
@@ -811,19 +829,7 @@ mod tests {
             l.put(&r).unwrap();
         }
         for p in ["c.md", "a.md", "z.md"] {
-            l.put_kb(&KbRecord {
-                pipeline: "p".into(),
-                path: p.into(),
-                kb_id: "kb".into(),
-                content_hash: "t".into(),
-                file_id: None,
-                old_file_id: None,
-                state: KbState::Uploading,
-                error_kind: None,
-                error: None,
-                attempts: 0,
-            })
-            .unwrap();
+            l.put_kb(&KbRecord::uploading("p", p, "kb", "t")).unwrap();
         }
         let (files, kb) = l
             .with_files_and_kb("p", |files, kb| {

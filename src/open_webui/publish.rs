@@ -374,18 +374,7 @@ impl Publisher {
                     ..r
                 }
             }
-            None => KbRecord {
-                pipeline: pipeline.name.clone(),
-                path: file.path.clone(),
-                kb_id: kb.to_owned(),
-                content_hash: hash.clone(),
-                file_id: None,
-                old_file_id: None,
-                state: KbState::Uploading,
-                error_kind: None,
-                error: None,
-                attempts: 0,
-            },
+            None => KbRecord::uploading(&pipeline.name, &file.path, kb, &hash),
         };
         let filename = sanitize_filename(&file.path);
         let marker = marker(&pipeline.name, &file.path, &hash, kb);
@@ -890,16 +879,9 @@ mod tests {
 
     fn row(path: &str, hash: &str, state: KbState) -> KbRecord {
         KbRecord {
-            pipeline: "p".into(),
-            path: path.into(),
-            kb_id: "kb".into(),
-            content_hash: hash.into(),
             file_id: (state == KbState::Linked).then(|| format!("id-{path}")),
-            old_file_id: None,
             state,
-            error_kind: None,
-            error: None,
-            attempts: 0,
+            ..KbRecord::uploading("p", path, "kb", hash)
         }
     }
 

@@ -39,17 +39,15 @@ pub fn unique(prefix: &str) -> String {
 /// The knowledge base's files by their ragd path (files without a marker under
 /// their file name, prefixed `hand:`).
 pub async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileInfo>> {
+    listing_of(c, &knowledge_id(env).await).await
+}
+
+/// The id of `env`'s knowledge base (found or created by name).
+pub async fn knowledge_id(env: &TestEnv) -> String {
     let app = env.app();
-    let kb = env
-        .pipeline(&app)
-        .publisher
-        .clone()
-        .unwrap()
-        .knowledge_id()
-        .await
-        .unwrap();
+    let publisher = env.pipeline(&app).publisher.clone().unwrap();
     drop(app);
-    listing_of(c, &kb).await
+    publisher.knowledge_id().await.unwrap()
 }
 
 /// [`listing`] of the knowledge base `kb` (by id), for callers that cannot
