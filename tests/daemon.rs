@@ -527,3 +527,51 @@ async fn kb_equals(ledger: &Ledger, c: &OpenWebUi, want: &[&str]) -> bool {
                 && files.get(*p).and_then(|f| f.content_hash.as_ref()) == Some(&row.content_hash)
         })
 }
+
+/// The knowledge base is deleted in Open WebUI while `ragd run` goes on: the
+/// next change finds it gone, creates it again by name and publishes every
+/// file there — no restart, no file left out. Against the fake and the real
+/// server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knowledge_base_deleted_while_running_is_created_again_and_refilled() {
+    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
+    daemon_recreates_the_knowledge_base(&fake.url, &fake.api_key).await;
+    match crate::support::owui::real_server() {
+        Some((url, key)) => daemon_recreates_the_knowledge_base(&url, &key).await,
+        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    }
+}
+
+async fn daemon_recreates_the_knowledge_base(url: &str, key: &str) {
+    use crate::support::owui::{client, unique};
+    let env = TestEnv::with_knowledge(url, key, &unique("gone"), 120).await;
+    let topic = unique("pangolin");
+    env.write("a.md", format!("# A\n\nFile a, about the {topic}.\n"));
+    env.write("b.md", format!("# B\n\nFile b, about the {topic}.\n"));
+    let d = InProcessDaemon::start(&env);
+    let c = Arc::new(client(url, key));
+    let within = Duration::from_secs(120);
+    let equals = |want: &'static [&'static str]| {
+        let (ledger, c) = (d.ledger.clone(), c.clone());
+        move || {
+            let (ledger, c) = (ledger.clone(), c.clone());
+            async move { kb_equals(&ledger, &c, want).await }
+        }
+    };
+    eventually_within("startup publishes", within, equals(&["a.md", "b.md"])).await;
+    let old = d.ledger.kb_files("docs").unwrap()["a.md"].kb_id.clone();
+
+    c.delete_knowledge(&old).await.unwrap();
+    env.write("c.md", format!("# C\n\nFile c, about the {topic}.\n"));
+    eventually_within("every file is in a new base", within, || {
+        let (ledger, c, old) = (d.ledger.clone(), c.clone(), old.clone());
+        async move {
+            ledger
+                .kb_files("docs")
+                .is_ok_and(|rows| rows.values().all(|r| r.kb_id != old))
+                && kb_equals(&ledger, &c, &["a.md", "b.md", "c.md"]).await
+        }
+    })
+    .await;
+    d.stop().await;
+}

@@ -701,6 +701,19 @@ impl OpenWebUi {
             .map(KnowledgeBase::from)
     }
 
+    /// `DELETE /api/v1/knowledge/{id}/delete`: the base and its vectors (its files
+    /// stay). ragd never deletes a knowledge base; operators and tests do. Already
+    /// gone after a lost answer counts as deleted; on the first attempt it is
+    /// [`OwuiError::NotFound`].
+    pub async fn delete_knowledge(&self, knowledge_id: &str) -> Result<(), OwuiError> {
+        let url = self.url(&format!("api/v1/knowledge/{}/delete", seg(knowledge_id)))?;
+        self.send(Retry::Always, true, || {
+            self.http.request(Method::DELETE, url.clone())
+        })
+        .await
+        .map(drop)
+    }
+
     /// Every file linked to the knowledge base, with name, hashes and upload metadata
     /// (`GET /api/v1/knowledge/{id}/files`, all pages, oldest first).
     pub async fn knowledge_files(&self, knowledge_id: &str) -> Result<Vec<FileInfo>, OwuiError> {

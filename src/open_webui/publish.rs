@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
 use crate::config::{KnowledgeTarget, PipelineConfig};
@@ -106,7 +105,8 @@ pub enum Verify {
 pub struct Publisher {
     client: Arc<OpenWebUi>,
     target: KnowledgeTarget,
-    kb_id: OnceCell<String>,
+    /// The knowledge base's id once found; see [`Publisher::knowledge_id`].
+    kb_id: tokio::sync::Mutex<Option<String>>,
     concurrency: usize,
     process_timeout: Duration,
     verify_interval: Duration,
@@ -146,7 +146,7 @@ impl Publisher {
         Publisher {
             client,
             target,
-            kb_id: OnceCell::new(),
+            kb_id: tokio::sync::Mutex::new(None),
             concurrency: concurrency.max(1),
             process_timeout,
             verify_interval,
@@ -154,34 +154,45 @@ impl Publisher {
         }
     }
 
-    /// The knowledge base id (found or created once).
+    /// The knowledge base id: found (or created) on first use and checked on
+    /// each later one, so a base deleted in Open WebUI while ragd runs is found
+    /// again (by name: created afresh, and every file published to it) instead
+    /// of failing each upload until a restart. The check is one small request.
     pub async fn knowledge_id(&self) -> Result<String, PublishError> {
-        let target = self.target.clone();
-        self.kb_id
-            .get_or_try_init(|| async {
-                let wrap = |source: OwuiError| match source {
-                    e @ OwuiError::Unauthorized { .. } => PublishError::Unauthorized(e),
-                    source => PublishError::KnowledgeBase {
-                        target: format!("{target:?}"),
-                        source,
-                    },
-                };
-                // The version decides whether uploads can be linked by the server.
-                self.client.version().await.map_err(wrap)?;
-                match &target {
-                    KnowledgeTarget::Id(id) => {
-                        Ok(self.client.get_knowledge(id).await.map_err(wrap)?.id)
-                    }
-                    KnowledgeTarget::Name { name, description } => Ok(self
-                        .client
-                        .find_or_create_knowledge_by_name(name, description)
-                        .await
-                        .map_err(wrap)?
-                        .id),
+        let target = &self.target;
+        let wrap = |source: OwuiError| match source {
+            e @ OwuiError::Unauthorized { .. } => PublishError::Unauthorized(e),
+            source => PublishError::KnowledgeBase {
+                target: format!("{target:?}"),
+                source,
+            },
+        };
+        let mut known = self.kb_id.lock().await;
+        if let Some(id) = known.as_ref() {
+            match self.client.get_knowledge(id).await {
+                Ok(_) => return Ok(id.clone()),
+                Err(OwuiError::NotFound { .. }) => {
+                    tracing::warn!(knowledge_id = %id, target = ?target,
+                        "the knowledge base is gone from Open WebUI; looking it up again");
+                    *known = None;
                 }
-            })
-            .await
-            .cloned()
+                Err(e) => return Err(wrap(e)),
+            }
+        }
+        // The version decides whether uploads can be linked by the server.
+        self.client.version().await.map_err(wrap)?;
+        let id = match target {
+            KnowledgeTarget::Id(id) => self.client.get_knowledge(id).await.map_err(wrap)?.id,
+            KnowledgeTarget::Name { name, description } => {
+                self.client
+                    .find_or_create_knowledge_by_name(name, description)
+                    .await
+                    .map_err(wrap)?
+                    .id
+            }
+        };
+        *known = Some(id.clone());
+        Ok(id)
     }
 
     /// Bring the knowledge base in line with the ledger's indexed files. The

@@ -16,6 +16,7 @@
 //!   the file unless `delete_file=false`;
 //! - `metadata.knowledge_id` auto-links on 0.12+ and reports `completed` only once linked;
 //! - a wrong key is a 401; `GET /api/v1/auths/` refuses API keys with a 403;
+//! - `DELETE /knowledge/{id}/delete` drops the base and its vectors, not its files;
 //! - missing knowledge bases are 404 on `GET /knowledge/{id}` and the 400
 //!   `We could not find what you're looking for :/` on the others; listings paginate
 //!   (knowledge 30 a page, files 50).
@@ -30,7 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -257,6 +258,7 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
         .route("/api/v1/knowledge/", get(list_knowledge))
         .route("/api/v1/knowledge/create", post(create_knowledge))
         .route("/api/v1/knowledge/{id}", get(get_knowledge))
+        .route("/api/v1/knowledge/{id}/delete", delete(delete_knowledge))
         .route("/api/v1/knowledge/{id}/files", get(knowledge_files))
         .route("/api/v1/knowledge/{id}/file/add", post(add_file))
         .route("/api/v1/knowledge/{id}/file/remove", post(remove_file))
@@ -895,6 +897,22 @@ async fn get_knowledge(
             Json(v).into_response()
         }
         None => detail(StatusCode::NOT_FOUND, NOT_FOUND),
+    }
+}
+
+/// The base and its vectors go; its files stay (as `knowledge.py` does it). A
+/// missing base is the 400 not-found, as there.
+async fn delete_knowledge(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    match shared.lock().knowledge.remove(&id) {
+        Some(_) => Json(json!(true)).into_response(),
+        None => detail(StatusCode::BAD_REQUEST, NOT_FOUND),
     }
 }
 
