@@ -717,20 +717,37 @@ impl OpenWebUi {
     /// Every file linked to the knowledge base, with name, hashes and upload metadata
     /// (`GET /api/v1/knowledge/{id}/files`, all pages, oldest first).
     pub async fn knowledge_files(&self, knowledge_id: &str) -> Result<Vec<FileInfo>, OwuiError> {
+        // Pages are offsets: a file linked while paging can shift one into the next page.
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        self.for_each_knowledge_file(knowledge_id, |f| {
+            if seen.insert(f.id.clone()) {
+                out.push(f);
+            }
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// [`Self::knowledge_files`] one page at a time, handing each file to `f`
+    /// instead of collecting them: a knowledge base of 10,000 files is about
+    /// 19 MB as `FileInfo`s. Pages are offsets, so a file linked while paging
+    /// can come twice; `f` must allow for that.
+    pub async fn for_each_knowledge_file(
+        &self,
+        knowledge_id: &str,
+        mut f: impl FnMut(FileInfo),
+    ) -> Result<(), OwuiError> {
         let path = format!("api/v1/knowledge/{}/files", seg(knowledge_id));
         let query = [
             ("order_by", "created_at".to_owned()),
             ("direction", "asc".to_owned()),
             ("limit", KNOWLEDGE_FILES_PAGE.to_string()),
         ];
-        let raw: Vec<RawFile> = self.paginate("knowledge files", &path, &query).await?;
-        // Pages are offsets: a file linked while paging can shift one into the next page.
-        let mut seen = std::collections::HashSet::new();
-        Ok(raw
-            .into_iter()
-            .map(FileInfo::from)
-            .filter(|f| seen.insert(f.id.clone()))
-            .collect())
+        self.for_each_page("knowledge files", &path, &query, |raw: RawFile| {
+            f(FileInfo::from(raw))
+        })
+        .await
     }
 
     /// `POST /api/v1/knowledge/{id}/file/add`: embeds the processed file into the knowledge
@@ -847,16 +864,31 @@ impl OpenWebUi {
         query: &[(&str, String)],
     ) -> Result<Vec<T>, OwuiError> {
         let mut items = Vec::new();
+        self.for_each_page(operation, path, query, |item| items.push(item))
+            .await?;
+        Ok(items)
+    }
+
+    /// Every item of a paginated listing, page after page, handed to `f`.
+    async fn for_each_page<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        mut f: impl FnMut(T),
+    ) -> Result<(), OwuiError> {
+        let mut seen = 0u64;
         for page in 1..=MAX_PAGES {
             let page_text = page.to_string();
             let mut q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
             q.push(("page", &page_text));
             let batch: Page<T> = self.get_json(operation, path, &q).await?;
             let got = batch.items.len();
-            items.extend(batch.items);
+            seen += got as u64;
+            batch.items.into_iter().for_each(&mut f);
             // Without a `total`, read on until an empty page.
-            if got == 0 || batch.total.is_some_and(|total| items.len() as u64 >= total) {
-                return Ok(items);
+            if got == 0 || batch.total.is_some_and(|total| seen >= total) {
+                return Ok(());
             }
         }
         Err(OwuiError::UnexpectedResponse {
