@@ -14,7 +14,7 @@ use rand::Rng;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
-use crate::support::owui::{client, listing, real_server, unique};
+use crate::support::owui::{client, knowledge_id, listing, listing_of, real_server, unique};
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -626,4 +626,116 @@ async fn every_publish_step_boundary_recovers_against_the_real_server() {
             );
         }
     }
+}
+
+/// `ragd index` killed at random moments against the real Open WebUI, while
+/// folders are renamed back and forth and files edited: after a clean rerun the
+/// knowledge base lists every file once, at its current version, under its
+/// recorded id, with every row linked, nothing extra and no unlinked upload of
+/// ours left. The real server processes in the background, so a kill leaves
+/// uploads in states the fake only models. CI size: 30 files, 8 kills (about
+/// 25 s); `scripts/crash-soak.sh` runs it at 60 files and 25 kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_against_the_real_server_while_files_move_and_change() {
+    let Some((url, key)) = real_server() else {
+        eprintln!("skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
+        return;
+    };
+    let env = TestEnv::with_knowledge(&url, &key, &unique("soak"), 120).await;
+    // Sized on their own: the real server processes every upload itself.
+    let files = sized("RAGD_REAL_CRASH_FILES", 30);
+    let want_kills = sized("RAGD_REAL_CRASH_KILLS", 8);
+    write_corpus(&env, files, 0);
+    index_to_completion(&env);
+    let mut rng = rand::rng();
+    let (mut kills, mut rounds) = (0, 0);
+    while kills < want_kills && rounds < want_kills * 4 {
+        rounds += 1;
+        if rounds % 2 == 1 {
+            for k in 0..10 {
+                let (d, e) = (
+                    env.docs().join(format!("d{k}")),
+                    env.docs().join(format!("e{k}")),
+                );
+                let (from, to) = if d.exists() { (d, e) } else { (e, d) };
+                std::fs::rename(from, to).unwrap();
+            }
+        } else {
+            // Edit about a third of the files, wherever they are now.
+            for entry in walkdir::WalkDir::new(env.docs()) {
+                let entry = entry.unwrap();
+                if entry.file_type().is_file() && rng.random_range(0..3) == 0 {
+                    let mut text = std::fs::read_to_string(entry.path()).unwrap();
+                    text.push_str(&format!("\nEdited in round {rounds}.\n"));
+                    std::fs::write(entry.path(), text).unwrap();
+                }
+            }
+        }
+        let mut child = ragd(&env).spawn().expect("spawn ragd");
+        if kill_after(
+            &mut child,
+            Duration::from_millis(rng.random_range(200..4000)),
+        ) {
+            kills += 1;
+        }
+    }
+    assert!(kills >= want_kills, "only {kills} kills landed");
+    index_to_completion(&env);
+
+    let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+    let rows = ledger.kb_files("docs").unwrap();
+    let indexed = ledger.files("docs").unwrap();
+    let c = client(&url, &key);
+    let kb = knowledge_id(&env).await;
+    let listed = listing_of(&c, &kb).await;
+    let on_disk: Vec<String> = walkdir::WalkDir::new(env.docs())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| ragd::triggers::scan::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
+        .collect();
+    let wrong: Vec<&String> = on_disk
+        .iter()
+        .filter(|p| {
+            !rows.get(*p).is_some_and(|r| {
+                r.state == KbState::Linked
+                    && r.old_file_id.is_none()
+                    && Some(&r.content_hash)
+                        == indexed.get(*p).and_then(|f| f.content_hash.as_ref())
+                    && listed.get(*p).is_some_and(|l| {
+                        l.len() == 1 && Some(l[0].id.as_str()) == r.file_id.as_deref()
+                    })
+            })
+        })
+        .collect();
+    let extra: Vec<&String> = listed.keys().filter(|k| !on_disk.contains(k)).collect();
+    // Uploads carrying this base's marker that it does not list.
+    let linked: std::collections::HashSet<&str> =
+        listed.values().flatten().map(|f| f.id.as_str()).collect();
+    let unlinked = c
+        .list_files()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| {
+            f.metadata
+                .get("ragd")
+                .and_then(|m| m.get("kb"))
+                .and_then(|k| k.as_str())
+                == Some(kb.as_str())
+                && !linked.contains(f.id.as_str())
+        })
+        .count();
+    println!(
+        "crash-soak (real server): kills={kills} rounds={rounds} files={} listed={} wrong={} \
+         extra={} unlinked_uploads={unlinked}",
+        on_disk.len(),
+        listed.len(),
+        wrong.len(),
+        extra.len()
+    );
+    assert!(
+        wrong.is_empty() && extra.is_empty() && unlinked == 0,
+        "wrong: {wrong:?}\nextra: {extra:?}\nunlinked uploads: {unlinked}\nrows: {rows:#?}"
+    );
 }
