@@ -10,7 +10,7 @@ use std::time::Duration;
 use ragd::ledger::{FileState, KbRecord, KbState};
 use ragd::open_webui::OwuiError;
 use ragd::open_webui::publish::Verify;
-use ragd::pipeline::ReconcileOptions;
+use ragd::pipeline::{ReconcileOptions, RunOptions};
 use serde_json::json;
 
 use crate::support::env::TestEnv;
@@ -40,6 +40,10 @@ against_both!(knowledge_base_equals_the_folder, kb_equals_folder);
 against_both!(changes_and_deletions_propagate, changes_propagate);
 against_both!(duplicate_text_is_recorded_not_retried, duplicate_recorded);
 against_both!(files_uploaded_by_hand_survive, hand_files_survive);
+against_both!(
+    reconcile_deletes_unlisted_orphan_uploads,
+    unlisted_orphans_deleted
+);
 
 /// Generous: a real server processes files in the background on a loaded box.
 const PROCESS_TIMEOUT_SECS: u64 = 120;
@@ -437,4 +441,59 @@ async fn a_zero_verify_interval_lists_the_knowledge_base_on_every_run() {
     let listed = fake.counters().listings;
     p.reconcile(&change_run()).await.unwrap();
     assert!(fake.counters().listings > listed);
+}
+
+/// An upload with this pipeline's and this base's marker that no row knows and
+/// the base does not list (left by a crash before ragd searched by marker): no
+/// index run can see it; `ragd reconcile` lists every upload and deletes it.
+/// Uploads by hand, and ragd's for another base, stay.
+async fn unlisted_orphans_deleted(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("unlisted"), PROCESS_TIMEOUT_SECS).await;
+    env.write("a.md", "# A\n\nA file ragd manages, about the saola.\n");
+    env.index().await;
+    let c = client(url, key);
+    let kb = knowledge_id(&env).await;
+    let upload = |name: &'static str, metadata: serde_json::Value| {
+        let c = &c;
+        async move {
+            c.upload_file(
+                name,
+                format!("# {name}\n\nLeft behind.\n").into_bytes(),
+                metadata,
+                false,
+            )
+            .await
+            .unwrap()
+            .id
+        }
+    };
+    let marker = |kb: &str| json!({ "ragd": {"pipeline": "docs", "path": "gone.md", "content_hash": "0", "kb": kb} });
+    let orphan = upload("gone.md", marker(&kb)).await;
+    let elsewhere = upload("gone.md", marker("another-base")).await;
+    let by_hand = upload("mine.md", json!({})).await;
+
+    // An index run lists only the base: the orphan stays.
+    let s = env.index().await;
+    assert_eq!(s.knowledge.unwrap().orphans_deleted, 0);
+    assert!(c.get_file(&orphan).await.is_ok());
+
+    let app = env.app();
+    let (_, summary) = env
+        .pipeline(&app)
+        .repair(RunOptions::default())
+        .await
+        .unwrap();
+    drop(app);
+    assert_eq!(summary.knowledge.unwrap().orphans_deleted, 1);
+    assert!(matches!(
+        c.get_file(&orphan).await,
+        Err(OwuiError::NotFound { .. })
+    ));
+    assert!(c.get_file(&elsewhere).await.is_ok());
+    assert!(c.get_file(&by_hand).await.is_ok());
+    let listed = listing(&c, &env).await;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), ["a.md"], "{listed:?}");
+    for id in [elsewhere, by_hand] {
+        c.delete_file(&id).await.unwrap();
+    }
 }

@@ -629,13 +629,20 @@ impl OpenWebUi {
     /// Every file the key's user can see (`GET /api/v1/files/`, 50 a page, without their
     /// extracted text).
     pub async fn list_files(&self) -> Result<Vec<FileInfo>, OwuiError> {
-        self.paginate(
+        let mut out = Vec::new();
+        self.for_each_file(|f| out.push(f)).await?;
+        Ok(out)
+    }
+
+    /// [`Self::list_files`] one page at a time, handing each file to `f`.
+    pub async fn for_each_file(&self, mut f: impl FnMut(FileInfo)) -> Result<(), OwuiError> {
+        self.for_each_page(
             "list files",
             "api/v1/files/",
             &[("content", "false".into())],
+            |raw: RawFile| f(FileInfo::from(raw)),
         )
         .await
-        .map(|raw: Vec<RawFile>| raw.into_iter().map(FileInfo::from).collect())
     }
 
     /// Every knowledge base the key's user can see (`GET /api/v1/knowledge/`, all pages).

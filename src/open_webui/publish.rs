@@ -99,6 +99,12 @@ pub enum Verify {
     /// knowledge base holds (measured against Open WebUI 0.12.4 here: 20 ms
     /// and 174 KB a page of 200 files).
     WhenDue,
+    /// [`Verify::Always`], and then every upload of the key's user is looked
+    /// at too: one carrying this pipeline's and this base's marker that no row
+    /// knows and the base does not list is an orphan no other check can see
+    /// (from a crash before ragd looked for unrecorded uploads by marker) and
+    /// is deleted. `ragd reconcile`: it lists every file the user has.
+    Deep,
 }
 
 /// Publishes one pipeline's files to its knowledge base.
@@ -242,7 +248,7 @@ impl Publisher {
             }
         }
         if self.verify_due(verify) {
-            self.verify_and_sweep(pipeline, ledger, &kb, &mut summary)
+            self.verify_and_sweep(pipeline, ledger, &kb, verify, &mut summary)
                 .await?;
         }
         Ok(summary)
@@ -251,7 +257,7 @@ impl Publisher {
     fn verify_due(&self, verify: Verify) -> bool {
         let last = *self.last_verified.lock().unwrap_or_else(|e| e.into_inner());
         match (verify, last) {
-            (Verify::Always, _) | (Verify::WhenDue, None) => true,
+            (Verify::Always | Verify::Deep, _) | (Verify::WhenDue, None) => true,
             (Verify::WhenDue, Some(at)) => at.elapsed() >= self.verify_interval,
         }
     }
@@ -653,6 +659,7 @@ impl Publisher {
         pipeline: &PipelineConfig,
         ledger: &Ledger,
         kb: &str,
+        verify: Verify,
         summary: &mut PublishSummary,
     ) -> Result<(), PublishError> {
         // Every id a row knows: its version, and a replaced one not yet removed.
@@ -665,6 +672,7 @@ impl Publisher {
         // Listed files per extracted-text hash (hashed: only counts are needed).
         let mut texts: HashMap<u64, u32> = HashMap::new();
         let mut unknown: Vec<FileInfo> = Vec::new();
+        let deep = verify == Verify::Deep;
         let listing = self
             .client
             .for_each_knowledge_file(kb, |f| {
@@ -696,9 +704,13 @@ impl Publisher {
                 return Ok(());
             }
         }
-        drop(known);
         *self.last_verified.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(std::time::Instant::now());
+        if deep {
+            self.sweep_unlisted_uploads(pipeline, kb, &known, &listed, summary)
+                .await?;
+        }
+        drop(known);
         let unlisted: Vec<KbRecord> = ledger.with_kb_files(&pipeline.name, |rows| {
             rows.filter(|r| {
                 r.state == KbState::Linked
@@ -750,6 +762,55 @@ impl Publisher {
                 self.remove_file(kb, &f.id).await
             };
             match result {
+                Ok(()) | Err(OwuiError::NotFound { .. }) => summary.orphans_deleted += 1,
+                Err(e) => summary.problems.push((
+                    f.filename.clone(),
+                    format!("could not delete orphan upload: {e}"),
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the uploads carrying this pipeline's and this base's marker that
+    /// no row knows (`known`) and the base does not list (`listed`); see
+    /// [`Verify::Deep`]. Listed unknown ones are the ordinary orphan sweep's.
+    async fn sweep_unlisted_uploads(
+        &self,
+        pipeline: &PipelineConfig,
+        kb: &str,
+        known: &HashSet<String>,
+        listed: &HashSet<String>,
+        summary: &mut PublishSummary,
+    ) -> Result<(), PublishError> {
+        let mut orphans: Vec<FileInfo> = Vec::new();
+        let listing = self
+            .client
+            .for_each_file(|f| {
+                let marker = f.metadata.get(MARKER);
+                let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
+                if field("pipeline") == Some(pipeline.name.as_str())
+                    && field("kb") == Some(kb)
+                    && !known.contains(&f.id)
+                    && !listed.contains(&f.id)
+                {
+                    orphans.push(f);
+                }
+            })
+            .await;
+        match listing {
+            Ok(()) => {}
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) => {
+                summary
+                    .problems
+                    .push(("-".into(), format!("could not list the uploads: {e}")));
+                return Ok(());
+            }
+        }
+        for f in orphans {
+            // Not in the base, so no vectors of another file can go with it.
+            match self.client.delete_file(&f.id).await {
                 Ok(()) | Err(OwuiError::NotFound { .. }) => summary.orphans_deleted += 1,
                 Err(e) => summary.problems.push((
                     f.filename.clone(),

@@ -250,6 +250,15 @@ impl Pipeline {
 
     /// Bring the collection in line with the folder.
     pub async fn run(&self, options: RunOptions) -> Result<RunSummary, PipelineError> {
+        self.run_verified(options, Verify::Always).await
+    }
+
+    /// [`Pipeline::run`], checking the knowledge base as `verify` says.
+    pub(crate) async fn run_verified(
+        &self,
+        options: RunOptions,
+        verify: Verify,
+    ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
         let (plan, scan_problems) = self.plan(options.force, options.allow_mass_delete).await?;
@@ -283,7 +292,7 @@ impl Pipeline {
 
         self.record_settings(dim)?;
         options.progress.finish_and_clear();
-        summary.knowledge = self.publish(Verify::Always).await?;
+        summary.knowledge = self.publish(verify).await?;
         summary.elapsed = started.elapsed();
         self.record_run("index", started_at, &summary);
         Ok(summary)

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::plan::TRANSIENT_KIND;
-use super::{Pipeline, PipelineError, RunOptions, RunSummary};
+use super::{Pipeline, PipelineError, RunOptions, RunSummary, Verify};
 use crate::ledger::{FileState, KbState};
 use crate::store::PointFilter;
 use uuid::Uuid;
@@ -37,7 +37,8 @@ impl Pipeline {
         options: RunOptions,
     ) -> Result<(ReconcileReport, RunSummary), PipelineError> {
         let report = self.repair_vectors().await?;
-        let summary = self.run(options).await?;
+        // Deep: also the uploads the knowledge base does not list.
+        let summary = self.run_verified(options, Verify::Deep).await?;
         Ok((report, summary))
     }
 
