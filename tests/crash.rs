@@ -4,7 +4,7 @@
 //! duplicated, no orphan uploads, exactly one upload per file version.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ragd::ledger::{FileState, KbState, Ledger};
@@ -171,7 +171,9 @@ fn write_corpus(env: &TestEnv, n: usize, round: usize) {
     }
 }
 
-fn kill_after(child: &mut Child, delay: Duration) -> bool {
+/// Start `ragd index` and SIGKILL it after `delay`; false if it had finished.
+fn run_and_kill(env: &TestEnv, delay: Duration) -> bool {
+    let mut child = ragd(env).spawn().expect("spawn ragd");
     std::thread::sleep(delay);
     match child.try_wait() {
         Ok(Some(_)) => false,
@@ -180,6 +182,18 @@ fn kill_after(child: &mut Child, delay: Duration) -> bool {
             let _ = child.wait();
             true
         }
+    }
+}
+
+/// Rename each of `d0`…`d9` to `e0`…`e9`, or back.
+fn flip_folders(env: &TestEnv) {
+    for k in 0..10 {
+        let (d, e) = (
+            env.docs().join(format!("d{k}")),
+            env.docs().join(format!("e{k}")),
+        );
+        let (from, to) = if d.exists() { (d, e) } else { (e, d) };
+        std::fs::rename(from, to).unwrap();
     }
 }
 
@@ -207,9 +221,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // every stage (scan, extract, embed, upsert, upload, link).
     while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
-        let mut child = ragd(&env).spawn().expect("spawn ragd");
-        let delay = Duration::from_millis(rng.random_range(100..1500));
-        if kill_after(&mut child, delay) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(100..1500))) {
             kills += 1;
         } else {
             // It finished before the kill: change some files so there is work again.
@@ -450,19 +462,8 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     let (mut kills, mut attempts) = (0, 0);
     while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
-        for k in 0..10 {
-            let (d, e) = (
-                env.docs().join(format!("d{k}")),
-                env.docs().join(format!("e{k}")),
-            );
-            let (from, to) = if d.exists() { (d, e) } else { (e, d) };
-            std::fs::rename(from, to).unwrap();
-        }
-        let mut child = ragd(&env).spawn().expect("spawn ragd");
-        if kill_after(
-            &mut child,
-            Duration::from_millis(rng.random_range(100..1500)),
-        ) {
+        flip_folders(&env);
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(100..1500))) {
             kills += 1;
         }
     }
@@ -652,14 +653,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
     while kills < want_kills && rounds < want_kills * 4 {
         rounds += 1;
         if rounds % 2 == 1 {
-            for k in 0..10 {
-                let (d, e) = (
-                    env.docs().join(format!("d{k}")),
-                    env.docs().join(format!("e{k}")),
-                );
-                let (from, to) = if d.exists() { (d, e) } else { (e, d) };
-                std::fs::rename(from, to).unwrap();
-            }
+            flip_folders(&env);
         } else {
             // Edit about a third of the files, wherever they are now.
             for entry in walkdir::WalkDir::new(env.docs()) {
@@ -671,11 +665,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
                 }
             }
         }
-        let mut child = ragd(&env).spawn().expect("spawn ragd");
-        if kill_after(
-            &mut child,
-            Duration::from_millis(rng.random_range(200..4000)),
-        ) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(200..4000))) {
             kills += 1;
         }
     }
