@@ -444,15 +444,11 @@ async fn a_file_change_is_published_without_listing_the_knowledge_base() {
 /// version, under the id the ledger recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_keeps_the_knowledge_base_equal_to_the_folder() {
-    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
-    daemon_follows_the_folder(&fake.url, &fake.api_key).await;
-    match crate::support::owui::real_server() {
-        Some((url, key)) => daemon_follows_the_folder(&url, &key).await,
-        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
-    }
+    on_fake_and_real(daemon_follows_the_folder).await;
 }
 
-async fn daemon_follows_the_folder(url: &str, key: &str) {
+async fn daemon_follows_the_folder(url: String, key: String) {
+    let (url, key) = (url.as_str(), key.as_str());
     use crate::support::owui::{client, unique};
     let env = TestEnv::with_knowledge(url, key, &unique("daemon"), 120).await;
     let topic = unique("numbat");
@@ -467,13 +463,7 @@ async fn daemon_follows_the_folder(url: &str, key: &str) {
     env.write("d/b.md", format!("# B\n\nFile b, about the {topic}.\n"));
     let d = InProcessDaemon::start(&env);
     let c = Arc::new(client(url, key));
-    let equals = |want: &'static [&'static str]| {
-        let (ledger, c) = (d.ledger.clone(), c.clone());
-        move || {
-            let (ledger, c) = (ledger.clone(), c.clone());
-            async move { kb_equals(&ledger, &c, want).await }
-        }
-    };
+    let equals = |want: &'static [&'static str]| kb_equals_check(&d, &c, want);
     let within = Duration::from_secs(120);
     let all = &["d/a.md", "d/b.md", "top.md"];
     eventually_within("startup publishes", within, equals(all)).await;
@@ -502,6 +492,34 @@ async fn daemon_follows_the_folder(url: &str, key: &str) {
     env.remove("top.md");
     eventually_within("a deletion follows", within, equals(&["e/a.md", "e/b.md"])).await;
     d.stop().await;
+}
+
+/// Run `case(url, key)` against the fake Open WebUI, then against the real one
+/// when `RAGD_OWUI_URL` names one.
+async fn on_fake_and_real<F, Fut>(case: F)
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
+    case(fake.url.clone(), fake.api_key.clone()).await;
+    match crate::support::owui::real_server() {
+        Some((url, key)) => case(url, key).await,
+        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    }
+}
+
+/// A check for `eventually`: [`kb_equals`] over the daemon's ledger.
+fn kb_equals_check(
+    d: &InProcessDaemon,
+    c: &Arc<OpenWebUi>,
+    want: &'static [&'static str],
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+    let (ledger, c) = (d.ledger.clone(), c.clone());
+    move || {
+        let (ledger, c) = (ledger.clone(), c.clone());
+        Box::pin(async move { kb_equals(&ledger, &c, want).await })
+    }
 }
 
 /// The knowledge base equals `want` (sorted): each listed once, under the id
@@ -534,15 +552,11 @@ async fn kb_equals(ledger: &Ledger, c: &OpenWebUi, want: &[&str]) -> bool {
 /// server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_knowledge_base_deleted_while_running_is_created_again_and_refilled() {
-    let fake = crate::support::fake_openwebui::spawn_fake("sk-fake").await;
-    daemon_recreates_the_knowledge_base(&fake.url, &fake.api_key).await;
-    match crate::support::owui::real_server() {
-        Some((url, key)) => daemon_recreates_the_knowledge_base(&url, &key).await,
-        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
-    }
+    on_fake_and_real(daemon_recreates_the_knowledge_base).await;
 }
 
-async fn daemon_recreates_the_knowledge_base(url: &str, key: &str) {
+async fn daemon_recreates_the_knowledge_base(url: String, key: String) {
+    let (url, key) = (url.as_str(), key.as_str());
     use crate::support::owui::{client, unique};
     let env = TestEnv::with_knowledge(url, key, &unique("gone"), 120).await;
     let topic = unique("pangolin");
@@ -551,13 +565,7 @@ async fn daemon_recreates_the_knowledge_base(url: &str, key: &str) {
     let d = InProcessDaemon::start(&env);
     let c = Arc::new(client(url, key));
     let within = Duration::from_secs(120);
-    let equals = |want: &'static [&'static str]| {
-        let (ledger, c) = (d.ledger.clone(), c.clone());
-        move || {
-            let (ledger, c) = (ledger.clone(), c.clone());
-            async move { kb_equals(&ledger, &c, want).await }
-        }
-    };
+    let equals = |want: &'static [&'static str]| kb_equals_check(&d, &c, want);
     eventually_within("startup publishes", within, equals(&["a.md", "b.md"])).await;
     let old = d.ledger.kb_files("docs").unwrap()["a.md"].kb_id.clone();
 
