@@ -410,13 +410,6 @@ impl Publisher {
             row.state = KbState::Uploading;
         }
 
-        // Whether the server links this upload itself once processed (upload
-        // metadata `knowledge_id`): then `completed` means linked, and a
-        // `file/add` would only process the file into the base again and answer
-        // with every file's metadata (measured on 0.12.4: 18.8 kB for a base of
-        // 30 files, 628 bytes a file, 60 ms; adding each of N files moved
-        // O(N²) bytes, some 30 GB for 10,000 files).
-        let mut auto_linked = false;
         if row.state == KbState::Uploading {
             // Intent first: from here a crash is resolved by the marker search.
             ledger.put_kb(&row)?;
@@ -430,8 +423,6 @@ impl Publisher {
             };
             if let Some(found) = adopted {
                 out.adopted += 1;
-                auto_linked =
-                    found.metadata.get("knowledge_id").and_then(Value::as_str) == Some(kb);
                 row.file_id = Some(found.id);
             } else {
                 let Some(path) = source_path(pipeline, file.source, &file.path) else {
@@ -456,7 +447,6 @@ impl Publisher {
                 let mut metadata = json!({ MARKER: marker });
                 if self.client.supports_auto_link() {
                     metadata["knowledge_id"] = Value::String(kb.to_owned());
-                    auto_linked = true;
                 }
                 out.uploads += 1;
                 match self
@@ -511,7 +501,7 @@ impl Publisher {
             }
             Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
         }
-        if !auto_linked && let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
+        if let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
             return self.refuse_or_defer(row, e, ledger, out).await;
         }
         failpoint::hit("kb.after_link");
