@@ -40,6 +40,7 @@ against_both!(knowledge_base_equals_the_folder, kb_equals_folder);
 against_both!(changes_and_deletions_propagate, changes_propagate);
 against_both!(duplicate_text_is_recorded_not_retried, duplicate_recorded);
 against_both!(files_uploaded_by_hand_survive, hand_files_survive);
+against_both!(identical_copies_are_linked_exactly_once, copies_linked_once);
 against_both!(
     reconcile_deletes_unlisted_orphan_uploads,
     unlisted_orphans_deleted
@@ -191,6 +192,57 @@ async fn duplicate_recorded(url: &str, key: &str) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[&refused].state, KbState::Linked);
     assert_eq!(rows[&refused].attempts, 0);
+}
+
+/// Six files with one text, published by one run with four uploads in flight:
+/// Open WebUI's duplicate check reads the base before it writes, so copies
+/// processed at once could all get in (or all be refused). ragd publishes one
+/// text's files one after another: exactly one is linked.
+async fn copies_linked_once(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("copies"), PROCESS_TIMEOUT_SECS).await;
+    let text = format!("# Copy\n\nThe {} dugong, six times.\n", unique("c"));
+    for i in 0..6 {
+        env.write(&format!("copy{i}.md"), &text);
+    }
+    env.write("own.md", format!("# Own\n\nThe {} okapi.\n", unique("o")));
+    let s = env.index().await;
+    let kb = s.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.failed), (7, 2, 5), "{kb:?}");
+    let listed = listing(&client(url, key), &env).await;
+    let copies: Vec<&String> = listed.keys().filter(|p| p.starts_with("copy")).collect();
+    assert_eq!(copies.len(), 1, "{listed:?}");
+    assert_eq!(listed[copies[0]].len(), 1, "{listed:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    assert_eq!(rows[copies[0]].state, KbState::Linked);
+    let refused = rows
+        .values()
+        .filter(|r| r.error_kind.as_deref() == Some("duplicate_content"))
+        .count();
+    assert_eq!(refused, 5);
+}
+
+/// On 0.12+ the server links an upload carrying `metadata.knowledge_id` itself;
+/// a `file/add` after that would embed the file into the base a second time
+/// and answer with every file of the base. Older servers get the add.
+#[tokio::test]
+async fn an_auto_linked_upload_is_not_added_a_second_time() {
+    for (version, adds) in [("0.12.4", 0), ("0.11.2", 3)] {
+        let fake = spawn_fake("sk-fake").await;
+        fake.set_version(version);
+        let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "auto", 30).await;
+        for name in ["a", "b", "c"] {
+            env.write(&format!("{name}.md"), format!("# {name}\n\nText {name}.\n"));
+        }
+        let kb = env.index().await.knowledge.unwrap();
+        assert_eq!(
+            (kb.uploads, kb.linked, kb.failed),
+            (3, 3, 0),
+            "{version}: {kb:?}"
+        );
+        assert_eq!(fake.counters().adds, adds, "{version}");
+        let id = knowledge_id(&env).await;
+        assert_eq!(fake.knowledge_file_ids(&id).len(), 3, "{version}");
+    }
 }
 
 async fn hand_files_survive(url: &str, key: &str) {

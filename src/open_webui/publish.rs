@@ -224,10 +224,18 @@ impl Publisher {
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
+        let turns = TextTurns::new(&publishes);
         // Two phases: every removal completes before any publish starts.
         for phase in [removes, publishes] {
             let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
-                .map(|a| self.apply(a, pipeline, ledger, &kb))
+                .map(|a| async {
+                    // Files with one text are published one after another.
+                    let _turn = match turns.of(&a) {
+                        Some(turn) => Some(turn.lock().await),
+                        None => None,
+                    };
+                    self.apply(a, pipeline, ledger, &kb).await
+                })
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
@@ -410,6 +418,9 @@ impl Publisher {
             row.state = KbState::Uploading;
         }
 
+        // Whether the server links this upload itself once it is processed
+        // (upload metadata `knowledge_id`, 0.12+): then `completed` means linked.
+        let mut auto_linked = false;
         if row.state == KbState::Uploading {
             // Intent first: from here a crash is resolved by the marker search.
             ledger.put_kb(&row)?;
@@ -447,6 +458,7 @@ impl Publisher {
                 let mut metadata = json!({ MARKER: marker });
                 if self.client.supports_auto_link() {
                     metadata["knowledge_id"] = Value::String(kb.to_owned());
+                    auto_linked = true;
                 }
                 out.uploads += 1;
                 match self
@@ -501,12 +513,16 @@ impl Publisher {
             }
             Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
         }
-        // Also after a server-side auto-link (0.12+), though it costs a response
-        // listing every file of the base (628 bytes a file on 0.12.4): two
-        // identical files processed at once can both pass the auto-link's
-        // duplicate check, and this add is what refuses the second (seen with
-        // `publish::duplicate_text_is_recorded_not_retried::real` when skipped).
-        if let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
+        // No `file/add` after an auto-link: it would process the file into the
+        // base a second time (embedding it again) and answer with every file of
+        // the base (628 bytes a file on 0.12.4, O(N²) bytes over a full
+        // publish). The auto-link's duplicate check reads the base before it
+        // writes, so two identical files processed at once could both get in;
+        // [`TextTurns`] keeps them apart, and the second is refused as a
+        // duplicate while processing. An adopted or resumed upload (a crash
+        // before this point) may have raced a twin then: it gets the explicit
+        // add, which checks again.
+        if !auto_linked && let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
             return self.refuse_or_defer(row, e, ledger, out).await;
         }
         failpoint::hit("kb.after_link");
@@ -824,6 +840,44 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+}
+
+/// One lock per text that more than one publish of a sync carries, so files
+/// with identical text are uploaded and processed one after another. Open
+/// WebUI's duplicate check (`has_duplicate_content`) looks for the text in the
+/// base and only later writes it: two identical files processed at once can
+/// both pass it (then both are linked, or, with `file/add` after the
+/// auto-link, both refused). One at a time, the first is linked and the rest
+/// are refused as duplicates, every time.
+struct TextTurns(HashMap<String, tokio::sync::Mutex<()>>);
+
+impl TextTurns {
+    fn new(publishes: &[Action]) -> Self {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for a in publishes {
+            if let Some(text) = publish_text(a) {
+                *seen.entry(text).or_default() += 1;
+            }
+        }
+        TextTurns(
+            seen.into_iter()
+                .filter(|&(_, n)| n > 1)
+                .map(|(text, _)| (text.to_owned(), Default::default()))
+                .collect(),
+        )
+    }
+
+    /// The lock `a` must hold, if its text is shared.
+    fn of(&self, a: &Action) -> Option<&tokio::sync::Mutex<()>> {
+        publish_text(a).and_then(|t| self.0.get(t))
+    }
+}
+
+fn publish_text(a: &Action) -> Option<&str> {
+    match a {
+        Action::Publish { file, .. } => file.content_hash.as_deref(),
+        Action::Remove(_) => None,
     }
 }
 

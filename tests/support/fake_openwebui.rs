@@ -14,7 +14,10 @@
 //!   was not processed yet is the empty-content 400 (and marks it `failed`);
 //! - `file/remove` deletes the base's vectors by file id *and* by text hash, and deletes
 //!   the file unless `delete_file=false`;
-//! - `metadata.knowledge_id` auto-links on 0.12+ and reports `completed` only once linked;
+//! - `metadata.knowledge_id` auto-links on 0.12+ and reports `completed` only once linked
+//!   (or `failed` with the duplicate message); its duplicate check is taken when processing
+//!   starts and the text is written when it ends, so identical files processing at once
+//!   both get in, as on the real server;
 //! - a wrong key is a 401; `GET /api/v1/auths/` refuses API keys with a 403;
 //! - `DELETE /knowledge/{id}/delete` drops the base and its vectors, not its files;
 //! - missing knowledge bases are 404 on `GET /knowledge/{id}` and the 400
@@ -120,6 +123,10 @@ pub struct FakeFile {
     created_at: i64,
     polls_left: u32,
     ready_at: Instant,
+    /// The auto-link's duplicate check, taken when processing starts (the
+    /// upload): the real server checks the base, embeds, and only then writes,
+    /// so two identical files processing at once both pass. `None` until taken.
+    auto_link_duplicate: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -433,11 +440,12 @@ fn has_duplicate(kb: &FakeKnowledge, hash: &str, file_id: &str) -> bool {
 }
 
 /// Embeds the file into the knowledge base and links it, as `file/add` and auto-link do.
-fn link(kb: &mut FakeKnowledge, file: &mut FakeFile) -> Result<(), String> {
+/// `checked`: the duplicate check's answer if it was taken earlier (auto-link).
+fn link(kb: &mut FakeKnowledge, file: &mut FakeFile, checked: Option<bool>) -> Result<(), String> {
     let Some(hash) = file.content.as_deref().map(|c| sha256_hex(c.as_bytes())) else {
         return Err(EMPTY_CONTENT.to_owned());
     };
-    if has_duplicate(kb, &hash, &file.id) {
+    if checked.unwrap_or_else(|| has_duplicate(kb, &hash, &file.id)) {
         return Err(DUPLICATE_CONTENT.to_owned());
     }
     kb.vectors.retain(|(id, _)| id != &file.id);
@@ -474,7 +482,7 @@ fn settle(inner: &mut Inner, file_id: &str, count_poll: bool) {
         match kb_id {
             Some(kb_id) if version_at_least(&version, 0, 12) => {
                 match inner.knowledge.get_mut(kb_id) {
-                    Some(kb) => link(kb, file),
+                    Some(kb) => link(kb, file, file.auto_link_duplicate),
                     None => Ok(()), // the real server logs and skips an unknown base
                 }
             }
@@ -644,7 +652,7 @@ async fn upload(
         .next()
         .unwrap_or_default()
         .to_owned();
-    let file = FakeFile {
+    let mut file = FakeFile {
         id: id.clone(),
         filename,
         file_hash: metadata
@@ -664,7 +672,19 @@ async fn upload(
         created_at: now_secs(),
         polls_left: inner.polls_to_complete,
         ready_at: Instant::now() + inner.processing_delay,
+        auto_link_duplicate: None,
     };
+    if process
+        && version_at_least(&inner.version, 0, 12)
+        && let Some(kb) = file
+            .metadata
+            .get("knowledge_id")
+            .and_then(Value::as_str)
+            .and_then(|id| inner.knowledge.get(id))
+    {
+        let text = sha256_hex(String::from_utf8_lossy(&file.bytes).as_bytes());
+        file.auto_link_duplicate = Some(has_duplicate(kb, &text, &file.id));
+    }
     let mut answer = file_json(&file);
     if process {
         answer["status"] = json!(true);
@@ -1004,7 +1024,7 @@ async fn add_file(
             "Extracted content is not available for this file. Please ensure that the file is processed before proceeding.",
         );
     }
-    match link(kb, file) {
+    match link(kb, file, None) {
         Ok(()) => {
             file.status = Some("completed".into());
             file.error = None;
