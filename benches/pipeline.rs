@@ -4,7 +4,7 @@
 //! cargo bench --bench pipeline                       # 2,000 files, N = 1,000 for scaling
 //! RAGD_BENCH_FILES=500 cargo bench --bench pipeline  # a smaller main folder
 //! RAGD_BENCH_SCALE_FILES=500 ...                     # N of the N vs 10×N memory run
-//! RAGD_BENCH_ONLY=scaling ...                         # only some groups: ratio, busy, scaling, edit, moves
+//! RAGD_BENCH_ONLY=scaling ...                         # only some groups: ratio, busy, scaling, edit, moves, publish
 //! RAGD_BENCH_SCALING_RUNS=5 ...                      # runs per size of the scaling pair (median; default 3)
 //! ```
 //!
@@ -21,6 +21,13 @@
 //! Peak RSS is the child's own: the extraction worker processes that isolate
 //! PDF and HTML parsing are separate processes and not counted.
 //!
+//! The `publish` group indexes N and 10×N files, then, in a second child,
+//! reruns with a knowledge base configured: a no-op index plus publishing every
+//! file (search, upload, status, verify listing) to the integration tests'
+//! fake Open WebUI (0.12.4 behaviour, processing done at upload), which runs in
+//! the parent. The real Open WebUI embeds each file itself and takes hours for
+//! 10,000; this measures ragd's side: time and peak RSS while publishing.
+//!
 //! The `floors` child times, each alone on one thread over the main folder's
 //! chunks, the work an instant run must do besides extraction and chunking
 //! (the embedding server's hashing and JSON, decoding its replies, the
@@ -30,6 +37,11 @@
 // Shared with the integration tests; only `make_pdf` is used here.
 #[path = "../tests/support/pdf.rs"]
 mod pdf;
+// The publish group's Open WebUI: the tests' fake, run in the parent process
+// so its stored uploads are not in the measured child's memory.
+#[allow(dead_code)]
+#[path = "../tests/support/fake_openwebui.rs"]
+mod fake_openwebui;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -79,6 +91,9 @@ fn main() -> ExitCode {
                 .and_then(|n| generate(Path::new(dir), n, 3).map(drop)),
             _ => Err("usage: pipeline generate DIR N".to_owned()),
         },
+        // `pipeline fake-openwebui`: serve the publish group's fake until
+        // killed, printing the two variables `child publish DIR WORK` needs.
+        Some("fake-openwebui") => serve_fake(),
         Some(other) if !other.starts_with('-') => {
             // `cargo bench -- FILTER`: there is one benchmark; run it anyway.
             parent()
@@ -235,14 +250,74 @@ fn parent() -> Result<(), String> {
         &root.join("docs-edit"),
     )?;
     let moved = run_if("moves", "move the main folder", "moves", &main_docs)?;
+    let (mut pub_small, mut pub_large) = (Figures::new(), Figures::new());
+    if wanted("publish") {
+        pub_small = publish_group(root, &small_docs, "N")?;
+        pub_large = publish_group(root, &large_docs, "10xN")?;
+    }
 
     print!(
         "{}",
         table(
-            files, scale, &baseline, &instant, &direct, &floor, &delay, &small, &large, &edit,
-            &moved
+            files,
+            scale,
+            &baseline,
+            &instant,
+            &direct,
+            &floor,
+            &delay,
+            &small,
+            &large,
+            &edit,
+            &moved,
+            (&pub_small, &pub_large),
         )
     );
+    Ok(())
+}
+
+/// Index `docs` in one child, then publish it in another to a fresh fake Open
+/// WebUI served from this process: the second child's figures.
+fn publish_group(root: &Path, docs: &Path, name: &str) -> Result<Figures, String> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
+    let fake = rt.block_on(fake_openwebui::spawn_fake("sk-bench"));
+    // As a real server does it: processed in the background by the first poll.
+    fake.set_processing(0, Duration::ZERO);
+    let work = root.join(format!("run-publish-{name}"));
+    eprintln!("-- publish {name}: index ({})", docs.display());
+    run_child("instant", docs, &work)?;
+    eprintln!("-- publish {name}: publish to {}", fake.url);
+    let t = Instant::now();
+    let figures = run_child_env(
+        "publish",
+        docs,
+        &work,
+        &[
+            ("RAGD_BENCH_OWUI_URL", fake.url.as_str()),
+            ("RAGD_BENCH_OWUI_KEY", fake.api_key.as_str()),
+        ],
+    )?;
+    eprintln!("   done in {:.1} s: {figures:?}", t.elapsed().as_secs_f64());
+    let c = fake.counters();
+    eprintln!(
+        "   the fake saw {} uploads, {} file/add calls, {} status polls, {} listing pages",
+        c.uploads, c.adds, c.status_polls, c.listings
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(figures)
+}
+
+fn serve_fake() -> Result<(), String> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async {
+        let fake = fake_openwebui::spawn_fake("sk-bench").await;
+        fake.set_processing(0, Duration::ZERO);
+        println!(
+            "RAGD_BENCH_OWUI_URL={} RAGD_BENCH_OWUI_KEY={}",
+            fake.url, fake.api_key
+        );
+        std::future::pending::<()>().await;
+    });
     Ok(())
 }
 
@@ -267,9 +342,20 @@ fn medians(runs: &[Figures]) -> Figures {
 
 /// Run `MODE` in a fresh process of this binary and parse its `RESULT` line.
 fn run_child(mode: &str, docs: &Path, work: &Path) -> Result<Figures, String> {
+    run_child_env(mode, docs, work, &[])
+}
+
+/// [`run_child`] with more environment variables.
+fn run_child_env(
+    mode: &str,
+    docs: &Path,
+    work: &Path,
+    env: &[(&str, &str)],
+) -> Result<Figures, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
     let out = Command::new(exe)
         .args(["child", mode])
+        .envs(env.iter().copied())
         .arg(docs)
         .arg(work)
         .stderr(std::process::Stdio::inherit())
@@ -326,6 +412,7 @@ fn table(
     large: &Figures,
     edit: &Figures,
     moved: &Figures,
+    (pub_small, pub_large): (&Figures, &Figures),
 ) -> String {
     let f = fig;
     let mut rows = Vec::new();
@@ -515,6 +602,43 @@ fn table(
             f(moved, "disk_first_mb"),
             f(moved, "disk_last_mb"),
             f(moved, "peak_rss_mb")
+        ),
+        "",
+        None,
+    ));
+    for (label, m) in [(scale, pub_small), (scale * 10, pub_large)] {
+        rows.push(row(
+            format!("publish {label} files to Open WebUI (fake), after indexing"),
+            format!(
+                "{:.1} s, {:.0} files/s ({:.0} linked, {:.0} failed)",
+                f(m, "wall_s"),
+                f(m, "linked") / f(m, "wall_s"),
+                f(m, "linked"),
+                f(m, "kb_failed")
+            ),
+            "",
+            None,
+        ));
+    }
+    let (ps, pl) = (f(pub_small, "peak_rss_mb"), f(pub_large, "peak_rss_mb"));
+    rows.push(row(
+        format!(
+            "  peak RSS while publishing, {scale} → {} files",
+            scale * 10
+        ),
+        format!("{ps:.0} → {pl:.0} MB = {:.2}×", pl / ps),
+        "",
+        None,
+    ));
+    let grew = |m: &Figures| f(m, "peak_anon_mb") - f(m, "open_anon_mb");
+    rows.push(row(
+        "  anonymous memory the run added over the opened state",
+        format!(
+            "{:.1} → {:.1} MB (opened: {:.0} → {:.0} MB)",
+            grew(pub_small),
+            grew(pub_large),
+            f(pub_small, "open_anon_mb"),
+            f(pub_large, "open_anon_mb")
         ),
         "",
         None,
@@ -768,7 +892,7 @@ fn child(args: &[String]) -> Result<(), String> {
             .build()
             .map_err(|e| format!("runtime: {e}"))?
             .block_on(floors(&docs, &work))?,
-        "instant" | "instant-direct" | "delay" | "edit" | "moves" => {
+        "instant" | "instant-direct" | "delay" | "edit" | "moves" | "publish" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -777,6 +901,7 @@ fn child(args: &[String]) -> Result<(), String> {
                 match mode.as_str() {
                     "edit" => edit(&docs, &work).await,
                     "moves" => moves(&docs, &work).await,
+                    "publish" => publish(&docs, &work).await,
                     _ => index(mode, &docs, &work).await,
                 }
             })?
@@ -1051,6 +1176,28 @@ fn install(
     server: &EmbedServerHandle,
     isolate: bool,
 ) -> Result<PathBuf, String> {
+    install_with(work, docs, server, isolate, None)
+}
+
+/// [`install`], publishing to the knowledge base "bench" on the Open WebUI at
+/// `owui` (url, key) when given.
+fn install_with(
+    work: &Path,
+    docs: &Path,
+    server: &EmbedServerHandle,
+    isolate: bool,
+    owui: Option<(&str, &str)>,
+) -> Result<PathBuf, String> {
+    let (daemon_owui, knowledge) = match owui {
+        Some((url, key)) => (
+            format!(
+                "[open_webui]\nurl = \"{url}\"\napi_key = \"{key}\"\nconcurrency = 4\n\
+                 process_timeout_secs = 120\n"
+            ),
+            "[knowledge]\nname = \"bench\"\n",
+        ),
+        None => (String::new(), ""),
+    };
     let io = |e: std::io::Error| format!("{}: {e}", work.display());
     std::fs::create_dir_all(work.join("config")).map_err(io)?;
     std::fs::create_dir_all(work.join("pipelines")).map_err(io)?;
@@ -1059,7 +1206,7 @@ fn install(
         format!(
             "state_dir = \"../state\"\npipelines_dir = \"../pipelines\"\n\
              [embedding]\nprovider = \"ollama\"\nurl = \"{}\"\nmax_retries = 3\n\
-             [limits]\nisolate = {isolate}\n",
+             [limits]\nisolate = {isolate}\n{daemon_owui}",
             server.url()
         ),
     )
@@ -1068,7 +1215,8 @@ fn install(
         work.join("pipelines/bench.toml"),
         format!(
             "sources = [{:?}]\n[embedding]\nmodel = \"{MODEL}\"\nbatch_size = {BATCH_SIZE}\n\
-             [chunking]\nmax_size = {CHUNK_SIZE}\noverlap = {CHUNK_OVERLAP}\nmarkdown = true\n",
+             [chunking]\nmax_size = {CHUNK_SIZE}\noverlap = {CHUNK_OVERLAP}\nmarkdown = true\n\
+             {knowledge}",
             docs.display().to_string()
         ),
     )
@@ -1162,6 +1310,39 @@ async fn index(mode: &str, docs: &Path, work: &Path) -> Result<Figures, String> 
         ("peak_file_mb".into(), peak_split_mb().1),
         ("index_anon_mb".into(), index_anon),
         ("index_file_mb".into(), index_file),
+    ]))
+}
+
+/// Rerun an indexed installation with a knowledge base configured: nothing to
+/// index, every file to publish.
+async fn publish(docs: &Path, work: &Path) -> Result<Figures, String> {
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let (url, key) = (var("RAGD_BENCH_OWUI_URL")?, var("RAGD_BENCH_OWUI_KEY")?);
+    let server = start_server(Duration::ZERO).await?;
+    let config = install_with(work, docs, &server, true, Some((&url, &key)))?;
+    let app = open(&config)?;
+    // What is resident before the run: the ledger and the loaded Qdrant shard
+    // (its id tracker alone is some 17 MB of heap at 10,000 files).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let open_anon_mb = status_kb(&status, "RssAnon:").map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+    let t = Instant::now();
+    let run = run_once(&app).await?;
+    let wall = t.elapsed().as_secs_f64();
+    drop(app);
+    let kb = run.knowledge.ok_or("the run did not publish")?;
+    for (path, why) in kb.problems.iter().take(5) {
+        eprintln!("   publish problem: {path}: {why}");
+    }
+    Ok(Figures::from([
+        ("wall_s".into(), wall),
+        ("uploads".into(), kb.uploads as f64),
+        ("linked".into(), kb.linked as f64),
+        ("kb_failed".into(), kb.failed as f64),
+        ("texts".into(), run.texts_embedded as f64),
+        ("peak_rss_mb".into(), peak_rss_mb()),
+        ("peak_anon_mb".into(), peak_split_mb().0),
+        ("peak_file_mb".into(), peak_split_mb().1),
+        ("open_anon_mb".into(), open_anon_mb),
     ]))
 }
 

@@ -722,6 +722,11 @@ async fn list_files(
 }
 
 fn glob_matches(pattern: &str, name: &str) -> bool {
+    // The common case without collecting chars: a search scans every file, and
+    // the benchmark's publish group searches 10,000 times over 10,000 files.
+    if !pattern.contains(['*', '?']) && pattern.is_ascii() && name.is_ascii() {
+        return pattern.eq_ignore_ascii_case(name);
+    }
     fn go(p: &[char], n: &[char]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,
