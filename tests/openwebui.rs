@@ -513,3 +513,38 @@ async fn knowledge_listings_read_every_page() {
     }
     assert_eq!(owui.list_knowledge().await.unwrap().len(), 35);
 }
+
+/// Upload names are base names, so a tree can hold thousands of `README.md`; the
+/// search answers at most 1,000 a request (as the real one: `limit` ≤ 1000), and
+/// the marker search must see every one of them.
+#[tokio::test]
+async fn a_name_search_pages_past_the_servers_limit() {
+    let fake = spawn_fake("sk-k").await;
+    let owui = client(&fake.url, &fake.api_key);
+    let mut ids = Vec::new();
+    for i in 0..1_005 {
+        let f = owui
+            .upload_file(
+                "README.md",
+                format!("readme {i}").into_bytes(),
+                Value::Null,
+                false,
+            )
+            .await
+            .unwrap();
+        ids.push(f.id);
+    }
+    owui.upload_file("other.md", b"other".to_vec(), Value::Null, false)
+        .await
+        .unwrap();
+    let mut found: Vec<String> = owui
+        .find_files_by_name("README.md")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
+}

@@ -32,6 +32,8 @@ const AUTO_LINK_SINCE: ServerVersion = ServerVersion::new(0, 12, 0);
 const MAX_PAGES: u32 = 100_000;
 /// Page size asked of `knowledge/{id}/files`; only admins get it, others get 30.
 const KNOWLEDGE_FILES_PAGE: u32 = 200;
+/// Files asked of `files/search` a request: the most it answers (`limit` ≤ 1000).
+const SEARCH_PAGE: usize = 1000;
 /// How far back an upload lost in transit is looked for, in seconds of server time.
 const LOST_UPLOAD_WINDOW_SECS: i64 = 600;
 
@@ -550,25 +552,40 @@ impl OpenWebUi {
 
     /// Files with exactly this name, newest first (`GET /api/v1/files/search`, without
     /// their extracted text). Useful to find an upload whose id was never recorded.
+    /// Names are base names, so a tree can hold thousands of `README.md`: the search
+    /// answers at most [`SEARCH_PAGE`] a request, and is paged with `skip`.
     pub async fn find_files_by_name(&self, filename: &str) -> Result<Vec<FileInfo>, OwuiError> {
-        let query = [
-            ("filename", filename),
-            ("content", "false"),
-            ("limit", "1000"),
-        ];
-        match self
-            .get_json::<Vec<RawFile>>("find files", "api/v1/files/search", &query)
-            .await
-        {
-            Ok(files) => Ok(files
-                .into_iter()
-                .map(FileInfo::from)
-                .filter(|f| f.filename == filename)
-                .collect()),
-            // The endpoint answers 404 when nothing matches.
-            Err(OwuiError::NotFound { .. }) => Ok(Vec::new()),
-            Err(err) => Err(err),
+        let limit = SEARCH_PAGE.to_string();
+        let mut found = Vec::new();
+        for page in 0..MAX_PAGES as usize {
+            let skip = (page * SEARCH_PAGE).to_string();
+            let query = [
+                ("filename", filename),
+                ("content", "false"),
+                ("limit", limit.as_str()),
+                ("skip", skip.as_str()),
+            ];
+            let files = match self
+                .get_json::<Vec<RawFile>>("find files", "api/v1/files/search", &query)
+                .await
+            {
+                Ok(files) => files,
+                // The endpoint answers 404 when nothing (more) matches.
+                Err(OwuiError::NotFound { .. }) => Vec::new(),
+                Err(err) => return Err(err),
+            };
+            let full = files.len() >= SEARCH_PAGE;
+            found.extend(
+                files
+                    .into_iter()
+                    .map(FileInfo::from)
+                    .filter(|f| f.filename == filename),
+            );
+            if !full {
+                break;
+            }
         }
+        Ok(found)
     }
 
     async fn find_lost_upload(

@@ -765,7 +765,28 @@ async fn search_files(
         );
     }
     found.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-    Json(found.iter().map(|f| file_json(f)).collect::<Vec<_>>()).into_response()
+    // `skip`, and `limit` (default 100, at most 1000), as the real endpoint pages.
+    let number = |key: &str, default: usize| {
+        query
+            .get(key)
+            .map_or(Some(default), |v| v.parse::<usize>().ok())
+    };
+    let (Some(skip), Some(limit @ 1..=1000)) = (number("skip", 0), number("limit", 100)) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "invalid skip or limit");
+    };
+    let page: Vec<Value> = found
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|f| file_json(f))
+        .collect();
+    if page.is_empty() {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "No files found matching the pattern.",
+        );
+    }
+    Json(page).into_response()
 }
 
 async fn get_file(State(shared): AppState, headers: HeaderMap, Path(id): Path<String>) -> Response {
