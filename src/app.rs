@@ -193,6 +193,7 @@ impl App {
             settings.concurrency,
             settings.process_timeout,
             settings.verify_interval,
+            settings.publish_slice,
         ))))
     }
 

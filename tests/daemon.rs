@@ -583,3 +583,52 @@ async fn daemon_recreates_the_knowledge_base(url: String, key: String) {
     .await;
     d.stop().await;
 }
+
+/// The first publish of a large folder to a slow Open WebUI can take hours; a
+/// file edited meanwhile must reach the vector index without waiting for it.
+/// Publishing gives way once it has run for `publish_slice_secs` and newer
+/// changes wait, and goes on after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_publish_gives_way_to_newer_changes() {
+    use crate::support::fake_openwebui::spawn_fake;
+    const FILES: usize = 60;
+    let fake = spawn_fake("sk-fake").await;
+    // At least 0.6 s a file, four at a time: the whole publish takes ≥ 9 s.
+    fake.set_processing(0, Duration::from_millis(600));
+    let env = TestEnv::with_knowledge_and(
+        &fake.url,
+        &fake.api_key,
+        "slow",
+        60,
+        "publish_slice_secs = 1\n",
+    )
+    .await;
+    for i in 0..FILES {
+        env.write(&format!("f{i:02}.md"), note(&format!("okapi number {i}")));
+    }
+    let d = InProcessDaemon::start(&env);
+    let linked = |d: &InProcessDaemon| {
+        d.ledger.kb_files("docs").map_or(0, |rows| {
+            rows.values()
+                .filter(|r| r.state == ragd::ledger::KbState::Linked)
+                .count()
+        })
+    };
+    eventually("publishing has started", || async { linked(&d) > 0 }).await;
+
+    env.write("late.md", note("latecomer"));
+    eventually("the late file is indexed", || async {
+        d.state("late.md") == Some(FileState::Indexed)
+    })
+    .await;
+    let when_indexed = linked(&d);
+    assert!(
+        when_indexed < FILES,
+        "the late file waited for the whole publish ({when_indexed} of {FILES} linked)"
+    );
+    eventually("every file is published after all", || async {
+        linked(&d) == FILES + 1
+    })
+    .await;
+    d.stop().await;
+}

@@ -81,6 +81,8 @@ pub struct RawOpenWebUi {
     /// Seconds between the daemon's full checks of a knowledge base when only
     /// files changed (0: every run).
     pub verify_interval_secs: Option<u64>,
+    /// Seconds a daemon's publish runs before it pauses for newer changes.
+    pub publish_slice_secs: Option<u64>,
 }
 
 /// `[limits]`: what one file may cost.

@@ -98,6 +98,9 @@ pub struct OpenWebUiSettings {
     /// Longest the daemon goes without listing a knowledge base in full while
     /// only files change (startup, schedules and `ragd index` always list).
     pub verify_interval: Duration,
+    /// How long the daemon publishes before newer changes waiting to be
+    /// indexed go first (publishing then resumes where it stopped).
+    pub publish_slice: Duration,
 }
 
 /// `[limits]`: what one file may cost.
@@ -265,6 +268,7 @@ pub fn validate(
             process_timeout: Duration::from_secs(o.process_timeout_secs.unwrap_or(900)),
             request_timeout: Duration::from_secs(o.request_timeout_secs.unwrap_or(120)),
             verify_interval: Duration::from_secs(o.verify_interval_secs.unwrap_or(600)),
+            publish_slice: Duration::from_secs(o.publish_slice_secs.unwrap_or(60)),
         }
     });
 

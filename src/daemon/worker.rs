@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reindex;
 use crate::config::PipelineConfig;
-use crate::open_webui::publish::Verify;
+use crate::open_webui::publish::{NewerWork, Verify};
 use crate::pipeline::{Pipeline, PipelineError, ReconcileOptions};
 use crate::store::StoreError;
 use crate::triggers::schedule::{self, SystemClock};
@@ -93,6 +93,15 @@ impl TriggerQueue {
             }
         }
         self.notify.notify_one();
+    }
+
+    /// Whether a trigger waits, without taking it.
+    pub fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     /// Wait for triggers and take them all.
@@ -229,6 +238,12 @@ impl PipelineTasks {
             } else {
                 Verify::WhenDue
             },
+            // A long publish gives way to changes that arrive meanwhile: they
+            // are indexed by the next reconcile, whose publish goes on.
+            newer_work: {
+                let queue = self.queue.clone();
+                NewerWork(Some(Arc::new(move || queue.has_pending())))
+            },
         };
         let summary = match p.reconcile(&options).await {
             Err(PipelineError::Store {
@@ -248,7 +263,10 @@ impl PipelineTasks {
                 moved = summary.moved, metadata_only = s.touched, failed = s.failed,
                 deferred = summary.deferred, elapsed_ms = s.elapsed.as_millis() as u64, "reconciled");
         }
-        Ok(summary.deferred)
+        // Publishing that paused for newer work resumes with the next reconcile
+        // (that work's trigger is already queued; this covers a shutdown race).
+        let postponed = s.knowledge.as_ref().map_or(0, |k| k.postponed);
+        Ok(summary.deferred + postponed)
     }
 
     async fn full_rebuild(&self, why: &str, cancel: &CancellationToken) -> Result<(), WorkerError> {

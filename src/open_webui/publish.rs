@@ -81,6 +81,10 @@ pub struct PublishSummary {
     pub failed: usize,
     /// Files left for a later sync after a transient failure.
     pub deferred: usize,
+    /// Files not started because the sync was asked to stop ([`SyncStop`]): a
+    /// shutdown, or newer changes waiting to be indexed. The next sync takes
+    /// them up from the ledger.
+    pub postponed: usize,
     /// `(path, reason)` of the failures and deferrals.
     pub problems: Vec<(String, String)>,
 }
@@ -107,6 +111,40 @@ pub enum Verify {
     Deep,
 }
 
+/// Whether newer work waits: the daemon's trigger queue, checked without
+/// blocking. `None`: nothing ever waits (`ragd index`).
+#[derive(Clone, Default)]
+pub struct NewerWork(pub Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl NewerWork {
+    fn waiting(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f())
+    }
+}
+
+impl std::fmt::Debug for NewerWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "NewerWork(..)"
+        } else {
+            "NewerWork(None)"
+        })
+    }
+}
+
+/// When a sync should stop starting uploads (those in flight finish).
+#[derive(Clone, Debug, Default)]
+pub struct SyncStop {
+    /// A shutdown: stop at once.
+    pub cancel: tokio_util::sync::CancellationToken,
+    /// Whether newer changes wait to be indexed (the daemon's trigger queue).
+    /// Once the sync has run for its slice ([`Publisher::new`]'s `slice`), it
+    /// stops for them: the first publish of a large folder to a slow server
+    /// can take hours, and an edit made meanwhile must not wait that long to
+    /// reach the vector index.
+    pub newer_work: NewerWork,
+}
+
 /// Publishes one pipeline's files to its knowledge base.
 pub struct Publisher {
     client: Arc<OpenWebUi>,
@@ -116,6 +154,8 @@ pub struct Publisher {
     concurrency: usize,
     process_timeout: Duration,
     verify_interval: Duration,
+    /// How long a sync runs before it gives way to newer work ([`SyncStop`]).
+    slice: Duration,
     /// When the knowledge base was last listed in full.
     last_verified: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -148,6 +188,7 @@ impl Publisher {
         concurrency: usize,
         process_timeout: Duration,
         verify_interval: Duration,
+        slice: Duration,
     ) -> Self {
         Publisher {
             client,
@@ -156,6 +197,7 @@ impl Publisher {
             concurrency: concurrency.max(1),
             process_timeout,
             verify_interval,
+            slice,
             last_verified: std::sync::Mutex::new(None),
         }
     }
@@ -210,7 +252,13 @@ impl Publisher {
         pipeline: &PipelineConfig,
         ledger: &Ledger,
         verify: Verify,
+        stop: &SyncStop,
     ) -> Result<PublishSummary, PublishError> {
+        let started = std::time::Instant::now();
+        let stopping = || {
+            stop.cancel.is_cancelled()
+                || (started.elapsed() >= self.slice && stop.newer_work.waiting())
+        };
         let kb = self.knowledge_id().await?;
         let mut summary = PublishSummary::default();
 
@@ -227,7 +275,10 @@ impl Publisher {
         let turns = TextTurns::new(&publishes);
         // Two phases: every removal completes before any publish starts.
         for phase in [removes, publishes] {
+            let planned = phase.len();
             let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
+                // Checked as each action is about to start: those in flight finish.
+                .take_while(|_| std::future::ready(!stopping()))
                 .map(|a| async {
                     // Files with one text are published one after another.
                     let _turn = match turns.of(&a) {
@@ -239,6 +290,7 @@ impl Publisher {
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
+            summary.postponed += planned - results.len();
             for r in results {
                 let o = r?;
                 summary.uploads += o.uploads;
@@ -255,7 +307,11 @@ impl Publisher {
                 }
             }
         }
-        if self.verify_due(verify) {
+        if summary.postponed > 0 {
+            tracing::info!(pipeline = %pipeline.name, postponed = summary.postponed,
+                cancelled = stop.cancel.is_cancelled(),
+                "publishing paused for newer work or a shutdown; the next sync goes on");
+        } else if self.verify_due(verify) {
             self.verify_and_sweep(pipeline, ledger, &kb, verify, &mut summary)
                 .await?;
         }

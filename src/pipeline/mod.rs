@@ -38,7 +38,7 @@ use crate::chunk::Chunker;
 use crate::config::{ChunkUnit, Limits, PipelineConfig};
 use crate::embed::{EmbedError, Embedder};
 use crate::ledger::{FileRecord, FileState, Ledger, LedgerError, PipelineMeta};
-use crate::open_webui::publish::{PublishSummary, Publisher, Verify};
+use crate::open_webui::publish::{PublishSummary, Publisher, SyncStop, Verify};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore, WriteOp};
 use crate::triggers::scan;
 
@@ -292,7 +292,7 @@ impl Pipeline {
 
         self.record_settings(dim)?;
         options.progress.finish_and_clear();
-        summary.knowledge = self.publish(verify).await?;
+        summary.knowledge = self.publish(verify, &SyncStop::default()).await?;
         summary.elapsed = started.elapsed();
         self.record_run("index", started_at, &summary);
         Ok(summary)
@@ -322,12 +322,13 @@ impl Pipeline {
     pub(crate) async fn publish(
         &self,
         verify: Verify,
+        stop: &SyncStop,
     ) -> Result<Option<PublishSummary>, PipelineError> {
         let Some(publisher) = &self.publisher else {
             return Ok(None);
         };
         publisher
-            .sync(&self.config, &self.ledger, verify)
+            .sync(&self.config, &self.ledger, verify, stop)
             .await
             .map(Some)
             .map_err(|source| PipelineError::Publish {

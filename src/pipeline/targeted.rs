@@ -21,7 +21,7 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
-use crate::open_webui::publish::Verify;
+use crate::open_webui::publish::{NewerWork, SyncStop, Verify};
 use crate::triggers::watch;
 
 /// Files per batch between cancellation checks: big enough to keep the embedder
@@ -43,6 +43,9 @@ pub struct ReconcileOptions {
     pub cancel: CancellationToken,
     /// Whether the knowledge base is listed to check it afterwards.
     pub verify_knowledge: Verify,
+    /// Whether newer work waits (the daemon's queue): publishing gives way to
+    /// it after its slice. `cancel` stops publishing too.
+    pub newer_work: NewerWork,
 }
 
 /// What a reconcile did.
@@ -135,7 +138,11 @@ impl Pipeline {
             self.record_settings(dim)?;
         }
         // The knowledge base follows the ledger, as in `run`.
-        out.run.knowledge = self.publish(options.verify_knowledge).await?;
+        let stop = SyncStop {
+            cancel: options.cancel.clone(),
+            newer_work: options.newer_work.clone(),
+        };
+        out.run.knowledge = self.publish(options.verify_knowledge, &stop).await?;
         out.run.elapsed = started.elapsed();
         self.record_run("reconcile", started_at, &out.run);
         Ok(out)
