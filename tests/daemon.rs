@@ -626,9 +626,33 @@ async fn a_long_publish_gives_way_to_newer_changes() {
         when_indexed < FILES,
         "the late file waited for the whole publish ({when_indexed} of {FILES} linked)"
     );
+    // A shutdown stops publishing too: it does not wait for the rest.
+    d.stop().await;
+    let ledger = env.app().ledger.clone();
+    let at_stop = ledger.kb_files("docs").unwrap();
+    let linked_at_stop = at_stop
+        .values()
+        .filter(|r| r.state == ragd::ledger::KbState::Linked)
+        .count();
+    assert!(
+        linked_at_stop < FILES + 1,
+        "the shutdown waited for the whole publish"
+    );
+    drop(ledger);
+
+    // The next start goes on where it stopped: every file once, nothing twice.
+    let d = InProcessDaemon::start(&env);
     eventually("every file is published after all", || async {
         linked(&d) == FILES + 1
     })
     .await;
     d.stop().await;
+    let kb = kb_id_of(&env);
+    assert_eq!(fake.knowledge_file_ids(&kb).len(), FILES + 1);
+    assert_eq!(fake.files().len(), FILES + 1, "no upload left over");
+}
+
+fn kb_id_of(env: &TestEnv) -> String {
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    rows.values().next().expect("a row").kb_id.clone()
 }
