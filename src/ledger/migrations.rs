@@ -78,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
         vector    BLOB    NOT NULL
     );
     CREATE UNIQUE INDEX embed_cache_key ON embed_cache (model, text_hash);",
+    // 5: a file's published twins by text: a file whose text a linked file
+    // already holds is not uploaded again (Open WebUI would refuse it).
+    "CREATE INDEX kb_files_by_text ON kb_files (pipeline, content_hash);",
 ];
 
 /// The schema version this build writes.

@@ -455,6 +455,28 @@ impl Ledger {
         })?
     }
 
+    /// The first path (in path order) of `pipeline` other than `except` linked
+    /// to knowledge base `kb` with the text `content_hash`.
+    pub fn linked_with_text(
+        &self,
+        pipeline: &str,
+        kb: &str,
+        content_hash: &str,
+        except: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT path FROM kb_files WHERE pipeline = ?1 AND content_hash = ?2 \
+                 AND kb_id = ?3 AND state = ?4 AND path != ?5 ORDER BY path LIMIT 1",
+            )?
+            .query_row(
+                params![pipeline, content_hash, kb, KbState::Linked.as_str(), except],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The first path (in path order) of `pipeline` other than `except` whose
     /// indexed text is `content_hash`.
     pub fn file_with_text(

@@ -412,6 +412,11 @@ impl Publisher {
             path: file.path.clone(),
             ..Default::default()
         };
+        // An intent for this version recorded earlier: a crash may have left
+        // its upload unrecorded, to be found by its marker.
+        let resumed = prev
+            .as_ref()
+            .is_some_and(|r| r.content_hash == hash && r.state == KbState::Uploading);
         // The row for this version: resume it, or start it keeping the linked old
         // version to remove once the new one is in.
         let mut row = match prev {
@@ -477,6 +482,25 @@ impl Publisher {
         // Whether the server links this upload itself once it is processed
         // (upload metadata `knowledge_id`, 0.12+): then `completed` means linked.
         let mut auto_linked = false;
+        // A linked file already holds this text: Open WebUI would refuse the
+        // upload as a duplicate, after extracting and embedding it. Refuse it
+        // here without the upload; it is published once the twin goes
+        // ([`Planned::finish`]). Files of one text take turns ([`TextTurns`]),
+        // so a twin published in this sync is seen.
+        if row.state == KbState::Uploading
+            && !resumed
+            && let Some(twin) = ledger.linked_with_text(&pipeline.name, kb, &hash, &file.path)?
+        {
+            let reason =
+                format!("same text as {twin:?}, already in the knowledge base; not uploaded");
+            row.state = KbState::Failed;
+            row.error_kind = Some(DUPLICATE_KIND.to_owned());
+            row.error = Some(reason.clone());
+            ledger.put_kb(&row)?;
+            out.failed = Some(reason);
+            return Ok(out);
+        }
+
         if row.state == KbState::Uploading {
             // Intent first: from here a crash is resolved by the marker search.
             ledger.put_kb(&row)?;
@@ -668,15 +692,12 @@ impl Publisher {
         let (kind, reason) = match &e {
             OwuiError::DuplicateContent { .. } => {
                 // Read now: the twin may have been linked during this sync.
-                let linked = ledger.with_kb_files(&row.pipeline, |rows| {
-                    rows.filter(|r| {
-                        r.path != row.path
-                            && r.content_hash == row.content_hash
-                            && r.state == KbState::Linked
-                    })
-                    .map(|r| r.path)
-                    .next()
-                })?;
+                let linked = ledger.linked_with_text(
+                    &row.pipeline,
+                    &row.kb_id,
+                    &row.content_hash,
+                    &row.path,
+                )?;
                 let twin = linked
                     // Both may be in flight at once: any other file with this text.
                     .or_else(|| {
