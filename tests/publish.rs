@@ -42,6 +42,10 @@ against_both!(duplicate_text_is_recorded_not_retried, duplicate_recorded);
 against_both!(files_uploaded_by_hand_survive, hand_files_survive);
 against_both!(identical_copies_are_linked_exactly_once, copies_linked_once);
 against_both!(
+    a_refused_copy_is_published_in_the_run_that_changes_its_twin,
+    copy_follows_changed_twin
+);
+against_both!(
     reconcile_deletes_unlisted_orphan_uploads,
     unlisted_orphans_deleted
 );
@@ -222,6 +226,44 @@ async fn copies_linked_once(url: &str, key: &str) {
         .filter(|r| r.error_kind.as_deref() == Some("duplicate_content"))
         .count();
     assert_eq!(refused, 5);
+}
+
+/// `b.md` is refused as a copy of `a.md`. When `a.md` changes, `b.md` holds the
+/// only copy of the old text: the run that publishes `a.md`'s new version
+/// publishes `b.md` too, not a later one (the daemon runs again only on the next
+/// change).
+async fn copy_follows_changed_twin(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("twin"), PROCESS_TIMEOUT_SECS).await;
+    let text = format!("# Twin\n\nThe {} tapir.\n", unique("t"));
+    env.write("a.md", &text);
+    env.write("b.md", &text);
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.linked, kb.failed), (1, 1), "{kb:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    assert_eq!(rows["b.md"].state, KbState::Failed, "{rows:?}");
+
+    env.write(
+        "a.md",
+        format!("# Twin\n\nThe {} tapir, revised.\n", unique("t")),
+    );
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.linked, kb.failed),
+        (2, 0),
+        "a.md's new version and b.md: {kb:?}"
+    );
+    let listed = listing(&client(url, key), &env).await;
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        ["a.md", "b.md"],
+        "{listed:?}"
+    );
+    assert!(listed.values().all(|v| v.len() == 1), "{listed:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    assert!(
+        rows.values().all(|r| r.state == KbState::Linked),
+        "{rows:?}"
+    );
 }
 
 /// On 0.12+ the server links an upload carrying `metadata.knowledge_id` itself;

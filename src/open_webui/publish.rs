@@ -18,7 +18,9 @@
 //! never lacks the file. Permanent refusals (empty content, processing failed
 //! twice) are recorded and not retried until the text changes. A duplicate-content
 //! refusal is retried once no other linked file of the pipeline holds that text
-//! (the twin was deleted or changed), at most [`MAX_DUPLICATE_ATTEMPTS`] times.
+//! (the twin was deleted or changed: in the same sync), at most
+//! [`MAX_DUPLICATE_ATTEMPTS`] times for refusals by the server; a copy of a
+//! linked file is refused without an upload.
 //! Only files ragd uploaded (recorded ids, or ragd's metadata marker) are ever
 //! removed; files people uploaded by hand stay.
 
@@ -264,47 +266,34 @@ impl Publisher {
 
         let planned =
             ledger.with_files_and_kb(&pipeline.name, |files, rows| plan(files, rows, &kb))?;
-        let actions = if planned.refused.is_empty() {
-            planned.actions
-        } else {
+        let refused_waiting = !planned.refused.is_empty();
+        let actions = if refused_waiting {
             ledger.with_kb_files(&pipeline.name, |rows| planned.finish(rows, &kb))?
+        } else {
+            planned.actions
         };
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
-        let turns = TextTurns::new(&publishes);
         // Two phases: every removal completes before any publish starts.
         for phase in [removes, publishes] {
-            let planned = phase.len();
-            let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
-                // Checked as each action is about to start: those in flight finish.
-                .take_while(|_| std::future::ready(!stopping()))
-                .map(|a| async {
-                    // Files with one text are published one after another.
-                    let _turn = match turns.of(&a) {
-                        Some(turn) => Some(turn.lock().await),
-                        None => None,
-                    };
-                    self.apply(a, pipeline, ledger, &kb).await
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            summary.postponed += planned - results.len();
-            for r in results {
-                let o = r?;
-                summary.uploads += o.uploads;
-                summary.linked += o.linked;
-                summary.removed += o.removed;
-                summary.adopted += o.adopted;
-                if let Some(why) = o.failed {
-                    summary.failed += 1;
-                    summary.problems.push((o.path.clone(), why));
-                }
-                if let Some(why) = o.deferred {
-                    summary.deferred += 1;
-                    summary.problems.push((o.path, why));
-                }
+            self.run_phase(phase, &stopping, pipeline, ledger, &kb, &mut summary)
+                .await?;
+        }
+        // A refused copy whose twin this sync changed or removed holds the only
+        // copy of its text now: publish it in this sync, not whenever the next
+        // one comes (in the daemon, the next change).
+        if refused_waiting && summary.linked + summary.removed > 0 && summary.postponed == 0 {
+            let planned =
+                ledger.with_files_and_kb(&pipeline.name, |files, rows| plan(files, rows, &kb))?;
+            if !planned.refused.is_empty() {
+                let again: Vec<Action> = ledger
+                    .with_kb_files(&pipeline.name, |rows| planned.finish(rows, &kb))?
+                    .into_iter()
+                    .filter(is_refused_copy)
+                    .collect();
+                self.run_phase(again, &stopping, pipeline, ledger, &kb, &mut summary)
+                    .await?;
             }
         }
         if summary.postponed > 0 {
@@ -316,6 +305,52 @@ impl Publisher {
                 .await?;
         }
         Ok(summary)
+    }
+
+    /// Apply `phase`'s actions, `self.concurrency` at a time (files with one
+    /// text one after another), until `stopping` says so.
+    async fn run_phase(
+        &self,
+        phase: Vec<Action>,
+        stopping: &(dyn Fn() -> bool + Sync),
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        summary: &mut PublishSummary,
+    ) -> Result<(), PublishError> {
+        let turns = TextTurns::new(&phase);
+        let planned = phase.len();
+        let results: Vec<Result<Outcome, PublishError>> = stream::iter(phase)
+            // Checked as each action is about to start: those in flight finish.
+            .take_while(|_| std::future::ready(!stopping()))
+            .map(|a| async {
+                // Files with one text are published one after another.
+                let _turn = match turns.of(&a) {
+                    Some(turn) => Some(turn.lock().await),
+                    None => None,
+                };
+                self.apply(a, pipeline, ledger, kb).await
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        summary.postponed += planned - results.len();
+        for r in results {
+            let o = r?;
+            summary.uploads += o.uploads;
+            summary.linked += o.linked;
+            summary.removed += o.removed;
+            summary.adopted += o.adopted;
+            if let Some(why) = o.failed {
+                summary.failed += 1;
+                summary.problems.push((o.path.clone(), why));
+            }
+            if let Some(why) = o.deferred {
+                summary.deferred += 1;
+                summary.problems.push((o.path, why));
+            }
+        }
+        Ok(())
     }
 
     fn verify_due(&self, verify: Verify) -> bool {
@@ -948,6 +983,21 @@ impl TextTurns {
     /// The lock `a` must hold, if its text is shared.
     fn of(&self, a: &Action) -> Option<&tokio::sync::Mutex<()>> {
         publish_text(a).and_then(|t| self.0.get(t))
+    }
+}
+
+/// A publish of a file refused as a copy of another, at the same text.
+fn is_refused_copy(a: &Action) -> bool {
+    match a {
+        Action::Publish {
+            file,
+            prev: Some(r),
+        } => {
+            r.state == KbState::Failed
+                && r.error_kind.as_deref() == Some(DUPLICATE_KIND)
+                && file.content_hash.as_deref() == Some(r.content_hash.as_str())
+        }
+        _ => false,
     }
 }
 
