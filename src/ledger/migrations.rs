@@ -80,7 +80,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX embed_cache_key ON embed_cache (model, text_hash);",
     // 5: a file's published twins by text: a file whose text a linked file
     // already holds is not uploaded again (Open WebUI would refuse it).
-    "CREATE INDEX kb_files_by_text ON kb_files (pipeline, content_hash);",
+    // Covering (a WITHOUT ROWID index holds the key, `path`): with `kb_id` and
+    // `state` outside it SQLite's planner preferred scanning the pipeline's rows.
+    "CREATE INDEX kb_files_by_text ON kb_files (pipeline, content_hash, kb_id, state);",
 ];
 
 /// The schema version this build writes.
@@ -101,4 +103,45 @@ pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger written by an older build is brought forward without losing
+    /// rows, and the twin lookup by text then uses the new index.
+    #[test]
+    fn an_older_ledger_migrates_forward_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(4) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO kb_files (pipeline, path, kb_id, content_hash, state, attempts, updated_at) \
+             VALUES ('p', 'a.md', 'kb', 'h1', 'linked', 0, 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM kb_files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        // The query `Ledger::linked_with_text` runs.
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {}", super::super::LINKED_WITH_TEXT),
+                ["p", "h1", "kb", "linked", "b.md"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("kb_files_by_text"), "{plan}");
+    }
 }

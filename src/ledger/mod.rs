@@ -18,6 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// [`Ledger::linked_with_text`]'s query; its plan is checked in `migrations`.
+const LINKED_WITH_TEXT: &str = "SELECT path FROM kb_files WHERE pipeline = ?1 AND content_hash = ?2 \
+     AND kb_id = ?3 AND state = ?4 AND path != ?5 ORDER BY path LIMIT 1";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("ledger {path}: {source}")]
@@ -456,7 +460,8 @@ impl Ledger {
     }
 
     /// The first path (in path order) of `pipeline` other than `except` linked
-    /// to knowledge base `kb` with the text `content_hash`.
+    /// to knowledge base `kb` with the text `content_hash` (one lookup in the
+    /// index `kb_files_by_text`: it runs before every upload).
     pub fn linked_with_text(
         &self,
         pipeline: &str,
@@ -466,10 +471,7 @@ impl Ledger {
     ) -> Result<Option<String>, LedgerError> {
         Ok(self
             .conn()
-            .prepare_cached(
-                "SELECT path FROM kb_files WHERE pipeline = ?1 AND content_hash = ?2 \
-                 AND kb_id = ?3 AND state = ?4 AND path != ?5 ORDER BY path LIMIT 1",
-            )?
+            .prepare_cached(LINKED_WITH_TEXT)?
             .query_row(
                 params![pipeline, content_hash, kb, KbState::Linked.as_str(), except],
                 |r| r.get(0),
