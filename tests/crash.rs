@@ -729,3 +729,61 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
         "wrong: {wrong:?}\nextra: {extra:?}\nunlinked uploads: {unlinked}\nrows: {rows:#?}"
     );
 }
+
+/// A changed file's new version is uploaded, ragd is killed before the upload
+/// is recorded, and the file is changed back. The rerun replaces the unfinished
+/// upload with the old text again, whose upload is still linked as the version
+/// being replaced: it must not adopt that upload as the new one and then
+/// delete it as the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reverted_after_a_crash_keeps_the_file_in_the_knowledge_base() {
+    for polls in [0, 1] {
+        let fake = spawn_fake("sk-revert").await;
+        fake.set_processing(polls, Duration::ZERO);
+        let env = crash_then_revert(&fake.url, &fake.api_key).await;
+        let inv = check(&env, &fake).await;
+        assert_eq!(
+            inv,
+            Invariants {
+                files: 2,
+                ..Default::default()
+            },
+            "polls {polls}"
+        );
+    }
+    let Some((url, key)) = real_server() else {
+        eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
+        return;
+    };
+    let env = crash_then_revert(&url, &key).await;
+    let listed = listing(&client(&url, &key), &env).await;
+    let rows = Ledger::open(&env.dir.path().join("state/ledger.sqlite"))
+        .unwrap()
+        .kb_files("docs")
+        .unwrap();
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        ["a.md", "b.md"],
+        "{listed:#?}"
+    );
+    for (path, files) in &listed {
+        assert_eq!(files.len(), 1, "{listed:#?}");
+        assert_eq!(Some(&files[0].id), rows[path].file_id.as_ref(), "{rows:#?}");
+        assert_eq!(rows[path].state, KbState::Linked);
+    }
+}
+
+/// Index `a.md` and `b.md`, change `a.md`, kill ragd right after the new
+/// version's upload, change `a.md` back, and rerun to completion.
+async fn crash_then_revert(url: &str, key: &str) -> TestEnv {
+    let env = TestEnv::with_knowledge(url, key, &unique("revert"), 120).await;
+    let v1 = format!("# A\n\nThe first words about the {} heron.\n", unique("h"));
+    env.write("a.md", &v1);
+    env.write("b.md", format!("# B\n\nThe {} egret stays.\n", unique("e")));
+    index_to_completion(&env);
+    env.write("a.md", "# A\n\nThe second words about the heron.\n");
+    crash_at(&env, "kb.after_upload:1", url);
+    env.write("a.md", &v1);
+    index_to_completion(&env);
+    env
+}

@@ -641,6 +641,12 @@ impl Publisher {
             return self.refuse_or_defer(row, e, ledger, out).await;
         }
         failpoint::hit("kb.after_link");
+        // A change reverted after a crash: the upload found by this version's
+        // marker is the replaced version's own, still linked. It is this
+        // version; removing it as the old one would empty the file's entry.
+        if row.old_file_id.is_some() && row.old_file_id == row.file_id {
+            row.old_file_id = None;
+        }
         row.state = KbState::Linked;
         row.error = None;
         row.error_kind = None;
