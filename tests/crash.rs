@@ -655,12 +655,17 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
         if rounds % 2 == 1 {
             flip_folders(&env);
         } else {
-            // Edit about a third of the files, wherever they are now.
+            // Edit about a third of the files, wherever they are now; half of
+            // the edited ones go back to their previous text (a version that
+            // may be linked, or uploaded by a killed run).
             for entry in walkdir::WalkDir::new(env.docs()) {
                 let entry = entry.unwrap();
                 if entry.file_type().is_file() && rng.random_range(0..3) == 0 {
                     let mut text = std::fs::read_to_string(entry.path()).unwrap();
-                    text.push_str(&format!("\nEdited in round {rounds}.\n"));
+                    match text.rfind("\nEdited in round ") {
+                        Some(at) if rng.random_range(0..2) == 0 => text.truncate(at),
+                        _ => text.push_str(&format!("\nEdited in round {rounds}.\n")),
+                    }
                     std::fs::write(entry.path(), text).unwrap();
                 }
             }
