@@ -513,20 +513,10 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
 /// once, then only when polled) and the real server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_an_upload_then_a_rename_leaves_no_orphan_and_no_refusal() {
-    for polls in [0, 1] {
-        let fake = spawn_fake("sk-up").await;
-        fake.set_processing(polls, Duration::ZERO);
-        let env = upload_crash_then_rename(&fake.url, &fake.api_key).await;
-        let inv = check(&env, &fake).await;
-        assert_eq!(
-            inv,
-            Invariants {
-                files: 3,
-                ..Default::default()
-            },
-            "polls {polls}"
-        );
-    }
+    invariants_hold_on_the_fake(3, |url, key| async move {
+        upload_crash_then_rename(&url, &key).await
+    })
+    .await;
     match real_server() {
         Some((url, key)) => {
             let env = upload_crash_then_rename(&url, &key).await;
@@ -541,6 +531,29 @@ async fn a_crash_after_an_upload_then_a_rename_leaves_no_orphan_and_no_refusal()
             );
         }
         None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    }
+}
+
+/// Run `scenario(url, key)` against the fake, processing done at upload and on
+/// the first poll, and check every invariant over its `files` files.
+async fn invariants_hold_on_the_fake<F, Fut>(files: usize, scenario: F)
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = TestEnv>,
+{
+    for polls in [0, 1] {
+        let fake = spawn_fake("sk-scenario").await;
+        fake.set_processing(polls, Duration::ZERO);
+        let env = scenario(fake.url.clone(), fake.api_key.clone()).await;
+        let inv = check(&env, &fake).await;
+        assert_eq!(
+            inv,
+            Invariants {
+                files,
+                ..Default::default()
+            },
+            "polls {polls}"
+        );
     }
 }
 
@@ -742,20 +755,11 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
 /// delete it as the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_reverted_after_a_crash_keeps_the_file_in_the_knowledge_base() {
-    for polls in [0, 1] {
-        let fake = spawn_fake("sk-revert").await;
-        fake.set_processing(polls, Duration::ZERO);
-        let env = crash_then_revert(&fake.url, &fake.api_key).await;
-        let inv = check(&env, &fake).await;
-        assert_eq!(
-            inv,
-            Invariants {
-                files: 2,
-                ..Default::default()
-            },
-            "polls {polls}"
-        );
-    }
+    invariants_hold_on_the_fake(
+        2,
+        |url, key| async move { crash_then_revert(&url, &key).await },
+    )
+    .await;
     let Some((url, key)) = real_server() else {
         eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
         return;
