@@ -14,7 +14,9 @@ use rand::Rng;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
-use crate::support::owui::{client, knowledge_id, listing, listing_of, real_server, unique};
+use crate::support::owui::{
+    client, entry_counts, knowledge_id, listing, listing_of, real_server, unique,
+};
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -522,10 +524,7 @@ async fn a_crash_after_an_upload_then_a_rename_leaves_no_orphan_and_no_refusal()
             let env = upload_crash_then_rename(&url, &key).await;
             let listed = listing(&client(&url, &key), &env).await;
             assert_eq!(
-                listed
-                    .iter()
-                    .map(|(p, f)| (p.as_str(), f.len()))
-                    .collect::<Vec<_>>(),
+                entry_counts(&listed),
                 [("f/a.md", 1), ("f/b.md", 1), ("f/c.md", 1)],
                 "{listed:#?}"
             );
@@ -615,10 +614,7 @@ async fn every_publish_step_boundary_recovers_against_the_real_server() {
 
         let listed = listing(&c, &env).await;
         assert_eq!(
-            listed
-                .iter()
-                .map(|(p, f)| (p.as_str(), f.len()))
-                .collect::<Vec<_>>(),
+            entry_counts(&listed),
             [("a.md", 1), ("b.md", 1), ("c.md", 1)],
             "{point}: {listed:#?}"
         );

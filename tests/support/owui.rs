@@ -42,6 +42,11 @@ pub async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileI
     listing_of(c, &knowledge_id(env).await).await
 }
 
+/// Each listed path with how many entries it has, in path order.
+pub fn entry_counts(listed: &BTreeMap<String, Vec<FileInfo>>) -> Vec<(&str, usize)> {
+    listed.iter().map(|(p, f)| (p.as_str(), f.len())).collect()
+}
+
 /// The id of `env`'s knowledge base (found or created by name).
 pub async fn knowledge_id(env: &TestEnv) -> String {
     let app = env.app();
