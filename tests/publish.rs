@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-use crate::support::owui::{client, knowledge_id, listing, real_server, unique};
+use crate::support::owui::{client, entry_counts, knowledge_id, listing, real_server, unique};
 
 macro_rules! against_both {
     ($name:ident, $case:ident) => {
@@ -48,6 +48,10 @@ against_both!(
 against_both!(
     reconcile_deletes_unlisted_orphan_uploads,
     unlisted_orphans_deleted
+);
+against_both!(
+    a_lost_ledger_adopts_the_uploads_instead_of_duplicating_them,
+    lost_ledger_adopts
 );
 
 /// Generous: a real server processes files in the background on a loaded box.
@@ -593,4 +597,98 @@ async fn unlisted_orphans_deleted(url: &str, key: &str) {
     for id in [elsewhere, by_hand] {
         c.delete_file(&id).await.unwrap();
     }
+}
+
+/// A name search before an upload finds a lost upload of that version, but
+/// names are base names: with many `README.md` each search answered all of
+/// them (O(N²) bytes), and every upload paid a request. Only rows an earlier
+/// attempt may have uploaded for (an intent left behind) search first.
+#[tokio::test]
+async fn a_fresh_upload_does_not_search_by_name_first() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "nosearch", 30).await;
+    for dir in ["a", "b", "c", "d"] {
+        env.write(
+            &format!("{dir}/README.md"),
+            format!("# {dir}\n\nThe {dir} pangolin.\n"),
+        );
+    }
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked), (4, 4), "{kb:?}");
+    assert_eq!(fake.counters().searches, 0, "new files");
+
+    env.write("b/README.md", "# b\n\nThe b pangolin, revised.\n");
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.removed), (1, 1, 1), "{kb:?}");
+    assert_eq!(fake.counters().searches, 0, "a changed file");
+
+    // An intent a crash left behind is looked for before uploading again.
+    let app = env.app();
+    let mut row = app.ledger.kb_files("docs").unwrap()["c/README.md"].clone();
+    let old = row.file_id.take();
+    row.state = KbState::Uploading;
+    row.old_file_id = old.clone();
+    app.ledger.put_kb(&row).unwrap();
+    drop(app);
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.adopted), (0, 1), "{kb:?}");
+    assert_eq!(fake.counters().searches, 1, "the resumed intent");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    assert_eq!(rows["c/README.md"].file_id, old, "its own upload, kept");
+    assert_eq!(rows["c/README.md"].state, KbState::Linked);
+    assert_eq!(fake.knowledge_file_ids(&row.kb_id).len(), 4);
+}
+
+/// The ledger's rows for the base are lost (a restored or deleted state
+/// folder): each file's upload is still in the base, carrying ragd's marker.
+/// The fresh uploads are refused as duplicates; ragd then finds its own
+/// upload by the marker and adopts it, deleting the refused one, rather than
+/// recording every file as a duplicate and sweeping the base empty.
+async fn lost_ledger_adopts(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("lost"), PROCESS_TIMEOUT_SECS).await;
+    let tag = unique("l");
+    for name in ["one.md", "two.md", "three.md"] {
+        env.write(name, format!("# {name}\n\nThe {tag} {name} axolotl.\n"));
+    }
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked), (3, 3), "{kb:?}");
+    let app = env.app();
+    let before = app.ledger.kb_files("docs").unwrap();
+    for path in before.keys() {
+        app.ledger.remove_kb("docs", path).unwrap();
+    }
+    drop(app);
+
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.adopted, kb.linked, kb.failed, kb.orphans_deleted),
+        (3, 3, 0, 0),
+        "{kb:?}"
+    );
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    for (path, row) in &before {
+        assert_eq!(rows[path].state, KbState::Linked, "{path}");
+        assert_eq!(rows[path].file_id, row.file_id, "{path}: the first upload");
+    }
+    let c = client(url, key);
+    let listed = listing(&c, &env).await;
+    assert_eq!(
+        entry_counts(&listed),
+        vec![("one.md", 1), ("three.md", 1), ("two.md", 1)]
+    );
+    // The refused uploads are gone from the server, not only from the base.
+    let kb_id = knowledge_id(&env).await;
+    for name in ["one.md", "two.md", "three.md"] {
+        let ours = c
+            .find_files_by_name(name)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.metadata["ragd"]["kb"] == json!(kb_id))
+            .count();
+        assert_eq!(ours, 1, "{name}: uploads left on the server");
+    }
+    // And a rerun has nothing to do.
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.adopted), (0, 0, 0), "{kb:?}");
 }

@@ -379,19 +379,26 @@ impl Publisher {
             path: row.path.clone(),
             ..Default::default()
         };
+        let search = may_hold_lost_upload(&row);
         row.state = KbState::Removing;
         ledger.put_kb(&row)?;
         let mut ids: Vec<String> = [row.file_id.clone(), row.old_file_id.clone()]
             .into_iter()
             .flatten()
             .collect();
-        if row.file_id.is_none() {
+        if row.file_id.is_none() && search {
             // The intent may have been recorded and the upload made, and the run
             // killed before its id was: find it by its marker, or it stays behind
             // (and, once processed and linked, gets the file's text refused as a
             // duplicate wherever the file went).
             match self
-                .find_upload(&row.pipeline, &row.path, &row.content_hash, &row.kb_id)
+                .find_upload(
+                    &row.pipeline,
+                    &row.path,
+                    &row.content_hash,
+                    &row.kb_id,
+                    None,
+                )
                 .await
             {
                 Ok(Some(found)) => ids.push(found.id),
@@ -452,6 +459,13 @@ impl Publisher {
         let resumed = prev
             .as_ref()
             .is_some_and(|r| r.content_hash == hash && r.state == KbState::Uploading);
+        // Whether to look for a lost upload of this version before uploading.
+        // `files/search` matches base names, and a tree can hold thousands of
+        // `README.md`: searching before every upload cost O(N²) bytes for
+        // them, and a request per file always. A fresh upload that finds its
+        // text already in the base (a lost ledger, say) searches then instead.
+        let mut searched = prev.as_ref().is_some_and(may_hold_lost_upload);
+        let search_first = searched;
         // The row for this version: resume it, or start it keeping the linked old
         // version to remove once the new one is in.
         let mut row = match prev {
@@ -462,10 +476,11 @@ impl Publisher {
                 if r.state != KbState::Linked {
                     let id = match &r.file_id {
                         Some(id) => Ok(Some(id.clone())),
-                        None => self
-                            .find_upload(&r.pipeline, &r.path, &r.content_hash, &r.kb_id)
+                        None if search_first => self
+                            .find_upload(&r.pipeline, &r.path, &r.content_hash, &r.kb_id, None)
                             .await
                             .map(|f| f.map(|f| f.id)),
+                        None => Ok(None),
                     };
                     let removed = match id {
                         Ok(Some(id)) => self.remove_file(kb, &id).await,
@@ -497,9 +512,6 @@ impl Publisher {
             }
             None => KbRecord::uploading(&pipeline.name, &file.path, kb, &hash),
         };
-        let filename = sanitize_filename(&file.path);
-        let marker = marker(&pipeline.name, &file.path, &hash, kb);
-
         // A retry after a processing failure: the failed upload is discarded first.
         if row.state == KbState::Failed {
             if let Some(id) = row.file_id.take()
@@ -514,9 +526,6 @@ impl Publisher {
             row.state = KbState::Uploading;
         }
 
-        // Whether the server links this upload itself once it is processed
-        // (upload metadata `knowledge_id`, 0.12+): then `completed` means linked.
-        let mut auto_linked = false;
         // A linked file already holds this text: Open WebUI would refuse the
         // upload as a duplicate, after extracting and embedding it. Refuse it
         // here without the upload; it is published once the twin goes
@@ -536,109 +545,44 @@ impl Publisher {
             return Ok(out);
         }
 
-        if row.state == KbState::Uploading {
-            // Intent first: from here a crash is resolved by the marker search.
-            ledger.put_kb(&row)?;
-            failpoint::hit("kb.after_intent");
-            let adopted = match self
-                .find_upload(&pipeline.name, &file.path, &hash, kb)
-                .await
+        // One pass, or two when a fresh upload is refused as a duplicate of
+        // this version's own lost upload, which is then adopted instead.
+        loop {
+            let refused = match self
+                .upload_and_link(&mut row, &file, pipeline, ledger, search_first, &mut out)
+                .await?
             {
-                Ok(found) => found,
-                Err(e) => return self.defer(row, e, ledger, out),
+                Step::Linked => break,
+                Step::Done => return Ok(out),
+                Step::Defer(e) => return self.defer(row, e, ledger, out),
+                Step::Refused(e) => e,
             };
-            if let Some(found) = adopted {
-                out.adopted += 1;
-                row.file_id = Some(found.id);
+            let lost = if searched || !matches!(refused, OwuiError::DuplicateContent { .. }) {
+                None
             } else {
-                let Some(path) = source_path(pipeline, file.source, &file.path) else {
-                    out.deferred = Some("source folder not in the pipeline any more".into());
-                    return Ok(out);
-                };
-                let bytes = match tokio::fs::read(&path).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        out.deferred = Some(format!("cannot read the file to upload: {e}"));
-                        return Ok(out);
-                    }
-                };
-                if sha256_hex(&bytes) != file.file_hash {
-                    // Changed since it was indexed: the next index run handles the
-                    // new version, and publishes that.
-                    out.deferred = Some(
-                        "file changed since it was indexed; publishing on the next run".into(),
-                    );
-                    return Ok(out);
-                }
-                let mut metadata = json!({ MARKER: marker });
-                if self.client.supports_auto_link() {
-                    metadata["knowledge_id"] = Value::String(kb.to_owned());
-                    auto_linked = true;
-                }
-                out.uploads += 1;
+                searched = true;
+                let except = row.file_id.as_deref();
                 match self
-                    .client
-                    .upload_file(&filename, bytes, metadata, true)
+                    .find_upload(&pipeline.name, &file.path, &hash, kb, except)
                     .await
                 {
-                    Ok(info) => {
-                        failpoint::hit("kb.after_upload");
-                        row.file_id = Some(info.id);
-                    }
-                    Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
+                    Ok(found) => found,
+                    Err(e) => return self.defer(row, e, ledger, out),
                 }
+            };
+            let Some(found) = lost else {
+                return self.refuse_or_defer(row, refused, ledger, out).await;
+            };
+            // The refused upload is ours and unused: delete it, adopt the other.
+            if let Some(id) = row.file_id.take()
+                && let Err(e) = self.remove_file(kb, &id).await
+            {
+                tracing::warn!(file_id = %id, error = %e, "could not delete a refused upload");
             }
+            out.adopted += 1;
+            row.file_id = Some(found.id);
             row.state = KbState::Uploaded;
             ledger.put_kb(&row)?;
-        }
-
-        // Uploaded: wait for processing, link, and count it linked.
-        let file_id = row.file_id.clone().unwrap_or_default();
-        let processing_started = std::time::Instant::now();
-        let processed = self
-            .client
-            .wait_processed(&file_id, self.process_timeout)
-            .await;
-        crate::telemetry::events::openwebui_processed(
-            &pipeline.name,
-            &row.path,
-            match &processed {
-                Ok(ProcessOutcome::Completed) => "completed",
-                Ok(ProcessOutcome::Failed { .. }) => "failed",
-                Ok(_) => "timed_out",
-                Err(_) => "error",
-            },
-            processing_started.elapsed(),
-        );
-        match processed {
-            Ok(ProcessOutcome::Completed) => {}
-            Ok(other) => {
-                if let Err(e) = other.into_result() {
-                    return self.refuse_or_defer(row, e, ledger, out).await;
-                }
-            }
-            Err(OwuiError::NotFound { .. }) => {
-                // Our upload vanished (deleted by hand): start this version again.
-                row.state = KbState::Uploading;
-                row.file_id = None;
-                ledger.put_kb(&row)?;
-                out.deferred =
-                    Some("the uploaded file disappeared; uploading again next run".into());
-                return Ok(out);
-            }
-            Err(e) => return self.refuse_or_defer(row, e, ledger, out).await,
-        }
-        // No `file/add` after an auto-link: it would process the file into the
-        // base a second time (embedding it again) and answer with every file of
-        // the base (628 bytes a file on 0.12.4, O(N²) bytes over a full
-        // publish). The auto-link's duplicate check reads the base before it
-        // writes, so two identical files processed at once could both get in;
-        // [`TextTurns`] keeps them apart, and the second is refused as a
-        // duplicate while processing. An adopted or resumed upload (a crash
-        // before this point) may have raced a twin then: it gets the explicit
-        // add, which checks again.
-        if !auto_linked && let Err(e) = self.client.add_file_to_knowledge(kb, &file_id).await {
-            return self.refuse_or_defer(row, e, ledger, out).await;
         }
         failpoint::hit("kb.after_link");
         // A change reverted after a crash: the upload found by this version's
@@ -670,13 +614,144 @@ impl Publisher {
         Ok(out)
     }
 
+    /// From the intent to the link: upload this version (or adopt its lost
+    /// upload), wait until it is processed, and link it. Refusals and transient
+    /// errors are handed back for [`Self::publish`] to record.
+    #[allow(clippy::too_many_arguments)] // one publish's state, borrowed
+    async fn upload_and_link(
+        &self,
+        row: &mut KbRecord,
+        file: &FileRecord,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        search_first: bool,
+        out: &mut Outcome,
+    ) -> Result<Step, PublishError> {
+        let kb = row.kb_id.clone();
+        // Whether the server links this upload itself once it is processed
+        // (upload metadata `knowledge_id`, 0.12+): then `completed` means linked.
+        let mut auto_linked = false;
+        if row.state == KbState::Uploading {
+            // Intent first: from here a crash is resolved by the marker search.
+            ledger.put_kb(row)?;
+            failpoint::hit("kb.after_intent");
+            let adopted = if search_first {
+                match self
+                    .find_upload(&pipeline.name, &file.path, &row.content_hash, &kb, None)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(e) => return Ok(Step::Defer(e)),
+                }
+            } else {
+                None
+            };
+            if let Some(found) = adopted {
+                out.adopted += 1;
+                row.file_id = Some(found.id);
+            } else {
+                let Some(path) = source_path(pipeline, file.source, &file.path) else {
+                    out.deferred = Some("source folder not in the pipeline any more".into());
+                    return Ok(Step::Done);
+                };
+                let bytes = match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        out.deferred = Some(format!("cannot read the file to upload: {e}"));
+                        return Ok(Step::Done);
+                    }
+                };
+                if sha256_hex(&bytes) != file.file_hash {
+                    // Changed since it was indexed: the next index run handles the
+                    // new version, and publishes that.
+                    out.deferred = Some(
+                        "file changed since it was indexed; publishing on the next run".into(),
+                    );
+                    return Ok(Step::Done);
+                }
+                let mut metadata =
+                    json!({ MARKER: marker(&pipeline.name, &file.path, &row.content_hash, &kb) });
+                if self.client.supports_auto_link() {
+                    metadata["knowledge_id"] = Value::String(kb.clone());
+                    auto_linked = true;
+                }
+                out.uploads += 1;
+                match self
+                    .client
+                    .upload_file(&sanitize_filename(&file.path), bytes, metadata, true)
+                    .await
+                {
+                    Ok(info) => {
+                        failpoint::hit("kb.after_upload");
+                        row.file_id = Some(info.id);
+                    }
+                    Err(e) => return Ok(Step::Refused(e)),
+                }
+            }
+            row.state = KbState::Uploaded;
+            ledger.put_kb(row)?;
+        }
+
+        // Uploaded: wait for processing, then link.
+        let file_id = row.file_id.clone().unwrap_or_default();
+        let processing_started = std::time::Instant::now();
+        let processed = self
+            .client
+            .wait_processed(&file_id, self.process_timeout)
+            .await;
+        crate::telemetry::events::openwebui_processed(
+            &pipeline.name,
+            &row.path,
+            match &processed {
+                Ok(ProcessOutcome::Completed) => "completed",
+                Ok(ProcessOutcome::Failed { .. }) => "failed",
+                Ok(_) => "timed_out",
+                Err(_) => "error",
+            },
+            processing_started.elapsed(),
+        );
+        match processed {
+            Ok(ProcessOutcome::Completed) => {}
+            Ok(other) => {
+                if let Err(e) = other.into_result() {
+                    return Ok(Step::Refused(e));
+                }
+            }
+            Err(OwuiError::NotFound { .. }) => {
+                // Our upload vanished (deleted by hand): start this version again.
+                row.state = KbState::Uploading;
+                row.file_id = None;
+                ledger.put_kb(row)?;
+                out.deferred =
+                    Some("the uploaded file disappeared; uploading again next run".into());
+                return Ok(Step::Done);
+            }
+            Err(e) => return Ok(Step::Refused(e)),
+        }
+        // No `file/add` after an auto-link: it would process the file into the
+        // base a second time (embedding it again) and answer with every file of
+        // the base (628 bytes a file on 0.12.4, O(N²) bytes over a full
+        // publish). The auto-link's duplicate check reads the base before it
+        // writes, so two identical files processed at once could both get in;
+        // [`TextTurns`] keeps them apart, and the second is refused as a
+        // duplicate while processing. An adopted or resumed upload (a crash
+        // before this point) may have raced a twin then: it gets the explicit
+        // add, which checks again.
+        if !auto_linked && let Err(e) = self.client.add_file_to_knowledge(&kb, &file_id).await {
+            return Ok(Step::Refused(e));
+        }
+        Ok(Step::Linked)
+    }
+
     /// An upload of this version made earlier whose id was never recorded.
+    /// `except`: an upload of this version just refused, not to be found.
     async fn find_upload(
         &self,
         pipeline: &str,
         path: &str,
         content_hash: &str,
         kb: &str,
+        except: Option<&str>,
     ) -> Result<Option<FileInfo>, OwuiError> {
         let marker = marker(pipeline, path, content_hash, kb);
         let mut found = self
@@ -684,7 +759,8 @@ impl Publisher {
             .find_files_by_name(&sanitize_filename(path))
             .await?
             .into_iter()
-            .filter(|f| f.metadata.get(MARKER) == Some(&marker));
+            .filter(|f| f.metadata.get(MARKER) == Some(&marker))
+            .filter(|f| Some(f.id.as_str()) != except);
         let first = found.next();
         // More than one (a crash during a retry): keep one, delete the rest.
         for extra in found {
@@ -1022,6 +1098,32 @@ fn text_key(content_hash: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     content_hash.hash(&mut h);
     h.finish()
+}
+
+/// How [`Publisher::upload_and_link`] ended.
+enum Step {
+    /// Processed and linked.
+    Linked,
+    /// Deferred or restarted, recorded in the row and the outcome.
+    Done,
+    /// A transient error before any upload: deferred, counted as an attempt.
+    Defer(OwuiError),
+    /// Refused by the server (or a transient error after the upload).
+    Refused(OwuiError),
+}
+
+/// Whether an earlier attempt at this row may have uploaded a file without
+/// recording its id, so that it must be looked for by its marker: an intent
+/// left behind (a crash, or an upload whose answer was lost), a removal under
+/// way, or a row that gave up on transient errors. Not a new row, a linked or
+/// uploaded one (ids recorded), nor a refusal (its upload was deleted, or
+/// never made).
+fn may_hold_lost_upload(r: &KbRecord) -> bool {
+    match r.state {
+        KbState::Uploading | KbState::Removing => true,
+        KbState::Failed => r.error_kind.as_deref() == Some("transient"),
+        KbState::Uploaded | KbState::Linked => false,
+    }
 }
 
 /// The metadata marker of ragd's upload of `path` at `content_hash` to `kb`.

@@ -96,6 +96,8 @@ pub struct FakeCounters {
     pub status_polls: u64,
     /// Pages of knowledge-base listings answered.
     pub listings: u64,
+    /// Name searches (`files/search`) answered, one a page.
+    pub searches: u64,
 }
 
 /// A file as the fake stores it.
@@ -752,7 +754,8 @@ async fn search_files(
     let Some(pattern) = query.get("filename") else {
         return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: filename");
     };
-    let inner = shared.lock();
+    let mut inner = shared.lock();
+    inner.counters.searches += 1;
     let mut found: Vec<&FakeFile> = inner
         .files
         .values()
