@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ragd::ledger::{FileState, KbState, Ledger};
+use ragd::ledger::{FileState, KbRecord, KbState, Ledger};
 use ragd::store::edge::EdgeStore;
 use ragd::store::{PointFilter, VectorStore};
 use rand::Rng;
@@ -120,21 +120,30 @@ pub async fn check_with(env: &TestEnv, fake: &FakeHandle, store: &dyn VectorStor
         .unwrap_or_default();
     let linked = fake.knowledge_file_ids(&kb_id);
     let all_files = fake.files();
+    // A linked upload counts for the path of the row that records it (a moved
+    // file's marker keeps its old path), if it holds that row's text; one no
+    // row records, for the path its marker names.
+    let by_id: HashMap<&str, &KbRecord> = kb_rows
+        .values()
+        .filter_map(|r| r.file_id.as_deref().map(|id| (id, r)))
+        .collect();
     let mut kb_per_path: BTreeMap<String, usize> = BTreeMap::new();
     for f in &all_files {
-        let Some(path) = f
-            .metadata
-            .get("ragd")
-            .and_then(|m| m.get("path"))
-            .and_then(|p| p.as_str())
-        else {
+        let marker = f.metadata.get("ragd");
+        let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(|v| v.as_str());
+        let Some(marker_path) = field("path") else {
             continue;
         };
-        if linked.contains(&f.id) {
-            *kb_per_path.entry(path.to_owned()).or_default() += 1;
-        } else {
+        if !linked.contains(&f.id) {
             inv.orphans += 1;
+            continue;
         }
+        let path = match by_id.get(f.id.as_str()) {
+            Some(r) if field("content_hash") == Some(r.content_hash.as_str()) => r.path.clone(),
+            Some(r) => format!("wrong text: {}", r.path),
+            None => marker_path.to_owned(),
+        };
+        *kb_per_path.entry(path).or_default() += 1;
     }
     inv.duplicate_kb = kb_per_path.values().map(|n| n.saturating_sub(1)).sum();
 
@@ -460,12 +469,18 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     let want_kills = sized("RAGD_CRASH_KILLS", 10);
     write_corpus(&env, files, 0);
     index_to_completion(&env);
+    // Kills land anywhere in a run: time one whole run after a flip (moves
+    // re-upload nothing, so a run is short and its length varies by machine).
+    flip_folders(&env);
+    let started = std::time::Instant::now();
+    index_to_completion(&env);
+    let whole = (started.elapsed().as_millis() as u64).max(50);
     let mut rng = rand::rng();
     let (mut kills, mut attempts) = (0, 0);
     while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
         flip_folders(&env);
-        if run_and_kill(&env, Duration::from_millis(rng.random_range(100..1500))) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(10..whole))) {
             kills += 1;
         }
     }
@@ -556,8 +571,9 @@ where
     }
 }
 
-/// Index `d/{a,b,c}.md`, rename `d` to `e`, kill ragd at its second upload,
-/// rename `e` to `f`, rerun; every knowledge-base row must end linked.
+/// Index `d/{a,b,c}.md`, rename `d` to `e` and edit the files, kill ragd at
+/// its second upload, rename `e` to `f`, rerun; every knowledge-base row must
+/// end linked.
 async fn upload_crash_then_rename(url: &str, key: &str) -> TestEnv {
     let env = TestEnv::with_knowledge(url, key, &unique("moved"), 120).await;
     let topic = unique("okapi");
@@ -568,7 +584,15 @@ async fn upload_crash_then_rename(url: &str, key: &str) -> TestEnv {
         );
     }
     index_to_completion(&env);
+    // Renamed and edited: each file is uploaded again (a rename alone keeps
+    // its upload).
     std::fs::rename(env.docs().join("d"), env.docs().join("e")).unwrap();
+    for name in ["a", "b", "c"] {
+        env.write(
+            &format!("e/{name}.md"),
+            format!("# {name}\n\nThe {name} file, about the {topic}, edited.\n"),
+        );
+    }
     crash_at(&env, "kb.after_upload:2", url);
     std::fs::rename(env.docs().join("e"), env.docs().join("f")).unwrap();
     index_to_completion(&env);
@@ -691,7 +715,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
     let indexed = ledger.files("docs").unwrap();
     let c = client(&url, &key);
     let kb = knowledge_id(&env).await;
-    let listed = listing_of(&c, &kb).await;
+    let listed = listing_of(&c, &kb, &rows).await;
     let on_disk: Vec<String> = walkdir::WalkDir::new(env.docs())
         .into_iter()
         .filter_map(|e| e.ok())

@@ -531,7 +531,7 @@ async fn kb_equals(ledger: &Ledger, c: &OpenWebUi, want: &[&str]) -> bool {
     let Some(kb) = rows.values().next().map(|r| r.kb_id.clone()) else {
         return false;
     };
-    let listed = crate::support::owui::listing_of(c, &kb).await;
+    let listed = crate::support::owui::listing_of(c, &kb, &rows).await;
     listed.keys().map(String::as_str).eq(want.iter().copied())
         && rows.len() == want.len()
         && want.iter().all(|p| {

@@ -53,6 +53,11 @@ against_both!(
     a_lost_ledger_adopts_the_uploads_instead_of_duplicating_them,
     lost_ledger_adopts
 );
+against_both!(a_moved_folder_keeps_its_uploads, moved_folder_keeps_uploads);
+against_both!(
+    a_change_reverted_after_a_crash_after_a_move_keeps_the_file,
+    reverted_after_move
+);
 
 /// Generous: a real server processes files in the background on a loaded box.
 const PROCESS_TIMEOUT_SECS: u64 = 120;
@@ -691,4 +696,147 @@ async fn lost_ledger_adopts(url: &str, key: &str) {
     // And a rerun has nothing to do.
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!((kb.uploads, kb.linked, kb.adopted), (0, 0, 0), "{kb:?}");
+}
+
+/// Moving a folder: each file keeps its upload (same base name, same text),
+/// not uploaded again for the server to extract and embed again. A renamed
+/// file is uploaded again: Open WebUI shows the upload's name.
+async fn moved_folder_keeps_uploads(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("moved"), PROCESS_TIMEOUT_SECS).await;
+    let tag = unique("m");
+    for name in ["a.md", "b.md", "c.txt"] {
+        env.write(
+            &format!("old/{name}"),
+            format!("# {name}\n\nThe {tag} {name} wombat.\n"),
+        );
+        env.write(
+            &format!("stay/{name}"),
+            format!("# {name}\n\nThe {tag} {name} numbat.\n"),
+        );
+    }
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked), (6, 6), "{kb:?}");
+    let before = env.app().ledger.kb_files("docs").unwrap();
+
+    std::fs::rename(env.docs().join("old"), env.docs().join("new")).unwrap();
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.uploads, kb.moved, kb.removed, kb.linked, kb.failed),
+        (0, 3, 0, 0, 0),
+        "{kb:?}"
+    );
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    let paths: Vec<&str> = rows
+        .keys()
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "new/a.md",
+            "new/b.md",
+            "new/c.txt",
+            "stay/a.md",
+            "stay/b.md",
+            "stay/c.txt"
+        ]
+    );
+    for name in ["a.md", "b.md", "c.txt"] {
+        let (was, now) = (
+            &before[&format!("old/{name}")],
+            &rows[&format!("new/{name}")],
+        );
+        assert_eq!(now.file_id, was.file_id, "{name}: the same upload");
+        assert_eq!(now.state, KbState::Linked);
+    }
+    let c = client(url, key);
+    let kb_id = knowledge_id(&env).await;
+    let mut listed: Vec<String> = c
+        .knowledge_files(&kb_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    let mut expected: Vec<String> = rows.values().filter_map(|r| r.file_id.clone()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "the base lists the same six uploads");
+
+    // Nothing left to do; a change after the move replaces the upload as usual.
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.moved, kb.removed), (0, 0, 0), "{kb:?}");
+    env.write(
+        "new/a.md",
+        format!("# a.md\n\nThe {tag} a.md wombat, revised.\n"),
+    );
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.removed), (1, 1, 1), "{kb:?}");
+
+    // A new name is a new upload: the old one would show the old name.
+    std::fs::rename(env.docs().join("new/b.md"), env.docs().join("new/b2.md")).unwrap();
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.uploads, kb.moved, kb.linked, kb.removed),
+        (1, 0, 1, 1),
+        "{kb:?}"
+    );
+    assert_eq!(c.knowledge_files(&kb_id).await.unwrap().len(), 6);
+}
+
+/// After a move the upload's marker still names the old path. A change of the
+/// moved file, killed after its intent, then reverted: the marker search for
+/// the reverted text misses the replaced version's upload, and the server
+/// refuses a new upload as its duplicate. That upload is this version: it is
+/// kept, not the file recorded as a duplicate of itself.
+async fn reverted_after_move(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("revmove"), PROCESS_TIMEOUT_SECS).await;
+    let tag = unique("r");
+    env.write("old/a.md", format!("# a\n\nThe {tag} potoroo.\n"));
+    env.write("stay/b.md", format!("# b\n\nThe {tag} bettong.\n"));
+    env.index().await;
+    std::fs::rename(env.docs().join("old"), env.docs().join("new")).unwrap();
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.moved), (0, 1), "{kb:?}");
+
+    // The intent a crash leaves for a next version (another text), with the
+    // moved upload as the version it replaces; the file is back at that text.
+    let app = env.app();
+    let mut row = app.ledger.kb_files("docs").unwrap()["new/a.md"].clone();
+    let moved = row.file_id.clone().unwrap();
+    row.state = KbState::Uploading;
+    row.old_file_id = Some(moved.clone());
+    row.file_id = None;
+    row.content_hash = "0".repeat(64);
+    app.ledger.put_kb(&row).unwrap();
+    drop(app);
+
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.linked, kb.failed, kb.adopted), (1, 0, 1), "{kb:?}");
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    let now = &rows["new/a.md"];
+    assert_eq!(now.state, KbState::Linked, "{now:?}");
+    assert_eq!(now.file_id.as_deref(), Some(moved.as_str()));
+    assert_eq!(now.old_file_id, None);
+    let c = client(url, key);
+    let ids: Vec<String> = c
+        .knowledge_files(&row.kb_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&moved), "{ids:?}");
+    // The refused upload is gone from the server too.
+    let named: Vec<_> = c
+        .find_files_by_name("a.md")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.metadata["ragd"]["kb"] == json!(row.kb_id))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
 }

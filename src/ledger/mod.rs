@@ -521,6 +521,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Give a knowledge-base row a new path (the file moved; its upload stays).
+    /// One statement: a crash leaves the row at one path or the other.
+    pub fn move_kb(&self, pipeline: &str, from: &str, to: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE kb_files SET path = ?3, updated_at = ?4 WHERE pipeline = ?1 AND path = ?2",
+            )?
+            .execute(params![pipeline, from, to, unix_now()])?;
+        Ok(())
+    }
+
     /// Forget a knowledge-base row (after the file is removed there).
     pub fn remove_kb(&self, pipeline: &str, path: &str) -> Result<(), LedgerError> {
         self.conn()

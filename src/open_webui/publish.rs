@@ -77,6 +77,9 @@ pub struct PublishSummary {
     pub removed: usize,
     /// Uploads found again by their marker after a crash and adopted.
     pub adopted: usize,
+    /// Linked files moved to another folder (same name, same text): their
+    /// upload was kept, not uploaded and processed again.
+    pub moved: usize,
     /// Uploads carrying ragd's marker that no ledger row knew, deleted.
     pub orphans_deleted: usize,
     /// Files refused in this sync (duplicate, empty, processing failed).
@@ -169,6 +172,12 @@ enum Action {
         prev: Option<KbRecord>,
     },
     Remove(KbRecord),
+    /// A linked file moved to a path with no row, same text and same base
+    /// name: its upload stays, only the ledger row follows it.
+    Move {
+        row: KbRecord,
+        to: String,
+    },
 }
 
 /// The outcome of one action, applied to the summary afterwards.
@@ -178,6 +187,7 @@ struct Outcome {
     linked: usize,
     removed: usize,
     adopted: usize,
+    moved: usize,
     failed: Option<String>,
     deferred: Option<String>,
     path: String,
@@ -272,11 +282,15 @@ impl Publisher {
         } else {
             planned.actions
         };
+        let (moves, actions): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Move { .. }));
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
-        // Two phases: every removal completes before any publish starts.
-        for phase in [removes, publishes] {
+        // Phases: moves (ledger only), then every removal completes before
+        // any publish starts.
+        for phase in [moves, removes, publishes] {
             self.run_phase(phase, &stopping, pipeline, ledger, &kb, &mut summary)
                 .await?;
         }
@@ -341,6 +355,7 @@ impl Publisher {
             summary.linked += o.linked;
             summary.removed += o.removed;
             summary.adopted += o.adopted;
+            summary.moved += o.moved;
             if let Some(why) = o.failed {
                 summary.failed += 1;
                 summary.problems.push((o.path.clone(), why));
@@ -371,6 +386,14 @@ impl Publisher {
         match action {
             Action::Remove(row) => self.remove(row, ledger).await,
             Action::Publish { file, prev } => self.publish(*file, prev, pipeline, ledger, kb).await,
+            Action::Move { row, to } => {
+                ledger.move_kb(&row.pipeline, &row.path, &to)?;
+                Ok(Outcome {
+                    path: to,
+                    moved: 1,
+                    ..Default::default()
+                })
+            }
         }
     }
 
@@ -466,6 +489,7 @@ impl Publisher {
         // text already in the base (a lost ledger, say) searches then instead.
         let mut searched = prev.as_ref().is_some_and(may_hold_lost_upload);
         let search_first = searched;
+        let mut checked_replaced = false;
         // The row for this version: resume it, or start it keeping the linked old
         // version to remove once the new one is in.
         let mut row = match prev {
@@ -557,19 +581,27 @@ impl Publisher {
                 Step::Defer(e) => return self.defer(row, e, ledger, out),
                 Step::Refused(e) => e,
             };
-            let lost = if searched || !matches!(refused, OwuiError::DuplicateContent { .. }) {
-                None
-            } else {
-                searched = true;
-                let except = row.file_id.as_deref();
-                match self
-                    .find_upload(&pipeline.name, &file.path, &hash, kb, except)
-                    .await
-                {
-                    Ok(found) => found,
-                    Err(e) => return self.defer(row, e, ledger, out),
+            let mut lost = None;
+            if matches!(refused, OwuiError::DuplicateContent { .. }) {
+                if !searched {
+                    searched = true;
+                    let except = row.file_id.as_deref();
+                    match self
+                        .find_upload(&pipeline.name, &file.path, &hash, kb, except)
+                        .await
+                    {
+                        Ok(found) => lost = found,
+                        Err(e) => return self.defer(row, e, ledger, out),
+                    }
                 }
-            };
+                if lost.is_none() && !checked_replaced {
+                    checked_replaced = true;
+                    match self.replaced_holds_this(&row).await {
+                        Ok(found) => lost = found,
+                        Err(e) => return self.defer(row, e, ledger, out),
+                    }
+                }
+            }
             let Some(found) = lost else {
                 return self.refuse_or_defer(row, refused, ledger, out).await;
             };
@@ -741,6 +773,31 @@ impl Publisher {
             return Ok(Step::Refused(e));
         }
         Ok(Step::Linked)
+    }
+
+    /// The replaced version's upload, when it holds this very version: a
+    /// change reverted after a crash, where the upload's marker no longer
+    /// names this path (the file was moved since it was uploaded), so the
+    /// marker search misses it and the server refuses the new upload as its
+    /// duplicate. Matched by the marker's pipeline, base and text, not path.
+    async fn replaced_holds_this(&self, row: &KbRecord) -> Result<Option<FileInfo>, OwuiError> {
+        let Some(old) = row.old_file_id.as_deref() else {
+            return Ok(None);
+        };
+        if row.file_id.as_deref() == Some(old) {
+            return Ok(None);
+        }
+        let found = match self.client.get_file(old).await {
+            Ok(f) => f,
+            Err(OwuiError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let marker = found.metadata.get(MARKER);
+        let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
+        let same = field("pipeline") == Some(row.pipeline.as_str())
+            && field("kb") == Some(row.kb_id.as_str())
+            && field("content_hash") == Some(row.content_hash.as_str());
+        Ok(same.then_some(found))
     }
 
     /// An upload of this version made earlier whose id was never recorded.
@@ -1086,7 +1143,7 @@ fn is_refused_copy(a: &Action) -> bool {
 fn publish_text(a: &Action) -> Option<&str> {
     match a {
         Action::Publish { file, .. } => file.content_hash.as_deref(),
-        Action::Remove(_) => None,
+        Action::Remove(_) | Action::Move { .. } => None,
     }
 }
 
@@ -1157,12 +1214,15 @@ fn plan(
     let mut removes = Vec::new();
     let mut publishes = Vec::new();
     let mut refused = Vec::new();
+    // Publishes of paths with no row at all: candidates for a move.
+    let mut fresh = Vec::new();
     for file in files {
         // Rows of paths before this one have no file (any more): they go.
         while let Some(row) = rows.next_if(|r| r.path < file.path) {
             removes.push(Action::Remove(row));
         }
         let row = rows.next_if(|r| r.path == file.path);
+        let unrowed = row.is_none();
         // The version to publish is what Qdrant holds. A file that failed after
         // an earlier success keeps its published old version.
         let hash = match file.content_hash.as_deref() {
@@ -1193,18 +1253,95 @@ fn plan(
                 if r.content_hash == hash
                     && (r.state == KbState::Failed
                         || (r.state == KbState::Linked && r.old_file_id.is_none())) => {}
-            prev => publishes.push(Action::Publish {
-                prev,
-                file: Box::new(file),
-            }),
+            prev => {
+                if unrowed {
+                    fresh.push(publishes.len());
+                }
+                publishes.push(Action::Publish {
+                    prev,
+                    file: Box::new(file),
+                });
+            }
         }
     }
     removes.extend(rows.map(Action::Remove));
-    removes.extend(publishes);
-    Planned {
-        actions: removes,
-        refused,
+    let mut actions = pair_moves(removes, publishes, &fresh, kb);
+    let first_publish = actions
+        .iter()
+        .position(|a| matches!(a, Action::Publish { .. }))
+        .unwrap_or(actions.len());
+    // `finish` sorts the publishes and expects them last.
+    debug_assert!(
+        actions[first_publish..]
+            .iter()
+            .all(|a| matches!(a, Action::Publish { .. }))
+    );
+    actions.shrink_to_fit();
+    Planned { actions, refused }
+}
+
+/// Moves first, then the removals and publishes left. A removal of a linked
+/// file (its only version, nothing pending) and a publish of a new path with
+/// no row, of the same text and the same base name, are one file moved to
+/// another folder: Open WebUI names an upload by its base name, so the upload
+/// is still right, and uploading it again would make the server extract and
+/// embed it again, for every file of a moved folder. Its metadata marker keeps
+/// the old path (Open WebUI cannot change an upload's metadata without
+/// processing it again); nothing finds a linked upload by its marker.
+fn pair_moves(
+    removes: Vec<Action>,
+    publishes: Vec<Action>,
+    fresh: &[usize],
+    kb: &str,
+) -> Vec<Action> {
+    let movable = |r: &KbRecord| {
+        r.kb_id == kb
+            && r.state == KbState::Linked
+            && r.file_id.is_some()
+            && r.old_file_id.is_none()
+    };
+    // (text, base name) → removals that could be the old place.
+    let mut gone: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, a) in removes.iter().enumerate() {
+        if let Action::Remove(r) = a
+            && movable(r)
+        {
+            gone.entry((r.content_hash.clone(), sanitize_filename(&r.path)))
+                .or_default()
+                .push(i);
+        }
     }
+    if gone.is_empty() {
+        let mut out = removes;
+        out.extend(publishes);
+        return out;
+    }
+    let mut removes: Vec<Option<Action>> = removes.into_iter().map(Some).collect();
+    let mut publishes: Vec<Option<Action>> = publishes.into_iter().map(Some).collect();
+    let mut moves = Vec::new();
+    for &p in fresh {
+        let Some(Action::Publish { file, .. }) = &publishes[p] else {
+            continue;
+        };
+        let Some(hash) = file.content_hash.clone() else {
+            continue;
+        };
+        let key = (hash, sanitize_filename(&file.path));
+        let Some(i) = gone.get_mut(&key).and_then(Vec::pop) else {
+            continue;
+        };
+        let (Some(Action::Remove(row)), Some(Action::Publish { file, .. })) =
+            (removes[i].take(), publishes[p].take())
+        else {
+            unreachable!("paired a removal with a publish");
+        };
+        moves.push(Action::Move { row, to: file.path });
+    }
+    moves
+        .into_iter()
+        .chain(removes.into_iter().flatten())
+        .chain(publishes.into_iter().flatten())
+        .collect()
 }
 
 impl Planned {
@@ -1224,7 +1361,7 @@ impl Planned {
             .iter()
             .filter_map(|a| match a {
                 Action::Remove(r) => Some(r.path.as_str()),
-                Action::Publish { .. } => None,
+                Action::Publish { .. } | Action::Move { .. } => None,
             })
             .collect();
         let texts: HashSet<&str> = refused
@@ -1263,6 +1400,7 @@ fn action_path(a: &Action) -> &str {
     match a {
         Action::Remove(r) => &r.path,
         Action::Publish { file, .. } => &file.path,
+        Action::Move { to, .. } => to,
     }
 }
 
@@ -1304,8 +1442,68 @@ mod tests {
             .map(|a| match a {
                 Action::Remove(r) => ("remove", r.path.clone()),
                 Action::Publish { file, .. } => ("publish", file.path.clone()),
+                Action::Move { row, to } => ("move", format!("{} -> {to}", row.path)),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_linked_file_moved_with_its_name_and_text_is_a_move() {
+        let pending = KbRecord {
+            old_file_id: Some("id-older".into()),
+            ..row("old/p.md", "p", KbState::Linked)
+        };
+        let actions = planned(
+            vec![
+                file("new/a.md", "a"),   // moved: same name, same text
+                file("new/b2.md", "b"),  // renamed: a new upload
+                file("new/c.md", "c2"),  // moved and edited
+                file("new/p.md", "p"),   // the old place still has a version to remove
+                file("new/u.md", "u"),   // the old place is not linked
+                file("old2/a.md", "a2"), // same name, other text
+            ],
+            vec![
+                row("old/a.md", "a", KbState::Linked),
+                row("old/b.md", "b", KbState::Linked),
+                row("old/c.md", "c", KbState::Linked),
+                pending,
+                row("old/u.md", "u", KbState::Uploading),
+            ],
+        );
+        let strs: Vec<(&str, &str)> = actions.iter().map(|(a, p)| (*a, p.as_str())).collect();
+        assert_eq!(
+            strs,
+            [
+                ("move", "old/a.md -> new/a.md"),
+                ("remove", "old/b.md"),
+                ("remove", "old/c.md"),
+                ("remove", "old/p.md"),
+                ("remove", "old/u.md"),
+                ("publish", "new/b2.md"),
+                ("publish", "new/c.md"),
+                ("publish", "new/p.md"),
+                ("publish", "new/u.md"),
+                ("publish", "old2/a.md"),
+            ]
+        );
+    }
+
+    #[test]
+    fn two_copies_moved_pair_with_one_old_place_each() {
+        let actions = planned(
+            vec![
+                file("x/a.md", "t"),
+                file("y/a.md", "t"),
+                file("z/a.md", "t"),
+            ],
+            vec![
+                row("p/a.md", "t", KbState::Linked),
+                row("q/a.md", "t", KbState::Linked),
+            ],
+        );
+        let moves = actions.iter().filter(|(a, _)| *a == "move").count();
+        let publishes = actions.iter().filter(|(a, _)| *a == "publish").count();
+        assert_eq!((moves, publishes, actions.len()), (2, 1, 3), "{actions:?}");
     }
 
     #[test]

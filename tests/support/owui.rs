@@ -2,9 +2,10 @@
 //! test-friendly retries, names no earlier run against it used, and a knowledge
 //! base's files by ragd path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use ragd::ledger::KbRecord;
 use ragd::open_webui::{FileInfo, OpenWebUi, RetryPolicy};
 
 use crate::support::env::TestEnv;
@@ -36,10 +37,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The knowledge base's files by their ragd path (files without a marker under
-/// their file name, prefixed `hand:`).
+/// The knowledge base's files by their ragd path (see [`listing_of`]).
 pub async fn listing(c: &OpenWebUi, env: &TestEnv) -> BTreeMap<String, Vec<FileInfo>> {
-    listing_of(c, &knowledge_id(env).await).await
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    listing_of(c, &knowledge_id(env).await, &rows).await
 }
 
 /// Each listed path with how many entries it has, in path order.
@@ -55,19 +56,31 @@ pub async fn knowledge_id(env: &TestEnv) -> String {
     publisher.knowledge_id().await.unwrap()
 }
 
-/// [`listing`] of the knowledge base `kb` (by id), for callers that cannot
-/// open the installation (a daemon holds it).
-pub async fn listing_of(c: &OpenWebUi, kb: &str) -> BTreeMap<String, Vec<FileInfo>> {
+/// The files of the knowledge base `kb` (by id) by ragd path: a file a row
+/// records under that row's path (a moved file's marker keeps its old path),
+/// or `wrong text: PATH` if its marker's text is not the row's; one no row
+/// records under its marker's path; files without a marker under their file
+/// name, prefixed `hand:`.
+pub async fn listing_of(
+    c: &OpenWebUi,
+    kb: &str,
+    rows: &HashMap<String, KbRecord>,
+) -> BTreeMap<String, Vec<FileInfo>> {
+    let by_id: HashMap<&str, &KbRecord> = rows
+        .values()
+        .filter_map(|r| r.file_id.as_deref().map(|id| (id, r)))
+        .collect();
     let mut out: BTreeMap<String, Vec<FileInfo>> = BTreeMap::new();
     for f in c.knowledge_files(kb).await.unwrap() {
-        let key = match f
-            .metadata
-            .get("ragd")
-            .and_then(|m| m.get("path"))
-            .and_then(|p| p.as_str())
-        {
-            Some(p) => p.to_owned(),
-            None => format!("hand:{}", f.filename),
+        let marker = f.metadata.get("ragd");
+        let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(|v| v.as_str());
+        let key = match (by_id.get(f.id.as_str()), field("path")) {
+            (Some(r), _) if field("content_hash") == Some(r.content_hash.as_str()) => {
+                r.path.clone()
+            }
+            (Some(r), _) => format!("wrong text: {}", r.path),
+            (None, Some(p)) => p.to_owned(),
+            (None, None) => format!("hand:{}", f.filename),
         };
         out.entry(key).or_default().push(f);
     }
