@@ -172,6 +172,7 @@ pub fn run_finished(summary: &RunSummary) {
         for (outcome, n) in [
             ("linked", kb.linked),
             ("removed", kb.removed),
+            ("moved", kb.moved),
             ("refused", kb.failed),
             ("deferred", kb.deferred),
         ] {

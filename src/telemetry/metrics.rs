@@ -39,7 +39,7 @@ pub const EMBED_SECONDS: &str = "ragd_embed_request_duration_seconds";
 pub const UPSERT_SECONDS: &str = "ragd_upsert_duration_seconds";
 /// Time Open WebUI took to process one upload. Labels: pipeline, outcome (completed|failed|timed_out|error).
 pub const OWUI_PROCESS_SECONDS: &str = "ragd_openwebui_processing_duration_seconds";
-/// Files published to a knowledge base, by result. Labels: pipeline, outcome (linked|removed|refused|deferred).
+/// Files published to a knowledge base, by result. Labels: pipeline, outcome (linked|removed|moved|refused|deferred).
 pub const KB_FILES: &str = "ragd_knowledge_files_total";
 /// Requests retried after a transient failure. Labels: target (embed|open_webui).
 pub const RETRIES: &str = "ragd_retries_total";
