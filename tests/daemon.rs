@@ -485,9 +485,16 @@ async fn daemon_follows_the_folder(url: String, key: String) {
     })
     .await;
 
+    let ids = |ledger: &Ledger, dir: &str| {
+        let rows = ledger.kb_files("docs").unwrap();
+        ["a.md", "b.md"].map(|n| rows[&format!("{dir}/{n}")].file_id.clone())
+    };
+    let uploaded = ids(&d.ledger, "d");
     std::fs::rename(env.docs().join("d"), env.docs().join("e")).unwrap();
     let moved = &["e/a.md", "e/b.md", "top.md"];
     eventually_within("a folder move follows", within, equals(moved)).await;
+    // Moved with their names: the same uploads, not uploaded again.
+    assert_eq!(ids(&d.ledger, "e"), uploaded);
 
     env.remove("top.md");
     eventually_within("a deletion follows", within, equals(&["e/a.md", "e/b.md"])).await;
