@@ -55,6 +55,10 @@ against_both!(
 );
 against_both!(a_moved_folder_keeps_its_uploads, moved_folder_keeps_uploads);
 against_both!(
+    a_lost_ledger_after_a_move_adopts_the_moved_uploads,
+    lost_ledger_after_move
+);
+against_both!(
     a_change_reverted_after_a_crash_after_a_move_keeps_the_file,
     reverted_after_move
 );
@@ -839,4 +843,58 @@ async fn reverted_after_move(url: &str, key: &str) {
         .filter(|f| f.metadata["ragd"]["kb"] == json!(row.kb_id))
         .collect();
     assert_eq!(named.len(), 1, "{named:?}");
+}
+
+/// A moved file's upload keeps the old path in its marker. The ledger's rows
+/// are then lost: the fresh upload is refused as a duplicate of the moved
+/// upload, which the marker search (new path) misses; it is found by name and
+/// text, recorded by no row, and adopted.
+async fn lost_ledger_after_move(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("lostmove"), PROCESS_TIMEOUT_SECS).await;
+    let tag = unique("lm");
+    for name in ["one.md", "two.md"] {
+        env.write(
+            &format!("old/{name}"),
+            format!("# {name}\n\nThe {tag} {name} quoll.\n"),
+        );
+    }
+    env.index().await;
+    std::fs::rename(env.docs().join("old"), env.docs().join("new")).unwrap();
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.moved), (0, 2), "{kb:?}");
+    let app = env.app();
+    let before = app.ledger.kb_files("docs").unwrap();
+    for path in before.keys() {
+        app.ledger.remove_kb("docs", path).unwrap();
+    }
+    drop(app);
+
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.adopted, kb.linked, kb.failed, kb.orphans_deleted),
+        (2, 2, 0, 0),
+        "{kb:?}"
+    );
+    let rows = env.app().ledger.kb_files("docs").unwrap();
+    for (path, row) in &before {
+        assert_eq!(rows[path].state, KbState::Linked, "{path}");
+        assert_eq!(rows[path].file_id, row.file_id, "{path}: the moved upload");
+    }
+    let c = client(url, key);
+    let kb_id = knowledge_id(&env).await;
+    for name in ["one.md", "two.md"] {
+        let ours = c
+            .find_files_by_name(name)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.metadata["ragd"]["kb"] == json!(kb_id))
+            .count();
+        assert_eq!(ours, 1, "{name}: uploads left on the server");
+    }
+    let listed = listing(&c, &env).await;
+    assert_eq!(
+        entry_counts(&listed),
+        vec![("new/one.md", 1), ("new/two.md", 1)]
+    );
 }

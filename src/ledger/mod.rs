@@ -497,6 +497,26 @@ impl Ledger {
             .optional()?)
     }
 
+    /// Whether a knowledge-base row of `pipeline` records the upload `file_id`
+    /// (as its version or a replaced one), or sits at `path`. A scan: only for
+    /// the rare duplicate refusal that looks for a moved file's lost upload.
+    pub fn kb_claims(
+        &self,
+        pipeline: &str,
+        file_id: &str,
+        path: &str,
+    ) -> Result<bool, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM kb_files WHERE pipeline = ?1 \
+                 AND (file_id = ?2 OR old_file_id = ?2 OR path = ?3) LIMIT 1",
+            )?
+            .query_row(params![pipeline, file_id, path], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Insert or replace a knowledge-base row.
     pub fn put_kb(&self, r: &KbRecord) -> Result<(), LedgerError> {
         self.conn()
@@ -830,6 +850,33 @@ mod tests {
         assert_eq!(l.count_by_state("p").unwrap()[&FileState::Indexed], 1);
         l.remove("p", "a/b.md").unwrap();
         assert!(l.get("p", "a/b.md").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_moved_row_keeps_its_upload_and_claims_are_found() {
+        let l = Ledger::in_memory().unwrap();
+        let linked = KbRecord {
+            file_id: Some("u1".into()),
+            state: KbState::Linked,
+            ..KbRecord::uploading("p", "old/a.md", "kb", "t")
+        };
+        let replacing = KbRecord {
+            old_file_id: Some("u2".into()),
+            ..KbRecord::uploading("p", "b.md", "kb", "t2")
+        };
+        l.put_kb(&linked).unwrap();
+        l.put_kb(&replacing).unwrap();
+        l.move_kb("p", "old/a.md", "new/a.md").unwrap();
+        let rows = l.kb_files("p").unwrap();
+        assert!(!rows.contains_key("old/a.md"));
+        assert_eq!(rows["new/a.md"].file_id.as_deref(), Some("u1"));
+        assert_eq!(rows["new/a.md"].state, KbState::Linked);
+        // By the version's id, a replaced version's id, or the path; not else.
+        assert!(l.kb_claims("p", "u1", "gone.md").unwrap());
+        assert!(l.kb_claims("p", "u2", "gone.md").unwrap());
+        assert!(l.kb_claims("p", "u9", "b.md").unwrap());
+        assert!(!l.kb_claims("p", "u9", "old/a.md").unwrap());
+        assert!(!l.kb_claims("other", "u1", "new/a.md").unwrap());
     }
 
     #[test]

@@ -490,6 +490,7 @@ impl Publisher {
         let mut searched = prev.as_ref().is_some_and(may_hold_lost_upload);
         let search_first = searched;
         let mut checked_replaced = false;
+        let mut checked_moved = false;
         // The row for this version: resume it, or start it keeping the linked old
         // version to remove once the new one is in.
         let mut row = match prev {
@@ -599,6 +600,26 @@ impl Publisher {
                     match self.replaced_holds_this(&row).await {
                         Ok(found) => lost = found,
                         Err(e) => return self.defer(row, e, ledger, out),
+                    }
+                }
+                if lost.is_none() && !checked_moved {
+                    checked_moved = true;
+                    let except = row.file_id.as_deref();
+                    let candidates = match self.moved_uploads(&row, except).await {
+                        Ok(c) => c,
+                        Err(e) => return self.defer(row, e, ledger, out),
+                    };
+                    for f in candidates {
+                        let path = f
+                            .metadata
+                            .get(MARKER)
+                            .and_then(|m| m.get("path"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        if !ledger.kb_claims(&row.pipeline, &f.id, path)? {
+                            lost = Some(f);
+                            break;
+                        }
                     }
                 }
             }
@@ -773,6 +794,34 @@ impl Publisher {
             return Ok(Step::Refused(e));
         }
         Ok(Step::Linked)
+    }
+
+    /// Uploads of this pipeline and base with this file's name and text but
+    /// another path in their marker, other than `except` (the refused one):
+    /// a file moved keeps its upload and its marker keeps the old path, so
+    /// when the ledger's rows are lost the marker search misses it. The caller
+    /// adopts one only if no row records it or sits at its marker's path (it
+    /// could be another copy's, or a resumed intent's).
+    async fn moved_uploads(
+        &self,
+        row: &KbRecord,
+        except: Option<&str>,
+    ) -> Result<Vec<FileInfo>, OwuiError> {
+        Ok(self
+            .client
+            .find_files_by_name(&sanitize_filename(&row.path))
+            .await?
+            .into_iter()
+            .filter(|f| {
+                let marker = f.metadata.get(MARKER);
+                let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
+                Some(f.id.as_str()) != except
+                    && field("pipeline") == Some(row.pipeline.as_str())
+                    && field("kb") == Some(row.kb_id.as_str())
+                    && field("content_hash") == Some(row.content_hash.as_str())
+                    && field("path").is_some_and(|p| p != row.path)
+            })
+            .collect())
     }
 
     /// The replaced version's upload, when it holds this very version: a
