@@ -661,42 +661,12 @@ async fn lost_ledger_adopts(url: &str, key: &str) {
     }
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!((kb.uploads, kb.linked), (3, 3), "{kb:?}");
-    let app = env.app();
-    let before = app.ledger.kb_files("docs").unwrap();
-    for path in before.keys() {
-        app.ledger.remove_kb("docs", path).unwrap();
-    }
-    drop(app);
-
-    let kb = env.index().await.knowledge.unwrap();
-    assert_eq!(
-        (kb.adopted, kb.linked, kb.failed, kb.orphans_deleted),
-        (3, 3, 0, 0),
-        "{kb:?}"
-    );
-    let rows = env.app().ledger.kb_files("docs").unwrap();
-    for (path, row) in &before {
-        assert_eq!(rows[path].state, KbState::Linked, "{path}");
-        assert_eq!(rows[path].file_id, row.file_id, "{path}: the first upload");
-    }
-    let c = client(url, key);
-    let listed = listing(&c, &env).await;
+    forget_the_rows_then_adopt(&env, url, key, &["one.md", "two.md", "three.md"]).await;
+    let listed = listing(&client(url, key), &env).await;
     assert_eq!(
         entry_counts(&listed),
         vec![("one.md", 1), ("three.md", 1), ("two.md", 1)]
     );
-    // The refused uploads are gone from the server, not only from the base.
-    let kb_id = knowledge_id(&env).await;
-    for name in ["one.md", "two.md", "three.md"] {
-        let ours = c
-            .find_files_by_name(name)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|f| f.metadata["ragd"]["kb"] == json!(kb_id))
-            .count();
-        assert_eq!(ours, 1, "{name}: uploads left on the server");
-    }
     // And a rerun has nothing to do.
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!((kb.uploads, kb.linked, kb.adopted), (0, 0, 0), "{kb:?}");
@@ -862,6 +832,18 @@ async fn lost_ledger_after_move(url: &str, key: &str) {
     std::fs::rename(env.docs().join("old"), env.docs().join("new")).unwrap();
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!((kb.uploads, kb.moved), (0, 2), "{kb:?}");
+    forget_the_rows_then_adopt(&env, url, key, &["one.md", "two.md"]).await;
+    let listed = listing(&client(url, key), &env).await;
+    assert_eq!(
+        entry_counts(&listed),
+        vec![("new/one.md", 1), ("new/two.md", 1)]
+    );
+}
+
+/// Delete the base's ledger rows, rerun, and check every file's upload was
+/// adopted back (the same file ids, linked), none refused or swept, and that
+/// each of `names` has exactly one upload of this base left on the server.
+async fn forget_the_rows_then_adopt(env: &TestEnv, url: &str, key: &str, names: &[&str]) {
     let app = env.app();
     let before = app.ledger.kb_files("docs").unwrap();
     for path in before.keys() {
@@ -870,19 +852,21 @@ async fn lost_ledger_after_move(url: &str, key: &str) {
     drop(app);
 
     let kb = env.index().await.knowledge.unwrap();
+    let n = before.len();
     assert_eq!(
         (kb.adopted, kb.linked, kb.failed, kb.orphans_deleted),
-        (2, 2, 0, 0),
+        (n, n, 0, 0),
         "{kb:?}"
     );
     let rows = env.app().ledger.kb_files("docs").unwrap();
     for (path, row) in &before {
         assert_eq!(rows[path].state, KbState::Linked, "{path}");
-        assert_eq!(rows[path].file_id, row.file_id, "{path}: the moved upload");
+        assert_eq!(rows[path].file_id, row.file_id, "{path}: the upload it had");
     }
+    // The refused uploads are gone from the server, not only from the base.
     let c = client(url, key);
-    let kb_id = knowledge_id(&env).await;
-    for name in ["one.md", "two.md"] {
+    let kb_id = knowledge_id(env).await;
+    for name in names {
         let ours = c
             .find_files_by_name(name)
             .await
@@ -892,9 +876,4 @@ async fn lost_ledger_after_move(url: &str, key: &str) {
             .count();
         assert_eq!(ours, 1, "{name}: uploads left on the server");
     }
-    let listed = listing(&c, &env).await;
-    assert_eq!(
-        entry_counts(&listed),
-        vec![("new/one.md", 1), ("new/two.md", 1)]
-    );
 }
