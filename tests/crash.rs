@@ -70,6 +70,14 @@ fn index_to_completion(env: &TestEnv) {
 
 /// Compare disk, ledger, Qdrant and the fake Open WebUI, through a freshly opened
 /// store (ragd ran in another process).
+/// The invariants of `files` files on disk with nothing wrong.
+fn intact(files: usize) -> Invariants {
+    Invariants {
+        files,
+        ..Default::default()
+    }
+}
+
 pub async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
     let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
     check_with(env, fake, &store).await
@@ -255,24 +263,12 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         inv.unfinished,
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(
-        inv,
-        Invariants {
-            files,
-            ..Default::default()
-        }
-    );
+    assert_eq!(inv, intact(files));
 
     // Settled: a rerun changes nothing and uploads nothing.
     index_to_completion(&env);
     assert_eq!(fake.counters().uploads, uploads);
-    assert_eq!(
-        check(&env, &fake).await,
-        Invariants {
-            files,
-            ..Default::default()
-        }
-    );
+    assert_eq!(check(&env, &fake).await, intact(files));
 }
 
 /// How many times each failpoint is reached in one round of `failpoint_round`.
@@ -325,13 +321,7 @@ async fn leftovers_of_an_unrecorded_longer_version_are_removed() {
     env.write("grow.md", paragraphs(2, "short"));
     index_to_completion(&env);
     let inv = check(&env, &fake).await;
-    assert_eq!(
-        inv,
-        Invariants {
-            files: 1,
-            ..Default::default()
-        }
-    );
+    assert_eq!(inv, intact(1));
 }
 
 /// One round of changes: two files modified, one deleted, one added.
@@ -367,14 +357,7 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
             crash_at(&env, &format!("{point}:{n}"), &format!("round {round}"));
             index_to_completion(&env);
             let inv = check(&env, &fake).await;
-            assert_eq!(
-                inv,
-                Invariants {
-                    files: 4,
-                    ..Default::default()
-                },
-                "{point}:{n} round {round}"
-            );
+            assert_eq!(inv, intact(4), "{point}:{n} round {round}");
         }
         // One upload per file version: 4 files at start, then 3 new versions a round.
         assert_eq!(fake.counters().uploads, 4 + 3 * 3, "{point}: uploads");
@@ -420,14 +403,7 @@ async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
         env.write("f07.md", "# F7\n\nNote 7, edited: the okapi again.\n");
         index_to_completion(&env);
         let inv = check(&env, &fake).await;
-        assert_eq!(
-            inv,
-            Invariants {
-                files: 5,
-                ..Default::default()
-            },
-            "{point}"
-        );
+        assert_eq!(inv, intact(5), "{point}");
         let root = env.dir.path().join("state/qdrant");
         let names: Vec<String> = std::fs::read_dir(root.join("collections"))
             .unwrap()
@@ -487,13 +463,7 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     assert!(kills >= want_kills, "only {kills} kills landed");
     index_to_completion(&env);
     let inv = check(&env, &fake).await;
-    assert_eq!(
-        inv,
-        Invariants {
-            files,
-            ..Default::default()
-        }
-    );
+    assert_eq!(inv, intact(files));
     let collections = env.dir.path().join("state/qdrant/collections");
     let names: Vec<String> = std::fs::read_dir(&collections)
         .unwrap()
@@ -560,14 +530,7 @@ where
         fake.set_processing(polls, Duration::ZERO);
         let env = scenario(fake.url.clone(), fake.api_key.clone()).await;
         let inv = check(&env, &fake).await;
-        assert_eq!(
-            inv,
-            Invariants {
-                files,
-                ..Default::default()
-            },
-            "polls {polls}"
-        );
+        assert_eq!(inv, intact(files), "polls {polls}");
     }
 }
 
