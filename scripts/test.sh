@@ -1,32 +1,89 @@
 #!/usr/bin/env bash
-# Runs ragd's whole test suite: unit tests, the integration binary, and the
-# contract tests against a real Open WebUI (installed into a venv outside the
-# repo on first use, ~7 GB) and the local embedding model.
+# Runs ragd's whole test suite: unit tests and the integration binary, against the
+# embedded store and a real Qdrant server (from ../shared/qdrant/), the in-process fake
+# and a real Open WebUI (installed into a venv outside the repo on first use, ~7 GB),
+# and the real local embedding model. Every real part it starts is then required: a
+# test that cannot reach it fails instead of passing on what it could reach.
 #
-#   scripts/test.sh                 everything
+#   scripts/test.sh                     everything
 #   RAGD_SKIP_OWUI=1 scripts/test.sh    without the real Open WebUI (contract tests
-#                                   then run against the in-process fake only)
-#   scripts/test.sh -- NAME         pass a filter to cargo test
+#                                       then run against the in-process fake only)
+#   RAGD_SKIP_QDRANT=1 scripts/test.sh  without the Qdrant server (embedded store only)
+#   scripts/test.sh -- NAME             pass a filter to cargo test
+#
+# It ends with how many tests ran against each real part, the time of each phase and
+# one closing line 'tests: N passed, N failed'.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ ${1:-} == -- ]] && shift
 
 export RAGD_CI_DIR=${RAGD_CI_DIR:-${TMPDIR:-/tmp}/ragd-ci}
 mkdir -p "$RAGD_CI_DIR"
 
+phases=()
+phase_start=0
+phase() { phase_start=$(date +%s); echo "== $1" >&2; }
+phase_end() { phases+=("$(printf '%-28s %5d s' "$1" $(($(date +%s) - phase_start)))"); }
+
+phase "build (debug)"
 cargo build --bins --tests
+phase_end "build (debug)"
 
 # The real sentence-transformers model for the local embedder's tests.
+phase "local model"
 if [[ -z ${RAGD_TEST_MODEL_DIR:-} ]]; then
-    scripts/fetch-model.sh
+    scripts/fetch-model.sh >/dev/null
+fi
+export RAGD_REQUIRE_MODEL=${RAGD_REQUIRE_MODEL:-1}
+phase_end "local model"
+
+cleanup() {
+    [[ -n ${RAGD_SKIP_OWUI:-} ]] || scripts/openwebui-down.sh || true
+    [[ -n ${RAGD_SKIP_QDRANT:-} ]] || scripts/qdrant-down.sh || true
+}
+trap cleanup EXIT
+
+if [[ -z ${RAGD_SKIP_QDRANT:-} ]]; then
+    phase "Qdrant server"
+    scripts/qdrant-up.sh
+    set -a
+    # shellcheck disable=SC1091
+    . "$RAGD_CI_DIR/qdrant.env"
+    set +a
+    export RAGD_REQUIRE_QDRANT=${RAGD_REQUIRE_QDRANT:-1}
+    phase_end "Qdrant server"
 fi
 
 if [[ -z ${RAGD_SKIP_OWUI:-} ]]; then
+    phase "Open WebUI (install, start)"
     RAGD_BIN="$PWD/target/debug/ragd" scripts/openwebui-up.sh
-    trap 'scripts/openwebui-down.sh || true' EXIT
     set -a
     # shellcheck disable=SC1091
     . "$RAGD_CI_DIR/owui.env"
     set +a
+    export RAGD_REQUIRE_OWUI=${RAGD_REQUIRE_OWUI:-1}
+    phase_end "Open WebUI (install, start)"
 fi
 
-cargo test "$@"
+# Each test that runs against a real part appends "part<TAB>test" here.
+export RAGD_REAL_PARTS_LOG="$RAGD_CI_DIR/real-parts.log"
+: >"$RAGD_REAL_PARTS_LOG"
+out="$RAGD_CI_DIR/cargo-test.log"
+
+phase "cargo test"
+status=0
+cargo test "$@" 2>&1 | tee "$out" || status=$?
+phase_end "cargo test"
+
+echo
+echo "== tests that ran against each real part"
+for part in qdrant openwebui model; do
+    printf '%-10s %4d tests\n' "$part" "$(awk -F'\t' -v p="$part" '$1 == p { print $2 }' "$RAGD_REAL_PARTS_LOG" | sort -u | wc -l)"
+done
+echo "== phases"
+printf '%s\n' "${phases[@]}"
+passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+if ((status != 0 && failed == 0)); then failed=1; fi
+echo "tests: $passed passed, $failed failed"
+exit "$status"

@@ -41,9 +41,20 @@ fn ragd(env: &TestEnv) -> Command {
         .arg(env.config_path())
         .env_remove("RAGD_FAILPOINTS")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
+}
+
+/// A finished run's exit status, stdout (the summary naming each failed file
+/// and why) and stderr, for a failure message.
+fn report(out: &std::process::Output) -> String {
+    format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Run `ragd index` armed with `RAGD_FAILPOINTS=spec`; panics unless it
@@ -53,19 +64,14 @@ fn crash_at(env: &TestEnv, spec: &str, context: &str) {
     assert!(
         !out.status.success(),
         "{spec} was not reached ({context}): {}",
-        String::from_utf8_lossy(&out.stderr)
+        report(&out)
     );
 }
 
-/// Run `ragd index` to completion; panics with its stderr if it fails.
+/// Run `ragd index` to completion; panics with its output if it fails.
 fn index_to_completion(env: &TestEnv) {
     let out = ragd(env).output().expect("run ragd");
-    assert!(
-        out.status.success(),
-        "ragd index failed: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ragd index failed: {}", report(&out));
 }
 
 /// Compare disk, ledger, Qdrant and the fake Open WebUI, through a freshly opened
@@ -192,7 +198,11 @@ fn write_corpus(env: &TestEnv, n: usize, round: usize) {
 
 /// Start `ragd index` and SIGKILL it after `delay`; false if it had finished.
 fn run_and_kill(env: &TestEnv, delay: Duration) -> bool {
-    let mut child = ragd(env).spawn().expect("spawn ragd");
+    let mut child = ragd(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ragd");
     std::thread::sleep(delay);
     match child.try_wait() {
         Ok(Some(_)) => false,
@@ -504,17 +514,14 @@ async fn a_crash_after_an_upload_then_a_rename_leaves_no_orphan_and_no_refusal()
         upload_crash_then_rename(&url, &key).await
     })
     .await;
-    match real_server() {
-        Some((url, key)) => {
-            let env = upload_crash_then_rename(&url, &key).await;
-            let listed = listing(&client(&url, &key), &env).await;
-            assert_eq!(
-                entry_counts(&listed),
-                [("f/a.md", 1), ("f/b.md", 1), ("f/c.md", 1)],
-                "{listed:#?}"
-            );
-        }
-        None => eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)"),
+    if let Some((url, key)) = real_server() {
+        let env = upload_crash_then_rename(&url, &key).await;
+        let listed = listing(&client(&url, &key), &env).await;
+        assert_eq!(
+            entry_counts(&listed),
+            [("f/a.md", 1), ("f/b.md", 1), ("f/c.md", 1)],
+            "{listed:#?}"
+        );
     }
 }
 
@@ -578,7 +585,6 @@ async fn upload_crash_then_rename(url: &str, key: &str) -> TestEnv {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_publish_step_boundary_recovers_against_the_real_server() {
     let Some((url, key)) = real_server() else {
-        eprintln!("skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
         return;
     };
     let c = client(&url, &key);
@@ -635,7 +641,6 @@ async fn every_publish_step_boundary_recovers_against_the_real_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_against_the_real_server_while_files_move_and_change() {
     let Some((url, key)) = real_server() else {
-        eprintln!("skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
         return;
     };
     let env = TestEnv::with_knowledge(&url, &key, &unique("soak"), 120).await;
@@ -744,7 +749,6 @@ async fn a_change_reverted_after_a_crash_keeps_the_file_in_the_knowledge_base() 
     )
     .await;
     let Some((url, key)) = real_server() else {
-        eprintln!("real server part skipped: no real Open WebUI (RAGD_OWUI_URL unset)");
         return;
     };
     let env = crash_then_revert(&url, &key).await;

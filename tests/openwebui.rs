@@ -34,9 +34,8 @@ macro_rules! contract {
 
             #[tokio::test]
             async fn real() {
-                match super::real_server() {
-                    Some((url, key)) => super::$case(&url, &key).await,
-                    None => eprintln!("skipped: no real Open WebUI"),
+                if let Some((url, key)) = super::real_server() {
+                    super::$case(&url, &key).await;
                 }
             }
         }

@@ -488,12 +488,9 @@ fn unique_prefix(case: &str) -> String {
     )
 }
 
-/// The server store, if `QDRANT_URL` is set.
+/// The server store, if a real Qdrant is at hand (see [`crate::support::real`]).
 fn server() -> Option<QdrantStore> {
-    let url = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty())?;
-    let key = std::env::var("QDRANT_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
+    let (url, key) = crate::support::real::qdrant()?;
     Some(QdrantStore::connect(&url, key).expect("QDRANT_URL is not a usable Qdrant URL"))
 }
 
@@ -518,16 +515,10 @@ macro_rules! on_every_backend {
                     let edge = EdgeStore::open(dir.path()).unwrap();
                     super::$case(&edge, &unique_prefix(stringify!($case))).await;
 
-                    match server() {
-                        Some(qdrant) => {
-                            let prefix = unique_prefix(stringify!($case));
-                            super::$case(&qdrant, &prefix).await;
-                            clean_up(&qdrant, &prefix).await;
-                        }
-                        None => eprintln!(
-                            "QDRANT_URL is not set: {} ran on the embedded store only",
-                            stringify!($case)
-                        ),
+                    if let Some(qdrant) = server() {
+                        let prefix = unique_prefix(stringify!($case));
+                        super::$case(&qdrant, &prefix).await;
+                        clean_up(&qdrant, &prefix).await;
                     }
                 }
             )*

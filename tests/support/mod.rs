@@ -5,3 +5,4 @@ pub mod env;
 pub mod fake_openwebui;
 pub mod owui;
 pub mod pdf;
+pub mod real;

@@ -10,15 +10,10 @@ use ragd::open_webui::{FileInfo, OpenWebUi, RetryPolicy};
 
 use crate::support::env::TestEnv;
 
-/// The real server from `scripts/openwebui-up.sh` (`RAGD_OWUI_URL`, `RAGD_OWUI_KEY`).
+/// The real server from `scripts/openwebui-up.sh`; `None` only when it is not
+/// required (see [`crate::support::real`]).
 pub fn real_server() -> Option<(String, String)> {
-    let url = std::env::var("RAGD_OWUI_URL")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    let key = std::env::var("RAGD_OWUI_KEY")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    Some((url, key))
+    crate::support::real::open_webui()
 }
 
 /// A client with short backoffs and a generous timeout (a loaded machine).
