@@ -75,7 +75,7 @@ impl App {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        create_private_dir(&dir).map_err(io)?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -227,5 +227,30 @@ impl App {
         Ok(Arc::new(
             OllamaEmbedder::new(settings).map_err(|e| e.to_string())?,
         ))
+    }
+}
+
+/// Create the state directory (and its parents) readable by ragd's user only,
+/// and take group and other access away from one that exists: the ledger and
+/// the embedded Qdrant hold the full text of every chunk indexed.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777),
+                "state directory was open to other users; restricting it to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
     }
 }

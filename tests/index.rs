@@ -378,3 +378,21 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     assert_eq!(env.total_points().await, 1);
     assert!(env.points("keep.md").await.len() == 1);
 }
+
+/// The state directory holds the full text of every chunk (ledger, embedded
+/// Qdrant): it is created 0700, and one left open to others is closed.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new("").await;
+    env.write("a.md", "# A\n\nAbout the dormouse.\n");
+    let state = env.dir.path().join("state");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // TestEnv made nothing yet: the first App opens it.
+    drop(env.app());
+    assert_eq!(mode(&state), 0o700);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.index().await;
+    assert_eq!(mode(&state), 0o700);
+}

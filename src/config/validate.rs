@@ -1,7 +1,7 @@
 //! Raw config → validated config. Pure apart from the `read_secret` callback (for
 //! `*_file` keys), and collects every problem before reporting.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -175,6 +175,26 @@ pub struct PipelineConfig {
     pub settle: Duration,
 }
 
+impl PipelineConfig {
+    /// What the ledger keys (and point ids) of source `source`'s files start
+    /// with: nothing for a single source; with several, the folder's own name
+    /// and a `/`, so two sources with the same file never share a key.
+    pub fn key_prefix(&self, source: usize) -> String {
+        if self.sources.len() > 1 {
+            source_prefix(&self.sources[source], source)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// [`PipelineConfig::key_prefix`] of a pipeline with several sources.
+fn source_prefix(root: &Path, index: usize) -> String {
+    root.file_name()
+        .map(|n| format!("{}/", n.to_string_lossy()))
+        .unwrap_or_else(|| format!("source{index}/"))
+}
+
 /// How the daemon notices changes in a pipeline's sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
@@ -265,10 +285,30 @@ pub fn validate(
             url,
             api_key: api_key.unwrap_or_else(|| Secret::new("")),
             concurrency: positive(&mut errs, "open_webui.concurrency", o.concurrency, 4),
-            process_timeout: Duration::from_secs(o.process_timeout_secs.unwrap_or(900)),
-            request_timeout: Duration::from_secs(o.request_timeout_secs.unwrap_or(120)),
-            verify_interval: Duration::from_secs(o.verify_interval_secs.unwrap_or(600)),
-            publish_slice: Duration::from_secs(o.publish_slice_secs.unwrap_or(60)),
+            process_timeout: secs(
+                &mut errs,
+                "open_webui.process_timeout_secs",
+                o.process_timeout_secs,
+                900,
+            ),
+            request_timeout: secs(
+                &mut errs,
+                "open_webui.request_timeout_secs",
+                o.request_timeout_secs,
+                120,
+            ),
+            verify_interval: secs(
+                &mut errs,
+                "open_webui.verify_interval_secs",
+                o.verify_interval_secs,
+                600,
+            ),
+            publish_slice: secs(
+                &mut errs,
+                "open_webui.publish_slice_secs",
+                o.publish_slice_secs,
+                60,
+            ),
         }
     });
 
@@ -346,7 +386,7 @@ pub fn validate(
         model_dir,
         url,
         api_key: embed_key,
-        timeout: Duration::from_secs(e.timeout_secs.unwrap_or(120)),
+        timeout: secs(&mut errs, "embedding.timeout_secs", e.timeout_secs, 120),
         max_retries: e.max_retries.unwrap_or(5),
         concurrency: positive(&mut errs, "embedding.concurrency", e.concurrency, 2),
     };
@@ -365,12 +405,20 @@ pub fn validate(
         ),
         extract: IsolationLimits {
             isolate: l.isolate.unwrap_or(true),
-            timeout: Duration::from_secs(positive_u64(
-                &mut errs,
-                "limits.extract_timeout_secs",
-                l.extract_timeout_secs,
-                DEFAULT_EXTRACT_TIMEOUT.as_secs(),
-            )),
+            timeout: {
+                let secs_set = positive_u64(
+                    &mut errs,
+                    "limits.extract_timeout_secs",
+                    l.extract_timeout_secs,
+                    DEFAULT_EXTRACT_TIMEOUT.as_secs(),
+                );
+                secs(
+                    &mut errs,
+                    "limits.extract_timeout_secs",
+                    Some(secs_set),
+                    DEFAULT_EXTRACT_TIMEOUT.as_secs(),
+                )
+            },
             memory_mb: match l.extract_memory_mb {
                 // The worker is ragd itself: below this it cannot even start.
                 Some(mb) if mb < MIN_EXTRACT_MEMORY_MB => {
@@ -459,7 +507,26 @@ fn validate_pipeline(
     if raw.sources.is_empty() {
         errs.push("sources", "at least one source folder is required");
     }
-    let sources = raw.sources.iter().map(|s| base.join(s)).collect();
+    let sources: Vec<PathBuf> = raw.sources.iter().map(|s| base.join(s)).collect();
+    if sources.len() > 1 {
+        // Keys are prefixed by the folder's name: `a/docs` and `b/docs` would
+        // give their two `x.md` one key and one set of point ids.
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for (i, (path, raw_path)) in sources.iter().zip(&raw.sources).enumerate() {
+            let prefix = source_prefix(path, i);
+            if let Some(first) = seen.insert(prefix.clone(), raw_path) {
+                errs.push(
+                    "sources",
+                    &format!(
+                        "{first:?} and {raw_path:?} have the same folder name {:?}: \
+                         their files would share ledger keys; use folders with distinct names \
+                         or two pipelines",
+                        prefix.trim_end_matches('/')
+                    ),
+                );
+            }
+        }
+    }
     let include = globs(errs, "include", &raw.include);
     let exclude = globs(errs, "exclude", &raw.exclude);
 
@@ -562,7 +629,12 @@ fn validate_pipeline(
             errs.push("poll_interval_secs", "must be at least 1");
             DEFAULT_POLL_INTERVAL
         }
-        Some(n) => Duration::from_secs(n),
+        Some(n) => secs(
+            errs,
+            "poll_interval_secs",
+            Some(n),
+            DEFAULT_POLL_INTERVAL.as_secs(),
+        ),
         None => DEFAULT_POLL_INTERVAL,
     };
     let watch = match raw.watch.as_deref() {
@@ -583,7 +655,17 @@ fn validate_pipeline(
             WatchMode::Notify
         }
     };
-    let settle = raw.settle_ms.map_or(DEFAULT_SETTLE, Duration::from_millis);
+    let settle = match raw.settle_ms {
+        Some(ms) if ms > MAX_DURATION_SECS.saturating_mul(1000) => {
+            errs.push(
+                "settle_ms",
+                &format!("must be at most {}", MAX_DURATION_SECS * 1000),
+            );
+            DEFAULT_SETTLE
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_SETTLE,
+    };
 
     Some(PipelineConfig {
         name,
@@ -656,6 +738,26 @@ fn positive(errs: &mut Errors, key: &str, v: Option<usize>, default: usize) -> u
         }
         Some(n) => n,
         None => default,
+    }
+}
+
+/// The longest timeout, interval or wait a config may set: 30 days. Beyond
+/// that a deadline (`now + timeout`) can overflow the clock and panic, and no
+/// operator means it.
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+
+/// A duration in seconds, `default` when unset, at most [`MAX_DURATION_SECS`].
+fn secs(errs: &mut Errors, key: &str, v: Option<u64>, default: u64) -> Duration {
+    match v {
+        Some(n) if n > MAX_DURATION_SECS => {
+            errs.push(
+                key,
+                &format!("must be at most {MAX_DURATION_SECS} (30 days)"),
+            );
+            Duration::from_secs(default)
+        }
+        Some(n) => Duration::from_secs(n),
+        None => Duration::from_secs(default),
     }
 }
 
@@ -811,6 +913,64 @@ mod tests {
         assert_eq!(p.name, "docs");
         assert_eq!(p.collection, "docs");
         assert_eq!(p.sources, vec![PathBuf::from("pl/docs")]);
+    }
+
+    #[test]
+    fn timeouts_past_thirty_days_are_refused_not_overflowed() {
+        let daemon: RawDaemon = toml::from_str(
+            "[embedding]\ntimeout_secs = 18446744073709551615\n[limits]\nextract_timeout_secs = 99999999999\n",
+        )
+        .unwrap();
+        let p = pipeline(
+            "sources = [\"d\"]\nsettle_ms = 18446744073709551615\n[embedding]\nmodel = \"m\"\n",
+        );
+        let text = validate(
+            Path::new("cfg/ragd.toml"),
+            daemon,
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "embedding.timeout_secs",
+            "limits.extract_timeout_secs",
+            "settle_ms",
+        ] {
+            assert!(text.contains(key), "{key}: {text}");
+        }
+    }
+
+    #[test]
+    fn two_sources_with_one_folder_name_are_refused() {
+        // `a/docs/x.md` and `b/docs/x.md` would both be `docs/x.md`.
+        let p = pipeline("sources = [\"a/docs\", \"b/docs/\"]\n[embedding]\nmodel = \"m\"\n");
+        let errs = validate(
+            Path::new("cfg/ragd.toml"),
+            RawDaemon::default(),
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err();
+        let text = errs.to_string();
+        assert!(
+            text.contains("sources") && text.contains("\"docs\""),
+            "{text}"
+        );
+
+        let p = pipeline("sources = [\"a/docs\", \"b/notes\"]\n[embedding]\nmodel = \"m\"\n");
+        let c = validate(
+            Path::new("cfg/ragd.toml"),
+            RawDaemon::default(),
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(
+            (p.key_prefix(0), p.key_prefix(1)),
+            ("docs/".into(), "notes/".into())
+        );
     }
 
     #[test]

@@ -463,10 +463,17 @@ impl Publisher {
     /// them by, and every later upload of that text is refused as a duplicate
     /// (`has_duplicate_content` reads the collection). So an upload that may
     /// be in flight is removed only once it has settled.
-    async fn settle(&self, file_id: &str) -> Result<(), OwuiError> {
+    /// Only an upload the server links itself (`knowledge_id` in its
+    /// metadata) whose processing has not ended is waited for: one uploaded
+    /// with `process=false` reads `pending` forever and writes nothing.
+    async fn settle(&self, file: &FileInfo) -> Result<(), OwuiError> {
+        let in_flight = file.status.as_ref().is_some_and(|s| !s.is_final());
+        if !in_flight || file.metadata.get("knowledge_id").is_none() {
+            return Ok(());
+        }
         match self
             .client
-            .wait_processed(file_id, self.process_timeout)
+            .wait_processed(&file.id, self.process_timeout)
             .await
         {
             // Timed out: the server is not processing it any more in any way
@@ -478,14 +485,18 @@ impl Publisher {
 
     /// [`Self::remove_file`] for an upload that may still be processing.
     async fn remove_upload(&self, kb: &str, file_id: &str) -> Result<(), OwuiError> {
-        self.settle(file_id).await?;
+        match self.client.get_file(file_id).await {
+            Ok(file) => self.settle(&file).await?,
+            Err(OwuiError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
         self.remove_file(kb, file_id).await
     }
 
     /// [`OpenWebUi::delete_file`] for an upload that may still be processing.
-    async fn delete_upload(&self, file_id: &str) -> Result<(), OwuiError> {
-        self.settle(file_id).await?;
-        self.client.delete_file(file_id).await
+    async fn delete_upload(&self, file: &FileInfo) -> Result<(), OwuiError> {
+        self.settle(file).await?;
+        self.client.delete_file(&file.id).await
     }
 
     /// Unlink and delete one of ragd's files whose processing is over; already
@@ -749,10 +760,22 @@ impl Publisher {
                     out.deferred = Some("source folder not in the pipeline any more".into());
                     return Ok(Step::Done);
                 };
-                let bytes = match tokio::fs::read(&path).await {
-                    Ok(b) => b,
-                    Err(e) => {
+                // Read the way indexing read it (no swapped-in link), and no
+                // more than the indexed size: more is a change, which the hash
+                // check below catches as well.
+                let (follow, limit) = (pipeline.follow_symlinks, file.size);
+                let read = tokio::task::spawn_blocking(move || {
+                    crate::triggers::scan::read_source(&path, follow, limit)
+                })
+                .await;
+                let bytes = match read {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
                         out.deferred = Some(format!("cannot read the file to upload: {e}"));
+                        return Ok(Step::Done);
+                    }
+                    Err(e) => {
+                        out.deferred = Some(format!("reading the file to upload: {e}"));
                         return Ok(Step::Done);
                     }
                 };
@@ -912,7 +935,7 @@ impl Publisher {
         let first = found.next();
         // More than one (a crash during a retry): keep one, delete the rest.
         for extra in found {
-            if let Err(e) = self.delete_upload(&extra.id).await {
+            if let Err(e) = self.delete_upload(&extra).await {
                 tracing::warn!(file_id = %extra.id, error = %e, "could not delete a duplicate upload");
             }
         }
@@ -1174,7 +1197,7 @@ impl Publisher {
         for f in orphans {
             // Not in the base, so no vectors of another file can go with it;
             // but it may be on its way in.
-            match self.delete_upload(&f.id).await {
+            match self.delete_upload(&f).await {
                 Ok(()) | Err(OwuiError::NotFound { .. }) => summary.orphans_deleted += 1,
                 Err(e) => summary.problems.push((
                     f.filename.clone(),

@@ -16,6 +16,7 @@ use crate::failpoint;
 use crate::ledger::{FileRecord, FileState};
 use crate::store::{PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
+use crate::triggers::scan::ReadError;
 
 /// Ledger rows written per transaction for files that need no Qdrant work.
 const LEDGER_BATCH: usize = 256;
@@ -191,9 +192,29 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             ),
         ));
     };
-    let bytes = match std::fs::read(&file.abs_path) {
+    let read = crate::triggers::scan::read_source(
+        &file.abs_path,
+        pipeline.config.follow_symlinks,
+        pipeline.limits.max_file_bytes,
+    );
+    let bytes = match read {
         Ok(b) => b,
-        Err(e) => {
+        Err(ReadError::NotRegular) => {
+            return Prepared::Settled(settle(
+                FileState::Skipped,
+                "not_a_regular_file",
+                "not read: it is a symbolic link, device or pipe now (swapped since the scan)"
+                    .to_owned(),
+            ));
+        }
+        Err(e @ ReadError::TooLarge { .. }) => {
+            return Prepared::Settled(settle(
+                FileState::Skipped,
+                "too_large",
+                format!("file grew since the scan: {e}"),
+            ));
+        }
+        Err(ReadError::Io(e)) => {
             let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 "permission_denied"
             } else if e.kind() == std::io::ErrorKind::NotFound {
