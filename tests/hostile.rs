@@ -584,7 +584,7 @@ async fn a_symlink_loop_is_a_scan_problem_not_a_hang() {
 /// other tests that run at the same time).
 fn worker_limits(env: &[(&str, &str)]) -> IsolationLimits {
     IsolationLimits {
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_ragd")),
+        worker_exe: crate::support::ragd_bin(),
         worker_env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

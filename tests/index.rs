@@ -396,3 +396,28 @@ async fn the_state_directory_is_private() {
     env.index().await;
     assert_eq!(mode(&state), 0o700);
 }
+
+/// A file name that is not UTF-8 is refused once with a clear kind, not
+/// deferred forever; the other files index as usual.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_is_refused_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new("").await;
+    env.write("good.md", "# Good\n\nAbout the pangolin.\n");
+    let bad = env.docs().join(std::ffi::OsStr::from_bytes(b"bad\xff.md"));
+    std::fs::write(&bad, "# Bad\n\nAbout the tapir.\n").unwrap();
+    let s = env.index().await;
+    assert_eq!(s.failed, 0, "{s:?}");
+    let rows = env.app().ledger.files("docs").unwrap();
+    let bad_row = rows
+        .values()
+        .find(|r| r.path.starts_with("bad"))
+        .expect("a row for the file");
+    assert_eq!(bad_row.state, FileState::Skipped);
+    assert_eq!(bad_row.error_kind.as_deref(), Some("file_name_not_utf8"));
+    assert_eq!(rows["good.md"].state, FileState::Indexed);
+    // Nothing to do on the next run.
+    let s = env.index().await;
+    assert_eq!(s.unchanged, 2, "{s:?}");
+}

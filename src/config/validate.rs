@@ -825,10 +825,13 @@ fn secret(
             );
             None
         }
-        (Some(v), None) if v.is_empty() => None,
-        (Some(v), None) => Some(Secret::new(v)),
+        (Some(v), None) => clean_key(errs, &format!("{section}.api_key"), &v),
         (None, Some(f)) => match read(&base.join(&f)) {
-            Ok(text) => Some(Secret::new(text.lines().next().unwrap_or("").trim())),
+            Ok(text) => clean_key(
+                errs,
+                &format!("{section}.api_key_file"),
+                text.lines().next().unwrap_or(""),
+            ),
             Err(e) => {
                 errs.push(
                     &format!("{section}.api_key_file"),
@@ -841,9 +844,50 @@ fn secret(
     }
 }
 
+/// A key as written, without what files and environment variables add (a
+/// byte-order mark, a trailing newline, spaces); `None` if nothing is left.
+/// Anything but visible ASCII is refused here, naming the position and never
+/// the key: a client would otherwise fail later and echo it in its error text
+/// (qdrant-client's "Malformed API key or token: …"), into logs and `why`.
+fn clean_key(errs: &mut Errors, key: &str, raw: &str) -> Option<Secret> {
+    let v = raw.trim_start_matches('\u{feff}').trim();
+    if v.is_empty() {
+        return None;
+    }
+    if let Some(pos) = v.chars().position(|c| !c.is_ascii_graphic()) {
+        errs.push(
+            key,
+            &format!(
+                "the key has a character that is not visible ASCII at position {}; check the file or variable it comes from",
+                pos + 1
+            ),
+        );
+        return None;
+    }
+    Some(Secret::new(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_lose_what_files_and_variables_add_and_bad_ones_are_not_echoed() {
+        let mut errs = Errors {
+            file: PathBuf::from("ragd.toml"),
+            list: Vec::new(),
+        };
+        let k = clean_key(&mut errs, "k", "\u{feff}sk-abc123\n").unwrap();
+        assert_eq!(k.expose(), "sk-abc123");
+        assert!(clean_key(&mut errs, "k", "  \n").is_none());
+        assert!(errs.list.is_empty());
+        assert!(clean_key(&mut errs, "k", "sk-abc\u{00e9}123").is_none());
+        let text = format!("{:?}", errs.list);
+        assert!(
+            text.contains("position 7") && !text.contains("sk-abc"),
+            "{text}"
+        );
+    }
 
     fn pipeline(text: &str) -> RawPipeline {
         toml::from_str(text).unwrap()

@@ -178,6 +178,16 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             ),
         ));
     }
+    if file.abs_path.to_str().is_none() {
+        // Keys, payloads and Open WebUI names are UTF-8: a lossy key would
+        // point at no file when the upload reads it back, and deferring it
+        // counted no attempt, forever. Refused until it is renamed.
+        return Prepared::Settled(settle(
+            FileState::Skipped,
+            "file_name_not_utf8",
+            "the file's path is not valid UTF-8; rename it to index and publish it".to_owned(),
+        ));
+    }
     let Some(format) = extract::format_for(&file.abs_path) else {
         let ext = file
             .abs_path
