@@ -5,4 +5,5 @@ pub mod env;
 pub mod fake_openwebui;
 pub mod owui;
 pub mod pdf;
+pub mod qdrant_node;
 pub mod real;
