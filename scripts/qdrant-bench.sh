@@ -106,15 +106,19 @@ chunks() {
 corpus "$work/docs" "$files"
 install edge "$work/docs" edge
 install server "$work/docs" server
-read -r edge_wall edge_rss < <(measure edge)
-read -r server_wall server_rss < <(measure server)
+m=$(measure edge) || die "ragd index (edge) failed"
+read -r edge_wall edge_rss <<<"$m"
+m=$(measure server) || die "ragd index (server) failed"
+read -r server_wall server_rss <<<"$m"
 n_chunks=$(chunks edge)
 [[ $(chunks server) == "$n_chunks" ]] || die "the two runs made different chunk counts"
 
 corpus "$work/docs10k" "$noop_files"
 install noop "$work/docs10k" server
-read -r first_wall first_rss < <(measure noop)
-read -r noop_wall noop_rss < <(measure noop)
+m=$(measure noop) || die "ragd index (first) failed"
+read -r first_wall first_rss <<<"$m"
+m=$(measure noop) || die "ragd index (noop) failed"
+read -r noop_wall noop_rss <<<"$m"
 
 profile=debug
 [[ $ragd == */release/* ]] && profile=release

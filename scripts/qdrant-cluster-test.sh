@@ -273,4 +273,5 @@ PY
 )" \
     "written at the kill" "$at_kill" \
     "replicas all Active after the run" "$recovery s" \
+    "store operations retried by ragd" "$(grep -c 'retrying' "$work/index.err" || true)" \
     "check (consistency=all, 3 nodes)" "every file's points exactly once, as the ledger says"
