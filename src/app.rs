@@ -100,15 +100,30 @@ impl App {
                 path,
                 EdgeTuning::with_vacuum_min_dead(*vacuum_min_dead),
             )?),
-            (None, QdrantSettings::Server { url, api_key }) => Arc::new(QdrantStore::connect(
+            (
+                None,
+                QdrantSettings::Server {
+                    url,
+                    api_key,
+                    options,
+                    ..
+                },
+            ) => Arc::new(QdrantStore::connect(
                 url,
                 api_key.as_ref().map(|k| k.expose().to_owned()),
+                options,
             )?),
         };
         // Transient store failures (server restarts, timeouts whose write did
         // apply) are retried: every store write is idempotent by contract.
+        let retry = match &config.qdrant {
+            QdrantSettings::Server { retry, .. } => *retry,
+            // Embedded: nothing restarts under ragd; only a full disk or the
+            // like is transient, and briefly.
+            QdrantSettings::Embedded { .. } => Duration::from_secs(10),
+        };
         let store: Arc<dyn VectorStore> =
-            Arc::new(Retrying::new(store, 5, Duration::from_millis(200)));
+            Arc::new(Retrying::new(store, retry, Duration::from_millis(200)));
         Ok(App {
             config,
             ledger,

@@ -12,5 +12,6 @@ mod local_embed;
 mod openwebui;
 mod ops;
 mod publish;
+mod qdrant_server;
 mod store;
 mod support;

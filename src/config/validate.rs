@@ -61,8 +61,15 @@ pub enum QdrantSettings {
     Server {
         url: String,
         api_key: Option<Secret>,
+        options: crate::store::qdrant::ServerOptions,
+        /// How long one failing operation is retried while the server is away.
+        retry: Duration,
     },
 }
+
+/// Default of `[qdrant] retry_secs`: a restarted Qdrant loads its collections
+/// before it answers, which takes seconds to a minute.
+pub const DEFAULT_QDRANT_RETRY_SECS: u64 = 120;
 
 /// Which API embeddings are requested from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,9 +256,58 @@ pub fn validate(
                 daemon.qdrant.api_key_file,
                 read_secret,
             );
+            let positive_u32 = |errs: &mut Errors, key: &str, v: Option<u32>| {
+                if v == Some(0) {
+                    errs.push(key, "must be at least 1");
+                }
+                v.filter(|n| *n > 0)
+            };
+            let layout = crate::store::qdrant::Layout {
+                shard_number: positive_u32(
+                    &mut errs,
+                    "qdrant.shard_number",
+                    daemon.qdrant.shard_number,
+                ),
+                replication_factor: positive_u32(
+                    &mut errs,
+                    "qdrant.replication_factor",
+                    daemon.qdrant.replication_factor,
+                ),
+                write_consistency_factor: positive_u32(
+                    &mut errs,
+                    "qdrant.write_consistency_factor",
+                    daemon.qdrant.write_consistency_factor,
+                ),
+                on_disk_payload: daemon.qdrant.on_disk_payload,
+            };
+            if let (Some(w), Some(r)) = (layout.write_consistency_factor, layout.replication_factor)
+                && w > r
+            {
+                errs.push(
+                    "qdrant.write_consistency_factor",
+                    &format!("{w} is more than qdrant.replication_factor ({r})"),
+                );
+            }
+            let options = crate::store::qdrant::ServerOptions {
+                timeout: Duration::from_secs(positive_u64(
+                    &mut errs,
+                    "qdrant.timeout_secs",
+                    daemon.qdrant.timeout_secs,
+                    crate::store::qdrant::DEFAULT_TIMEOUT_SECS,
+                )),
+                layout,
+            };
+            let retry = Duration::from_secs(
+                daemon
+                    .qdrant
+                    .retry_secs
+                    .unwrap_or(DEFAULT_QDRANT_RETRY_SECS),
+            );
             QdrantSettings::Server {
                 url: url.to_owned(),
                 api_key,
+                options,
+                retry,
             }
         }
     };

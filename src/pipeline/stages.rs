@@ -831,23 +831,20 @@ async fn start_group<'a>(
         // The old versions' leftovers: ids from each file's new chunk count on
         // (`points` module). Found before the upsert, which only writes ids
         // below that count, so the answer is the same after it.
-        let mut leftovers = Vec::new();
-        for (record, _, n, reason) in &written {
-            if record.content_hash.is_some() || *reason != Reason::New {
-                let old = points::file_points(
-                    &*pipeline.store,
-                    collection,
-                    name,
-                    &record.path,
-                    *n as u32,
-                    record.chunk_count,
-                    false,
-                )
-                .await
-                .map_err(|e| pipeline.store_err(e))?;
-                leftovers.extend(points::ids(&old));
-            }
-        }
+        let probes: Vec<points::Probe> = written
+            .iter()
+            .filter(|(record, _, _, reason)| {
+                record.content_hash.is_some() || *reason != Reason::New
+            })
+            .map(|(record, _, n, _)| points::Probe {
+                path: &record.path,
+                from: *n as u32,
+                known: record.chunk_count,
+            })
+            .collect();
+        let leftovers = points::files_ids(&*pipeline.store, collection, name, &probes)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
         // New versions first (same ids overwrite in place), then the leftovers,
         // so a file is never without vectors: one write group, durable at the
         // next sync.

@@ -5,6 +5,7 @@ pub mod env;
 pub mod fake_openwebui;
 pub mod owui;
 pub mod pdf;
+pub mod qdrant_node;
 pub mod real;
 
 /// The ragd binary the tests run: cargo's build of it, or `RAGD_TEST_BIN` (a
