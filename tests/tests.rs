@@ -14,3 +14,4 @@ mod ops;
 mod publish;
 mod store;
 mod support;
+mod tree;
