@@ -514,11 +514,12 @@ fn print_summary(s: &RunSummary) {
     }
     if let Some(kb) = &s.knowledge {
         println!(
-            "  knowledge base: {} uploaded, {} linked, {} removed, {} moved, {} adopted, {} orphans deleted, {} refused, {} deferred",
+            "  knowledge base: {} uploaded, {} linked, {} removed, {} moved, {} placed, {} adopted, {} orphans deleted, {} refused, {} deferred",
             kb.uploads,
             kb.linked,
             kb.removed,
             kb.moved,
+            kb.placed,
             kb.adopted,
             kb.orphans_deleted,
             kb.failed,

@@ -748,15 +748,24 @@ async fn moved_folder_keeps_uploads(url: &str, key: &str) {
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!((kb.uploads, kb.linked, kb.removed), (1, 1, 1), "{kb:?}");
 
-    // A new name is a new upload: the old one would show the old name.
+    // A new name is a rename of the same upload (0.12 renames files in place).
     std::fs::rename(env.docs().join("new/b.md"), env.docs().join("new/b2.md")).unwrap();
     let kb = env.index().await.knowledge.unwrap();
     assert_eq!(
-        (kb.uploads, kb.moved, kb.linked, kb.removed),
-        (1, 0, 1, 1),
+        (kb.uploads, kb.moved, kb.placed, kb.linked, kb.removed),
+        (0, 1, 1, 0, 0),
         "{kb:?}"
     );
-    assert_eq!(c.knowledge_files(&kb_id).await.unwrap().len(), 6);
+    let files = c.knowledge_files(&kb_id).await.unwrap();
+    assert_eq!(files.len(), 6);
+    let b2 = &env.app().ledger.kb_files("docs").unwrap()["new/b2.md"];
+    assert_eq!(
+        files
+            .iter()
+            .find(|f| Some(&f.id) == b2.file_id.as_ref())
+            .map(|f| f.filename.as_str()),
+        Some("b2.md")
+    );
 }
 
 /// After a move the upload's marker still names the old path. A change of the

@@ -15,3 +15,4 @@ mod publish;
 mod qdrant_server;
 mod store;
 mod support;
+mod tree;

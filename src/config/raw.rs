@@ -214,4 +214,7 @@ pub struct RawKnowledge {
     pub name: Option<String>,
     /// Description used when ragd creates the knowledge base.
     pub description: Option<String>,
+    /// Mirror the source folder's tree as the knowledge base's directories (Open WebUI
+    /// 0.12+; default true). `false` keeps every file at the root, as ragd did before.
+    pub directories: Option<bool>,
 }

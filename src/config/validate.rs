@@ -173,6 +173,9 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     pub collection: String,
     pub knowledge: Option<KnowledgeTarget>,
+    /// Whether the knowledge base mirrors the folder's tree as directories
+    /// (`[knowledge] directories`, default true; servers without them stay flat).
+    pub kb_directories: bool,
     pub schedule: Option<cron::Schedule>,
     /// When to rebuild into a new collection behind the alias (`ragd run`).
     pub reindex_schedule: Option<cron::Schedule>,
@@ -654,6 +657,11 @@ fn validate_pipeline(
     let collection = raw.qdrant.collection.unwrap_or_else(|| name.clone());
     check_name(errs, "qdrant.collection", &collection);
 
+    let kb_directories = raw
+        .knowledge
+        .as_ref()
+        .and_then(|k| k.directories)
+        .unwrap_or(true);
     let knowledge = raw.knowledge.and_then(|k| {
         if !have_open_webui {
             errs.push("knowledge", "needs an [open_webui] section in ragd.toml");
@@ -742,6 +750,7 @@ fn validate_pipeline(
         batch_size,
         collection,
         knowledge,
+        kb_directories,
         schedule,
         reindex_schedule,
         watch,

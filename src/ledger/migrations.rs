@@ -83,6 +83,18 @@ const MIGRATIONS: &[&str] = &[
     // Covering (a WITHOUT ROWID index holds the key, `path`): with `kb_id` and
     // `state` outside it SQLite's planner preferred scanning the pipeline's rows.
     "CREATE INDEX kb_files_by_text ON kb_files (pipeline, content_hash, kb_id, state);",
+    // 6: Open WebUI 0.12's directories: where each file sits in the knowledge base
+    // (NULL: at the root, as every file was before), and the directories a pipeline
+    // uses there (`made`: created by ragd, so removed once emptied).
+    "ALTER TABLE kb_files ADD COLUMN kb_path TEXT;
+    CREATE TABLE kb_dirs (
+        pipeline TEXT    NOT NULL,
+        kb_id    TEXT    NOT NULL,
+        path     TEXT    NOT NULL,
+        dir_id   TEXT    NOT NULL,
+        made     INTEGER NOT NULL,
+        PRIMARY KEY (pipeline, kb_id, path)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

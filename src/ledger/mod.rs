@@ -187,6 +187,10 @@ pub struct KbRecord {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub attempts: u32,
+    /// Where the file sits in the knowledge base (`dir/name`, see
+    /// [`crate::open_webui::tree::Place`]) as ragd last put it; `None` for a row
+    /// written before directories (at the root under its upload name).
+    pub kb_path: Option<String>,
 }
 
 impl KbRecord {
@@ -203,8 +207,21 @@ impl KbRecord {
             error_kind: None,
             error: None,
             attempts: 0,
+            kb_path: None,
         }
     }
+}
+
+/// A knowledge-base directory a pipeline put files in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbDir {
+    /// Its path from the base's root, `a/b`.
+    pub path: String,
+    /// Open WebUI's directory id.
+    pub dir_id: String,
+    /// Whether ragd created it (only those are removed once emptied); `false` for one
+    /// found there already (made by hand, or by another pipeline).
+    pub made: bool,
 }
 
 /// Per-pipeline facts that decide whether everything must be rebuilt.
@@ -522,8 +539,8 @@ impl Ledger {
         self.conn()
             .prepare_cached(
                 "INSERT OR REPLACE INTO kb_files (pipeline, path, kb_id, content_hash, file_id, \
-                 old_file_id, state, error_kind, error, attempts, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 old_file_id, state, error_kind, error, attempts, updated_at, kb_path) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 r.pipeline,
@@ -536,19 +553,118 @@ impl Ledger {
                 r.error_kind,
                 r.error,
                 r.attempts,
-                unix_now()
+                unix_now(),
+                r.kb_path,
             ])?;
         Ok(())
     }
 
-    /// Give a knowledge-base row a new path (the file moved; its upload stays).
-    /// One statement: a crash leaves the row at one path or the other.
-    pub fn move_kb(&self, pipeline: &str, from: &str, to: &str) -> Result<(), LedgerError> {
+    /// Give a knowledge-base row a new path (the file moved; its upload stays),
+    /// recording where the upload still sits in the knowledge base (`kb_path`)
+    /// until it is moved there too. One statement: a crash leaves the row at one
+    /// path or the other.
+    pub fn move_kb(
+        &self,
+        pipeline: &str,
+        from: &str,
+        to: &str,
+        kb_path: &str,
+    ) -> Result<(), LedgerError> {
         self.conn()
             .prepare_cached(
-                "UPDATE kb_files SET path = ?3, updated_at = ?4 WHERE pipeline = ?1 AND path = ?2",
+                "UPDATE kb_files SET path = ?3, kb_path = ?4, updated_at = ?5 \
+                 WHERE pipeline = ?1 AND path = ?2",
             )?
-            .execute(params![pipeline, from, to, unix_now()])?;
+            .execute(params![pipeline, from, to, kb_path, unix_now()])?;
+        Ok(())
+    }
+
+    /// Record where a row's file now sits in the knowledge base.
+    pub fn set_kb_path(
+        &self,
+        pipeline: &str,
+        path: &str,
+        kb_path: &str,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE kb_files SET kb_path = ?3, updated_at = ?4 WHERE pipeline = ?1 AND path = ?2",
+            )?
+            .execute(params![pipeline, path, kb_path, unix_now()])?;
+        Ok(())
+    }
+
+    /// The directories `pipeline` uses in knowledge base `kb`, by path.
+    pub fn kb_dirs(
+        &self,
+        pipeline: &str,
+        kb: &str,
+    ) -> Result<std::collections::BTreeMap<String, KbDir>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT path, dir_id, made FROM kb_dirs WHERE pipeline = ?1 AND kb_id = ?2",
+        )?;
+        let rows = stmt.query_map(params![pipeline, kb], |r| {
+            Ok(KbDir {
+                path: r.get(0)?,
+                dir_id: r.get(1)?,
+                made: r.get(2)?,
+            })
+        })?;
+        let mut out = std::collections::BTreeMap::new();
+        for d in rows {
+            let d = d?;
+            out.insert(d.path.clone(), d);
+        }
+        Ok(out)
+    }
+
+    /// Record a directory of `kb` that `pipeline` uses.
+    pub fn put_kb_dir(&self, pipeline: &str, kb: &str, d: &KbDir) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO kb_dirs (pipeline, kb_id, path, dir_id, made) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![pipeline, kb, d.path, d.dir_id, d.made])?;
+        Ok(())
+    }
+
+    /// A directory renamed or moved in the knowledge base: the directory `from`
+    /// of `kb` and those under it are at `to` now, and so is every file the
+    /// rows place there. One transaction.
+    pub fn rename_kb_dirs(
+        &self,
+        pipeline: &str,
+        kb: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), LedgerError> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE kb_dirs SET path = ?4 || substr(path, length(?3) + 1) \
+             WHERE pipeline = ?1 AND kb_id = ?2 \
+             AND (path = ?3 OR substr(path, 1, length(?3) + 1) = ?3 || '/')",
+            params![pipeline, kb, from, to],
+        )?;
+        tx.execute(
+            "UPDATE kb_files SET kb_path = ?4 || substr(kb_path, length(?3) + 1), updated_at = ?5 \
+             WHERE pipeline = ?1 AND kb_id = ?2 AND substr(kb_path, 1, length(?3) + 1) = ?3 || '/'",
+            params![pipeline, kb, from, to, unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forget the directory `path` of `kb` and every directory under it.
+    pub fn forget_kb_dirs(&self, pipeline: &str, kb: &str, path: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM kb_dirs WHERE pipeline = ?1 AND kb_id = ?2 \
+                 AND (path = ?3 OR substr(path, 1, length(?3) + 1) = ?3 || '/')",
+            )?
+            .execute(params![pipeline, kb, path])?;
         Ok(())
     }
 
@@ -772,7 +888,7 @@ fn read_rows<R, T>(
 }
 
 const KB_COLUMNS: &str = "pipeline, path, kb_id, content_hash, file_id, old_file_id, state, \
-                          error_kind, error, attempts";
+                          error_kind, error, attempts, kb_path";
 
 fn row_to_kb(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KbRecord, LedgerError>> {
     let state: String = r.get(6)?;
@@ -791,6 +907,7 @@ fn row_to_kb(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KbRecord, LedgerE
         error_kind: r.get(7)?,
         error: r.get(8)?,
         attempts: r.get(9)?,
+        kb_path: r.get(10)?,
     }))
 }
 
@@ -866,7 +983,7 @@ mod tests {
         };
         l.put_kb(&linked).unwrap();
         l.put_kb(&replacing).unwrap();
-        l.move_kb("p", "old/a.md", "new/a.md").unwrap();
+        l.move_kb("p", "old/a.md", "new/a.md", "a.md").unwrap();
         let rows = l.kb_files("p").unwrap();
         assert!(!rows.contains_key("old/a.md"));
         assert_eq!(rows["new/a.md"].file_id.as_deref(), Some("u1"));

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -27,6 +28,10 @@ use super::error::OwuiError;
 /// Server-side linking itself dates from 0.9.6, but the completion order was not verified
 /// there, so older servers get the upload-then-`file/add` flow.
 const AUTO_LINK_SINCE: ServerVersion = ServerVersion::new(0, 12, 0);
+/// The first version with knowledge-base directories, `file/move` and file renames (read
+/// in 0.12.4's `routers/knowledge.py` and `files.py`). A server that answers those routes
+/// as unknown is published flat whatever its version says.
+const DIRECTORIES_SINCE: ServerVersion = ServerVersion::new(0, 12, 0);
 /// Upper bound on pages read from one paginated listing: a guard against a server that
 /// keeps answering full pages, not a limit expected to be reached (30 items a page).
 const MAX_PAGES: u32 = 100_000;
@@ -216,6 +221,9 @@ pub struct FileInfo {
     pub size: Option<u64>,
     /// Creation time, seconds since the epoch (server clock).
     pub created_at: Option<i64>,
+    /// Its directory in the knowledge base (`a/b`, `""` at the root), when listed by
+    /// `knowledge/{id}/files` on a server with directories (0.12).
+    pub directory_path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +239,8 @@ struct RawFile {
     meta: Option<RawFileMeta>,
     #[serde(default)]
     created_at: Option<i64>,
+    #[serde(default)]
+    directory_path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +271,7 @@ impl From<RawFile> for FileInfo {
                 .unwrap_or(Value::Null),
             size: meta.and_then(|m| m.size),
             created_at: raw.created_at,
+            directory_path: raw.directory_path,
         }
     }
 }
@@ -319,6 +330,65 @@ struct Page<T> {
     total: Option<u64>,
 }
 
+/// A directory of a knowledge base (0.12).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct KnowledgeDirectory {
+    /// Directory id.
+    pub id: String,
+    /// Its name within its parent.
+    pub name: String,
+    /// The parent directory; `None` at the root.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DirectoryListing {
+    #[serde(default)]
+    directories: Vec<KnowledgeDirectory>,
+    #[serde(default)]
+    total: u64,
+}
+
+/// One file of a folder, as Open WebUI's own folder sync describes it to `sync/diff`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestEntry {
+    /// The file's directory, `/`-separated from the folder's root; `""` at the root.
+    pub path: String,
+    /// Its name.
+    pub filename: String,
+    /// SHA-256 (hex) of its bytes.
+    pub checksum: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The answer of `sync/diff`: what the browser's sync would upload, replace and remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct SyncDiff {
+    /// Manifest files the base lacks (`{filename, path}`).
+    #[serde(default)]
+    pub added: Vec<Value>,
+    /// Manifest files whose stored `file_hash` differs (`{filename, path, stale_file_id}`).
+    #[serde(default)]
+    pub modified: Vec<Value>,
+    /// Files of the base the manifest lacks (`{file_id, filename}`).
+    #[serde(default)]
+    pub deleted: Vec<Value>,
+    /// Directory paths to create.
+    #[serde(default)]
+    pub mkdir: Vec<String>,
+    /// Directory ids to remove.
+    #[serde(default)]
+    pub rmdir: Vec<String>,
+    /// Files already equal.
+    #[serde(default)]
+    pub unmodified_count: u64,
+    /// Every directory of the base, by path.
+    #[serde(default)]
+    pub directory_map: std::collections::BTreeMap<String, String>,
+}
+
 /// How waiting for a file's processing ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessOutcome {
@@ -367,6 +437,8 @@ pub struct OpenWebUi {
     base: Url,
     retry: RetryPolicy,
     server_version: OnceLock<ServerVersion>,
+    /// Set once the server answered a directory route as unknown.
+    no_directories: AtomicBool,
 }
 
 // By hand, so that the key can never reach a log: it lives only in the HTTP client's
@@ -424,6 +496,7 @@ impl OpenWebUi {
             base,
             retry: RetryPolicy::default(),
             server_version: OnceLock::new(),
+            no_directories: AtomicBool::new(false),
         })
     }
 
@@ -871,6 +944,205 @@ impl OpenWebUi {
             tokio::time::sleep(delay.min(deadline - now)).await;
             delay = next_poll_delay(delay);
         }
+    }
+
+    // ---- directories, moves and renames (0.12) ------------------------------------
+
+    /// Whether the knowledge base's directory tree, `file/move` and `files/{id}/rename`
+    /// can be used: the server is 0.12+ ([`DIRECTORIES_SINCE`]) and has not answered a
+    /// directory call as an unknown route. `false` until [`Self::version`] has answered.
+    pub fn supports_directories(&self) -> bool {
+        self.server_version()
+            .is_some_and(|v| v >= DIRECTORIES_SINCE)
+            && !self.no_directories.load(Ordering::Relaxed)
+    }
+
+    /// Turns FastAPI's answer to a route the server does not have into
+    /// [`OwuiError::Unsupported`], and remembers it: from then on
+    /// [`Self::supports_directories`] is `false` and publishing is flat.
+    fn directory_call<T>(&self, result: Result<T, OwuiError>) -> Result<T, OwuiError> {
+        let unknown_route = match &result {
+            // A missing knowledge base or directory says ERROR_MESSAGES.NOT_FOUND instead.
+            Err(OwuiError::NotFound { detail }) => detail == "Not Found",
+            Err(OwuiError::Permanent { status: 405, .. }) => true,
+            _ => false,
+        };
+        if !unknown_route {
+            return result;
+        }
+        if !self.no_directories.swap(true, Ordering::Relaxed) {
+            tracing::warn!(base_url = %self.base,
+                "this Open WebUI has no knowledge-base directories; files are published flat");
+        }
+        Err(OwuiError::Unsupported {
+            what: "knowledge-base directories",
+        })
+    }
+
+    /// The directories directly under `parent_id` (`None`: the root), as one page of
+    /// `GET /api/v1/knowledge/{id}/files?directory_id=…` lists them next to its files.
+    pub async fn subdirectories(
+        &self,
+        knowledge_id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Vec<KnowledgeDirectory>, OwuiError> {
+        self.directory_listing(knowledge_id, parent_id)
+            .await
+            .map(|l| l.directories)
+    }
+
+    /// Whether the directory holds neither files nor directories.
+    pub async fn directory_is_empty(
+        &self,
+        knowledge_id: &str,
+        directory_id: &str,
+    ) -> Result<bool, OwuiError> {
+        let l = self
+            .directory_listing(knowledge_id, Some(directory_id))
+            .await?;
+        Ok(l.total == 0 && l.directories.is_empty())
+    }
+
+    async fn directory_listing(
+        &self,
+        knowledge_id: &str,
+        directory_id: Option<&str>,
+    ) -> Result<DirectoryListing, OwuiError> {
+        let path = format!("api/v1/knowledge/{}/files", seg(knowledge_id));
+        let query = [
+            ("directory_id", directory_id.unwrap_or("")),
+            ("limit", "1"),
+            ("page", "1"),
+        ];
+        let result = self.get_json("list directory", &path, &query).await;
+        self.directory_call(result)
+    }
+
+    /// `POST /api/v1/knowledge/{id}/dirs/create`: a directory `name` under `parent_id`
+    /// (`None`: the root). Not idempotent, and at the root the server does not even
+    /// refuse a second directory of the same name: look first ([`Self::subdirectories`]).
+    /// Not retried once it may have been carried out.
+    pub async fn create_directory(
+        &self,
+        knowledge_id: &str,
+        name: &str,
+        parent_id: Option<&str>,
+    ) -> Result<KnowledgeDirectory, OwuiError> {
+        let url = self.url(&format!(
+            "api/v1/knowledge/{}/dirs/create",
+            seg(knowledge_id)
+        ))?;
+        let body = json!({ "name": name, "parent_id": parent_id });
+        let result = self
+            .send(Retry::IfNotApplied, false, || {
+                self.http.post(url.clone()).json(&body)
+            })
+            .await;
+        let bytes = self.directory_call(result)?;
+        decode("create directory", &bytes)
+    }
+
+    /// `POST /api/v1/knowledge/{id}/dirs/{dir_id}/update`: renames the directory, or
+    /// (with `parent`) moves it: `Some(None)` to the root, `Some(Some(id))` under `id`.
+    pub async fn update_directory(
+        &self,
+        knowledge_id: &str,
+        directory_id: &str,
+        name: Option<&str>,
+        parent: Option<Option<&str>>,
+    ) -> Result<KnowledgeDirectory, OwuiError> {
+        let url = self.url(&format!(
+            "api/v1/knowledge/{}/dirs/{}/update",
+            seg(knowledge_id),
+            seg(directory_id)
+        ))?;
+        let mut body = json!({ "name": name, "parent_id": "__unset__" });
+        if let Some(parent) = parent {
+            body["parent_id"] = json!(parent);
+        }
+        let result = self
+            .send(Retry::Always, false, || {
+                self.http.post(url.clone()).json(&body)
+            })
+            .await;
+        let bytes = self.directory_call(result)?;
+        decode("update directory", &bytes)
+    }
+
+    /// `DELETE /api/v1/knowledge/{id}/dirs/{dir_id}/delete`. With `move_files`, what
+    /// the directory holds (files of its whole subtree) goes to its parent; without,
+    /// those files are unlinked and deleted. Already gone after a lost answer counts
+    /// as done.
+    pub async fn delete_directory(
+        &self,
+        knowledge_id: &str,
+        directory_id: &str,
+        move_files: bool,
+    ) -> Result<(), OwuiError> {
+        let url = self.url(&format!(
+            "api/v1/knowledge/{}/dirs/{}/delete",
+            seg(knowledge_id),
+            seg(directory_id)
+        ))?;
+        let move_files = if move_files { "true" } else { "false" };
+        let result = self
+            .send(Retry::Always, true, || {
+                self.http
+                    .request(Method::DELETE, url.clone())
+                    .query(&[("move_files", move_files)])
+            })
+            .await;
+        self.directory_call(result).map(drop)
+    }
+
+    /// `POST /api/v1/knowledge/{id}/file/move`: puts a linked file in another directory
+    /// (`None`: the root). Changes only the link: nothing is extracted or embedded
+    /// again. Idempotent.
+    pub async fn move_file(
+        &self,
+        knowledge_id: &str,
+        file_id: &str,
+        directory_id: Option<&str>,
+    ) -> Result<(), OwuiError> {
+        let url = self.url(&format!("api/v1/knowledge/{}/file/move", seg(knowledge_id)))?;
+        let body = json!({ "file_id": file_id, "directory_id": directory_id });
+        let result = self
+            .send(Retry::Always, false, || {
+                self.http.post(url.clone()).json(&body)
+            })
+            .await;
+        self.directory_call(result).map(drop)
+    }
+
+    /// `POST /api/v1/files/{id}/rename`: the file's name (and `meta.name`). Nothing is
+    /// processed again. Idempotent.
+    pub async fn rename_file(&self, file_id: &str, filename: &str) -> Result<(), OwuiError> {
+        let url = self.url(&format!("api/v1/files/{}/rename", seg(file_id)))?;
+        let body = json!({ "filename": filename });
+        let result = self
+            .send(Retry::Always, false, || {
+                self.http.post(url.clone()).json(&body)
+            })
+            .await;
+        self.directory_call(result).map(drop)
+    }
+
+    /// `POST /api/v1/knowledge/{id}/sync/diff`: what Open WebUI's own folder sync would
+    /// do to make the base equal to `manifest`.
+    pub async fn sync_diff(
+        &self,
+        knowledge_id: &str,
+        manifest: &[ManifestEntry],
+    ) -> Result<SyncDiff, OwuiError> {
+        let url = self.url(&format!("api/v1/knowledge/{}/sync/diff", seg(knowledge_id)))?;
+        let body = json!({ "manifest": manifest });
+        let result = self
+            .send(Retry::Always, false, || {
+                self.http.post(url.clone()).json(&body)
+            })
+            .await;
+        let bytes = self.directory_call(result)?;
+        decode("sync diff", &bytes)
     }
 
     // ---- plumbing -------------------------------------------------------------------

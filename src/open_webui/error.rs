@@ -91,6 +91,13 @@ pub enum OwuiError {
     /// The client was given something it cannot send (bad URL, key, metadata).
     #[error("invalid Open WebUI request: {0}")]
     InvalidInput(String),
+    /// The server has no such feature: it answered the route as unknown (an older
+    /// Open WebUI). The caller falls back to what older servers do.
+    #[error("this Open WebUI has no {what}")]
+    Unsupported {
+        /// The feature.
+        what: &'static str,
+    },
 }
 
 impl OwuiError {

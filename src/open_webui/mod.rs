@@ -5,14 +5,16 @@
 //!   status, with retries of transient failures inside.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
+//! - [`tree`]: [`tree::Place`], where a file sits in a knowledge base's directory tree.
 
 pub mod client;
 pub mod error;
 pub mod filename;
+pub mod tree;
 
 pub use client::{
-    FileInfo, FileStatus, KnowledgeBase, OpenWebUi, ProcessOutcome, RetryPolicy, ServerVersion,
-    Whoami,
+    FileInfo, FileStatus, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
+    ProcessOutcome, RetryPolicy, ServerVersion, SyncDiff, Whoami,
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;

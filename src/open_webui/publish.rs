@@ -31,11 +31,12 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 
+use super::tree::{Place, ancestry, folder_renames, split_dir};
 use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::document::sha256_hex;
 use crate::failpoint;
-use crate::ledger::{FileRecord, FileState, KbRecord, KbState, Ledger, LedgerError};
+use crate::ledger::{FileRecord, FileState, KbDir, KbRecord, KbState, Ledger, LedgerError};
 use crate::triggers::scan::source_path;
 
 /// Key of ragd's marker in upload metadata (`meta.data.ragd`).
@@ -50,6 +51,10 @@ const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
 const MAX_DUPLICATE_ATTEMPTS: u32 = 3;
 /// `error_kind` of a duplicate-content refusal.
 const DUPLICATE_KIND: &str = "duplicate_content";
+/// `kb_path` of a row whose upload's place in the knowledge base is not known
+/// (adopted after a crash, or linked again at the root): it matches no place,
+/// so [`Publisher::place_files`] moves and names it where it belongs.
+const UNKNOWN_PLACE: &str = "";
 
 /// A failure that stops publishing for the whole pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +82,19 @@ pub struct PublishSummary {
     pub removed: usize,
     /// Uploads found again by their marker after a crash and adopted.
     pub adopted: usize,
-    /// Linked files moved to another folder (same name, same text): their
+    /// Linked files moved to another folder or renamed (same text): their
     /// upload was kept, not uploaded and processed again.
     pub moved: usize,
+    /// Files put where the folder has them in the knowledge base's tree
+    /// (`file/move` and/or a rename; nothing is processed again): moved or
+    /// renamed files, and files of a base published flat by an older ragd.
+    pub placed: usize,
+    /// Knowledge-base directories created, and removed once emptied.
+    pub dirs_created: usize,
+    pub dirs_removed: usize,
+    /// Directories renamed or moved whole: a folder renamed or moved with
+    /// everything in it is one directory update, not a move per file.
+    pub dirs_renamed: usize,
     /// Uploads carrying ragd's marker that no ledger row knew, deleted.
     pub orphans_deleted: usize,
     /// Files refused in this sync (duplicate, empty, processing failed).
@@ -163,6 +178,10 @@ pub struct Publisher {
     slice: Duration,
     /// When the knowledge base was last listed in full.
     last_verified: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Held while a directory is looked up or created: files published at once
+    /// into one new directory must not create it twice (at the root Open WebUI
+    /// does not refuse a second directory of the same name).
+    dirs: tokio::sync::Mutex<()>,
 }
 
 /// What to do with one path.
@@ -172,8 +191,10 @@ enum Action {
         prev: Option<KbRecord>,
     },
     Remove(KbRecord),
-    /// A linked file moved to a path with no row, same text and same base
-    /// name: its upload stays, only the ledger row follows it.
+    /// A linked file moved to a path with no row, same text (and, on a server
+    /// that cannot rename files, the same base name): its upload stays, the
+    /// ledger row follows it, and [`Publisher::place_files`] moves and renames
+    /// it in the knowledge base.
     Move {
         row: KbRecord,
         to: String,
@@ -188,6 +209,8 @@ struct Outcome {
     removed: usize,
     adopted: usize,
     moved: usize,
+    placed: usize,
+    dirs_created: usize,
     failed: Option<String>,
     deferred: Option<String>,
     path: String,
@@ -211,6 +234,7 @@ impl Publisher {
             verify_interval,
             slice,
             last_verified: std::sync::Mutex::new(None),
+            dirs: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -274,8 +298,11 @@ impl Publisher {
         let kb = self.knowledge_id().await?;
         let mut summary = PublishSummary::default();
 
-        let planned =
-            ledger.with_files_and_kb(&pipeline.name, |files, rows| plan(files, rows, &kb))?;
+        // A server that renames files makes a moved-and-renamed file a move too.
+        let renames = self.client.supports_directories();
+        let planned = ledger.with_files_and_kb(&pipeline.name, |files, rows| {
+            plan(files, rows, &kb, renames)
+        })?;
         let refused_waiting = !planned.refused.is_empty();
         let actions = if refused_waiting {
             ledger.with_kb_files(&pipeline.name, |rows| planned.finish(rows, &kb))?
@@ -298,8 +325,9 @@ impl Publisher {
         // copy of its text now: publish it in this sync, not whenever the next
         // one comes (in the daemon, the next change).
         if refused_waiting && summary.linked + summary.removed > 0 && summary.postponed == 0 {
-            let planned =
-                ledger.with_files_and_kb(&pipeline.name, |files, rows| plan(files, rows, &kb))?;
+            let planned = ledger.with_files_and_kb(&pipeline.name, |files, rows| {
+                plan(files, rows, &kb, renames)
+            })?;
             if !planned.refused.is_empty() {
                 let again: Vec<Action> = ledger
                     .with_kb_files(&pipeline.name, |rows| planned.finish(rows, &kb))?
@@ -309,6 +337,10 @@ impl Publisher {
                 self.run_phase(again, &stopping, pipeline, ledger, &kb, &mut summary)
                     .await?;
             }
+        }
+        if summary.postponed == 0 {
+            self.place_files(pipeline, ledger, &kb, &stopping, &mut summary)
+                .await?;
         }
         if summary.postponed > 0 {
             tracing::info!(pipeline = %pipeline.name, postponed = summary.postponed,
@@ -356,6 +388,7 @@ impl Publisher {
             summary.removed += o.removed;
             summary.adopted += o.adopted;
             summary.moved += o.moved;
+            summary.dirs_created += o.dirs_created;
             if let Some(why) = o.failed {
                 summary.failed += 1;
                 summary.problems.push((o.path.clone(), why));
@@ -387,7 +420,9 @@ impl Publisher {
             Action::Remove(row) => self.remove(row, ledger).await,
             Action::Publish { file, prev } => self.publish(*file, prev, pipeline, ledger, kb).await,
             Action::Move { row, to } => {
-                ledger.move_kb(&row.pipeline, &row.path, &to)?;
+                // The upload stays where it is until `place_files` moves it.
+                let at = Place::recorded(row.kb_path.as_deref(), &row.path).kb_path();
+                ledger.move_kb(&row.pipeline, &row.path, &to, &at)?;
                 Ok(Outcome {
                     path: to,
                     moved: 1,
@@ -688,6 +723,7 @@ impl Publisher {
             out.adopted += 1;
             row.file_id = Some(found.id);
             row.state = KbState::Uploaded;
+            row.kb_path = Some(UNKNOWN_PLACE.to_owned());
             ledger.put_kb(&row)?;
         }
         failpoint::hit("kb.after_link");
@@ -755,6 +791,7 @@ impl Publisher {
             if let Some(found) = adopted {
                 out.adopted += 1;
                 row.file_id = Some(found.id);
+                row.kb_path = Some(UNKNOWN_PLACE.to_owned());
             } else {
                 let Some(path) = source_path(pipeline, file.source, &file.path) else {
                     out.deferred = Some("source folder not in the pipeline any more".into());
@@ -787,21 +824,47 @@ impl Publisher {
                     );
                     return Ok(Step::Done);
                 }
-                let mut metadata =
-                    json!({ MARKER: marker(&pipeline.name, &file.path, &row.content_hash, &kb) });
+                // The directory of its path, made first: the server links the
+                // upload straight into it.
+                let place = Place::of(
+                    &file.path,
+                    pipeline.kb_directories && self.client.supports_directories(),
+                );
+                let dir = match self
+                    .ensure_dir(ledger, &pipeline.name, &kb, &place.dir, out)
+                    .await?
+                {
+                    Ok(dir) => dir,
+                    Err(OwuiError::Unsupported { .. }) => None,
+                    Err(e) => return Ok(Step::Defer(e)),
+                };
+                // `file_hash`: the SHA-256 of the bytes, which Open WebUI's own
+                // folder sync (`sync/diff`) compares with the folder's files.
+                let mut metadata = json!({
+                    MARKER: marker(&pipeline.name, &file.path, &row.content_hash, &kb),
+                    "file_hash": file.file_hash,
+                });
                 if self.client.supports_auto_link() {
                     metadata["knowledge_id"] = Value::String(kb.clone());
+                    if let Some(dir) = &dir {
+                        metadata["directory_id"] = Value::String(dir.clone());
+                    }
                     auto_linked = true;
                 }
                 out.uploads += 1;
                 match self
                     .client
-                    .upload_file(&sanitize_filename(&file.path), bytes, metadata, true)
+                    .upload_file(&place.name, bytes, metadata, true)
                     .await
                 {
                     Ok(info) => {
                         failpoint::hit("kb.after_upload");
                         row.file_id = Some(info.id);
+                        // `file/add` (older servers) links at the root.
+                        row.kb_path = Some(match dir {
+                            Some(_) if auto_linked => place.kb_path(),
+                            _ => place.name.clone(),
+                        });
                     }
                     Err(e) => return Ok(Step::Refused(e)),
                 }
@@ -859,6 +922,343 @@ impl Publisher {
             return Ok(Step::Refused(e));
         }
         Ok(Step::Linked)
+    }
+
+    /// The id of the knowledge-base directory `dir` (`a/b`), made with its parents
+    /// as needed and recorded in the ledger; `None` for the root. Each level is
+    /// looked for before it is created: a creation whose answer was lost, one
+    /// made by another pipeline or by hand (used, but never removed by ragd), since
+    /// Open WebUI accepts a second root directory of the same name. An intent is
+    /// recorded before each creation, so that the one a crash leaves unrecorded is
+    /// known as ragd's when it is found.
+    async fn ensure_dir(
+        &self,
+        ledger: &Ledger,
+        pipeline: &str,
+        kb: &str,
+        dir: &str,
+        out: &mut Outcome,
+    ) -> Result<Result<Option<String>, OwuiError>, PublishError> {
+        if dir.is_empty() {
+            return Ok(Ok(None));
+        }
+        let _one_at_a_time = self.dirs.lock().await;
+        let known = ledger.kb_dirs(pipeline, kb)?;
+        let mut parent: Option<String> = None;
+        let mut parent_path = "";
+        for path in ancestry(dir) {
+            let intended = match known.get(path) {
+                Some(d) if !d.dir_id.is_empty() => {
+                    parent = Some(d.dir_id.clone());
+                    parent_path = path;
+                    continue;
+                }
+                Some(_) => true,
+                None => false,
+            };
+            let (_, name) = split_dir(path);
+            let found = match self.client.subdirectories(kb, parent.as_deref()).await {
+                Ok(dirs) => dirs.into_iter().find(|d| d.name == name),
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) => return Ok(Err(e)),
+            };
+            let (dir_id, made) = match found {
+                Some(d) => (d.id, intended),
+                None => {
+                    let intent = KbDir {
+                        path: path.to_owned(),
+                        dir_id: String::new(),
+                        made: true,
+                    };
+                    ledger.put_kb_dir(pipeline, kb, &intent)?;
+                    match self
+                        .client
+                        .create_directory(kb, name, parent.as_deref())
+                        .await
+                    {
+                        Ok(d) => {
+                            out.dirs_created += 1;
+                            (d.id, true)
+                        }
+                        Err(e) if e.stops_pipeline() => {
+                            return Err(PublishError::Unauthorized(e));
+                        }
+                        Err(e) => {
+                            if matches!(&e, OwuiError::NotFound { detail } if detail.contains("directory"))
+                            {
+                                // The parent was deleted in Open WebUI since ragd
+                                // made it: made again on the next try.
+                                ledger.forget_kb_dirs(pipeline, kb, parent_path)?;
+                            }
+                            return Ok(Err(e));
+                        }
+                    }
+                }
+            };
+            ledger.put_kb_dir(
+                pipeline,
+                kb,
+                &KbDir {
+                    path: path.to_owned(),
+                    dir_id: dir_id.clone(),
+                    made,
+                },
+            )?;
+            parent = Some(dir_id);
+            parent_path = path;
+        }
+        Ok(Ok(parent))
+    }
+
+    /// Put every linked file where the folder has it in the knowledge base: in
+    /// the directory of its path, under its own name. This moves and renames what
+    /// [`Action::Move`] moved in the ledger, and, on the first run over a base an
+    /// older ragd published flat, every file into its directory: `file/move` and
+    /// `files/{id}/rename` only, nothing uploaded or processed again. Then the
+    /// directories ragd made that nothing needs any more are removed.
+    async fn place_files(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        stopping: &(dyn Fn() -> bool + Sync),
+        summary: &mut PublishSummary,
+    ) -> Result<(), PublishError> {
+        if !self.client.supports_directories() {
+            return Ok(());
+        }
+        let tree = pipeline.kb_directories;
+        let misplaced_rows = || {
+            ledger.with_kb_files(&pipeline.name, |rows| {
+                rows.filter(|r| r.kb_id == kb && r.state == KbState::Linked && r.file_id.is_some())
+                    .filter_map(|r| {
+                        let want = Place::of(&r.path, tree);
+                        (Place::recorded(r.kb_path.as_deref(), &r.path) != want)
+                            .then_some((r, want))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut misplaced = misplaced_rows()?;
+        if misplaced.len() > 1
+            && self
+                .rename_folders(pipeline, ledger, kb, &misplaced, summary)
+                .await?
+        {
+            misplaced = misplaced_rows()?;
+        }
+        let planned = misplaced.len();
+        let results: Vec<Result<Outcome, PublishError>> = stream::iter(misplaced)
+            .take_while(|_| std::future::ready(!stopping()))
+            .map(|(row, want)| self.place(row, want, ledger, kb))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        summary.postponed += planned - results.len();
+        let mut settled = planned == results.len();
+        for r in results {
+            let o = r?;
+            summary.placed += o.placed;
+            summary.dirs_created += o.dirs_created;
+            if let Some(why) = o.deferred {
+                settled = false;
+                summary.deferred += 1;
+                summary.problems.push((o.path, why));
+            }
+        }
+        if settled {
+            self.prune_dirs(pipeline, ledger, kb, summary).await?;
+        }
+        Ok(())
+    }
+
+    /// Rename (or move) in Open WebUI each directory ragd made whose folder was
+    /// renamed or moved whole ([`folder_renames`]): one request where moving the
+    /// files would take one a file. Whether any was; a folder this cannot do
+    /// (a name taken there, say) is left to the moves file by file.
+    async fn rename_folders(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        misplaced: &[(KbRecord, Place)],
+        summary: &mut PublishSummary,
+    ) -> Result<bool, PublishError> {
+        let moving: HashSet<&str> = misplaced.iter().map(|(r, _)| r.path.as_str()).collect();
+        let moves: Vec<(Place, Place)> = misplaced
+            .iter()
+            .map(|(r, want)| (Place::recorded(r.kb_path.as_deref(), &r.path), want.clone()))
+            .collect();
+        let settled: Vec<Place> = ledger.with_kb_files(&pipeline.name, |rows| {
+            rows.filter(|r| r.kb_id == kb && !moving.contains(r.path.as_str()))
+                .map(|r| Place::recorded(r.kb_path.as_deref(), &r.path))
+                .collect()
+        })?;
+        let mut renamed = false;
+        for (from, to) in folder_renames(&moves, settled.iter()) {
+            let dirs = ledger.kb_dirs(&pipeline.name, kb)?;
+            let Some(dir) = dirs.get(&from).filter(|d| d.made && !d.dir_id.is_empty()) else {
+                continue;
+            };
+            if dirs.contains_key(&to) {
+                continue;
+            }
+            let (parent, name) = split_dir(&to);
+            let mut out = Outcome::default();
+            let parent_id = match self
+                .ensure_dir(ledger, &pipeline.name, kb, parent, &mut out)
+                .await?
+            {
+                Ok(id) => id,
+                Err(_) => continue,
+            };
+            summary.dirs_created += out.dirs_created;
+            match self
+                .client
+                .update_directory(kb, &dir.dir_id, Some(name), Some(parent_id.as_deref()))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) => {
+                    tracing::info!(pipeline = %pipeline.name, from = %from, to = %to, error = %e,
+                        "could not rename the directory; moving its files one by one");
+                    continue;
+                }
+            }
+            ledger.rename_kb_dirs(&pipeline.name, kb, &from, &to)?;
+            summary.dirs_renamed += 1;
+            renamed = true;
+        }
+        Ok(renamed)
+    }
+
+    /// Move and rename one linked file to `want`; see [`Self::place_files`].
+    async fn place(
+        &self,
+        row: KbRecord,
+        want: Place,
+        ledger: &Ledger,
+        kb: &str,
+    ) -> Result<Outcome, PublishError> {
+        let at = Place::recorded(row.kb_path.as_deref(), &row.path);
+        let file_id = row.file_id.clone().unwrap_or_default();
+        let mut out = Outcome {
+            path: row.path.clone(),
+            ..Default::default()
+        };
+        let defer = |e: OwuiError, what: &str, mut out: Outcome| {
+            if e.stops_pipeline() {
+                return Err(PublishError::Unauthorized(e));
+            }
+            out.deferred = Some(format!("{what}: {e}"));
+            Ok(out)
+        };
+        if at.dir != want.dir {
+            let dir = match self
+                .ensure_dir(ledger, &row.pipeline, kb, &want.dir, &mut out)
+                .await?
+            {
+                Ok(dir) => dir,
+                Err(OwuiError::Unsupported { .. }) => return Ok(out),
+                Err(e) => return defer(e, "making its directory", out),
+            };
+            match self.client.move_file(kb, &file_id, dir.as_deref()).await {
+                Ok(()) => {}
+                Err(OwuiError::NotFound { detail }) if detail.contains("directory") => {
+                    // Deleted in Open WebUI since ragd made it: made again next time.
+                    ledger.forget_kb_dirs(&row.pipeline, kb, &want.dir)?;
+                    out.deferred = Some(format!(
+                        "its directory {:?} is gone from the knowledge base; made again on the next sync",
+                        want.dir
+                    ));
+                    return Ok(out);
+                }
+                Err(e) => return defer(e, "moving it in the knowledge base", out),
+            }
+        }
+        if at.name != want.name
+            && let Err(e) = self.client.rename_file(&file_id, &want.name).await
+        {
+            return defer(e, "renaming it in the knowledge base", out);
+        }
+        ledger.set_kb_path(&row.pipeline, &row.path, &want.kb_path())?;
+        out.placed = 1;
+        Ok(out)
+    }
+
+    /// Remove the directories ragd made that no file of the pipeline is in or
+    /// goes to any more, deepest first, and only once Open WebUI lists nothing in
+    /// them: a directory someone put a file in stays (ragd forgets it). Removed
+    /// with `move_files`, so that a file put there meanwhile goes up a level
+    /// instead of being deleted.
+    async fn prune_dirs(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        summary: &mut PublishSummary,
+    ) -> Result<(), PublishError> {
+        let dirs = ledger.kb_dirs(&pipeline.name, kb)?;
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let tree = pipeline.kb_directories;
+        let needed: HashSet<String> = ledger.with_kb_files(&pipeline.name, |rows| {
+            let mut needed = HashSet::new();
+            for r in rows.filter(|r| r.kb_id == kb) {
+                // Where it goes, and where it is until it is moved there.
+                let at = Place::recorded(r.kb_path.as_deref(), &r.path);
+                for place in [Place::of(&r.path, tree), at] {
+                    for dir in ancestry(&place.dir) {
+                        if !needed.contains(dir) {
+                            needed.insert(dir.to_owned());
+                        }
+                    }
+                }
+            }
+            needed
+        })?;
+        let mut unused: Vec<&KbDir> = dirs
+            .values()
+            .filter(|d| !needed.contains(&d.path))
+            .collect();
+        unused.sort_by_key(|d| std::cmp::Reverse(d.path.matches('/').count()));
+        let _one_at_a_time = self.dirs.lock().await;
+        for d in unused {
+            if d.made && !d.dir_id.is_empty() {
+                let empty = match self.client.directory_is_empty(kb, &d.dir_id).await {
+                    Ok(empty) => empty,
+                    Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                    Err(e) => {
+                        summary
+                            .problems
+                            .push((d.path.clone(), format!("checking an unused directory: {e}")));
+                        continue;
+                    }
+                };
+                if empty {
+                    match self.client.delete_directory(kb, &d.dir_id, true).await {
+                        Ok(()) | Err(OwuiError::NotFound { .. }) => summary.dirs_removed += 1,
+                        Err(e) if e.stops_pipeline() => {
+                            return Err(PublishError::Unauthorized(e));
+                        }
+                        Err(e) => {
+                            summary.problems.push((
+                                d.path.clone(),
+                                format!("removing an emptied directory: {e}"),
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    tracing::info!(pipeline = %pipeline.name, directory = %d.path,
+                        "a directory ragd made and no longer needs holds files it did not put there; left in place");
+                }
+            }
+            ledger.forget_kb_dirs(&pipeline.name, kb, &d.path)?;
+        }
+        Ok(())
     }
 
     /// Uploads of this pipeline and base with this file's name and text but
@@ -1112,7 +1512,13 @@ impl Publisher {
             // Linked by us but not listed (unlinked by hand, or a lost link):
             // link again; if that fails, the next sync retries from `uploaded`.
             match self.client.add_file_to_knowledge(kb, &id).await {
-                Ok(_) => summary.linked += 1,
+                Ok(_) => {
+                    summary.linked += 1;
+                    // Linked at the root again: placed on the next sync.
+                    if self.client.supports_directories() {
+                        ledger.set_kb_path(&r.pipeline, &r.path, UNKNOWN_PLACE)?;
+                    }
+                }
                 Err(e) => {
                     r.state = if matches!(e, OwuiError::NotFound { .. }) {
                         KbState::Uploading
@@ -1324,6 +1730,7 @@ fn plan(
     files: &mut dyn Iterator<Item = FileRecord>,
     rows: &mut dyn Iterator<Item = KbRecord>,
     kb: &str,
+    renames: bool,
 ) -> Planned {
     let mut rows = rows.peekable();
     let mut removes = Vec::new();
@@ -1380,7 +1787,7 @@ fn plan(
         }
     }
     removes.extend(rows.map(Action::Remove));
-    let mut actions = pair_moves(removes, publishes, &fresh, kb);
+    let mut actions = pair_moves(removes, publishes, &fresh, kb, renames);
     let first_publish = actions
         .iter()
         .position(|a| matches!(a, Action::Publish { .. }))
@@ -1397,17 +1804,20 @@ fn plan(
 
 /// Moves first, then the removals and publishes left. A removal of a linked
 /// file (its only version, nothing pending) and a publish of a new path with
-/// no row, of the same text and the same base name, are one file moved to
-/// another folder: Open WebUI names an upload by its base name, so the upload
-/// is still right, and uploading it again would make the server extract and
-/// embed it again, for every file of a moved folder. Its metadata marker keeps
-/// the old path (Open WebUI cannot change an upload's metadata without
-/// processing it again); nothing finds a linked upload by its marker.
+/// no row, of the same text, are one file moved or renamed: uploading it again
+/// would make the server extract and embed it again, for every file of a
+/// moved folder. A server that renames files (`renames`, 0.12) gets the upload
+/// moved and renamed in place ([`Publisher::place_files`]); on an older one
+/// the upload keeps the name it was uploaded under, so only a file that kept
+/// its base name is a move there. Its metadata marker keeps the old path (Open
+/// WebUI cannot change an upload's metadata without processing it again);
+/// nothing finds a linked upload by its marker.
 fn pair_moves(
     removes: Vec<Action>,
     publishes: Vec<Action>,
     fresh: &[usize],
     kb: &str,
+    renames: bool,
 ) -> Vec<Action> {
     let movable = |r: &KbRecord| {
         r.kb_id == kb
@@ -1421,7 +1831,7 @@ fn pair_moves(
         if let Action::Remove(r) = a
             && movable(r)
         {
-            gone.entry((r.content_hash.clone(), sanitize_filename(&r.path)))
+            gone.entry((r.content_hash.clone(), move_name(&r.path, renames)))
                 .or_default()
                 .push(i);
         }
@@ -1441,7 +1851,7 @@ fn pair_moves(
         let Some(hash) = file.content_hash.clone() else {
             continue;
         };
-        let key = (hash, sanitize_filename(&file.path));
+        let key = (hash, move_name(&file.path, renames));
         let Some(i) = gone.get_mut(&key).and_then(Vec::pop) else {
             continue;
         };
@@ -1457,6 +1867,15 @@ fn pair_moves(
         .chain(removes.into_iter().flatten())
         .chain(publishes.into_iter().flatten())
         .collect()
+}
+
+/// The name part of a move's key: none when the server can rename the upload.
+fn move_name(path: &str, renames: bool) -> String {
+    if renames {
+        String::new()
+    } else {
+        sanitize_filename(path)
+    }
 }
 
 impl Planned {
@@ -1547,19 +1966,32 @@ mod tests {
     }
 
     /// `(action, path)` of each planned action, in order.
-    fn planned(mut files: Vec<FileRecord>, mut rows: Vec<KbRecord>) -> Vec<(&'static str, String)> {
+    fn planned(files: Vec<FileRecord>, rows: Vec<KbRecord>) -> Vec<(&'static str, String)> {
+        planned_with(files, rows, false)
+    }
+
+    fn planned_with(
+        mut files: Vec<FileRecord>,
+        mut rows: Vec<KbRecord>,
+        renames: bool,
+    ) -> Vec<(&'static str, String)> {
         // As the ledger reads them: in path order.
         files.sort_by(|a, b| a.path.cmp(&b.path));
         rows.sort_by(|a, b| a.path.cmp(&b.path));
-        plan(&mut files.into_iter(), &mut rows.clone().into_iter(), "kb")
-            .finish(&mut rows.into_iter(), "kb")
-            .iter()
-            .map(|a| match a {
-                Action::Remove(r) => ("remove", r.path.clone()),
-                Action::Publish { file, .. } => ("publish", file.path.clone()),
-                Action::Move { row, to } => ("move", format!("{} -> {to}", row.path)),
-            })
-            .collect()
+        plan(
+            &mut files.into_iter(),
+            &mut rows.clone().into_iter(),
+            "kb",
+            renames,
+        )
+        .finish(&mut rows.into_iter(), "kb")
+        .iter()
+        .map(|a| match a {
+            Action::Remove(r) => ("remove", r.path.clone()),
+            Action::Publish { file, .. } => ("publish", file.path.clone()),
+            Action::Move { row, to } => ("move", format!("{} -> {to}", row.path)),
+        })
+        .collect()
     }
 
     #[test]
@@ -1599,6 +2031,32 @@ mod tests {
                 ("publish", "new/p.md"),
                 ("publish", "new/u.md"),
                 ("publish", "old2/a.md"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_server_that_renames_makes_a_renamed_file_a_move() {
+        let actions = planned_with(
+            vec![
+                file("new/b2.md", "b"), // moved and renamed
+                file("c2.md", "c"),     // renamed in place
+                file("d.md", "d2"),     // edited: a new version, no move
+            ],
+            vec![
+                row("old/b.md", "b", KbState::Linked),
+                row("c.md", "c", KbState::Linked),
+                row("d.md", "d", KbState::Linked),
+            ],
+            true,
+        );
+        let strs: Vec<(&str, &str)> = actions.iter().map(|(a, p)| (*a, p.as_str())).collect();
+        assert_eq!(
+            strs,
+            [
+                ("move", "c.md -> c2.md"),
+                ("move", "old/b.md -> new/b2.md"),
+                ("publish", "d.md"),
             ]
         );
     }

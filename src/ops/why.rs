@@ -89,6 +89,8 @@ pub struct KbRow {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub attempts: u32,
+    /// Where the file sits in the knowledge base (`dir/name`), as ragd last put it.
+    pub kb_path: String,
 }
 
 impl From<&KbRecord> for KbRow {
@@ -101,6 +103,8 @@ impl From<&KbRecord> for KbRow {
             error_kind: r.error_kind.clone(),
             error: r.error.clone(),
             attempts: r.attempts,
+            kb_path: crate::open_webui::tree::Place::recorded(r.kb_path.as_deref(), &r.path)
+                .kb_path(),
         }
     }
 }
@@ -376,6 +380,13 @@ pub fn render(out: &mut dyn Write, journeys: &[Journey]) -> std::io::Result<()> 
                     .map(|o| format!(" (replacing {o})"))
                     .unwrap_or_default()
             )?;
+            if !kb.kb_path.is_empty() {
+                writeln!(
+                    out,
+                    "             at {:?} in the knowledge base",
+                    kb.kb_path
+                )?;
+            }
             if let Some(kind) = &kb.error_kind {
                 writeln!(
                     out,

@@ -173,6 +173,7 @@ pub fn run_finished(summary: &RunSummary) {
             ("linked", kb.linked),
             ("removed", kb.removed),
             ("moved", kb.moved),
+            ("placed", kb.placed),
             ("refused", kb.failed),
             ("deferred", kb.deferred),
         ] {

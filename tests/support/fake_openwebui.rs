@@ -19,6 +19,14 @@
 //!   starts and the text is written when it ends, so identical files processing at once
 //!   both get in, as on the real server; a file deleted while that processing is
 //!   under way still leaves its vectors in the base (see [`delete_file_everywhere`]);
+//! - 0.12's directories: `dirs/create` (400 for a name taken at that level, except at the
+//!   root, where the real server's unique constraint lets NULL parents through),
+//!   `dirs/{id}/update`, `dirs/{id}/delete?move_files=` (the subtree's files go to the
+//!   parent, or are unlinked), `file/move`, `files/{id}/rename`, an upload's
+//!   `metadata.directory_id` (ignored unless a directory of the base), listings by
+//!   `directory_id` with each file's `directory_path` and the level's `directories`, and
+//!   `sync/diff` keyed by (directory path, filename) against the stored `file_hash`;
+//!   below 0.12 those routes are FastAPI's 404 `Not Found`;
 //! - a wrong key is a 401; `GET /api/v1/auths/` refuses API keys with a 403;
 //! - `DELETE /knowledge/{id}/delete` drops the base and its vectors, not its files;
 //! - missing knowledge bases are 404 on `GET /knowledge/{id}` and the 400
@@ -64,6 +72,10 @@ pub enum FakeOp {
     CreateKnowledge,
     /// `GET /api/v1/files/{id}/process/status`.
     Status,
+    /// `POST /api/v1/knowledge/{id}/dirs/create`.
+    CreateDir,
+    /// `POST /api/v1/knowledge/{id}/file/move`.
+    Move,
 }
 
 /// A failure to inject into the next calls of one endpoint.
@@ -95,10 +107,18 @@ pub struct FakeCounters {
     pub deletes: u64,
     /// Status polls answered.
     pub status_polls: u64,
-    /// Pages of knowledge-base listings answered.
+    /// Pages of knowledge-base listings answered (of the whole base, not of one
+    /// directory).
     pub listings: u64,
     /// Name searches (`files/search`) answered, one a page.
     pub searches: u64,
+    /// Successful `file/move` calls.
+    pub moves: u64,
+    /// Successful `files/{id}/rename` calls.
+    pub renames: u64,
+    /// Directories created and deleted.
+    pub dir_creates: u64,
+    pub dir_deletes: u64,
 }
 
 /// A file as the fake stores it.
@@ -142,6 +162,18 @@ struct FakeKnowledge {
     files: Vec<String>,
     /// The base's vector collection, reduced to (file id, text hash) per file.
     vectors: Vec<(String, String)>,
+    /// Its directories by id.
+    dirs: BTreeMap<String, FakeDir>,
+    /// Each linked file's directory (`knowledge_file.directory_id`); absent: the root.
+    file_dirs: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+struct FakeDir {
+    id: String,
+    name: String,
+    parent_id: Option<String>,
+    created_at: i64,
 }
 
 #[derive(Debug)]
@@ -230,6 +262,38 @@ impl FakeHandle {
         self.shared.lock().files.values().cloned().collect()
     }
 
+    /// Each linked file's place in the knowledge base, `dir/name` (`name` at the root),
+    /// by file id.
+    pub fn knowledge_places(&self, knowledge_id: &str) -> BTreeMap<String, String> {
+        let inner = self.shared.lock();
+        let Some(kb) = inner.knowledge.get(knowledge_id) else {
+            return BTreeMap::new();
+        };
+        kb.files
+            .iter()
+            .filter_map(|id| inner.files.get(id))
+            .map(|f| {
+                let dir = kb.file_dirs.get(&f.id).map(|d| dir_path(kb, d));
+                let place = match dir {
+                    Some(d) if !d.is_empty() => format!("{d}/{}", f.filename),
+                    _ => f.filename.clone(),
+                };
+                (f.id.clone(), place)
+            })
+            .collect()
+    }
+
+    /// The paths of a knowledge base's directories.
+    pub fn knowledge_dirs(&self, knowledge_id: &str) -> Vec<String> {
+        let inner = self.shared.lock();
+        let Some(kb) = inner.knowledge.get(knowledge_id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = kb.dirs.keys().map(|d| dir_path(kb, d)).collect();
+        out.sort();
+        out
+    }
+
     /// Ids of the files linked to a knowledge base, in link order.
     pub fn knowledge_file_ids(&self, knowledge_id: &str) -> Vec<String> {
         self.shared
@@ -272,6 +336,18 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
         .route("/api/v1/knowledge/{id}/files", get(knowledge_files))
         .route("/api/v1/knowledge/{id}/file/add", post(add_file))
         .route("/api/v1/knowledge/{id}/file/remove", post(remove_file))
+        .route("/api/v1/knowledge/{id}/file/move", post(move_file))
+        .route("/api/v1/knowledge/{id}/dirs/create", post(create_dir))
+        .route(
+            "/api/v1/knowledge/{id}/dirs/{dir_id}/update",
+            post(update_dir),
+        )
+        .route(
+            "/api/v1/knowledge/{id}/dirs/{dir_id}/delete",
+            delete(delete_dir),
+        )
+        .route("/api/v1/knowledge/{id}/sync/diff", post(sync_diff))
+        .route("/api/v1/files/{id}/rename", post(rename_file))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -444,7 +520,14 @@ fn has_duplicate(kb: &FakeKnowledge, hash: &str, file_id: &str) -> bool {
 
 /// Embeds the file into the knowledge base and links it, as `file/add` and auto-link do.
 /// `checked`: the duplicate check's answer if it was taken earlier (auto-link).
-fn link(kb: &mut FakeKnowledge, file: &mut FakeFile, checked: Option<bool>) -> Result<(), String> {
+/// `dir`: the directory to link it in, if it is one of the base's (a file already
+/// linked stays where it is).
+fn link(
+    kb: &mut FakeKnowledge,
+    file: &mut FakeFile,
+    checked: Option<bool>,
+    dir: Option<&str>,
+) -> Result<(), String> {
     let Some(hash) = file.content.as_deref().map(|c| sha256_hex(c.as_bytes())) else {
         return Err(EMPTY_CONTENT.to_owned());
     };
@@ -455,6 +538,9 @@ fn link(kb: &mut FakeKnowledge, file: &mut FakeFile, checked: Option<bool>) -> R
     kb.vectors.push((file.id.clone(), hash.clone()));
     if !kb.files.contains(&file.id) {
         kb.files.push(file.id.clone());
+        if let Some(dir) = dir.filter(|d| kb.dirs.contains_key(*d)) {
+            kb.file_dirs.insert(file.id.clone(), dir.to_owned());
+        }
     }
     file.hash = Some(hash);
     Ok(())
@@ -484,8 +570,13 @@ fn settle(inner: &mut Inner, file_id: &str, count_poll: bool) {
         let kb_id = file.metadata.get("knowledge_id").and_then(Value::as_str);
         match kb_id {
             Some(kb_id) if version_at_least(&version, 0, 12) => {
+                let dir = file
+                    .metadata
+                    .get("directory_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 match inner.knowledge.get_mut(kb_id) {
-                    Some(kb) => link(kb, file, file.auto_link_duplicate),
+                    Some(kb) => link(kb, file, file.auto_link_duplicate, dir.as_deref()),
                     None => Ok(()), // the real server logs and skips an unknown base
                 }
             }
@@ -856,6 +947,7 @@ fn delete_file_everywhere(inner: &mut Inner, id: &str) -> bool {
     for kb in inner.knowledge.values_mut() {
         if kb.files.contains(&file.id) {
             kb.files.retain(|f| f != &file.id);
+            kb.file_dirs.remove(&file.id);
             kb.vectors
                 .retain(|(fid, h)| fid != &file.id && Some(h) != file.hash.as_ref());
         }
@@ -942,6 +1034,8 @@ async fn create_knowledge(State(shared): AppState, headers: HeaderMap, body: Byt
         created_at: now_secs(),
         files: Vec::new(),
         vectors: Vec::new(),
+        dirs: BTreeMap::new(),
+        file_dirs: HashMap::new(),
     };
     let mut answer = knowledge_json(&kb, None);
     answer["files"] = Value::Null;
@@ -994,7 +1088,10 @@ async fn knowledge_files(
         return r;
     }
     let mut inner = shared.lock();
-    inner.counters.listings += 1;
+    // One directory's page (ragd looks for a directory by name) is not a listing.
+    if !query.contains_key("directory_id") {
+        inner.counters.listings += 1;
+    }
     let Some(kb) = inner.knowledge.get(&id) else {
         return detail(StatusCode::BAD_REQUEST, NOT_FOUND);
     };
@@ -1009,7 +1106,20 @@ async fn knowledge_files(
         .and_then(|p| p.parse().ok())
         .unwrap_or(KNOWLEDGE_PAGE)
         .max(1);
-    let files: Vec<&FakeFile> = kb.files.iter().filter_map(|f| inner.files.get(f)).collect();
+    // `directory_id` present: that directory only (`""`: the root); absent: every file.
+    let scope: Option<Option<String>> = query
+        .get("directory_id")
+        .map(|d| (!d.is_empty()).then(|| d.clone()));
+    let files: Vec<&FakeFile> = kb
+        .files
+        .iter()
+        .filter(|f| {
+            scope
+                .as_ref()
+                .is_none_or(|s| kb.file_dirs.get(*f) == s.as_ref())
+        })
+        .filter_map(|f| inner.files.get(f))
+        .collect();
     let items: Vec<Value> = files
         .iter()
         .skip((page - 1) * limit)
@@ -1018,14 +1128,28 @@ async fn knowledge_files(
             let mut v = file_json(f);
             // Listings leave the extracted text out unless `include_content` is asked for.
             v["data"].as_object_mut().map(|d| d.remove("content"));
-            v["directory_id"] = Value::Null;
-            v["directory_path"] = json!("");
+            let dir = kb.file_dirs.get(&f.id);
+            v["directory_id"] = json!(dir);
+            v["directory_path"] = json!(dir.map(|d| dir_path(kb, d)).unwrap_or_default());
             v["has_original"] = json!(true);
             v
         })
         .collect();
-    Json(json!({"items": items, "directories": [], "breadcrumbs": [], "total": files.len()}))
-        .into_response()
+    // The directories at the listed level (the root when none is given).
+    let level = scope.flatten();
+    let mut directories: Vec<&FakeDir> = if version_at_least(&inner.version, 0, 12) {
+        kb.dirs.values().filter(|d| d.parent_id == level).collect()
+    } else {
+        Vec::new()
+    };
+    directories.sort_by(|a, b| a.name.cmp(&b.name));
+    let directories: Vec<Value> = directories.iter().map(|d| dir_json(&id, d)).collect();
+    let mut answer = json!({"items": items, "total": files.len()});
+    if version_at_least(&inner.version, 0, 12) {
+        answer["directories"] = json!(directories);
+        answer["breadcrumbs"] = json!([]);
+    }
+    Json(answer).into_response()
 }
 
 fn file_id_of(body: &[u8]) -> Option<String> {
@@ -1048,6 +1172,10 @@ async fn add_file(
     let Some(file_id) = file_id_of(&body) else {
         return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: file_id");
     };
+    let dir = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("directory_id")?.as_str().map(str::to_owned))
+        .filter(|d| !d.is_empty());
     let mut inner = shared.lock();
     let fault = take_fault(&mut inner, FakeOp::Add);
     if let Some(r) = fault_before(fault) {
@@ -1064,6 +1192,9 @@ async fn add_file(
         ..
     } = &mut *inner;
     let kb = knowledge.get_mut(&id).expect("checked above");
+    if dir.as_ref().is_some_and(|d| !kb.dirs.contains_key(d)) {
+        return detail(StatusCode::NOT_FOUND, "Target directory not found.");
+    }
     let file = files.get_mut(&file_id).expect("checked above");
     if file.status.is_none() && file.content.is_none() {
         // `not file.data`: uploaded with process=false.
@@ -1072,7 +1203,7 @@ async fn add_file(
             "Extracted content is not available for this file. Please ensure that the file is processed before proceeding.",
         );
     }
-    match link(kb, file, None) {
+    match link(kb, file, None, dir.as_deref()) {
         Ok(()) => {
             file.status = Some("completed".into());
             file.error = None;
@@ -1119,6 +1250,7 @@ async fn remove_file(
     let hash = inner.files[&file_id].hash.clone();
     let kb = inner.knowledge.get_mut(&id).expect("checked above");
     kb.files.retain(|f| f != &file_id);
+    kb.file_dirs.remove(&file_id);
     // By file id and by text hash: another file with the same text loses its vectors too.
     kb.vectors
         .retain(|(fid, h)| fid != &file_id && Some(h) != hash.as_ref());
@@ -1128,4 +1260,370 @@ async fn remove_file(
     }
     let answer = knowledge_json(&inner.knowledge[&id], Some(&inner.files));
     finish(fault, Json(answer).into_response())
+}
+
+// ---- directories, moves, renames, folder sync (0.12; `knowledge.py`, `files.py`) ----
+
+/// FastAPI's answer to a route an older server does not have.
+fn no_route() -> Response {
+    detail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// The 404s of `_verify_knowledge_write_access`, and the older server's missing route.
+fn dirs_gate(inner: &Inner, kb: &str) -> Option<Response> {
+    if !version_at_least(&inner.version, 0, 12) {
+        return Some(no_route());
+    }
+    (!inner.knowledge.contains_key(kb)).then(|| detail(StatusCode::NOT_FOUND, NOT_FOUND))
+}
+
+fn dir_json(kb: &str, d: &FakeDir) -> Value {
+    json!({
+        "id": d.id, "knowledge_id": kb, "name": d.name, "parent_id": d.parent_id,
+        "user_id": "fake-user", "created_at": d.created_at, "updated_at": d.created_at,
+    })
+}
+
+/// A directory's path from the root, `a/b/c`.
+fn dir_path(kb: &FakeKnowledge, id: &str) -> String {
+    let mut segments = Vec::new();
+    let mut at = Some(id.to_owned());
+    while let Some(id) = at {
+        let Some(d) = kb.dirs.get(&id) else { break };
+        segments.insert(0, d.name.clone());
+        at = d.parent_id.clone();
+    }
+    segments.join("/")
+}
+
+async fn create_dir(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(name) = form.get("name").and_then(Value::as_str) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: name");
+    };
+    let parent = form
+        .get("parent_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut inner = shared.lock();
+    if let Some(r) = dirs_gate(&inner, &id) {
+        return r;
+    }
+    let fault = take_fault(&mut inner, FakeOp::CreateDir);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    inner.next_seq += 1;
+    let dir_id = format!("fake-dir-{:06}", inner.next_seq);
+    let kb = inner.knowledge.get_mut(&id).expect("gated above");
+    if parent.as_ref().is_some_and(|p| !kb.dirs.contains_key(p)) {
+        return detail(StatusCode::NOT_FOUND, "Parent directory not found.");
+    }
+    // The unique constraint is on (knowledge, parent, name): NULL parents never
+    // collide, so the root takes a second directory of the same name.
+    let taken = parent.is_some()
+        && kb
+            .dirs
+            .values()
+            .any(|d| d.parent_id == parent && d.name == name);
+    if taken {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Failed to create directory. A directory with this name may already exist at this level.",
+        );
+    }
+    let dir = FakeDir {
+        id: dir_id.clone(),
+        name: name.to_owned(),
+        parent_id: parent,
+        created_at: now_secs(),
+    };
+    let answer = dir_json(&id, &dir);
+    kb.dirs.insert(dir_id, dir);
+    inner.counters.dir_creates += 1;
+    finish(fault, Json(answer).into_response())
+}
+
+async fn update_dir(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path((id, dir_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut inner = shared.lock();
+    if let Some(r) = dirs_gate(&inner, &id) {
+        return r;
+    }
+    let kb = inner.knowledge.get_mut(&id).expect("gated above");
+    let Some(current) = kb.dirs.get(&dir_id).cloned() else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    let name = form
+        .get("name")
+        .and_then(Value::as_str)
+        .map_or(current.name.clone(), str::to_owned);
+    // `"__unset__"` (or absent) keeps the parent, `null` is the root.
+    let parent = match form.get("parent_id") {
+        None => current.parent_id.clone(),
+        Some(Value::String(s)) if s == "__unset__" => current.parent_id.clone(),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => None,
+    };
+    let circular = {
+        let mut at = parent.clone();
+        let mut hit = false;
+        while let Some(p) = at {
+            if p == dir_id {
+                hit = true;
+                break;
+            }
+            at = kb.dirs.get(&p).and_then(|d| d.parent_id.clone());
+        }
+        hit
+    };
+    let taken = kb
+        .dirs
+        .values()
+        .any(|d| d.id != dir_id && d.parent_id == parent && d.name == name);
+    let parent_ok = parent.as_ref().is_none_or(|p| kb.dirs.contains_key(p));
+    if circular || taken || !parent_ok {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Failed to update directory. This may be caused by a naming conflict or circular move.",
+        );
+    }
+    let d = kb.dirs.get_mut(&dir_id).expect("checked above");
+    d.name = name;
+    d.parent_id = parent;
+    let answer = dir_json(&id, d);
+    Json(answer).into_response()
+}
+
+async fn delete_dir(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path((id, dir_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let move_files = query.get("move_files").is_none_or(|v| v != "false");
+    let mut inner = shared.lock();
+    if let Some(r) = dirs_gate(&inner, &id) {
+        return r;
+    }
+    let kb = inner.knowledge.get_mut(&id).expect("gated above");
+    let Some(dir) = kb.dirs.get(&dir_id).cloned() else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    // The directory and everything under it (its children go by cascade).
+    let mut subtree = vec![dir_id.clone()];
+    let mut i = 0;
+    while i < subtree.len() {
+        let at = subtree[i].clone();
+        subtree.extend(
+            kb.dirs
+                .values()
+                .filter(|d| d.parent_id.as_deref() == Some(at.as_str()))
+                .map(|d| d.id.clone()),
+        );
+        i += 1;
+    }
+    let inside: Vec<String> = kb
+        .file_dirs
+        .iter()
+        .filter(|(_, d)| subtree.contains(d))
+        .map(|(f, _)| f.clone())
+        .collect();
+    for f in &inside {
+        if move_files {
+            match &dir.parent_id {
+                Some(p) => kb.file_dirs.insert(f.clone(), p.clone()),
+                None => kb.file_dirs.remove(f),
+            };
+        } else {
+            kb.file_dirs.remove(f);
+            kb.files.retain(|x| x != f);
+            kb.vectors.retain(|(fid, _)| fid != f);
+        }
+    }
+    for d in &subtree {
+        kb.dirs.remove(d);
+    }
+    if !move_files {
+        // Deleted too when no other base links them (file retention off).
+        for f in &inside {
+            if !inner.knowledge.values().any(|k| k.files.contains(f)) {
+                delete_file_everywhere(&mut inner, f);
+            }
+        }
+    }
+    inner.counters.dir_deletes += 1;
+    let unlinked = if move_files { Vec::new() } else { inside };
+    Json(json!({"status": true, "file_ids": unlinked})).into_response()
+}
+
+async fn move_file(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(file_id) = form.get("file_id").and_then(Value::as_str) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: file_id");
+    };
+    let target = form
+        .get("directory_id")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty());
+    let mut inner = shared.lock();
+    if let Some(r) = dirs_gate(&inner, &id) {
+        return r;
+    }
+    let fault = take_fault(&mut inner, FakeOp::Move);
+    if let Some(r) = fault_before(fault) {
+        return r;
+    }
+    let kb = inner.knowledge.get_mut(&id).expect("gated above");
+    if !kb.files.iter().any(|f| f == file_id) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
+    if target.is_some_and(|d| !kb.dirs.contains_key(d)) {
+        return detail(StatusCode::NOT_FOUND, "Target directory not found.");
+    }
+    match target {
+        Some(d) => kb.file_dirs.insert(file_id.to_owned(), d.to_owned()),
+        None => kb.file_dirs.remove(file_id),
+    };
+    inner.counters.moves += 1;
+    finish(fault, Json(json!({"status": true})).into_response())
+}
+
+async fn rename_file(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(name) = form.get("filename").and_then(Value::as_str) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: filename");
+    };
+    let mut inner = shared.lock();
+    if !version_at_least(&inner.version, 0, 12) {
+        return no_route();
+    }
+    let Some(file) = inner.files.get_mut(&id) else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    file.filename = name.to_owned();
+    let answer = file_json(file);
+    inner.counters.renames += 1;
+    Json(answer).into_response()
+}
+
+async fn sync_diff(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(manifest) = form.get("manifest").and_then(Value::as_array) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: manifest");
+    };
+    let inner = shared.lock();
+    if let Some(r) = dirs_gate(&inner, &id) {
+        return r;
+    }
+    let kb = &inner.knowledge[&id];
+    let by_path: BTreeMap<String, String> = kb
+        .dirs
+        .keys()
+        .map(|d| (dir_path(kb, d), d.clone()))
+        .collect();
+    // (directory path, filename) → (file id, stored file_hash); later ones win.
+    let mut indexed: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for f in kb.files.iter().filter_map(|f| inner.files.get(f)) {
+        let path = kb
+            .file_dirs
+            .get(&f.id)
+            .map(|d| dir_path(kb, d))
+            .unwrap_or_default();
+        indexed.insert(
+            (path, f.filename.clone()),
+            (f.id.clone(), f.file_hash.clone()),
+        );
+    }
+    let (mut added, mut modified, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unmodified = 0;
+    let mut keys = std::collections::BTreeSet::new();
+    let mut required = std::collections::BTreeSet::new();
+    for e in manifest {
+        let text = |k: &str| {
+            e.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let key = (text("path"), text("filename"));
+        keys.insert(key.clone());
+        if !key.0.is_empty() {
+            let segments: Vec<&str> = key.0.split('/').collect();
+            for depth in 1..=segments.len() {
+                required.insert(segments[..depth].join("/"));
+            }
+        }
+        match indexed.get(&key) {
+            None => added.push(json!({"filename": key.1, "path": key.0})),
+            Some((fid, hash)) if *hash != text("checksum") => {
+                modified.push(json!({"filename": key.1, "path": key.0, "stale_file_id": fid}))
+            }
+            Some(_) => unmodified += 1,
+        }
+    }
+    for (key, (fid, _)) in &indexed {
+        if !keys.contains(key) {
+            deleted.push(json!({"file_id": fid, "filename": key.1}));
+        }
+    }
+    let mut mkdir: Vec<&String> = required
+        .iter()
+        .filter(|p| !by_path.contains_key(*p))
+        .collect();
+    mkdir.sort_by_key(|p| p.matches('/').count());
+    let rmdir: Vec<&String> = by_path
+        .iter()
+        .filter(|(p, _)| !required.contains(*p))
+        .map(|(_, id)| id)
+        .collect();
+    Json(json!({
+        "added": added, "modified": modified, "deleted": deleted,
+        "mkdir": mkdir, "rmdir": rmdir, "unmodified_count": unmodified,
+        "directory_map": by_path,
+    }))
+    .into_response()
 }
