@@ -13,6 +13,8 @@
 #                         rules into $RAGD_CI_DIR/qdrant-bin/qdrant)
 #   RAGD_CLUSTER_FILES    files to index (default 300)
 #   RAGD_CLUSTER_PORT     first port; nodes use PORT+10*i .. +2 (default 17200)
+#   RAGD_CLUSTER_VICTIM   the node killed: 3 (default) or 1, the one ragd talks to (ragd
+#                         then retries until it is back)
 #   RAGD_CI_DIR           as for scripts/qdrant-up.sh (default ${TMPDIR:-/tmp}/ragd-ci)
 # Exit status 0 only if the run completed and the check found nothing wrong.
 set -euo pipefail
@@ -166,7 +168,7 @@ points() {
 
 # ragd index, and node 3 killed with SIGKILL once the first points are written (the
 # ledger marks files indexed in groups after a sync, so points show progress first).
-victim=3
+victim=${RAGD_CLUSTER_VICTIM:-3}
 started=$SECONDS
 "$ragd" -c "$work/config/ragd.toml" index >"$work/index.out" 2>"$work/index.err" &
 ragd_pid=$!

@@ -1083,6 +1083,47 @@ mod tests {
     }
 
     #[test]
+    fn server_settings_reach_the_store_and_bad_ones_are_named() {
+        let daemon: RawDaemon = toml::from_str(
+            "[qdrant]\nurl = \"http://q:6334\"\ntimeout_secs = 7\nretry_secs = 9\n\
+             shard_number = 3\nreplication_factor = 2\non_disk_payload = true\n",
+        )
+        .unwrap();
+        let c = validate(Path::new("c/ragd.toml"), daemon, vec![], &no_files).unwrap();
+        let QdrantSettings::Server { options, retry, .. } = &c.qdrant else {
+            panic!("{:?}", c.qdrant);
+        };
+        assert_eq!(options.timeout, Duration::from_secs(7));
+        assert_eq!(*retry, Duration::from_secs(9));
+        assert_eq!(
+            options.layout,
+            crate::store::qdrant::Layout {
+                shard_number: Some(3),
+                replication_factor: Some(2),
+                write_consistency_factor: None,
+                on_disk_payload: Some(true),
+            }
+        );
+
+        let daemon: RawDaemon = toml::from_str(
+            "[qdrant]\nurl = \"http://q:6334\"\ntimeout_secs = 0\nshard_number = 0\n\
+             replication_factor = 1\nwrite_consistency_factor = 2\n",
+        )
+        .unwrap();
+        let errs = validate(Path::new("c/ragd.toml"), daemon, vec![], &no_files).unwrap_err();
+        let mut keys: Vec<_> = errs.0.iter().map(|e| e.key.clone()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "qdrant.shard_number",
+                "qdrant.timeout_secs",
+                "qdrant.write_consistency_factor"
+            ]
+        );
+    }
+
+    #[test]
     fn api_key_file_is_read_and_redacted() {
         let daemon: RawDaemon = toml::from_str(
             "[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key_file = \"key\"\n[embedding]\nprovider = \"open-webui\"\n",

@@ -127,8 +127,14 @@ impl tonic::service::Interceptor for ApiKey {
 pub struct QdrantStore {
     client: Qdrant,
     /// For the one call qdrant-client cannot make: several alias actions in one
-    /// `UpdateAliases` request (it sends one action per request).
-    collections: CollectionsClient<InterceptedService<Channel, ApiKey>>,
+    /// `UpdateAliases` request (it sends one action per request). Connected
+    /// when used: a channel needs a runtime, `connect` does not.
+    aliases: Endpoint,
+    api_key: ApiKey,
+    /// Collections this store sent a create request for. One whose answer was
+    /// lost (a timeout, a restart) exists without the mark, which the retry
+    /// then adds instead of refusing ragd's own collection.
+    creating: std::sync::Mutex<std::collections::HashSet<String>>,
     layout: Layout,
 }
 
@@ -174,10 +180,11 @@ impl QdrantStore {
                 .tls_config(ClientTlsConfig::new().with_native_roots())
                 .map_err(|e| bad(e.to_string()))?;
         }
-        let collections = CollectionsClient::with_interceptor(endpoint.connect_lazy(), ApiKey(key));
         Ok(QdrantStore {
             client,
-            collections,
+            aliases: endpoint,
+            api_key: ApiKey(key),
+            creating: Default::default(),
             layout: options.layout.clone(),
         })
     }
@@ -279,6 +286,10 @@ impl QdrantStore {
             OWNER_METADATA.0.to_owned(),
             serde_json::Value::from(OWNER_METADATA.1),
         )]);
+        self.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(collection.to_owned());
         let mut request = CreateCollectionBuilder::new(collection)
             .vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine))
             .metadata(metadata);
@@ -297,8 +308,9 @@ impl QdrantStore {
         }
         match self.client.create_collection(request).await {
             Ok(_) => {}
-            // Someone else created it meanwhile (or qdrant-client's re-send of
-            // our own request): the caller checks it like an existing one.
+            // In practice qdrant-client's re-send of our own request whose
+            // answer was lost (it stays in `creating`); the caller checks it
+            // like an existing one.
             Err(e) if status_code(&e) == Some(grpc_code::ALREADY_EXISTS) => return Ok(()),
             Err(e) => return Err(map_err(collection, e)),
         }
@@ -324,7 +336,16 @@ impl VectorStore for QdrantStore {
             .info(&real)
             .await?
             .ok_or_else(|| StoreError::NoSuchCollection(real.clone()))?;
-        check_owned(&real, &info)?;
+        let ours = self
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&real);
+        if ours && !owned(&info) {
+            self.create_keyword_index(&real, OWNER_FIELD, false).await?;
+        } else {
+            check_owned(&real, &info)?;
+        }
         let (existing, distance) = vectors_of(&real, &info)?;
         if distance != Distance::Cosine {
             return Err(StoreError::Incompatible {
@@ -600,8 +621,9 @@ impl VectorStore for QdrantStore {
                 .collect(),
             timeout: None,
         };
-        self.collections
-            .clone()
+        let mut collections: CollectionsClient<InterceptedService<Channel, ApiKey>> =
+            CollectionsClient::with_interceptor(self.aliases.connect_lazy(), self.api_key.clone());
+        collections
             .update_aliases(request)
             .await
             .map_err(|status| map_err(collection, QdrantError::from(status)))?;
