@@ -37,14 +37,19 @@ fi
 export RAGD_REQUIRE_MODEL=${RAGD_REQUIRE_MODEL:-1}
 phase_end "local model"
 
+# Servers this run starts are stopped when it ends; ones already running (a developer's,
+# reused by the up scripts) are left as they were.
+started_here=()
 cleanup() {
-    [[ -n ${RAGD_SKIP_OWUI:-} ]] || scripts/openwebui-down.sh || true
-    [[ -n ${RAGD_SKIP_QDRANT:-} ]] || scripts/qdrant-down.sh || true
+    local s
+    for s in "${started_here[@]}"; do "scripts/$s-down.sh" || true; done
 }
 trap cleanup EXIT
 
 if [[ -z ${RAGD_SKIP_QDRANT:-} ]]; then
     phase "Qdrant server"
+    curl -sf --max-time 2 "http://127.0.0.1:${QDRANT_HTTP_PORT:-6333}/healthz" >/dev/null \
+        || started_here+=(qdrant)
     scripts/qdrant-up.sh
     set -a
     # shellcheck disable=SC1091
@@ -56,6 +61,8 @@ fi
 
 if [[ -z ${RAGD_SKIP_OWUI:-} ]]; then
     phase "Open WebUI (install, start)"
+    curl -sf --max-time 2 "http://127.0.0.1:${OWUI_PORT:-8080}/health" >/dev/null \
+        || started_here+=(openwebui)
     RAGD_BIN="$PWD/target/debug/ragd" scripts/openwebui-up.sh
     set -a
     # shellcheck disable=SC1091

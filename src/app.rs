@@ -75,7 +75,7 @@ impl App {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        create_private_dir(&dir).map_err(io)?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -100,15 +100,30 @@ impl App {
                 path,
                 EdgeTuning::with_vacuum_min_dead(*vacuum_min_dead),
             )?),
-            (None, QdrantSettings::Server { url, api_key }) => Arc::new(QdrantStore::connect(
+            (
+                None,
+                QdrantSettings::Server {
+                    url,
+                    api_key,
+                    options,
+                    ..
+                },
+            ) => Arc::new(QdrantStore::connect(
                 url,
                 api_key.as_ref().map(|k| k.expose().to_owned()),
+                options,
             )?),
         };
         // Transient store failures (server restarts, timeouts whose write did
         // apply) are retried: every store write is idempotent by contract.
+        let retry = match &config.qdrant {
+            QdrantSettings::Server { retry, .. } => *retry,
+            // Embedded: nothing restarts under ragd; only a full disk or the
+            // like is transient, and briefly.
+            QdrantSettings::Embedded { .. } => Duration::from_secs(10),
+        };
         let store: Arc<dyn VectorStore> =
-            Arc::new(Retrying::new(store, 5, Duration::from_millis(200)));
+            Arc::new(Retrying::new(store, retry, Duration::from_millis(200)));
         Ok(App {
             config,
             ledger,
@@ -227,5 +242,30 @@ impl App {
         Ok(Arc::new(
             OllamaEmbedder::new(settings).map_err(|e| e.to_string())?,
         ))
+    }
+}
+
+/// Create the state directory (and its parents) readable by ragd's user only,
+/// and take group and other access away from one that exists: the ledger and
+/// the embedded Qdrant hold the full text of every chunk indexed.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777),
+                "state directory was open to other users; restricting it to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
     }
 }

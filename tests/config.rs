@@ -37,7 +37,7 @@ fn validate_command_lists_every_problem_and_exits_2() {
         "sources = []\nschedule = \"whenever\"\n[chunking]\nmax_size = 10\noverlap = 20\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+    let out = std::process::Command::new(crate::support::ragd_bin())
         .args(["validate", "--config"])
         .arg(dir.path().join("config/ragd.toml"))
         .output()

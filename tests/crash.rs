@@ -35,7 +35,7 @@ pub struct Invariants {
 }
 
 fn ragd(env: &TestEnv) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+    let mut c = Command::new(crate::support::ragd_bin());
     c.arg("index")
         .arg("--config")
         .arg(env.config_path())

@@ -425,8 +425,14 @@ async fn a_file_change_is_published_without_listing_the_knowledge_base() {
         }
     };
     eventually("the startup run links the first file", kb_linked("keep.md")).await;
+    // The startup sync lists the base after it links (verify), and the row is
+    // linked first: wait for the listing rather than race it.
+    eventually("startup lists the knowledge base", || {
+        let n = fake.counters().listings;
+        async move { n >= 1 }
+    })
+    .await;
     let listed = fake.counters().listings;
-    assert!(listed >= 1, "startup lists the knowledge base");
 
     env.write("a.md", note("albatross"));
     eventually("a dropped file is linked", kb_linked("a.md")).await;

@@ -206,7 +206,7 @@ fn an_unusable_state_directory_is_a_clear_fatal_error() {
         "sources = [\"../docs\"]\n[embedding]\nmodel = \"m\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+    let out = std::process::Command::new(crate::support::ragd_bin())
         .args(["index", "--config"])
         .arg(dir.path().join("config/ragd.toml"))
         .output()

@@ -584,7 +584,7 @@ async fn a_symlink_loop_is_a_scan_problem_not_a_hang() {
 /// other tests that run at the same time).
 fn worker_limits(env: &[(&str, &str)]) -> IsolationLimits {
     IsolationLimits {
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_ragd")),
+        worker_exe: crate::support::ragd_bin(),
         worker_env: env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -659,6 +659,48 @@ fn workers_are_reused_across_files() {
     // One would do; the counter is shared with the tests running alongside,
     // and a busy pool may evict this test's idle worker now and then.
     assert!(spawned < n / 2, "{spawned} workers for {n} files");
+}
+
+/// The worker parses hostile files: it must not see the daemon's secrets
+/// (`OPENWEBUI_API_KEY`, `QDRANT_API_KEY`, ...), only a short list of
+/// variables plus what the limits pass explicitly.
+#[test]
+fn the_worker_does_not_inherit_the_daemons_environment() {
+    let parent: Vec<String> = std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    // cargo runs tests with CARGO_* set; a daemon has its keys.
+    assert!(parent.iter().any(|k| k.starts_with("CARGO")), "{parent:?}");
+    let limits = worker_limits(&[(TEST_FAULT_ENV, "env"), ("RAGD_PASSED_ON", "1")]);
+    let err = extract_isolated(
+        "x.html".as_ref(),
+        b"<p>x</p>",
+        ragd::document::Format::Html,
+        &limits,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    let names = text
+        .split_once("worker environment: ")
+        .map(|(_, n)| n.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let names: Vec<&str> = names.split(',').collect();
+    let allowed = [
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TMPDIR",
+        "TESSDATA_PREFIX",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        TEST_FAULT_ENV,
+        "RAGD_PASSED_ON",
+    ];
+    for n in &names {
+        assert!(allowed.contains(n), "the worker sees {n}: {names:?}");
+    }
+    assert!(names.contains(&"RAGD_PASSED_ON"), "{names:?}");
 }
 
 #[test]

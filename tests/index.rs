@@ -378,3 +378,46 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     assert_eq!(env.total_points().await, 1);
     assert!(env.points("keep.md").await.len() == 1);
 }
+
+/// The state directory holds the full text of every chunk (ledger, embedded
+/// Qdrant): it is created 0700, and one left open to others is closed.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new("").await;
+    env.write("a.md", "# A\n\nAbout the dormouse.\n");
+    let state = env.dir.path().join("state");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // TestEnv made nothing yet: the first App opens it.
+    drop(env.app());
+    assert_eq!(mode(&state), 0o700);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.index().await;
+    assert_eq!(mode(&state), 0o700);
+}
+
+/// A file name that is not UTF-8 is refused once with a clear kind, not
+/// deferred forever; the other files index as usual.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_is_refused_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new("").await;
+    env.write("good.md", "# Good\n\nAbout the pangolin.\n");
+    let bad = env.docs().join(std::ffi::OsStr::from_bytes(b"bad\xff.md"));
+    std::fs::write(&bad, "# Bad\n\nAbout the tapir.\n").unwrap();
+    let s = env.index().await;
+    assert_eq!(s.failed, 0, "{s:?}");
+    let rows = env.app().ledger.files("docs").unwrap();
+    let bad_row = rows
+        .values()
+        .find(|r| r.path.starts_with("bad"))
+        .expect("a row for the file");
+    assert_eq!(bad_row.state, FileState::Skipped);
+    assert_eq!(bad_row.error_kind.as_deref(), Some("file_name_not_utf8"));
+    assert_eq!(rows["good.md"].state, FileState::Indexed);
+    // Nothing to do on the next run.
+    let s = env.index().await;
+    assert_eq!(s.unchanged, 2, "{s:?}");
+}

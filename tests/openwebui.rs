@@ -547,3 +547,61 @@ async fn a_name_search_pages_past_the_servers_limit() {
     ids.sort();
     assert_eq!(found, ids);
 }
+
+/// A server that answers every request with a redirect to `to`, and a listener
+/// behind `to` that counts the requests reaching it.
+async fn redirect_pair() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = target.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+        }
+    });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", redirector.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = redirector.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{target_addr}/stolen\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, reached)
+}
+
+/// A redirect is not followed: reqwest would send the bearer token on to the
+/// new location (kept on a same-host one, https to http included).
+#[tokio::test]
+async fn redirects_are_not_followed_with_the_key() {
+    let (url, reached) = redirect_pair().await;
+    let err = client(&url, "sk-secret").version().await.unwrap_err();
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed ({err})"
+    );
+    let embedder = ragd::embed::ollama::OllamaEmbedder::new(ragd::embed::ollama::OllamaSettings {
+        api_key: Some("sk-secret".into()),
+        via_open_webui: true,
+        max_retries: 0,
+        ..ragd::embed::ollama::OllamaSettings::direct(&url, "m")
+    })
+    .unwrap();
+    let _ = ragd::embed::Embedder::embed(&embedder, &["x".to_owned()]).await;
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

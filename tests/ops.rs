@@ -106,7 +106,7 @@ impl Install {
 }
 
 async fn run_ragd(config: &Path, args: &[&str]) -> Out {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+    let out = tokio::process::Command::new(crate::support::ragd_bin())
         .arg("--config")
         .arg(config)
         .args(args)

@@ -491,7 +491,10 @@ fn unique_prefix(case: &str) -> String {
 /// The server store, if a real Qdrant is at hand (see [`crate::support::real`]).
 fn server() -> Option<QdrantStore> {
     let (url, key) = crate::support::real::qdrant()?;
-    Some(QdrantStore::connect(&url, key).expect("QDRANT_URL is not a usable Qdrant URL"))
+    Some(
+        QdrantStore::connect(&url, key, &Default::default())
+            .expect("QDRANT_URL is not a usable Qdrant URL"),
+    )
 }
 
 /// Delete what a server run created (the embedded store lives in a temp dir).

@@ -12,6 +12,7 @@ mod local_embed;
 mod openwebui;
 mod ops;
 mod publish;
+mod qdrant_server;
 mod store;
 mod support;
 mod tree;

@@ -36,6 +36,20 @@ pub struct RawQdrant {
     /// Embedded only: fewest dead vector slots (deleted or moved points) at
     /// which a collection is vacuumed.
     pub vacuum_min_dead_points: Option<u64>,
+    /// Server only: seconds before one request is abandoned (then retried).
+    pub timeout_secs: Option<u64>,
+    /// Server only: seconds a failing operation is retried while the server is
+    /// unreachable, restarting or overloaded, before the operation fails.
+    pub retry_secs: Option<u64>,
+    /// Server only, for collections ragd creates: shards per collection.
+    pub shard_number: Option<u32>,
+    /// Server only, for collections ragd creates: copies of each shard.
+    pub replication_factor: Option<u32>,
+    /// Server only, for collections ragd creates: replicas that must confirm a write.
+    pub write_consistency_factor: Option<u32>,
+    /// Server only, for collections ragd creates: keep payloads (chunk texts) on
+    /// disk rather than in RAM.
+    pub on_disk_payload: Option<bool>,
 }
 
 /// `[embedding]`: where vectors come from.

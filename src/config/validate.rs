@@ -1,7 +1,7 @@
 //! Raw config → validated config. Pure apart from the `read_secret` callback (for
 //! `*_file` keys), and collects every problem before reporting.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,8 +61,15 @@ pub enum QdrantSettings {
     Server {
         url: String,
         api_key: Option<Secret>,
+        options: crate::store::qdrant::ServerOptions,
+        /// How long one failing operation is retried while the server is away.
+        retry: Duration,
     },
 }
+
+/// Default of `[qdrant] retry_secs`: a restarted Qdrant loads its collections
+/// before it answers, which takes seconds to a minute.
+pub const DEFAULT_QDRANT_RETRY_SECS: u64 = 120;
 
 /// Which API embeddings are requested from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +185,26 @@ pub struct PipelineConfig {
     pub settle: Duration,
 }
 
+impl PipelineConfig {
+    /// What the ledger keys (and point ids) of source `source`'s files start
+    /// with: nothing for a single source; with several, the folder's own name
+    /// and a `/`, so two sources with the same file never share a key.
+    pub fn key_prefix(&self, source: usize) -> String {
+        if self.sources.len() > 1 {
+            source_prefix(&self.sources[source], source)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// [`PipelineConfig::key_prefix`] of a pipeline with several sources.
+fn source_prefix(root: &Path, index: usize) -> String {
+    root.file_name()
+        .map(|n| format!("{}/", n.to_string_lossy()))
+        .unwrap_or_else(|| format!("source{index}/"))
+}
+
 /// How the daemon notices changes in a pipeline's sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
@@ -232,9 +259,58 @@ pub fn validate(
                 daemon.qdrant.api_key_file,
                 read_secret,
             );
+            let positive_u32 = |errs: &mut Errors, key: &str, v: Option<u32>| {
+                if v == Some(0) {
+                    errs.push(key, "must be at least 1");
+                }
+                v.filter(|n| *n > 0)
+            };
+            let layout = crate::store::qdrant::Layout {
+                shard_number: positive_u32(
+                    &mut errs,
+                    "qdrant.shard_number",
+                    daemon.qdrant.shard_number,
+                ),
+                replication_factor: positive_u32(
+                    &mut errs,
+                    "qdrant.replication_factor",
+                    daemon.qdrant.replication_factor,
+                ),
+                write_consistency_factor: positive_u32(
+                    &mut errs,
+                    "qdrant.write_consistency_factor",
+                    daemon.qdrant.write_consistency_factor,
+                ),
+                on_disk_payload: daemon.qdrant.on_disk_payload,
+            };
+            if let (Some(w), Some(r)) = (layout.write_consistency_factor, layout.replication_factor)
+                && w > r
+            {
+                errs.push(
+                    "qdrant.write_consistency_factor",
+                    &format!("{w} is more than qdrant.replication_factor ({r})"),
+                );
+            }
+            let options = crate::store::qdrant::ServerOptions {
+                timeout: Duration::from_secs(positive_u64(
+                    &mut errs,
+                    "qdrant.timeout_secs",
+                    daemon.qdrant.timeout_secs,
+                    crate::store::qdrant::DEFAULT_TIMEOUT_SECS,
+                )),
+                layout,
+            };
+            let retry = Duration::from_secs(
+                daemon
+                    .qdrant
+                    .retry_secs
+                    .unwrap_or(DEFAULT_QDRANT_RETRY_SECS),
+            );
             QdrantSettings::Server {
                 url: url.to_owned(),
                 api_key,
+                options,
+                retry,
             }
         }
     };
@@ -268,10 +344,30 @@ pub fn validate(
             url,
             api_key: api_key.unwrap_or_else(|| Secret::new("")),
             concurrency: positive(&mut errs, "open_webui.concurrency", o.concurrency, 4),
-            process_timeout: Duration::from_secs(o.process_timeout_secs.unwrap_or(900)),
-            request_timeout: Duration::from_secs(o.request_timeout_secs.unwrap_or(120)),
-            verify_interval: Duration::from_secs(o.verify_interval_secs.unwrap_or(600)),
-            publish_slice: Duration::from_secs(o.publish_slice_secs.unwrap_or(60)),
+            process_timeout: secs(
+                &mut errs,
+                "open_webui.process_timeout_secs",
+                o.process_timeout_secs,
+                900,
+            ),
+            request_timeout: secs(
+                &mut errs,
+                "open_webui.request_timeout_secs",
+                o.request_timeout_secs,
+                120,
+            ),
+            verify_interval: secs(
+                &mut errs,
+                "open_webui.verify_interval_secs",
+                o.verify_interval_secs,
+                600,
+            ),
+            publish_slice: secs(
+                &mut errs,
+                "open_webui.publish_slice_secs",
+                o.publish_slice_secs,
+                60,
+            ),
         }
     });
 
@@ -349,7 +445,7 @@ pub fn validate(
         model_dir,
         url,
         api_key: embed_key,
-        timeout: Duration::from_secs(e.timeout_secs.unwrap_or(120)),
+        timeout: secs(&mut errs, "embedding.timeout_secs", e.timeout_secs, 120),
         max_retries: e.max_retries.unwrap_or(5),
         concurrency: positive(&mut errs, "embedding.concurrency", e.concurrency, 2),
     };
@@ -368,12 +464,20 @@ pub fn validate(
         ),
         extract: IsolationLimits {
             isolate: l.isolate.unwrap_or(true),
-            timeout: Duration::from_secs(positive_u64(
-                &mut errs,
-                "limits.extract_timeout_secs",
-                l.extract_timeout_secs,
-                DEFAULT_EXTRACT_TIMEOUT.as_secs(),
-            )),
+            timeout: {
+                let secs_set = positive_u64(
+                    &mut errs,
+                    "limits.extract_timeout_secs",
+                    l.extract_timeout_secs,
+                    DEFAULT_EXTRACT_TIMEOUT.as_secs(),
+                );
+                secs(
+                    &mut errs,
+                    "limits.extract_timeout_secs",
+                    Some(secs_set),
+                    DEFAULT_EXTRACT_TIMEOUT.as_secs(),
+                )
+            },
             memory_mb: match l.extract_memory_mb {
                 // The worker is ragd itself: below this it cannot even start.
                 Some(mb) if mb < MIN_EXTRACT_MEMORY_MB => {
@@ -462,7 +566,26 @@ fn validate_pipeline(
     if raw.sources.is_empty() {
         errs.push("sources", "at least one source folder is required");
     }
-    let sources = raw.sources.iter().map(|s| base.join(s)).collect();
+    let sources: Vec<PathBuf> = raw.sources.iter().map(|s| base.join(s)).collect();
+    if sources.len() > 1 {
+        // Keys are prefixed by the folder's name: `a/docs` and `b/docs` would
+        // give their two `x.md` one key and one set of point ids.
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for (i, (path, raw_path)) in sources.iter().zip(&raw.sources).enumerate() {
+            let prefix = source_prefix(path, i);
+            if let Some(first) = seen.insert(prefix.clone(), raw_path) {
+                errs.push(
+                    "sources",
+                    &format!(
+                        "{first:?} and {raw_path:?} have the same folder name {:?}: \
+                         their files would share ledger keys; use folders with distinct names \
+                         or two pipelines",
+                        prefix.trim_end_matches('/')
+                    ),
+                );
+            }
+        }
+    }
     let include = globs(errs, "include", &raw.include);
     let exclude = globs(errs, "exclude", &raw.exclude);
 
@@ -570,7 +693,12 @@ fn validate_pipeline(
             errs.push("poll_interval_secs", "must be at least 1");
             DEFAULT_POLL_INTERVAL
         }
-        Some(n) => Duration::from_secs(n),
+        Some(n) => secs(
+            errs,
+            "poll_interval_secs",
+            Some(n),
+            DEFAULT_POLL_INTERVAL.as_secs(),
+        ),
         None => DEFAULT_POLL_INTERVAL,
     };
     let watch = match raw.watch.as_deref() {
@@ -591,7 +719,17 @@ fn validate_pipeline(
             WatchMode::Notify
         }
     };
-    let settle = raw.settle_ms.map_or(DEFAULT_SETTLE, Duration::from_millis);
+    let settle = match raw.settle_ms {
+        Some(ms) if ms > MAX_DURATION_SECS.saturating_mul(1000) => {
+            errs.push(
+                "settle_ms",
+                &format!("must be at most {}", MAX_DURATION_SECS * 1000),
+            );
+            DEFAULT_SETTLE
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_SETTLE,
+    };
 
     Some(PipelineConfig {
         name,
@@ -668,6 +806,26 @@ fn positive(errs: &mut Errors, key: &str, v: Option<usize>, default: usize) -> u
     }
 }
 
+/// The longest timeout, interval or wait a config may set: 30 days. Beyond
+/// that a deadline (`now + timeout`) can overflow the clock and panic, and no
+/// operator means it.
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+
+/// A duration in seconds, `default` when unset, at most [`MAX_DURATION_SECS`].
+fn secs(errs: &mut Errors, key: &str, v: Option<u64>, default: u64) -> Duration {
+    match v {
+        Some(n) if n > MAX_DURATION_SECS => {
+            errs.push(
+                key,
+                &format!("must be at most {MAX_DURATION_SECS} (30 days)"),
+            );
+            Duration::from_secs(default)
+        }
+        Some(n) => Duration::from_secs(n),
+        None => Duration::from_secs(default),
+    }
+}
+
 fn positive_u64(errs: &mut Errors, key: &str, v: Option<u64>, default: u64) -> u64 {
     match v {
         Some(0) => {
@@ -732,10 +890,13 @@ fn secret(
             );
             None
         }
-        (Some(v), None) if v.is_empty() => None,
-        (Some(v), None) => Some(Secret::new(v)),
+        (Some(v), None) => clean_key(errs, &format!("{section}.api_key"), &v),
         (None, Some(f)) => match read(&base.join(&f)) {
-            Ok(text) => Some(Secret::new(text.lines().next().unwrap_or("").trim())),
+            Ok(text) => clean_key(
+                errs,
+                &format!("{section}.api_key_file"),
+                text.lines().next().unwrap_or(""),
+            ),
             Err(e) => {
                 errs.push(
                     &format!("{section}.api_key_file"),
@@ -748,9 +909,50 @@ fn secret(
     }
 }
 
+/// A key as written, without what files and environment variables add (a
+/// byte-order mark, a trailing newline, spaces); `None` if nothing is left.
+/// Anything but visible ASCII is refused here, naming the position and never
+/// the key: a client would otherwise fail later and echo it in its error text
+/// (qdrant-client's "Malformed API key or token: …"), into logs and `why`.
+fn clean_key(errs: &mut Errors, key: &str, raw: &str) -> Option<Secret> {
+    let v = raw.trim_start_matches('\u{feff}').trim();
+    if v.is_empty() {
+        return None;
+    }
+    if let Some(pos) = v.chars().position(|c| !c.is_ascii_graphic()) {
+        errs.push(
+            key,
+            &format!(
+                "the key has a character that is not visible ASCII at position {}; check the file or variable it comes from",
+                pos + 1
+            ),
+        );
+        return None;
+    }
+    Some(Secret::new(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_lose_what_files_and_variables_add_and_bad_ones_are_not_echoed() {
+        let mut errs = Errors {
+            file: PathBuf::from("ragd.toml"),
+            list: Vec::new(),
+        };
+        let k = clean_key(&mut errs, "k", "\u{feff}sk-abc123\n").unwrap();
+        assert_eq!(k.expose(), "sk-abc123");
+        assert!(clean_key(&mut errs, "k", "  \n").is_none());
+        assert!(errs.list.is_empty());
+        assert!(clean_key(&mut errs, "k", "sk-abc\u{00e9}123").is_none());
+        let text = format!("{:?}", errs.list);
+        assert!(
+            text.contains("position 7") && !text.contains("sk-abc"),
+            "{text}"
+        );
+    }
 
     fn pipeline(text: &str) -> RawPipeline {
         toml::from_str(text).unwrap()
@@ -820,6 +1022,64 @@ mod tests {
         assert_eq!(p.name, "docs");
         assert_eq!(p.collection, "docs");
         assert_eq!(p.sources, vec![PathBuf::from("pl/docs")]);
+    }
+
+    #[test]
+    fn timeouts_past_thirty_days_are_refused_not_overflowed() {
+        let daemon: RawDaemon = toml::from_str(
+            "[embedding]\ntimeout_secs = 18446744073709551615\n[limits]\nextract_timeout_secs = 99999999999\n",
+        )
+        .unwrap();
+        let p = pipeline(
+            "sources = [\"d\"]\nsettle_ms = 18446744073709551615\n[embedding]\nmodel = \"m\"\n",
+        );
+        let text = validate(
+            Path::new("cfg/ragd.toml"),
+            daemon,
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "embedding.timeout_secs",
+            "limits.extract_timeout_secs",
+            "settle_ms",
+        ] {
+            assert!(text.contains(key), "{key}: {text}");
+        }
+    }
+
+    #[test]
+    fn two_sources_with_one_folder_name_are_refused() {
+        // `a/docs/x.md` and `b/docs/x.md` would both be `docs/x.md`.
+        let p = pipeline("sources = [\"a/docs\", \"b/docs/\"]\n[embedding]\nmodel = \"m\"\n");
+        let errs = validate(
+            Path::new("cfg/ragd.toml"),
+            RawDaemon::default(),
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap_err();
+        let text = errs.to_string();
+        assert!(
+            text.contains("sources") && text.contains("\"docs\""),
+            "{text}"
+        );
+
+        let p = pipeline("sources = [\"a/docs\", \"b/notes\"]\n[embedding]\nmodel = \"m\"\n");
+        let c = validate(
+            Path::new("cfg/ragd.toml"),
+            RawDaemon::default(),
+            vec![("pl/p.toml".into(), p)],
+            &no_files,
+        )
+        .unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(
+            (p.key_prefix(0), p.key_prefix(1)),
+            ("docs/".into(), "notes/".into())
+        );
     }
 
     #[test]

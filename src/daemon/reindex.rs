@@ -39,6 +39,8 @@
 //! A collection named `C` that is a real collection (made by `ragd index` before
 //! aliases, or by an older ragd) is migrated by the first reindex: it is dropped
 //! just before the alias is created, so `C` is missing for that one moment.
+//! Only collections the store created are ever dropped ([`StoreError::Foreign`]):
+//! on a shared server a `C` or `C_v<N>` of somebody else's is refused or left.
 //!
 //! A collection shared by several pipelines cannot be rebuilt by one of them (the
 //! others' points would vanish); such pipelines are re-embedded in place instead.
@@ -339,8 +341,17 @@ async fn switch(pipeline: &Pipeline, target: &str, build: &Ledger) -> Result<(),
 
     for old in collections {
         if old != target && version_of(alias, &old).is_some() {
-            store.delete_collection(&old).await.map_err(serr)?;
-            tracing::info!(pipeline = %name, collection = %old, "dropped old collection");
+            match store.delete_collection(&old).await {
+                Ok(_) => {
+                    tracing::info!(pipeline = %name, collection = %old, "dropped old collection")
+                }
+                // Named like a version but not made by ragd: somebody else's.
+                Err(e @ StoreError::Foreign { .. }) => {
+                    tracing::warn!(pipeline = %name, collection = %old, error = %e,
+                        "left a collection ragd did not create")
+                }
+                Err(e) => return Err(serr(e)),
+            }
         }
     }
     Ok(())

@@ -208,6 +208,8 @@ impl OllamaEmbedder {
         }
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
+            // No redirects: see `OpenWebUi::new`.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
         let prefix = if settings.via_open_webui {

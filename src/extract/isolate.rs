@@ -86,8 +86,9 @@ pub const MAX_TIMEOUT_ATTEMPTS: u32 = 2;
 pub const WORKER_SUBCOMMAND: &str = "extract-worker";
 /// Environment variable that makes the worker fail on purpose, for the tests
 /// that prove a failure is contained: `panic`, `abort`, `loop`, `oom`, `stack`,
-/// `sleep` (three seconds, then extract as usual) or `print` (write to stdout,
-/// then extract as usual). With the prefix `marked-` (`marked-panic`, ...) only
+/// `sleep` (three seconds, then extract as usual), `print` (write to stdout,
+/// then extract as usual) or `env` (panic naming the worker's environment
+/// variables). With the prefix `marked-` (`marked-panic`, ...) only
 /// files that contain [`TEST_FAULT_MARKER`] fail, so a test can make one file
 /// of several fail in a worker that served others before. Only the worker
 /// subcommand reads it.
@@ -356,12 +357,32 @@ struct Frame {
     json: Vec<u8>,
 }
 
+/// The only variables of the daemon's environment a worker sees.
+const WORKER_INHERITS: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TESSDATA_PREFIX",
+    "RUST_LOG",
+];
+
 impl Worker {
     /// Start `worker_exe extract-worker` with piped stdio and its resource
     /// limits, and the threads that read its output.
     fn spawn(limits: &IsolationLimits) -> std::io::Result<Worker> {
         let mut cmd = Command::new(&limits.worker_exe);
         cmd.arg(WORKER_SUBCOMMAND)
+            // The worker parses hostile files: it gets none of the daemon's
+            // environment (API keys, tokens), only what finding tools and
+            // reading text need.
+            .env_clear()
+            .envs(
+                WORKER_INHERITS
+                    .iter()
+                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
+            )
             // A crash report needs the message, not a backtrace (symbolizing one
             // costs time and memory inside the limit).
             .env("RUST_BACKTRACE", "0")
@@ -987,6 +1008,14 @@ fn test_fault(fault: &str, bytes: &[u8]) {
         "print" => println!("noise from a parser on stdout"),
         // Slow but well: lets a test change files while a run is under way.
         "sleep" => std::thread::sleep(Duration::from_secs(3)),
+        // What a parser could read of the worker's environment: the names.
+        "env" => {
+            let mut names: Vec<String> = std::env::vars_os()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            panic!("worker environment: {}", names.join(","));
+        }
         "stack" => {
             std::hint::black_box(recurse(u64::MAX));
         }
@@ -1110,8 +1139,12 @@ mod tests {
 
     #[test]
     fn marked_faults_spare_unmarked_files() {
-        // Would panic if the fault applied.
+        // Returns: the marker is absent, and an unknown fault is none.
         test_fault("marked-panic", b"an ordinary file");
         test_fault("unknown", b"anything");
+        // The same fault on a marked file does apply.
+        let marked = format!("a file with {TEST_FAULT_MARKER} in it");
+        let hit = std::panic::catch_unwind(|| test_fault("marked-panic", marked.as_bytes()));
+        assert!(hit.is_err(), "a marked file must meet the fault");
     }
 }

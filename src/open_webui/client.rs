@@ -486,6 +486,9 @@ impl OpenWebUi {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ragd/", env!("CARGO_PKG_VERSION")))
+            // Follow no redirect: reqwest keeps the bearer token on a same-host
+            // one, https to http included, and ragd's servers never redirect an API call.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| OwuiError::InvalidInput(format!("HTTP client: {e}")))?;
         Ok(Self {

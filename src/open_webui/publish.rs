@@ -438,6 +438,9 @@ impl Publisher {
             ..Default::default()
         };
         let search = may_hold_lost_upload(&row);
+        // Only a linked row's upload is known to be processed; any other may
+        // still be in the server's hands (a crash before the wait).
+        let settled = row.state == KbState::Linked;
         row.state = KbState::Removing;
         ledger.put_kb(&row)?;
         let mut ids: Vec<String> = [row.file_id.clone(), row.old_file_id.clone()]
@@ -468,8 +471,14 @@ impl Publisher {
                 }
             }
         }
+        let old_id = row.old_file_id.clone();
         for id in ids {
-            match self.remove_file(&row.kb_id, &id).await {
+            let removed = if settled || Some(&id) == old_id.as_ref() {
+                self.remove_file(&row.kb_id, &id).await
+            } else {
+                self.remove_upload(&row.kb_id, &id).await
+            };
+            match removed {
                 Ok(()) => out.removed += 1,
                 Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
                 Err(e) => {
@@ -482,7 +491,51 @@ impl Publisher {
         Ok(out)
     }
 
-    /// Unlink and delete one of ragd's files; already gone counts as done.
+    /// Wait (at most the process timeout) until the server is done processing
+    /// `file_id`. Open WebUI 0.12.4 processes an upload for a base by writing
+    /// its vectors into the base's collection and only then linking it: an
+    /// upload deleted in between still writes them, no file is left to remove
+    /// them by, and every later upload of that text is refused as a duplicate
+    /// (`has_duplicate_content` reads the collection). So an upload that may
+    /// be in flight is removed only once it has settled.
+    /// Only an upload the server links itself (`knowledge_id` in its
+    /// metadata) whose processing has not ended is waited for: one uploaded
+    /// with `process=false` reads `pending` forever and writes nothing.
+    async fn settle(&self, file: &FileInfo) -> Result<(), OwuiError> {
+        let in_flight = file.status.as_ref().is_some_and(|s| !s.is_final());
+        if !in_flight || file.metadata.get("knowledge_id").is_none() {
+            return Ok(());
+        }
+        match self
+            .client
+            .wait_processed(&file.id, self.process_timeout)
+            .await
+        {
+            // Timed out: the server is not processing it any more in any way
+            // that ends; removing it is the best left to do.
+            Ok(_) | Err(OwuiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Self::remove_file`] for an upload that may still be processing.
+    async fn remove_upload(&self, kb: &str, file_id: &str) -> Result<(), OwuiError> {
+        match self.client.get_file(file_id).await {
+            Ok(file) => self.settle(&file).await?,
+            Err(OwuiError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.remove_file(kb, file_id).await
+    }
+
+    /// [`OpenWebUi::delete_file`] for an upload that may still be processing.
+    async fn delete_upload(&self, file: &FileInfo) -> Result<(), OwuiError> {
+        self.settle(file).await?;
+        self.client.delete_file(&file.id).await
+    }
+
+    /// Unlink and delete one of ragd's files whose processing is over; already
+    /// gone counts as done.
     async fn remove_file(&self, kb: &str, file_id: &str) -> Result<(), OwuiError> {
         match self
             .client
@@ -543,7 +596,7 @@ impl Publisher {
                         None => Ok(None),
                     };
                     let removed = match id {
-                        Ok(Some(id)) => self.remove_file(kb, &id).await,
+                        Ok(Some(id)) => self.remove_upload(kb, &id).await,
                         Ok(None) => Ok(()),
                         Err(e) => Err(e),
                     };
@@ -744,10 +797,22 @@ impl Publisher {
                     out.deferred = Some("source folder not in the pipeline any more".into());
                     return Ok(Step::Done);
                 };
-                let bytes = match tokio::fs::read(&path).await {
-                    Ok(b) => b,
-                    Err(e) => {
+                // Read the way indexing read it (no swapped-in link), and no
+                // more than the indexed size: more is a change, which the hash
+                // check below catches as well.
+                let (follow, limit) = (pipeline.follow_symlinks, file.size);
+                let read = tokio::task::spawn_blocking(move || {
+                    crate::triggers::scan::read_source(&path, follow, limit)
+                })
+                .await;
+                let bytes = match read {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
                         out.deferred = Some(format!("cannot read the file to upload: {e}"));
+                        return Ok(Step::Done);
+                    }
+                    Err(e) => {
+                        out.deferred = Some(format!("reading the file to upload: {e}"));
                         return Ok(Step::Done);
                     }
                 };
@@ -1270,7 +1335,7 @@ impl Publisher {
         let first = found.next();
         // More than one (a crash during a retry): keep one, delete the rest.
         for extra in found {
-            if let Err(e) = self.client.delete_file(&extra.id).await {
+            if let Err(e) = self.delete_upload(&extra).await {
                 tracing::warn!(file_id = %extra.id, error = %e, "could not delete a duplicate upload");
             }
         }
@@ -1536,8 +1601,9 @@ impl Publisher {
             }
         }
         for f in orphans {
-            // Not in the base, so no vectors of another file can go with it.
-            match self.client.delete_file(&f.id).await {
+            // Not in the base, so no vectors of another file can go with it;
+            // but it may be on its way in.
+            match self.delete_upload(&f).await {
                 Ok(()) | Err(OwuiError::NotFound { .. }) => summary.orphans_deleted += 1,
                 Err(e) => summary.problems.push((
                     f.filename.clone(),

@@ -148,7 +148,7 @@ pub async fn check(path: &Path) -> Report {
 fn state_dir(r: &mut Report, config: &Config) {
     let dir = &config.state_dir;
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
-    let result = std::fs::create_dir_all(dir)
+    let result = crate::app::create_private_dir(dir)
         .and_then(|()| std::fs::write(&probe, b"ok"))
         .and_then(|()| std::fs::remove_file(&probe));
     match result {
@@ -545,6 +545,8 @@ async fn write_access(base: &str, key: &str, id: &str) -> Result<Option<bool>, S
     let url = format!("{}/api/v1/knowledge/{id}", base.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(TIMEOUT)
+        // No redirects: see `OpenWebUi::new`.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     let body: serde_json::Value = client

@@ -90,9 +90,18 @@ pub struct StoreAccess {
 /// cannot be read now.
 pub fn open_store(config: &Config) -> Result<StoreAccess, String> {
     match &config.qdrant {
-        QdrantSettings::Server { url, api_key } => {
-            let store = QdrantStore::connect(url, api_key.as_ref().map(|k| k.expose().to_owned()))
-                .map_err(|e| e.to_string())?;
+        QdrantSettings::Server {
+            url,
+            api_key,
+            options,
+            ..
+        } => {
+            let store = QdrantStore::connect(
+                url,
+                api_key.as_ref().map(|k| k.expose().to_owned()),
+                options,
+            )
+            .map_err(|e| e.to_string())?;
             Ok(StoreAccess {
                 store: Arc::new(store),
                 location: format!("Qdrant server {url}"),

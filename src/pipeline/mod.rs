@@ -371,21 +371,17 @@ impl Pipeline {
                 .map_err(|e| self.ledger_err(e))?;
             crate::failpoint::hit("delete.after_intent");
             if exists {
-                let mut ids = Vec::new();
-                for record in batch {
-                    let found = points::file_points(
-                        &*self.store,
-                        collection,
-                        self.name(),
-                        &record.path,
-                        0,
-                        record.chunk_count,
-                        false,
-                    )
+                let probes: Vec<points::Probe> = batch
+                    .iter()
+                    .map(|record| points::Probe {
+                        path: &record.path,
+                        from: 0,
+                        known: record.chunk_count,
+                    })
+                    .collect();
+                let ids = points::files_ids(&*self.store, collection, self.name(), &probes)
                     .await
                     .map_err(|e| self.store_err(e))?;
-                    ids.extend(points::ids(&found));
-                }
                 if !ids.is_empty() {
                     self.store
                         .write(collection, vec![WriteOp::DeletePoints(ids)])

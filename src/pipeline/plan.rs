@@ -125,8 +125,7 @@ pub fn plan(
         // delete on the strength of a failed scan. And a source that held
         // files and now shows none is a vanished mount or an unreadable share
         // far more often than a deliberate wipe.
-        if scan.missing_sources.contains(&record.source)
-            || !scanned_sources.contains(&record.source)
+        if scan.unsure_of(record.source, &record.path) || !scanned_sources.contains(&record.source)
         {
             plan.held_back += 1;
             continue;
@@ -145,19 +144,24 @@ pub fn plan(
     plan
 }
 
-/// Deletes that no new file of the same size could be the move of. The rail
-/// guards against a vanished mount, a wiped folder or a glob that stopped
-/// matching, none of which brings new files; a renamed folder brings one new
-/// file per delete, the same size, and is not a mass delete (the daemon then
-/// moves the points; `ragd index` re-adds them from the embedding cache).
+/// Deletes that no new file of the same size and name could be the move of.
+/// The rail guards against a vanished mount, a wiped folder or a glob that
+/// stopped matching, none of which brings new files; a renamed folder brings
+/// one new file per delete, with its name and size, and is not a mass delete
+/// (the daemon then moves the points; `ragd index` re-adds them from the
+/// embedding cache). Size alone paired a wipe with any unrelated new files of
+/// the same sizes, which generated or fixed-size files often have.
 fn unpaired_deletes(plan: &Plan) -> usize {
-    let mut new_sizes: HashMap<u64, usize> = HashMap::new();
+    let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    let mut new_files: HashMap<(u64, String), usize> = HashMap::new();
     for w in plan.work.iter().filter(|w| w.reason == Reason::New) {
-        *new_sizes.entry(w.file.size).or_default() += 1;
+        *new_files
+            .entry((w.file.size, base(&w.file.rel_path)))
+            .or_default() += 1;
     }
     plan.deletes
         .iter()
-        .filter(|r| match new_sizes.get_mut(&r.size) {
+        .filter(|r| match new_files.get_mut(&(r.size, base(&r.path))) {
             Some(n) if *n > 0 => {
                 *n -= 1;
                 false
@@ -313,6 +317,50 @@ mod tests {
         let p = plan(&scan, ledger, false, DeleteRail::default());
         assert_eq!(p.mass_delete_blocked, Some((8, 12)));
         assert!(p.deletes.is_empty());
+    }
+
+    #[test]
+    fn new_files_of_the_same_sizes_but_other_names_do_not_excuse_a_mass_delete() {
+        // A wipe of 8 generated files of fixed sizes, and 8 unrelated new
+        // files that happen to have those sizes: not a move.
+        let mut files: Vec<_> = (0..4).map(|i| scanned(&format!("k{i}.md"), 1, 1)).collect();
+        files.extend((0..8).map(|i| scanned(&format!("other/n{i}.md"), 100 + i, 1)));
+        let ledger = sorted(
+            (0..4)
+                .map(|i| record(&format!("k{i}.md"), 1, 1, FileState::Indexed))
+                .chain((0..8).map(|i| record(&format!("d{i}.md"), 100 + i, 1, FileState::Indexed)))
+                .collect(),
+        );
+        let scan = ScanResult {
+            files,
+            ..Default::default()
+        };
+        let p = plan(&scan, ledger, false, DeleteRail::default());
+        assert_eq!(p.mass_delete_blocked, Some((8, 12)));
+    }
+
+    #[test]
+    fn files_under_a_folder_the_scan_could_not_read_are_not_deleted() {
+        // `sub/` could not be read and `odd.md`'s metadata could not: their
+        // rows are held back; `gone.md` and `subway.md` (no folder of the
+        // same name) are deleted.
+        let scan = ScanResult {
+            files: vec![scanned("keep.md", 1, 1)],
+            incomplete: vec![(0, "sub".into()), (0, "odd.md".into())],
+            ..Default::default()
+        };
+        let ledger = sorted(vec![
+            record("keep.md", 1, 1, FileState::Indexed),
+            record("gone.md", 1, 1, FileState::Indexed),
+            record("odd.md", 1, 1, FileState::Indexed),
+            record("sub/a.md", 1, 1, FileState::Indexed),
+            record("sub/deep/b.md", 1, 1, FileState::Indexed),
+            record("subway.md", 1, 1, FileState::Indexed),
+        ]);
+        let p = plan(&scan, ledger, false, DeleteRail::default());
+        let deleted: Vec<_> = p.deletes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(deleted, ["gone.md", "subway.md"]);
+        assert_eq!(p.held_back, 3);
     }
 
     #[test]

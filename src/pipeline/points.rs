@@ -55,6 +55,67 @@ pub async fn file_points(
     Ok(out)
 }
 
+/// Ids asked of the store in one request when probing many files at once.
+const REQUEST_IDS: usize = 2048;
+
+/// One file whose point ids [`files_ids`] finds: chunks from index `from` on,
+/// `known` the chunk count the ledger last recorded for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'a> {
+    pub path: &'a str,
+    pub from: u32,
+    pub known: u32,
+}
+
+/// The stored ids of many files' points (each from its `from` on), probed like
+/// [`file_points`] but all files' windows in the same requests and without
+/// reading any payload: a batch of files costs a round trip or two to a
+/// server, not one per file with every chunk's text.
+pub async fn files_ids(
+    store: &dyn VectorStore,
+    collection: &str,
+    pipeline: &str,
+    files: &[Probe<'_>],
+) -> Result<Vec<Uuid>, StoreError> {
+    // (path, window start, window end) of each file still being probed.
+    let mut windows: Vec<(&str, u32, u32)> = files
+        .iter()
+        .map(|f| (f.path, f.from, f.from.max(f.known).saturating_add(WINDOW)))
+        .collect();
+    let mut out = Vec::new();
+    while !windows.is_empty() {
+        let mut ids = Vec::new();
+        let mut owner = Vec::new();
+        for (k, &(path, start, end)) in windows.iter().enumerate() {
+            for i in start..end {
+                ids.push(point_id(pipeline, path, i));
+                owner.push((k, i));
+            }
+        }
+        let mut found = std::collections::HashSet::new();
+        for request in ids.chunks(REQUEST_IDS) {
+            found.extend(store.existing_ids(collection, request).await?);
+        }
+        let mut highest: Vec<Option<u32>> = vec![None; windows.len()];
+        for (id, &(k, i)) in ids.iter().zip(&owner) {
+            if found.contains(id) {
+                out.push(*id);
+                highest[k] = Some(i);
+            }
+        }
+        // Probing goes on to WINDOW past the highest index found.
+        windows = windows
+            .into_iter()
+            .zip(highest)
+            .filter_map(|((path, _, end), highest)| {
+                let next = end.max(highest?.saturating_add(1 + WINDOW));
+                (next > end).then_some((path, end, next))
+            })
+            .collect();
+    }
+    Ok(out)
+}
+
 /// The ids of `points`, for a delete.
 pub fn ids(points: &[StoredPoint]) -> Vec<Uuid> {
     points.iter().map(|p| p.id).collect()
@@ -122,5 +183,51 @@ mod tests {
         // Past everything, and a file with no points.
         assert!(indexes(&store, "a.md", 100, 100).await.is_empty());
         assert!(indexes(&store, "c.md", 0, 7).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn batched_probing_finds_the_same_ids_as_one_file_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path()).unwrap();
+        store.ensure_collection("c", 2).await.unwrap();
+        let a: Vec<_> = (0..100).map(|i| point("a.md", i)).collect();
+        let b: Vec<_> = (0..5).chain(20..25).map(|i| point("b.md", i)).collect();
+        store.upsert("c", a).await.unwrap();
+        store.upsert("c", b).await.unwrap();
+
+        let probes = [
+            Probe {
+                path: "a.md",
+                from: 0,
+                known: 3,
+            },
+            Probe {
+                path: "b.md",
+                from: 3,
+                known: 0,
+            },
+            Probe {
+                path: "c.md",
+                from: 0,
+                known: 7,
+            },
+            Probe {
+                path: "a.md",
+                from: 100,
+                known: 100,
+            },
+        ];
+        let mut batched = files_ids(&store, "c", "p", &probes).await.unwrap();
+        let mut one_by_one = Vec::new();
+        for p in &probes {
+            let found = file_points(&store, "c", "p", p.path, p.from, p.known, false)
+                .await
+                .unwrap();
+            one_by_one.extend(ids(&found));
+        }
+        assert_eq!(batched.len(), 100 + 7);
+        batched.sort();
+        one_by_one.sort();
+        assert_eq!(batched, one_by_one);
     }
 }

@@ -16,6 +16,7 @@ use crate::failpoint;
 use crate::ledger::{FileRecord, FileState};
 use crate::store::{PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
+use crate::triggers::scan::ReadError;
 
 /// Ledger rows written per transaction for files that need no Qdrant work.
 const LEDGER_BATCH: usize = 256;
@@ -177,6 +178,16 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             ),
         ));
     }
+    if file.abs_path.to_str().is_none() {
+        // Keys, payloads and Open WebUI names are UTF-8: a lossy key would
+        // point at no file when the upload reads it back, and deferring it
+        // counted no attempt, forever. Refused until it is renamed.
+        return Prepared::Settled(settle(
+            FileState::Skipped,
+            "file_name_not_utf8",
+            "the file's path is not valid UTF-8; rename it to index and publish it".to_owned(),
+        ));
+    }
     let Some(format) = extract::format_for(&file.abs_path) else {
         let ext = file
             .abs_path
@@ -191,9 +202,29 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             ),
         ));
     };
-    let bytes = match std::fs::read(&file.abs_path) {
+    let read = crate::triggers::scan::read_source(
+        &file.abs_path,
+        pipeline.config.follow_symlinks,
+        pipeline.limits.max_file_bytes,
+    );
+    let bytes = match read {
         Ok(b) => b,
-        Err(e) => {
+        Err(ReadError::NotRegular) => {
+            return Prepared::Settled(settle(
+                FileState::Skipped,
+                "not_a_regular_file",
+                "not read: it is a symbolic link, device or pipe now (swapped since the scan)"
+                    .to_owned(),
+            ));
+        }
+        Err(e @ ReadError::TooLarge { .. }) => {
+            return Prepared::Settled(settle(
+                FileState::Skipped,
+                "too_large",
+                format!("file grew since the scan: {e}"),
+            ));
+        }
+        Err(ReadError::Io(e)) => {
             let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 "permission_denied"
             } else if e.kind() == std::io::ErrorKind::NotFound {
@@ -800,23 +831,20 @@ async fn start_group<'a>(
         // The old versions' leftovers: ids from each file's new chunk count on
         // (`points` module). Found before the upsert, which only writes ids
         // below that count, so the answer is the same after it.
-        let mut leftovers = Vec::new();
-        for (record, _, n, reason) in &written {
-            if record.content_hash.is_some() || *reason != Reason::New {
-                let old = points::file_points(
-                    &*pipeline.store,
-                    collection,
-                    name,
-                    &record.path,
-                    *n as u32,
-                    record.chunk_count,
-                    false,
-                )
-                .await
-                .map_err(|e| pipeline.store_err(e))?;
-                leftovers.extend(points::ids(&old));
-            }
-        }
+        let probes: Vec<points::Probe> = written
+            .iter()
+            .filter(|(record, _, _, reason)| {
+                record.content_hash.is_some() || *reason != Reason::New
+            })
+            .map(|(record, _, n, _)| points::Probe {
+                path: &record.path,
+                from: *n as u32,
+                known: record.chunk_count,
+            })
+            .collect();
+        let leftovers = points::files_ids(&*pipeline.store, collection, name, &probes)
+            .await
+            .map_err(|e| pipeline.store_err(e))?;
         // New versions first (same ids overwrite in place), then the leftovers,
         // so a file is never without vectors: one write group, durable at the
         // next sync.

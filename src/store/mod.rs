@@ -198,6 +198,24 @@ pub enum StoreError {
     /// idempotent write is safe.
     #[error("vector store unavailable: {0}")]
     Transient(String),
+    /// The server is overloaded and asked to be called again after `retry_after`.
+    #[error("vector store overloaded (retry after {}s): {message}", retry_after.as_secs())]
+    Throttled {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// The collection exists but ragd did not create it: on a shared server it
+    /// is somebody else's, and ragd neither writes to it nor drops it.
+    #[error(
+        "collection {collection:?} was not created by ragd, so ragd does not touch it: give the pipeline \
+         another `[qdrant] collection`; if an older ragd created it, mark it as ragd's with \
+         PUT /collections/{collection}/index {{\"field_name\": \"ragd_owned\", \"field_schema\": \"keyword\"}} \
+         on the server's REST port"
+    )]
+    Foreign { collection: String },
+    /// An existing collection whose vectors ragd cannot use.
+    #[error("collection {collection:?} cannot hold ragd's vectors: {detail}")]
+    Incompatible { collection: String, detail: String },
     #[error("vector store error: {0}")]
     Backend(String),
     #[error("stored point {id} has an unreadable payload: {detail}")]
@@ -206,7 +224,18 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(
+            self,
+            StoreError::Transient(_) | StoreError::Throttled { .. }
+        )
+    }
+
+    /// How long the server asked to be left alone, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StoreError::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 
@@ -222,7 +251,9 @@ pub trait VectorStore: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Create `collection` (cosine distance, `dim`) unless it exists. An existing
-    /// one with another dimension is a [`StoreError::DimensionMismatch`]. Whether
+    /// one with another dimension is a [`StoreError::DimensionMismatch`], one
+    /// with another distance [`StoreError::Incompatible`], and one this store
+    /// did not create [`StoreError::Foreign`]. Whether
     /// payload fields get an index is the backend's choice: filters work either
     /// way, and ragd finds a file's points by id (see `pipeline::points`).
     async fn ensure_collection(&self, collection: &str, dim: usize) -> Result<(), StoreError>;
@@ -273,6 +304,17 @@ pub trait VectorStore: Send + Sync {
         Ok(())
     }
 
+    /// Which of `ids` exist, in the order asked: no payload or vector is read
+    /// where the backend can avoid it.
+    async fn existing_ids(&self, collection: &str, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self
+            .retrieve(collection, ids, false)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
+    }
+
     /// Exact count of points matching `filter`.
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError>;
 
@@ -305,7 +347,8 @@ pub trait VectorStore: Send + Sync {
     /// Real collections (not aliases).
     async fn list_collections(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Delete a collection; `false` if it did not exist.
+    /// Delete a collection; `false` if it did not exist. One this store did not
+    /// create is refused ([`StoreError::Foreign`]) and left as it is.
     async fn delete_collection(&self, collection: &str) -> Result<bool, StoreError>;
 
     /// Atomically point `alias` at `collection`: a reader sees either the old

@@ -9,20 +9,25 @@
 //! collection-level operations resolve them here so both backends behave alike.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use qdrant_client::qdrant::alias_operations::Action as AliasAction;
+use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::vector_output::Vector as VectorOutputKind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
-    CollectionInfo, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    GetPointsBuilder, PayloadIncludeSelector, PointId, PointStruct, PointsIdsList, Query,
-    QueryPointsBuilder, RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder, VectorsOutput,
+    AliasOperations, ChangeAliases, CollectionInfo, Condition, CountPointsBuilder, CreateAlias,
+    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteAlias, DeletePointsBuilder,
+    Distance, FieldType, Filter, GetPointsBuilder, KeywordIndexParamsBuilder,
+    PayloadIncludeSelector, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder,
+    RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use uuid::Uuid;
 
 use super::{
@@ -33,9 +38,20 @@ use super::{
 /// Payload fields a server collection indexes. ragd finds a file's points by id,
 /// so these serve filters only: `ragd search` by pipeline, `ragd why` and
 /// reconcile by path. On a server their RAM is the server's, and a shared
-/// cluster may hold many pipelines in one collection; the embedded store, whose
-/// RAM is ragd's own, indexes nothing.
-const INDEXED_FIELDS: [&str; 2] = ["pipeline", "path"];
+/// cluster may hold many pipelines in one collection, so `pipeline` is a tenant
+/// index (Qdrant keeps each tenant's points together); the embedded store,
+/// whose RAM is ragd's own, indexes nothing.
+const INDEXED_FIELDS: [(&str, bool); 2] = [("pipeline", true), ("path", false)];
+
+/// The mark of a collection ragd created: a keyword index on this field, which
+/// no point has. An index, because Qdrant 1.14 keeps no collection metadata (it
+/// drops the `metadata` of a create request without a word); the index is
+/// created with the collection, replicated with it and dropped with it, on
+/// every Qdrant version. Current Qdrant also gets [`OWNER_METADATA`].
+pub const OWNER_FIELD: &str = "ragd_owned";
+
+/// `(key, value)` of the collection metadata ragd writes on Qdrant 1.16+.
+const OWNER_METADATA: (&str, &str) = ("created_by", "ragd");
 
 /// Points per page when scrolling a whole filter.
 const SCROLL_PAGE: u32 = 512;
@@ -44,6 +60,7 @@ const SCROLL_PAGE: u32 = 512;
 /// these numbers are fixed by the gRPC spec.
 mod grpc_code {
     pub const CANCELLED: i32 = 1;
+    pub const INTERNAL: i32 = 13;
     pub const UNKNOWN: i32 = 2;
     pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
@@ -57,9 +74,62 @@ mod grpc_code {
 /// 1024 dims.
 const UPSERT_BATCH: usize = 128;
 
+/// How ragd talks to a server and lays out the collections it creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// One request's deadline. qdrant-client re-sends a point request once after
+    /// a timeout or a dropped connection, so one call may take twice this.
+    pub timeout: Duration,
+    pub layout: Layout,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            layout: Layout::default(),
+        }
+    }
+}
+
+/// Default of `[qdrant] timeout_secs`: a `wait=true` upsert of a batch on a
+/// busy server takes seconds; qdrant-client's own 5 s cut such writes off and
+/// re-sent them, adding load exactly when the server was slow.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// The layout of a collection ragd creates; `None` leaves the server's default.
+/// Applied only at creation: an existing collection keeps its layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    pub shard_number: Option<u32>,
+    pub replication_factor: Option<u32>,
+    pub write_consistency_factor: Option<u32>,
+    pub on_disk_payload: Option<bool>,
+}
+
+/// The `api-key` header on the requests ragd makes itself (the alias switch).
+#[derive(Clone)]
+struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            request.metadata_mut().insert("api-key", key.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// A Qdrant server reached over gRPC (usually port 6334).
 pub struct QdrantStore {
     client: Qdrant,
+    /// For the one call qdrant-client cannot make: several alias actions in one
+    /// `UpdateAliases` request (it sends one action per request).
+    collections: CollectionsClient<InterceptedService<Channel, ApiKey>>,
+    layout: Layout,
 }
 
 impl QdrantStore {
@@ -67,15 +137,49 @@ impl QdrantStore {
     ///
     /// Does not contact the server: the connection is made on first use, so a
     /// server that is down shows up as a [`StoreError::Transient`] there.
-    pub fn connect(url: &str, api_key: Option<String>) -> Result<Self, StoreError> {
+    pub fn connect(
+        url: &str,
+        api_key: Option<String>,
+        options: &ServerOptions,
+    ) -> Result<Self, StoreError> {
+        let bad = |e: String| StoreError::Backend(format!("qdrant client for {url}: {e}"));
+        if api_key.is_some() && sends_in_clear(url) {
+            tracing::warn!(%url, "the Qdrant API key is sent unencrypted over http://; use https:// for a server that is not on this machine");
+        }
+        // Connecting is part of the request's time; a server that does not
+        // accept within this is down or unreachable (transient either way).
+        let connect_timeout = options.timeout.min(Duration::from_secs(10));
+        let key = api_key
+            .as_deref()
+            .map(|k| {
+                k.parse()
+                    .map_err(|_| bad("the API key is not a valid header value".into()))
+            })
+            .transpose()?;
         let client = Qdrant::from_url(url)
             .api_key(api_key)
+            .timeout(options.timeout)
+            .connect_timeout(connect_timeout)
             // The check prints to stdout and blocks on a side runtime; ragd reports
             // an unreachable server through its own readiness checks instead.
             .skip_compatibility_check()
             .build()
-            .map_err(|e| StoreError::Backend(format!("qdrant client for {url}: {e}")))?;
-        Ok(QdrantStore { client })
+            .map_err(|e| bad(e.to_string()))?;
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| bad(e.to_string()))?
+            .timeout(options.timeout)
+            .connect_timeout(connect_timeout);
+        if url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let collections = CollectionsClient::with_interceptor(endpoint.connect_lazy(), ApiKey(key));
+        Ok(QdrantStore {
+            client,
+            collections,
+            layout: options.layout.clone(),
+        })
     }
 
     /// The collection `name` points at, or `name` itself.
@@ -133,24 +237,75 @@ impl QdrantStore {
         }
     }
 
+    /// The indexes of [`INDEXED_FIELDS`] that `info` lacks (also repairs a
+    /// collection whose creation stopped before them).
     async fn ensure_indexes(
         &self,
         collection: &str,
         info: &CollectionInfo,
     ) -> Result<(), StoreError> {
-        for field in INDEXED_FIELDS {
+        for (field, tenant) in INDEXED_FIELDS {
             if info.payload_schema.contains_key(field) {
                 continue;
             }
-            self.client
-                .create_field_index(
-                    CreateFieldIndexCollectionBuilder::new(collection, field, FieldType::Keyword)
-                        .wait(true),
-                )
-                .await
-                .map_err(|e| map_err(collection, e))?;
+            self.create_keyword_index(collection, field, tenant).await?;
         }
         Ok(())
+    }
+
+    async fn create_keyword_index(
+        &self,
+        collection: &str,
+        field: &str,
+        tenant: bool,
+    ) -> Result<(), StoreError> {
+        let mut request =
+            CreateFieldIndexCollectionBuilder::new(collection, field, FieldType::Keyword)
+                .wait(true);
+        if tenant {
+            request =
+                request.field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true));
+        }
+        self.client
+            .create_field_index(request)
+            .await
+            .map_err(|e| map_err(collection, e))?;
+        Ok(())
+    }
+
+    /// Create `collection` with ragd's mark and the configured layout.
+    async fn create(&self, collection: &str, dim: usize) -> Result<(), StoreError> {
+        let metadata: HashMap<String, serde_json::Value> = HashMap::from([(
+            OWNER_METADATA.0.to_owned(),
+            serde_json::Value::from(OWNER_METADATA.1),
+        )]);
+        let mut request = CreateCollectionBuilder::new(collection)
+            .vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine))
+            .metadata(metadata);
+        let layout = &self.layout;
+        if let Some(n) = layout.shard_number {
+            request = request.shard_number(n);
+        }
+        if let Some(n) = layout.replication_factor {
+            request = request.replication_factor(n);
+        }
+        if let Some(n) = layout.write_consistency_factor {
+            request = request.write_consistency_factor(n);
+        }
+        if let Some(on_disk) = layout.on_disk_payload {
+            request = request.on_disk_payload(on_disk);
+        }
+        match self.client.create_collection(request).await {
+            Ok(_) => {}
+            // Someone else created it meanwhile (or qdrant-client's re-send of
+            // our own request): the caller checks it like an existing one.
+            Err(e) if status_code(&e) == Some(grpc_code::ALREADY_EXISTS) => return Ok(()),
+            Err(e) => return Err(map_err(collection, e)),
+        }
+        // The mark right after the creation: a crash in between leaves an empty
+        // collection that ragd then refuses, saying how to mark it.
+        self.create_keyword_index(collection, OWNER_FIELD, false)
+            .await
     }
 }
 
@@ -163,25 +318,23 @@ impl VectorStore for QdrantStore {
     async fn ensure_collection(&self, collection: &str, dim: usize) -> Result<(), StoreError> {
         let real = self.resolve(collection).await?;
         if self.info(&real).await?.is_none() {
-            let created = self
-                .client
-                .create_collection(
-                    CreateCollectionBuilder::new(&real)
-                        .vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine)),
-                )
-                .await;
-            match created {
-                Ok(_) => {}
-                // Someone else created it meanwhile: check it like an existing one.
-                Err(e) if status_code(&e) == Some(grpc_code::ALREADY_EXISTS) => {}
-                Err(e) => return Err(map_err(&real, e)),
-            }
+            self.create(&real, dim).await?;
         }
         let info = self
             .info(&real)
             .await?
             .ok_or_else(|| StoreError::NoSuchCollection(real.clone()))?;
-        let existing = dim_of(&real, &info)?;
+        check_owned(&real, &info)?;
+        let (existing, distance) = vectors_of(&real, &info)?;
+        if distance != Distance::Cosine {
+            return Err(StoreError::Incompatible {
+                collection: real,
+                detail: format!(
+                    "its distance is {}, ragd's vectors need Cosine",
+                    distance.as_str_name()
+                ),
+            });
+        }
         if existing != dim {
             return Err(StoreError::DimensionMismatch {
                 collection: real,
@@ -189,13 +342,12 @@ impl VectorStore for QdrantStore {
                 requested: dim,
             });
         }
-        // Also repairs a collection whose creation stopped before its indexes.
         self.ensure_indexes(&real, &info).await
     }
 
     async fn collection_dim(&self, collection: &str) -> Result<Option<usize>, StoreError> {
         match self.info(collection).await? {
-            Some(info) => dim_of(collection, &info).map(Some),
+            Some(info) => vectors_of(collection, &info).map(|(dim, _)| Some(dim)),
             None => Ok(None),
         }
     }
@@ -282,6 +434,36 @@ impl VectorStore for QdrantStore {
         }
         // The server answers in its own order; the trait promises the caller's.
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn existing_ids(&self, collection: &str, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // No payload, no vector: only the ids come back.
+        let request = GetPointsBuilder::new(
+            collection,
+            ids.iter()
+                .map(|id| PointId::from(id.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .with_payload(false)
+        .with_vectors(false);
+        let response = self
+            .client
+            .get_points(request)
+            .await
+            .map_err(|e| map_err(collection, e))?;
+        let found = response
+            .result
+            .into_iter()
+            .map(|p| from_point_id(p.id))
+            .collect::<Result<std::collections::HashSet<Uuid>, _>>()?;
+        Ok(ids
+            .iter()
+            .filter(|id| found.contains(id))
+            .copied()
+            .collect())
     }
 
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
@@ -374,6 +556,11 @@ impl VectorStore for QdrantStore {
         // The server does not resolve aliases here; the trait says names may be
         // aliases, so resolve. The server drops aliases pointing at the collection.
         let real = self.resolve(collection).await?;
+        let Some(info) = self.info(&real).await? else {
+            return Ok(false);
+        };
+        // Somebody else's data on a shared server is never ragd's to drop.
+        check_owned(&real, &info)?;
         let response = self
             .client
             .delete_collection(real.as_str())
@@ -383,13 +570,41 @@ impl VectorStore for QdrantStore {
     }
 
     async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), StoreError> {
-        // One CreateAlias action on an existing alias re-points it in a single
-        // server-side step (the server's alias map insert overwrites), so readers
-        // never see the alias missing, unlike delete-then-create.
-        self.client
-            .create_alias(CreateAliasBuilder::new(collection, alias))
+        // Qdrant applies the actions of one request together, so readers see the
+        // old target or the new one, never the alias missing (its documented way
+        // to switch a collection). Checked first: a batch whose create failed
+        // after its delete must never be sent.
+        if self.info(collection).await?.is_none() {
+            return Err(StoreError::NoSuchCollection(collection.to_owned()));
+        }
+        let current = self.resolve_alias(alias).await?;
+        if current.as_deref() == Some(collection) {
+            return Ok(());
+        }
+        let mut actions = Vec::new();
+        if current.is_some() {
+            actions.push(AliasAction::DeleteAlias(DeleteAlias {
+                alias_name: alias.to_owned(),
+            }));
+        }
+        actions.push(AliasAction::CreateAlias(CreateAlias {
+            collection_name: collection.to_owned(),
+            alias_name: alias.to_owned(),
+        }));
+        let request = ChangeAliases {
+            actions: actions
+                .into_iter()
+                .map(|action| AliasOperations {
+                    action: Some(action),
+                })
+                .collect(),
+            timeout: None,
+        };
+        self.collections
+            .clone()
+            .update_aliases(request)
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|status| map_err(collection, QdrantError::from(status)))?;
         Ok(())
     }
 
@@ -426,7 +641,8 @@ fn to_filter(filter: &PointFilter) -> Option<Filter> {
     })
 }
 
-fn dim_of(collection: &str, info: &CollectionInfo) -> Result<usize, StoreError> {
+/// The vector size and distance of a collection of one unnamed dense vector.
+fn vectors_of(collection: &str, info: &CollectionInfo) -> Result<(usize, Distance), StoreError> {
     let config = info
         .config
         .as_ref()
@@ -434,11 +650,57 @@ fn dim_of(collection: &str, info: &CollectionInfo) -> Result<usize, StoreError> 
         .and_then(|p| p.vectors_config.as_ref())
         .and_then(|v| v.config.as_ref());
     match config {
-        Some(VectorsConfigKind::Params(params)) => Ok(params.size as usize),
-        _ => Err(StoreError::Backend(format!(
-            "collection {collection:?} has no single unnamed dense vector; ragd did not create it"
-        ))),
+        Some(VectorsConfigKind::Params(params)) => Ok((
+            params.size as usize,
+            Distance::try_from(params.distance).unwrap_or(Distance::UnknownDistance),
+        )),
+        _ => Err(StoreError::Incompatible {
+            collection: collection.to_owned(),
+            detail: "it has no single unnamed dense vector".to_owned(),
+        }),
     }
+}
+
+/// Whether ragd created the collection: its marker index, or (Qdrant 1.16+) its
+/// metadata.
+fn owned(info: &CollectionInfo) -> bool {
+    let by_metadata = info
+        .config
+        .as_ref()
+        .and_then(|c| c.metadata.get(OWNER_METADATA.0))
+        .and_then(|v| match &v.kind {
+            Some(qdrant_client::qdrant::value::Kind::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        == Some(OWNER_METADATA.1);
+    by_metadata || info.payload_schema.contains_key(OWNER_FIELD)
+}
+
+fn check_owned(collection: &str, info: &CollectionInfo) -> Result<(), StoreError> {
+    if owned(info) {
+        Ok(())
+    } else {
+        Err(StoreError::Foreign {
+            collection: collection.to_owned(),
+        })
+    }
+}
+
+/// An `http://` URL to a host other than this machine.
+fn sends_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    !(host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()))
 }
 
 fn to_payload(point: &StoredPoint) -> Result<Payload, StoreError> {
@@ -506,37 +768,63 @@ fn status_code(err: &QdrantError) -> Option<i32> {
 }
 
 /// A missing collection (or alias) is [`StoreError::NoSuchCollection`].
-/// Transient: the server is unreachable, overloaded or did not answer in time —
-/// the write may or may not have happened, and retrying it is safe. Everything
-/// else (bad request, missing collection, wrong dimension) is permanent.
+/// Transient: the server is unreachable, restarting, overloaded or did not
+/// answer in time — the write may or may not have happened, and retrying it is
+/// safe. Everything else (bad request, wrong dimension) is permanent.
 fn map_err(collection: &str, err: QdrantError) -> StoreError {
     if status_code(&err) == Some(grpc_code::NOT_FOUND) {
         return StoreError::NoSuchCollection(collection.to_owned());
     }
     let message = format!("collection {collection:?}: {err}");
+    if let QdrantError::ResourceExhaustedError {
+        retry_after_seconds,
+        ..
+    } = &err
+    {
+        return StoreError::Throttled {
+            message,
+            retry_after: Duration::from_secs(*retry_after_seconds),
+        };
+    }
     let transient = match &err {
-        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
-        QdrantError::ResponseError { status } => match status.code() as i32 {
-            // Cancelled is what tonic reports when the client-side timeout fires.
-            grpc_code::UNAVAILABLE
-            | grpc_code::DEADLINE_EXCEEDED
-            | grpc_code::RESOURCE_EXHAUSTED
-            | grpc_code::CANCELLED => true,
-            // Transport failures that tonic could not classify.
-            grpc_code::UNKNOWN => {
-                let text = status.message().to_ascii_lowercase();
-                text.contains("transport")
-                    || text.contains("connect")
-                    || text.contains("broken pipe")
-            }
-            _ => false,
-        },
+        QdrantError::Io(_) => true,
+        QdrantError::ResponseError { status } => {
+            transient_status(status.code() as i32, status.message())
+        }
         _ => false,
     };
     if transient {
         StoreError::Transient(message)
     } else {
         StoreError::Backend(message)
+    }
+}
+
+/// Classified by code and message: qdrant-client reports a connection it could
+/// not make as `Internal` ("Failed to connect to …"), the code the server also
+/// uses for its own failures, which are not all transient.
+fn transient_status(code: i32, message: &str) -> bool {
+    let text = message.to_ascii_lowercase();
+    let transport = [
+        "failed to connect",
+        "transport error",
+        "connection",
+        "broken pipe",
+        "timeout expired",
+        "timed out",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle));
+    match code {
+        // Cancelled is what tonic reports when the client-side timeout fires.
+        grpc_code::UNAVAILABLE
+        | grpc_code::DEADLINE_EXCEEDED
+        | grpc_code::RESOURCE_EXHAUSTED
+        | grpc_code::CANCELLED => true,
+        // Transport failures: qdrant-client's own (Internal), and what tonic
+        // could not classify (Unknown).
+        grpc_code::INTERNAL | grpc_code::UNKNOWN => transport,
+        _ => false,
     }
 }
 
@@ -586,5 +874,99 @@ mod tests {
         let payload = to_payload(&point).unwrap();
         let back = from_payload(&point.id, payload.into()).unwrap();
         assert_eq!(back, point.payload);
+    }
+
+    #[test]
+    fn connect_failures_are_transient_by_code_and_message() {
+        let internal = |m: &str| QdrantError::ResponseError {
+            status: tonic::Status::internal(m.to_owned()),
+        };
+        // What qdrant-client reports when the server is down or restarting.
+        let down = map_err(
+            "c",
+            internal(
+                "Failed to connect to http://127.0.0.1:6334/: tonic::transport::Error(Transport, ConnectError(...))",
+            ),
+        );
+        assert!(down.is_transient(), "{down:?}");
+        // The server's own internal errors stay permanent.
+        let bug = map_err("c", internal("Service internal error: wrong input"));
+        assert!(!bug.is_transient(), "{bug:?}");
+        for status in [
+            tonic::Status::unavailable("x"),
+            tonic::Status::cancelled("Timeout expired"),
+            tonic::Status::deadline_exceeded("x"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            let e = map_err("c", QdrantError::ResponseError { status });
+            assert!(e.is_transient(), "{e:?}");
+        }
+        let e = map_err(
+            "c",
+            QdrantError::ResourceExhaustedError {
+                status: tonic::Status::resource_exhausted("slow down"),
+                retry_after_seconds: 3,
+            },
+        );
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert!(e.is_transient());
+        let e = map_err(
+            "c",
+            QdrantError::ResponseError {
+                status: tonic::Status::invalid_argument("bad"),
+            },
+        );
+        assert!(!e.is_transient());
+    }
+
+    /// Nothing listens on the port: the real client's error must be transient.
+    #[tokio::test]
+    async fn a_server_that_is_down_is_transient() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = QdrantStore::connect(
+            &format!("http://127.0.0.1:{port}"),
+            None,
+            &ServerOptions::default(),
+        )
+        .unwrap();
+        let err = store.count("c", &PointFilter::default()).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        let err = store
+            .upsert(
+                "c",
+                vec![StoredPoint {
+                    id: Uuid::new_v4(),
+                    vector: vec![1.0],
+                    payload: PointPayload {
+                        pipeline: "p".into(),
+                        path: "a".into(),
+                        chunk_index: 0,
+                        text: "t".into(),
+                        page: None,
+                        headings: vec![],
+                        content_hash: "c".into(),
+                        file_hash: "f".into(),
+                        modified: 0,
+                        model: "m".into(),
+                    },
+                }],
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+    }
+
+    #[test]
+    fn api_keys_in_clear_text_are_noticed() {
+        assert!(sends_in_clear("http://qdrant:6334"));
+        assert!(sends_in_clear("http://10.0.0.5:6334/"));
+        assert!(!sends_in_clear("https://qdrant.example:6334"));
+        assert!(!sends_in_clear("http://127.0.0.1:6334"));
+        assert!(!sends_in_clear("http://localhost:6334"));
+        assert!(!sends_in_clear("http://[::1]:6334"));
     }
 }

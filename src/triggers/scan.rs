@@ -42,6 +42,26 @@ pub struct ScanResult {
     pub problems: Vec<ScanProblem>,
     /// Sources (by index) that could not be opened at all.
     pub missing_sources: Vec<u32>,
+    /// Ledger keys under which the scan is incomplete: a folder that could not
+    /// be read, a file whose metadata could not be. Its files are missing from
+    /// `files` without being gone, so nothing under these keys may be deleted.
+    pub incomplete: Vec<(u32, String)>,
+}
+
+impl ScanResult {
+    /// Whether the scan cannot tell if `key` (of `source`) still exists: its
+    /// source could not be opened, or it is at or under an incomplete key.
+    pub fn unsure_of(&self, source: u32, key: &str) -> bool {
+        self.missing_sources.contains(&source)
+            || self.incomplete.iter().any(|(s, k)| {
+                *s == source
+                    && (k.is_empty()
+                        || key == k
+                        || key
+                            .strip_prefix(k.as_str())
+                            .is_some_and(|r| r.starts_with('/')))
+            })
+    }
 }
 
 /// Temporary and partial files ignored by default: editors' swap files, browser
@@ -90,17 +110,9 @@ pub fn wanted(include: &GlobSet, exclude: &GlobSet, rel: &str) -> bool {
 /// Scan every source folder of `pipeline`.
 pub fn scan(pipeline: &PipelineConfig) -> ScanResult {
     let mut result = ScanResult::default();
-    let multi = pipeline.sources.len() > 1;
     for (i, root) in pipeline.sources.iter().enumerate() {
-        let i = i as u32;
-        let prefix = if multi {
-            root.file_name()
-                .map(|n| format!("{}/", n.to_string_lossy()))
-                .unwrap_or_else(|| format!("source{i}/"))
-        } else {
-            String::new()
-        };
-        scan_source(pipeline, i, root, &prefix, &mut result);
+        let prefix = pipeline.key_prefix(i);
+        scan_source(pipeline, i as u32, root, &prefix, &mut result);
     }
     result.files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     result
@@ -146,12 +158,11 @@ fn scan_source(
             Err(e) => {
                 // Loops and unreadable folders land here; walkdir reports a loop
                 // instead of following it forever.
+                let path = e.path().unwrap_or(root).to_owned();
+                out.incomplete.push((source, key_of(prefix, root, &path)));
                 out.problems.push(ScanProblem {
                     source,
-                    path: e
-                        .path()
-                        .map(Path::to_owned)
-                        .unwrap_or_else(|| root.to_owned()),
+                    path,
                     message: e.to_string(),
                 });
                 continue;
@@ -186,6 +197,7 @@ fn scan_source(
         let meta = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
+                out.incomplete.push((source, format!("{prefix}{rel_str}")));
                 out.problems.push(ScanProblem {
                     source,
                     path: entry.path().to_owned(),
@@ -201,6 +213,80 @@ fn scan_source(
             size: meta.len(),
             mtime_ns: mtime_ns(&meta),
         });
+    }
+}
+
+/// Why [`read_source`] read nothing.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// A symbolic link where the scan saw a file (swapped since), or a device,
+    /// a pipe, a folder: nothing ragd reads.
+    NotRegular,
+    /// Larger than the limit when opened (it grew since the scan).
+    TooLarge {
+        limit: u64,
+    },
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotRegular => f.write_str("not a regular file (a link, device or pipe)"),
+            ReadError::TooLarge { limit } => {
+                write!(f, "over the limit of {limit} bytes (limits.max_file_bytes)")
+            }
+        }
+    }
+}
+
+/// Read a source file's bytes as the scan vetted it, not whatever its path
+/// holds now: the scan checked the link policy and the size, and the file can
+/// be swapped for a link (to the daemon's key file, to `/dev/zero`) or grow
+/// before it is read. Opened without following a final symbolic link unless
+/// the pipeline follows links; the open handle must be a regular file within
+/// `limit`, and at most `limit` + 1 bytes are read.
+pub fn read_source(path: &Path, follow_symlinks: bool, limit: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    if !follow_symlinks {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        // ELOOP: the path's last component is a link.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ReadError::NotRegular),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if meta.len() > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+/// The ledger key (or key prefix, for a folder) of `path` under `root`; `""`
+/// stands for the whole source (a single source's root, or a path outside it).
+fn key_of(prefix: &str, root: &Path, path: &Path) -> String {
+    match path.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => prefix.trim_end_matches('/').to_owned(),
+        Ok(rel) => format!("{prefix}{}", rel_to_string(rel)),
+        Err(_) => String::new(),
     }
 }
 
@@ -258,5 +344,72 @@ mod tests {
         for name in ["readme.md", "report.pdf", "notes~final.txt"] {
             assert!(!is_ignored_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn incomplete_keys_name_the_folder_or_file_the_scan_could_not_read() {
+        let root = Path::new("/data/docs");
+        assert_eq!(
+            key_of("", root, Path::new("/data/docs/sub/deep")),
+            "sub/deep"
+        );
+        assert_eq!(
+            key_of("docs/", root, Path::new("/data/docs/sub")),
+            "docs/sub"
+        );
+        // The root itself: the whole source (the key prefix of every file).
+        assert_eq!(key_of("", root, root), "");
+        assert_eq!(key_of("docs/", root, root), "docs");
+        assert_eq!(key_of("", root, Path::new("/elsewhere")), "");
+
+        let scan = ScanResult {
+            incomplete: vec![(0, "sub".into()), (1, "".into())],
+            missing_sources: vec![2],
+            ..Default::default()
+        };
+        assert!(scan.unsure_of(0, "sub/a.md"));
+        assert!(scan.unsure_of(0, "sub"));
+        assert!(!scan.unsure_of(0, "subway.md"));
+        assert!(!scan.unsure_of(0, "a.md"));
+        assert!(scan.unsure_of(1, "anything.md"));
+        assert!(scan.unsure_of(2, "x.md"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_source_swapped_for_a_link_or_grown_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret.env");
+        std::fs::write(&secret, "OPENWEBUI_API_KEY=sk-secret\n").unwrap();
+        let doc = dir.path().join("doc.md");
+        std::fs::write(&doc, "# Doc\n").unwrap();
+        assert_eq!(read_source(&doc, false, 100).unwrap(), b"# Doc\n");
+
+        // Swapped for a link to the key file, and to a device.
+        std::fs::remove_file(&doc).unwrap();
+        std::os::unix::fs::symlink(&secret, &doc).unwrap();
+        assert!(matches!(
+            read_source(&doc, false, 100),
+            Err(ReadError::NotRegular)
+        ));
+        std::fs::remove_file(&doc).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &doc).unwrap();
+        assert!(matches!(
+            read_source(&doc, false, 100),
+            Err(ReadError::NotRegular)
+        ));
+        // A pipeline that follows links reads through one, but never a device.
+        assert!(matches!(
+            read_source(&doc, true, 100),
+            Err(ReadError::NotRegular)
+        ));
+
+        // Grown past the limit since the scan.
+        std::fs::remove_file(&doc).unwrap();
+        std::fs::write(&doc, vec![b'x'; 101]).unwrap();
+        assert!(matches!(
+            read_source(&doc, false, 100),
+            Err(ReadError::TooLarge { limit: 100 })
+        ));
     }
 }

@@ -368,18 +368,13 @@ pub fn relevant(config: &PipelineConfig, path: &Path) -> bool {
 /// The ledger key of an absolute path under one of `config`'s sources, the way
 /// [`scan::scan`] builds it.
 pub fn ledger_key(config: &PipelineConfig, path: &Path) -> Option<String> {
-    let multi = config.sources.len() > 1;
     config.sources.iter().enumerate().find_map(|(i, root)| {
         let rel = path.strip_prefix(root).ok()?;
-        let rel = scan::rel_to_string(rel);
-        if !multi {
-            return Some(rel);
-        }
-        let prefix = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("source{i}"));
-        Some(format!("{prefix}/{rel}"))
+        Some(format!(
+            "{}{}",
+            config.key_prefix(i),
+            scan::rel_to_string(rel)
+        ))
     })
 }
 

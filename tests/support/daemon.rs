@@ -160,7 +160,7 @@ impl BinEnv {
     /// Start `ragd run`, logging to `<dir>/ragd-<n>.log`.
     pub fn start(&self, n: u32) -> Child {
         let log = std::fs::File::create(self.dir.path().join(format!("ragd-{n}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_ragd"))
+        Command::new(crate::support::ragd_bin())
             .args(["-c"])
             .arg(self.dir.path().join("config/ragd.toml"))
             .args(["run", "--shutdown-timeout", "30"])

@@ -122,7 +122,7 @@ impl TestEnv {
         let mut config = ragd::config::load(&self.config_path()).expect("valid config");
         // This test binary is the harness, not ragd: the extraction worker must
         // be the real binary.
-        config.limits.extract.worker_exe = PathBuf::from(env!("CARGO_BIN_EXE_ragd"));
+        config.limits.extract.worker_exe = crate::support::ragd_bin();
         adjust(&mut config);
         // Another test in this process may be forking an extraction worker or a
         // ragd child at this instant: between fork and exec the child holds a copy

@@ -17,7 +17,8 @@
 //! - `metadata.knowledge_id` auto-links on 0.12+ and reports `completed` only once linked
 //!   (or `failed` with the duplicate message); its duplicate check is taken when processing
 //!   starts and the text is written when it ends, so identical files processing at once
-//!   both get in, as on the real server;
+//!   both get in, as on the real server; a file deleted while that processing is
+//!   under way still leaves its vectors in the base (see [`delete_file_everywhere`]);
 //! - 0.12's directories: `dirs/create` (400 for a name taken at that level, except at the
 //!   root, where the real server's unique constraint lets NULL parents through),
 //!   `dirs/{id}/update`, `dirs/{id}/delete?move_files=` (the subtree's files go to the
@@ -921,10 +922,28 @@ async fn file_status(
 }
 
 /// Deletes a file and its vectors everywhere, as `DELETE /files/{id}` does.
+///
+/// A file deleted while its auto-link processing is under way still gets its
+/// vectors written into the base: the real server's background task embeds
+/// into the base's collection and only then links, and the delete found no link
+/// to clean up. Nothing removes those vectors by file any more, so the base
+/// refuses every later upload of that text as a duplicate.
 fn delete_file_everywhere(inner: &mut Inner, id: &str) -> bool {
     let Some(file) = inner.files.remove(id) else {
         return false;
     };
+    let in_flight = matches!(file.status.as_deref(), Some("pending" | "processing"));
+    if in_flight
+        && file.auto_link_duplicate == Some(false)
+        && let Some(kb) = file
+            .metadata
+            .get("knowledge_id")
+            .and_then(Value::as_str)
+            .and_then(|kb| inner.knowledge.get_mut(kb))
+    {
+        let text = sha256_hex(String::from_utf8_lossy(&file.bytes).as_bytes());
+        kb.vectors.push((file.id.clone(), text));
+    }
     for kb in inner.knowledge.values_mut() {
         if kb.files.contains(&file.id) {
             kb.files.retain(|f| f != &file.id);

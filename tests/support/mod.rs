@@ -5,4 +5,13 @@ pub mod env;
 pub mod fake_openwebui;
 pub mod owui;
 pub mod pdf;
+pub mod qdrant_node;
 pub mod real;
+
+/// The ragd binary the tests run: cargo's build of it, or `RAGD_TEST_BIN` (a
+/// frozen copy, so a long soak is not changed under it by the next build).
+pub fn ragd_bin() -> std::path::PathBuf {
+    std::env::var_os("RAGD_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ragd").into())
+}

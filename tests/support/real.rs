@@ -137,3 +137,17 @@ pub fn model_dir() -> Option<PathBuf> {
         "no model.safetensors (run scripts/fetch-model.sh)",
     )
 }
+
+/// The Qdrant server binary (`RAGD_QDRANT_BIN`, which `scripts/qdrant-up.sh`
+/// writes to `qdrant.env`), for tests that start, kill and restart nodes of
+/// their own.
+pub fn qdrant_bin() -> Option<PathBuf> {
+    let bin = non_empty_var("RAGD_QDRANT_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    found(
+        Part::Qdrant,
+        bin,
+        "RAGD_QDRANT_BIN unset or not a file (scripts/qdrant-up.sh writes it to qdrant.env)",
+    )
+}

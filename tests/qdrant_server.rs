@@ -1,0 +1,399 @@
+//! The Qdrant server path against the real server: a node of the test's own
+//! killed with SIGKILL under `ragd index` and under `ragd run` and started again
+//! on its storage (the run completes, the daemon recovers, the collection holds
+//! exactly what the ledger says), collections ragd did not create, the
+//! configured collection layout and the alias switch under readers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use qdrant_client::Qdrant;
+use qdrant_client::qdrant::{
+    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType, PointStruct,
+    UpsertPointsBuilder, VectorParamsBuilder,
+};
+use ragd::document::point_id;
+use ragd::ledger::{FileState, Ledger};
+use ragd::store::qdrant::{Layout, OWNER_FIELD, QdrantStore, ServerOptions};
+use ragd::store::{PointFilter, StoreError, VectorStore};
+use uuid::Uuid;
+
+use crate::support::daemon::{BinEnv, eventually_within, sigterm, wait_exit, write_many};
+use crate::support::qdrant_node::QdrantNode;
+use crate::support::real;
+
+/// Files per restart test: a few hundred, as a real first index.
+const FILES: usize = 300;
+
+/// The `ragd` config of `env` pointed at `url`.
+fn use_server(env: &BinEnv, url: &str) {
+    let path = env.dir.path().join("config/ragd.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str(&format!("[qdrant]\nurl = \"{url}\"\ntimeout_secs = 10\n"));
+    std::fs::write(&path, toml).unwrap();
+}
+
+/// Every ledger row indexed, and the collection holding exactly the points the
+/// ledger names (ids `0..chunk_count` of each file, of its recorded version):
+/// nothing lost, nothing duplicated, nothing else.
+async fn assert_store_matches_ledger(store: &QdrantStore, ledger: &Ledger, files: usize) {
+    let rows = ledger.files("docs").unwrap();
+    assert_eq!(rows.len(), files, "ledger rows");
+    let mut expected: BTreeMap<Uuid, (String, String)> = BTreeMap::new();
+    for row in rows.values() {
+        assert_eq!(row.state, FileState::Indexed, "{row:?}");
+        let hash = row
+            .content_hash
+            .clone()
+            .expect("indexed row has a content hash");
+        assert!(row.chunk_count > 0, "{row:?}");
+        for i in 0..row.chunk_count {
+            expected.insert(
+                point_id("docs", &row.path, i),
+                (row.path.clone(), hash.clone()),
+            );
+        }
+    }
+    let keys = store
+        .scroll_keys("docs", &PointFilter::default())
+        .await
+        .expect("scroll the collection");
+    let mut seen = HashSet::new();
+    for key in &keys {
+        assert!(seen.insert(key.id), "point {} listed twice", key.id);
+        let Some((path, hash)) = expected.get(&key.id) else {
+            panic!("point {} of {} is not in the ledger", key.id, key.path);
+        };
+        assert_eq!((&key.path, &key.content_hash), (path, hash));
+    }
+    let missing = expected.keys().filter(|id| !seen.contains(id)).count();
+    assert_eq!(
+        missing, 0,
+        "points the ledger names but the collection lacks"
+    );
+    assert_eq!(keys.len(), expected.len());
+}
+
+fn ragd_index(env: &BinEnv) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ragd"));
+    c.arg("-c")
+        .arg(env.dir.path().join("config/ragd.toml"))
+        .arg("index")
+        .env("RUST_LOG", "ragd=warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// A finished ragd's status and output, for a failure message.
+fn report(out: &std::process::Output) -> String {
+    format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Indexed rows in the ledger next to a running ragd.
+fn indexed(env: &BinEnv) -> u64 {
+    env.ledger()
+        .and_then(|l| l.count_by_state("docs").ok())
+        .and_then(|m| m.get(&FileState::Indexed).copied())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_and_restarted_under_ragd_index_loses_and_duplicates_nothing() {
+    let Some(mut node) = QdrantNode::start(17101, 17102).await else {
+        return; // real::missing said why (and panicked if Qdrant is required)
+    };
+    // Slow enough embedding that the kill lands mid-run.
+    let env = BinEnv::new(Duration::from_millis(25)).await;
+    use_server(&env, &node.url());
+    write_many(&env.docs(), "n", FILES);
+
+    let mut child = ragd_index(&env).spawn().expect("start ragd index");
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while indexed(&env) < 20 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("ragd index ended before the kill: {}", report(&out));
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "ragd index indexed nothing in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        indexed(&env) < FILES as u64,
+        "the run finished before the server was killed; slow the embedder"
+    );
+    node.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    node.restart().await;
+
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .expect("ragd index output");
+    assert!(
+        out.status.success(),
+        "ragd index failed across a Qdrant restart: {}",
+        report(&out)
+    );
+    let store = QdrantStore::connect(&node.url(), None, &ServerOptions::default()).unwrap();
+    let ledger = env.ledger().expect("ledger");
+    assert_store_matches_ledger(&store, &ledger, FILES).await;
+
+    // A second run finds nothing to do.
+    let out = ragd_index(&env).output().unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    assert_store_matches_ledger(&store, &ledger, FILES).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_and_restarted_under_ragd_run_the_daemon_recovers() {
+    let Some(mut node) = QdrantNode::start(17111, 17112).await else {
+        return;
+    };
+    let env = BinEnv::new(Duration::from_millis(25)).await;
+    use_server(&env, &node.url());
+    let mut daemon = env.start(1);
+    eventually_within("the daemon is ready", Duration::from_secs(120), || async {
+        env.http_status("/readyz").await == Some(200)
+    })
+    .await;
+    write_many(&env.docs(), "n", FILES);
+    eventually_within(
+        "the daemon has indexed some files",
+        Duration::from_secs(120),
+        || async { indexed(&env) >= 20 },
+    )
+    .await;
+    node.kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    node.restart().await;
+    // Files written while the server was away or just back are indexed too.
+    write_many(&env.docs().join("later"), "m", 20);
+
+    eventually_within(
+        "every file is indexed after the restart",
+        Duration::from_secs(300),
+        || async { indexed(&env) == FILES as u64 + 20 },
+    )
+    .await;
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon exited: {}",
+        env.log(1)
+    );
+    sigterm(&daemon);
+    let status = wait_exit(&mut daemon, Duration::from_secs(60)).await;
+    assert!(status.success(), "{status}: {}", env.log(1));
+    let store = QdrantStore::connect(&node.url(), None, &ServerOptions::default()).unwrap();
+    let ledger = env.ledger().expect("ledger");
+    assert_store_matches_ledger(&store, &ledger, FILES + 20).await;
+}
+
+// ---- on the shared server -----------------------------------------------------
+
+fn shared() -> Option<(String, Option<String>)> {
+    real::qdrant()
+}
+
+fn unique(what: &str) -> String {
+    format!(
+        "ragdtest_{what}_{}",
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Somebody else's collection on a shared server: refused for writes and
+/// never dropped, by the store and by `ragd index`; one with ragd's mark but a
+/// distance ragd cannot use is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_ragd_did_not_create_is_never_touched() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let raw = Qdrant::from_url(&url)
+        .api_key(key.clone())
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let foreign = unique("foreign");
+    raw.create_collection(
+        CreateCollectionBuilder::new(&foreign)
+            .vectors_config(VectorParamsBuilder::new(64, Distance::Cosine)),
+    )
+    .await
+    .unwrap();
+    raw.upsert_points(
+        UpsertPointsBuilder::new(
+            &foreign,
+            vec![PointStruct::new(
+                1,
+                vec![0.5; 64],
+                [("owner", "someone else".into())],
+            )],
+        )
+        .wait(true),
+    )
+    .await
+    .unwrap();
+
+    let store = QdrantStore::connect(&url, key.clone(), &ServerOptions::default()).unwrap();
+    let err = store.ensure_collection(&foreign, 64).await.unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+    assert!(err.to_string().contains("not created by ragd"), "{err}");
+    let err = store.delete_collection(&foreign).await.unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err:?}");
+    // Through an alias too.
+    let alias = unique("alias");
+    store.set_alias(&alias, &foreign).await.unwrap();
+    assert!(matches!(
+        store.delete_collection(&alias).await,
+        Err(StoreError::Foreign { .. })
+    ));
+
+    // `ragd index` with the pipeline's collection named like it.
+    let env = BinEnv::new(Duration::ZERO).await;
+    use_server(&env, &url);
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        format!("{toml}[qdrant]\ncollection = \"{foreign}\"\n"),
+    )
+    .unwrap();
+    write_many(&env.docs(), "n", 3);
+    let out = ragd_index(&env).output().unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains("not created by ragd"), "{shown}");
+
+    // Still there, holding exactly its one point.
+    let count = raw
+        .count(qdrant_client::qdrant::CountPointsBuilder::new(&foreign).exact(true))
+        .await
+        .unwrap();
+    assert_eq!(count.result.unwrap().count, 1);
+
+    // ragd's mark, but Euclid distance: not usable for ragd's cosine vectors.
+    let euclid = unique("euclid");
+    raw.create_collection(
+        CreateCollectionBuilder::new(&euclid)
+            .vectors_config(VectorParamsBuilder::new(64, Distance::Euclid)),
+    )
+    .await
+    .unwrap();
+    raw.create_field_index(
+        CreateFieldIndexCollectionBuilder::new(&euclid, OWNER_FIELD, FieldType::Keyword).wait(true),
+    )
+    .await
+    .unwrap();
+    let err = store.ensure_collection(&euclid, 64).await.unwrap_err();
+    assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    assert!(err.to_string().contains("Euclid"), "{err}");
+
+    // What ragd creates it may drop.
+    let mine = unique("mine");
+    store.ensure_collection(&mine, 64).await.unwrap();
+    assert!(store.delete_collection(&mine).await.unwrap());
+
+    for c in [&foreign, &euclid] {
+        raw.delete_collection(c.as_str()).await.unwrap();
+    }
+}
+
+/// The layout settings reach the server, and `pipeline` gets a tenant index.
+#[tokio::test]
+async fn collections_get_the_configured_layout_and_a_tenant_index() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let options = ServerOptions {
+        layout: Layout {
+            shard_number: Some(2),
+            replication_factor: Some(1),
+            write_consistency_factor: Some(1),
+            on_disk_payload: Some(false),
+        },
+        ..Default::default()
+    };
+    let store = QdrantStore::connect(&url, key.clone(), &options).unwrap();
+    let c = unique("layout");
+    store.ensure_collection(&c, 8).await.unwrap();
+    let raw = Qdrant::from_url(&url)
+        .api_key(key)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let info = raw.collection_info(&c).await.unwrap().result.unwrap();
+    let params = info.config.as_ref().unwrap().params.as_ref().unwrap();
+    assert_eq!(params.shard_number, 2);
+    assert_eq!(params.replication_factor, Some(1));
+    assert_eq!(params.write_consistency_factor, Some(1));
+    // Deprecated in qdrant-client 1.20 (current Qdrant moves it into payload
+    // storage params); 1.14 knows only this field.
+    #[allow(deprecated)]
+    let on_disk = params.on_disk_payload;
+    assert!(!on_disk);
+    let pipeline = format!(
+        "{:?}",
+        info.payload_schema.get("pipeline").expect("pipeline index")
+    );
+    assert!(pipeline.contains("is_tenant: Some(true)"), "{pipeline}");
+    assert!(info.payload_schema.contains_key("path"));
+    assert!(info.payload_schema.contains_key(OWNER_FIELD));
+    store.delete_collection(&c).await.unwrap();
+}
+
+/// Readers going through the alias while it is switched back and forth never
+/// find it missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_miss_the_alias_during_switches() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let store =
+        std::sync::Arc::new(QdrantStore::connect(&url, key, &ServerOptions::default()).unwrap());
+    let (alias, a, b) = (unique("live"), unique("va"), unique("vb"));
+    store.ensure_collection(&a, 4).await.unwrap();
+    store.ensure_collection(&b, 4).await.unwrap();
+    store.set_alias(&alias, &a).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, alias, stop) = (store.clone(), alias.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .count(&alias, &PointFilter::default())
+                    .await
+                    .expect("the alias is there at every moment");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..40 {
+        store
+            .set_alias(&alias, if i % 2 == 0 { &b } else { &a })
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(a.clone()));
+    store.delete_collection(&a).await.unwrap();
+    store.delete_collection(&b).await.unwrap();
+}
