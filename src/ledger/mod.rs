@@ -620,7 +620,12 @@ impl Ledger {
     }
 
     /// The directory `path` of `kb` that `pipeline` uses, if recorded.
-    pub fn kb_dir(&self, pipeline: &str, kb: &str, path: &str) -> Result<Option<KbDir>, LedgerError> {
+    pub fn kb_dir(
+        &self,
+        pipeline: &str,
+        kb: &str,
+        path: &str,
+    ) -> Result<Option<KbDir>, LedgerError> {
         Ok(self
             .conn()
             .prepare_cached(
