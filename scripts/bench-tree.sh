@@ -3,6 +3,8 @@
 #
 #   RAGD_OWUI_URL=… RAGD_OWUI_KEY=… scripts/bench-tree.sh [--release]
 #
+# (RAGD_BENCH_NO_BUILD=1: use the binary already in target/.)
+#
 # (`. /tmp/ragd-ci/owui.env` after `scripts/openwebui-up.sh` sets both.) Over a
 # throwaway installation with the project's embedding server and a fresh knowledge
 # base, one `ragd index` each, timed:
@@ -21,7 +23,9 @@ profile=debug
 : "${RAGD_OWUI_KEY:?set RAGD_OWUI_KEY}"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [[ $profile == release ]]; then
+if [[ -n ${RAGD_BENCH_NO_BUILD:-} ]]; then
+    : # the binary in target/ is current
+elif [[ $profile == release ]]; then
     cargo build --release --bin ragd --manifest-path "$root/Cargo.toml"
 else
     cargo build --bin ragd --manifest-path "$root/Cargo.toml"
@@ -134,6 +138,7 @@ run() {
     t1=$(date +%s.%N)
     printf '%-40s %7.2f s   %s\n' "$label" "$(awk "BEGIN{print $t1 - $t0}")" \
         "$(grep -m1 'knowledge base:' "$work/out.txt" | sed 's/^ *//')"
+    grep -m1 'knowledge base directories:' "$work/out.txt" || true
 }
 
 same_uploads() {

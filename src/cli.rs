@@ -525,6 +525,12 @@ fn print_summary(s: &RunSummary) {
             kb.failed,
             kb.deferred
         );
+        if kb.dirs_created + kb.dirs_renamed + kb.dirs_removed > 0 {
+            println!(
+                "  knowledge base directories: {} created, {} renamed or moved, {} removed",
+                kb.dirs_created, kb.dirs_renamed, kb.dirs_removed
+            );
+        }
         for (path, why) in &kb.problems {
             println!("  knowledge base: {path}: {why}");
         }

@@ -338,3 +338,32 @@ async fn an_older_server_stays_flat_until_upgraded() {
     assert_eq!(placed, ["a.md", "x/b.md", "x/y/c.md"]);
     assert_eq!(fake.knowledge_dirs(&kb_id), ["x", "x/y"]);
 }
+
+/// Several sources in one pipeline: one top-level directory per source, named
+/// after its folder.
+#[tokio::test]
+async fn each_source_is_a_top_level_directory() {
+    let fake = spawn_fake("sk-fake").await;
+    let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "sources", 30).await;
+    let root = env.docs().parent().unwrap().to_path_buf();
+    let pipeline = root.join("pipelines/docs.toml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replacen(
+            "sources = [\"../docs\"]",
+            "sources = [\"../docs\", \"../more\"]",
+            1,
+        ),
+    )
+    .unwrap();
+    write_tree(&env, &["a.md", "x/b.md"]);
+    std::fs::create_dir_all(root.join("more/y")).unwrap();
+    std::fs::write(root.join("more/y/c.md"), "# c\n\nThe more c quokka.\n").unwrap();
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked), (3, 3), "{kb:?}");
+    let kb_id = knowledge_id(&env).await;
+    let mut placed: Vec<String> = fake.knowledge_places(&kb_id).into_values().collect();
+    placed.sort();
+    assert_eq!(placed, ["docs/a.md", "docs/x/b.md", "more/y/c.md"]);
+}

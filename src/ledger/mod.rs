@@ -619,6 +619,28 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The directory `path` of `kb` that `pipeline` uses, if recorded.
+    pub fn kb_dir(
+        &self,
+        pipeline: &str,
+        kb: &str,
+        path: &str,
+    ) -> Result<Option<KbDir>, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT path, dir_id, made FROM kb_dirs WHERE pipeline = ?1 AND kb_id = ?2 AND path = ?3",
+            )?
+            .query_row(params![pipeline, kb, path], |r| {
+                Ok(KbDir {
+                    path: r.get(0)?,
+                    dir_id: r.get(1)?,
+                    made: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
     /// Record a directory of `kb` that `pipeline` uses.
     pub fn put_kb_dir(&self, pipeline: &str, kb: &str, d: &KbDir) -> Result<(), LedgerError> {
         self.conn()

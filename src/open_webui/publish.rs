@@ -942,6 +942,12 @@ impl Publisher {
         if dir.is_empty() {
             return Ok(Ok(None));
         }
+        // The common case, a directory made before: one lookup by key.
+        if let Some(d) = ledger.kb_dir(pipeline, kb, dir)?
+            && !d.dir_id.is_empty()
+        {
+            return Ok(Ok(Some(d.dir_id)));
+        }
         let _one_at_a_time = self.dirs.lock().await;
         let known = ledger.kb_dirs(pipeline, kb)?;
         let mut parent: Option<String> = None;
