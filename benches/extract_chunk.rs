@@ -150,10 +150,7 @@ fn bench_chunk(c: &mut Criterion) {
     let long = markdown(200_000);
     let doc = |format| Document {
         format,
-        sections: vec![Section {
-            text: long.clone(),
-            page: None,
-        }],
+        sections: vec![Section::new(long.clone(), None)],
     };
     // The shipped pipeline's settings: 1,200 characters, overlap 100.
     let chunker = |markdown| {

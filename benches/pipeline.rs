@@ -1140,6 +1140,7 @@ async fn floors(docs: &Path, work: &Path) -> Result<Figures, String> {
                 text: c.text,
                 page: c.page,
                 headings: c.headings,
+                ocr: false,
                 content_hash: "0".repeat(64),
                 file_hash: "0".repeat(64),
                 modified: 0,

@@ -25,7 +25,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     exit 2
 fi
 
-# Seeds. The first byte picks the format: 0 PDF, 1 Markdown, 2 text, 3 HTML.
+# Seeds. The first byte picks the format, in the order of `Format::ALL`: 0 PDF,
+# 1 Markdown, 2 text, 3 HTML, 4 docx, 5 odt, 6 pptx, 7 odp, 8 xlsx, 9 xls, 10 ods,
+# 11 csv, 12 epub, 13 eml (14, images, needs OCR, which the target leaves off).
 seed() { printf "$1" > "$corpus/seed-$2"; cat >> "$corpus/seed-$2"; }
 seed '\x01' markdown <<'MD'
 # Title
@@ -61,6 +63,23 @@ endstream endobj
 trailer << /Root 1 0 R >>
 %%EOF
 PDF
+
+# The format fixtures (tests/data/formats), small real files made by real tools.
+data="$root/tests/data/formats"
+fixture() { { printf "$1"; cat "$data/$2"; } > "$corpus/seed-$2"; }
+fixture '\x04' report.docx
+fixture '\x05' report.odt
+fixture '\x06' slides.pptx
+fixture '\x07' slides.odp
+fixture '\x08' sheets.xlsx
+fixture '\x09' sheets.xls
+fixture '\x0a' sheets.ods
+fixture '\x0c' report.epub
+fixture '\x0d' message.eml
+seed '\x0b' csv <<'CSV'
+a,b,c
+1,2,3
+CSV
 
 cd "$root/fuzz"
 exec cargo +nightly fuzz run extract_and_chunk "$corpus" -- \

@@ -7,7 +7,10 @@
 //! same chunks, and an edit to one paragraph of a long file changes only the
 //! chunks around it, which is what lets the pipeline re-embed only those.
 //!
-//! Sections are chunked one by one, so a chunk never spans two PDF pages.
+//! Sections are chunked one by one, so a chunk never spans two PDF pages (or
+//! slides, or sheets). A table section (a sheet, a csv file) is chunked by
+//! rows instead: whole rows packed up to the size, each chunk starting with
+//! the table's header row, so that a retrieved chunk says what its columns are.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
-use crate::document::{Chunk, Document, Format};
+use crate::document::{Chunk, Document};
 
 /// What `max_size` and `overlap` count.
 #[derive(Clone)]
@@ -50,7 +53,9 @@ pub struct ChunkSettings {
     pub overlap: usize,
     /// What sizes count.
     pub unit: SizeUnit,
-    /// Split [`Format::Markdown`] documents along Markdown structure (and give
+    /// Split Markdown documents (and formats read as Markdown: Office, EPUB,
+    /// mail; see [`Format::is_markdown`](crate::document::Format::is_markdown))
+    /// along Markdown structure (and give
     /// their chunks heading trails); otherwise they are split as plain text.
     pub markdown: bool,
 }
@@ -77,6 +82,9 @@ pub enum ChunkError {
 pub struct Chunker {
     text: TextSplitter<Sizer>,
     markdown: Option<MarkdownSplitter<Sizer>>,
+    /// For packing table rows: the size limit and how to measure it.
+    max_size: usize,
+    sizer: Sizer,
 }
 
 impl Chunker {
@@ -111,8 +119,10 @@ impl Chunker {
             None
         };
         Ok(Self {
-            text: TextSplitter::new(config(sizer)?),
+            text: TextSplitter::new(config(sizer.clone())?),
             markdown,
+            max_size: settings.max_size,
+            sizer,
         })
     }
 
@@ -126,13 +136,22 @@ impl Chunker {
     /// tokenizers shipped with embedding models are byte-level or have one.
     pub fn chunk(&self, doc: &Document) -> Vec<Chunk> {
         let mut chunks = Vec::new();
+        let markdown = self.markdown.as_ref().filter(|_| doc.format.is_markdown());
         for section in &doc.sections {
             let text = section.text.as_str();
-            let pieces: Vec<(usize, &str)> = match (&self.markdown, doc.format) {
-                (Some(md), Format::Markdown) => md.chunk_indices(text).collect(),
-                _ => self.text.chunk_indices(text).collect(),
+            let pieces: Vec<(usize, String)> = match (&section.header_row, markdown) {
+                (Some(header), _) => self.rows(header, text),
+                (None, Some(md)) => md
+                    .chunk_indices(text)
+                    .map(|(o, p)| (o, p.to_owned()))
+                    .collect(),
+                (None, None) => self
+                    .text
+                    .chunk_indices(text)
+                    .map(|(o, p)| (o, p.to_owned()))
+                    .collect(),
             };
-            let trails = if self.markdown.is_some() && doc.format == Format::Markdown {
+            let trails = if markdown.is_some() && section.header_row.is_none() {
                 HeadingTrails::of(text)
             } else {
                 HeadingTrails::default()
@@ -142,15 +161,61 @@ impl Chunker {
                     continue;
                 }
                 let index = u32::try_from(chunks.len()).expect("fewer than 2^32 chunks per file");
+                let mut headings = section.headings.clone();
+                headings.extend_from_slice(trails.at(offset));
                 chunks.push(Chunk {
                     index,
-                    text: piece.to_owned(),
+                    text: piece,
                     page: section.page,
-                    headings: trails.at(offset).to_vec(),
+                    headings,
+                    ocr: section.ocr,
                 });
             }
         }
         chunks
+    }
+
+    /// A table's rows (one a line) packed into chunks of at most `max_size`,
+    /// each starting with `header` on its own line, with (offset of the first
+    /// row, chunk text). Rows are never split unless one row and the header
+    /// alone are over the size; such a row is split like plain text, its
+    /// pieces without the header. No overlap: rows are whole units.
+    fn rows(&self, header: &str, text: &str) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        let mut current = String::new();
+        let mut start = 0;
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let at = offset;
+            offset += line.len();
+            let row = line.trim_end_matches(['\n', '\r']);
+            if row.trim().is_empty() {
+                continue;
+            }
+            if !current.is_empty() {
+                let candidate = format!("{current}\n{row}");
+                if self.sizer.size(&candidate) <= self.max_size {
+                    current = candidate;
+                    continue;
+                }
+                out.push((start, std::mem::take(&mut current)));
+            }
+            let alone = format!("{header}\n{row}");
+            if self.sizer.size(&alone) <= self.max_size {
+                current = alone;
+                start = at;
+            } else {
+                out.extend(
+                    self.text
+                        .chunk_indices(row)
+                        .map(|(o, piece)| (at + o, piece.to_owned())),
+                );
+            }
+        }
+        if !current.is_empty() {
+            out.push((start, current));
+        }
+        out
     }
 }
 
@@ -302,7 +367,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::document::Section;
+    use crate::document::{Format, Section};
 
     fn chars(max_size: usize, overlap: usize, markdown: bool) -> Chunker {
         Chunker::new(ChunkSettings {
@@ -317,13 +382,7 @@ mod tests {
     fn doc(format: Format, sections: &[(&str, Option<u32>)]) -> Document {
         Document {
             format,
-            sections: sections
-                .iter()
-                .map(|(t, p)| Section {
-                    text: (*t).to_owned(),
-                    page: *p,
-                })
-                .collect(),
+            sections: sections.iter().map(|(t, p)| Section::new(*t, *p)).collect(),
         }
     }
 
@@ -479,6 +538,65 @@ mod tests {
                 (1, "After".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn table_chunks_repeat_the_header_and_keep_rows_whole() {
+        let rows: Vec<String> = (0..30)
+            .map(|i| format!("site {i:02} | week {} | {} nests", i / 4, 10 + i))
+            .collect();
+        let mut section = Section::new(rows.join("\n"), Some(2));
+        section.header_row = Some("Site | Week | Nests".into());
+        section.headings = vec!["Counts".into()];
+        let d = Document {
+            format: Format::Xlsx,
+            sections: vec![section],
+        };
+        let chunks = chars(120, 20, true).chunk(&d);
+        assert!(chunks.len() >= 6, "{chunks:#?}");
+        let mut seen = Vec::new();
+        for c in &chunks {
+            assert!(c.text.chars().count() <= 120, "{:?}", c.text);
+            let mut lines = c.text.lines();
+            assert_eq!(lines.next(), Some("Site | Week | Nests"), "{:?}", c.text);
+            seen.extend(lines.map(str::to_owned));
+            assert_eq!(c.page, Some(2));
+            assert_eq!(c.headings, ["Counts"]);
+        }
+        // Every row exactly once, in order, none cut.
+        assert_eq!(seen, rows);
+    }
+
+    #[test]
+    fn a_row_too_long_for_a_chunk_is_split_as_text() {
+        let long = "word ".repeat(60);
+        let mut section = Section::new(format!("short row\n{long}\nlast row"), None);
+        section.header_row = Some("H".into());
+        let d = Document {
+            format: Format::Delimited,
+            sections: vec![section],
+        };
+        let chunks = chars(50, 0, true).chunk(&d);
+        assert_eq!(chunks[0].text, "H\nshort row");
+        assert_eq!(chunks.last().unwrap().text, "H\nlast row");
+        assert!(chunks.iter().all(|c| c.text.chars().count() <= 50));
+        let words: usize = chunks.iter().map(|c| c.text.matches("word").count()).sum();
+        assert_eq!(words, 60);
+    }
+
+    #[test]
+    fn office_documents_chunk_as_markdown_and_keep_section_flags() {
+        let mut section = Section::new("# Slide title\n\nBody of the slide.", Some(3));
+        section.ocr = true;
+        let d = Document {
+            format: Format::Pptx,
+            sections: vec![section],
+        };
+        let chunks = chars(20, 0, true).chunk(&d);
+        let body = chunks.iter().find(|c| c.text.contains("Body")).unwrap();
+        assert_eq!(body.headings, ["Slide title"]);
+        assert_eq!(body.page, Some(3));
+        assert!(body.ocr);
     }
 
     #[test]

@@ -11,12 +11,32 @@ use uuid::Uuid;
 const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b4d_4e7a_8f10_5d2c_7e3b_91a4);
 
 /// A piece of extracted text with the place it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Section {
     /// The text of this section.
     pub text: String,
-    /// 1-based page number for paged formats (PDF); `None` otherwise.
+    /// 1-based page number for paged formats: the PDF page, the slide, the
+    /// sheet; `None` otherwise.
     pub page: Option<u32>,
+    /// Heading trail of the whole section (a sheet's name), outermost first;
+    /// headings inside the text come after it.
+    pub headings: Vec<String>,
+    /// A table's header row: `text` then holds one row per line, and every
+    /// chunk of the section starts with this line.
+    pub header_row: Option<String>,
+    /// The text was read from an image of the page by OCR.
+    pub ocr: bool,
+}
+
+impl Section {
+    /// A section of plain text.
+    pub fn new(text: impl Into<String>, page: Option<u32>) -> Self {
+        Section {
+            text: text.into(),
+            page,
+            ..Section::default()
+        }
+    }
 }
 
 /// The input format, as decided by the extractor.
@@ -26,16 +46,83 @@ pub enum Format {
     Markdown,
     Text,
     Html,
+    /// Word (Office Open XML).
+    Docx,
+    /// OpenDocument text.
+    Odt,
+    /// PowerPoint (Office Open XML).
+    Pptx,
+    /// OpenDocument presentation.
+    Odp,
+    /// Excel (Office Open XML).
+    Xlsx,
+    /// Excel 97-2003 (BIFF).
+    Xls,
+    /// OpenDocument spreadsheet.
+    Ods,
+    /// Comma- or tab-separated values.
+    Delimited,
+    Epub,
+    /// An e-mail message (eml).
+    Email,
+    /// An image, read by OCR.
+    Image,
 }
 
 impl Format {
+    /// Every format, for tests and the worker protocol.
+    pub const ALL: [Format; 15] = [
+        Format::Pdf,
+        Format::Markdown,
+        Format::Text,
+        Format::Html,
+        Format::Docx,
+        Format::Odt,
+        Format::Pptx,
+        Format::Odp,
+        Format::Xlsx,
+        Format::Xls,
+        Format::Ods,
+        Format::Delimited,
+        Format::Epub,
+        Format::Email,
+        Format::Image,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Format::Pdf => "pdf",
             Format::Markdown => "markdown",
             Format::Text => "text",
             Format::Html => "html",
+            Format::Docx => "docx",
+            Format::Odt => "odt",
+            Format::Pptx => "pptx",
+            Format::Odp => "odp",
+            Format::Xlsx => "xlsx",
+            Format::Xls => "xls",
+            Format::Ods => "ods",
+            Format::Delimited => "csv",
+            Format::Epub => "epub",
+            Format::Email => "eml",
+            Format::Image => "image",
         }
+    }
+
+    /// The extractor writes this format's text as Markdown (headings as ATX
+    /// headings), so the chunker splits it along Markdown structure and gives
+    /// its chunks heading trails.
+    pub const fn is_markdown(self) -> bool {
+        matches!(
+            self,
+            Format::Markdown
+                | Format::Docx
+                | Format::Odt
+                | Format::Pptx
+                | Format::Odp
+                | Format::Epub
+                | Format::Email
+        )
     }
 }
 
@@ -57,6 +144,19 @@ impl Document {
             h.update(b"\x00section\x00");
             h.update(s.page.unwrap_or(0).to_le_bytes());
             h.update(s.text.as_bytes());
+            // Only what a plain text section lacks, so that the hash of every
+            // document ragd indexed before these fields existed is unchanged.
+            for heading in &s.headings {
+                h.update(b"\x00heading\x00");
+                h.update(heading.as_bytes());
+            }
+            if let Some(header) = &s.header_row {
+                h.update(b"\x00header\x00");
+                h.update(header.as_bytes());
+            }
+            if s.ocr {
+                h.update(b"\x00ocr");
+            }
         }
         hex::encode(h.finalize())
     }
@@ -78,10 +178,12 @@ pub struct Chunk {
     /// Position of the chunk within its file, from 0.
     pub index: u32,
     pub text: String,
-    /// Page of the chunk's start (PDF only).
+    /// Page of the chunk's start: PDF page, slide or sheet number.
     pub page: Option<u32>,
-    /// Markdown heading trail in force where the chunk starts, outermost first.
+    /// Heading trail in force where the chunk starts, outermost first.
     pub headings: Vec<String>,
+    /// The chunk's text was read by OCR.
+    pub ocr: bool,
 }
 
 /// A chunk with its vector.
@@ -128,13 +230,19 @@ mod tests {
     fn text_hash_ignores_nothing_that_matters() {
         let d = |t: &str, p| Document {
             format: Format::Pdf,
-            sections: vec![Section {
-                text: t.into(),
-                page: p,
-            }],
+            sections: vec![Section::new(t, p)],
         };
         assert_eq!(d("x", Some(1)).text_hash(), d("x", Some(1)).text_hash());
         assert_ne!(d("x", Some(1)).text_hash(), d("x", Some(2)).text_hash());
         assert_ne!(d("x", Some(1)).text_hash(), d("y", Some(1)).text_hash());
+        let mut ocr = d("x", Some(1));
+        ocr.sections[0].ocr = true;
+        assert_ne!(ocr.text_hash(), d("x", Some(1)).text_hash());
+    }
+
+    #[test]
+    fn format_names_are_distinct() {
+        let names: std::collections::HashSet<_> = Format::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(names.len(), Format::ALL.len());
     }
 }

@@ -95,6 +95,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
             text: "stray".into(),
             page: None,
             headings: vec![],
+            ocr: false,
             content_hash: hash.into(),
             file_hash: "x".into(),
             modified: 0,

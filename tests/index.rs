@@ -200,7 +200,7 @@ async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
 async fn unsupported_and_bad_files_get_a_recorded_reason_and_the_rest_is_indexed() {
     let env = TestEnv::new("include = [\"**/*\"]\n").await;
     env.write("ok.md", "# Fine\n\nA perfectly good file about otters.\n");
-    env.write("picture.png", [0x89u8, b'P', b'N', b'G', 0, 1, 2, 3]);
+    env.write("archive.zip", [b'P', b'K', 3u8, 4, 0, 1, 2, 3]);
     env.write("broken.pdf", b"this is not a pdf at all, just bytes");
     env.write("empty.txt", "");
     let s = env.index().await;
@@ -208,9 +208,9 @@ async fn unsupported_and_bad_files_get_a_recorded_reason_and_the_rest_is_indexed
     assert_eq!(s.skipped, 1);
     assert_eq!(s.failed, 2);
     let app = env.app();
-    let png = app.ledger.get("docs", "picture.png").unwrap().unwrap();
-    assert_eq!(png.state, FileState::Skipped);
-    assert_eq!(png.error_kind.as_deref(), Some("unsupported_type"));
+    let zip = app.ledger.get("docs", "archive.zip").unwrap().unwrap();
+    assert_eq!(zip.state, FileState::Skipped);
+    assert_eq!(zip.error_kind.as_deref(), Some("unsupported_type"));
     let pdf = app.ledger.get("docs", "broken.pdf").unwrap().unwrap();
     assert_eq!(pdf.state, FileState::Failed);
     assert_eq!(pdf.error_kind.as_deref(), Some("corrupt"));

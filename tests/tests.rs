@@ -6,6 +6,7 @@ mod crash;
 mod daemon;
 mod embed;
 mod faults;
+mod formats;
 mod hostile;
 mod index;
 mod local_embed;

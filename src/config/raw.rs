@@ -20,7 +20,23 @@ pub struct RawDaemon {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub ocr: RawOcr,
+    #[serde(default)]
     pub server: RawServer,
+}
+
+/// `[ocr]`: reading scanned PDF pages and images with Tesseract.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOcr {
+    /// Default: on when `tesseract` is installed.
+    pub enabled: Option<bool>,
+    /// Tesseract language codes, default `["eng"]`.
+    pub languages: Option<Vec<String>>,
+    /// Resolution PDF pages are rendered at for OCR (default 300).
+    pub dpi: Option<u32>,
+    /// Pages OCRed per file (default 50).
+    pub max_pages: Option<u32>,
 }
 
 /// `[qdrant]`: no `url` means embedded Qdrant under the state directory.

@@ -14,6 +14,7 @@ use crate::extract::isolate::{
     DEFAULT_MEMORY_MB as DEFAULT_EXTRACT_MEMORY_MB, DEFAULT_TIMEOUT as DEFAULT_EXTRACT_TIMEOUT,
     IsolationLimits, default_worker_exe,
 };
+use crate::extract::{DEFAULT_OCR_DPI, DEFAULT_OCR_MAX_PAGES, OcrMode, OcrSettings};
 
 /// Default embedding endpoint: a local Ollama.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -494,6 +495,7 @@ pub fn validate(
             // in a way validation could report.
             worker_exe: default_worker_exe(),
             worker_env: Vec::new(),
+            ocr: ocr_settings(&mut errs, daemon.ocr),
         },
     };
 
@@ -823,6 +825,56 @@ fn secs(errs: &mut Errors, key: &str, v: Option<u64>, default: u64) -> Duration 
         }
         Some(n) => Duration::from_secs(n),
         None => Duration::from_secs(default),
+    }
+}
+
+/// `[ocr]`. Whether tesseract is installed is found out where OCR runs (and
+/// by `ragd doctor`), not here: validation does no IO.
+fn ocr_settings(errs: &mut Errors, raw: RawOcr) -> OcrSettings {
+    let defaults = OcrSettings::default();
+    let languages = match raw.languages {
+        Some(langs) if langs.is_empty() => {
+            errs.push(
+                "ocr.languages",
+                "must name at least one language (e.g. \"eng\")",
+            );
+            defaults.languages
+        }
+        Some(langs) => {
+            // Tesseract's codes: eng, chi_sim, deu_latf, script/Latin.
+            for lang in &langs {
+                let ok = !lang.is_empty()
+                    && lang
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
+                if !ok {
+                    errs.push(
+                        "ocr.languages",
+                        &format!("{lang:?} is not a Tesseract language code such as \"eng\""),
+                    );
+                }
+            }
+            langs
+        }
+        None => defaults.languages,
+    };
+    let dpi = match raw.dpi {
+        Some(d) if !(70..=1200).contains(&d) => {
+            errs.push("ocr.dpi", "must be between 70 and 1200");
+            DEFAULT_OCR_DPI
+        }
+        Some(d) => d,
+        None => DEFAULT_OCR_DPI,
+    };
+    OcrSettings {
+        mode: match raw.enabled {
+            None => OcrMode::Auto,
+            Some(true) => OcrMode::On,
+            Some(false) => OcrMode::Off,
+        },
+        languages,
+        dpi,
+        max_pages: raw.max_pages.unwrap_or(DEFAULT_OCR_MAX_PAGES),
     }
 }
 

@@ -84,7 +84,25 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Section, ExtractError> {
     if text.is_empty() {
         return Err(ExtractError::Empty);
     }
-    Ok(Section { text, page: None })
+    Ok(Section::new(text, None))
+}
+
+/// The visible text of an (X)HTML document with `h1`–`h6` written as
+/// Markdown headings, for formats chunked as Markdown (EPUB chapters). The
+/// `<title>` is left out: a book's chapters all repeat the book's title.
+pub(super) fn markdown_text(bytes: &[u8]) -> Result<String, ExtractError> {
+    let source = text::decode(bytes)?;
+    let html = Html::parse_document(&source);
+    let mut out = TextBuilder {
+        mark_headings: true,
+        ..TextBuilder::default()
+    };
+    walk(html.root_element(), &mut out);
+    let text = out.finish();
+    if text.is_empty() {
+        return Err(ExtractError::Empty);
+    }
+    Ok(text)
 }
 
 /// The document's `<title>`, whitespace collapsed, if it has a non-empty one.
@@ -132,6 +150,9 @@ fn walk(root: ElementRef<'_>, out: &mut TextBuilder) {
                 } else if LINES.contains(&name) {
                     out.request_break(Break::Line);
                 }
+                if let Some(level) = heading_level(name).filter(|_| out.mark_headings) {
+                    out.push_marker(&"#".repeat(level));
+                }
                 stack.push(Step::Leave(name));
                 // Reversed, so the first child is popped first.
                 for child in element.children().rev() {
@@ -162,11 +183,26 @@ enum Break {
     Paragraph,
 }
 
+/// The level of a heading element (`h2` → 2).
+fn heading_level(name: &str) -> Option<usize> {
+    match name {
+        "h1" => Some(1),
+        "h2" => Some(2),
+        "h3" => Some(3),
+        "h4" => Some(4),
+        "h5" => Some(5),
+        "h6" => Some(6),
+        _ => None,
+    }
+}
+
 /// Accumulates text with browser-like whitespace handling.
 #[derive(Debug)]
 struct TextBuilder {
     out: String,
     pending: Break,
+    /// Write headings as Markdown ATX headings (`## Title`).
+    mark_headings: bool,
 }
 
 impl Default for TextBuilder {
@@ -174,11 +210,20 @@ impl Default for TextBuilder {
         Self {
             out: String::new(),
             pending: Break::None,
+            mark_headings: false,
         }
     }
 }
 
 impl TextBuilder {
+    /// Markup that starts a block (a heading's `##`), then a space before the
+    /// block's text.
+    fn push_marker(&mut self, marker: &str) {
+        self.flush_break();
+        self.out.push_str(marker);
+        self.pending = Break::Space;
+    }
+
     fn request_break(&mut self, brk: Break) {
         self.pending = self.pending.max(brk);
     }

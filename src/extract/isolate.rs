@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::ExtractError;
+use super::{ExtractError, ExtractOptions, OcrSettings};
 use crate::document::{Document, Format, Section};
 
 /// Default for `limits.extract_timeout_secs`.
@@ -93,6 +93,9 @@ pub const WORKER_SUBCOMMAND: &str = "extract-worker";
 /// of several fail in a worker that served others before. Only the worker
 /// subcommand reads it.
 pub const TEST_FAULT_ENV: &str = "RAGD_EXTRACT_WORKER_TEST_FAULT";
+/// Environment variable that carries the worker's [`ExtractOptions`] (JSON):
+/// the OCR settings and the time one file may take.
+const OPTIONS_ENV: &str = "RAGD_EXTRACT_OPTIONS";
 /// The bytes that trigger a `marked-` test fault (see [`TEST_FAULT_ENV`]).
 pub const TEST_FAULT_MARKER: &str = "ragd-test-fault";
 /// First bytes a worker writes: tells a ragd worker from any other program that
@@ -140,6 +143,18 @@ pub struct IsolationLimits {
     pub worker_exe: PathBuf,
     /// Extra environment for the worker (the tests set [`TEST_FAULT_ENV`]).
     pub worker_env: Vec<(String, String)>,
+    /// OCR of scanned PDF pages and images (`[ocr]`), done in the worker.
+    pub ocr: OcrSettings,
+}
+
+impl IsolationLimits {
+    /// What extraction may do for a file under these limits.
+    pub fn options(&self) -> ExtractOptions {
+        ExtractOptions {
+            ocr: self.ocr.clone(),
+            budget: Some(self.timeout),
+        }
+    }
 }
 
 impl Default for IsolationLimits {
@@ -150,6 +165,7 @@ impl Default for IsolationLimits {
             memory_mb: DEFAULT_MEMORY_MB,
             worker_exe: default_worker_exe(),
             worker_env: Vec::new(),
+            ocr: OcrSettings::default(),
         }
     }
 }
@@ -161,9 +177,11 @@ pub fn default_worker_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ragd"))
 }
 
-/// Does `format` run in a worker when isolation is on?
+/// Does `format` run in a worker when isolation is on? Every format but the
+/// plain-text ones: their parsers (zip, XML, calamine, mail-parser) are young
+/// code on hostile input, and OCR runs external tools.
 pub const fn needs_worker(format: Format) -> bool {
-    matches!(format, Format::Pdf | Format::Html)
+    !matches!(format, Format::Markdown | Format::Text | Format::Delimited)
 }
 
 /// Worker processes started by this process so far (reused ones count once).
@@ -181,7 +199,7 @@ pub fn extract_isolated(
     limits: &IsolationLimits,
 ) -> Result<Document, ExtractError> {
     if !limits.isolate || !needs_worker(format) {
-        return super::extract(bytes, format);
+        return super::extract_with(bytes, format, &limits.options());
     }
     let started = Instant::now();
     let result = run_worker(bytes, format, limits);
@@ -208,6 +226,36 @@ enum Reply {
 struct WireSection {
     text: String,
     page: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    headings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header_row: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ocr: bool,
+}
+
+impl From<Section> for WireSection {
+    fn from(s: Section) -> Self {
+        WireSection {
+            text: s.text,
+            page: s.page,
+            headings: s.headings,
+            header_row: s.header_row,
+            ocr: s.ocr,
+        }
+    }
+}
+
+impl From<WireSection> for Section {
+    fn from(s: WireSection) -> Self {
+        Section {
+            text: s.text,
+            page: s.page,
+            headings: s.headings,
+            header_row: s.header_row,
+            ocr: s.ocr,
+        }
+    }
 }
 
 fn run_worker(
@@ -230,13 +278,7 @@ fn run_worker(
         Ok(Reply::Ok(sections)) => (
             Ok(Document {
                 format,
-                sections: sections
-                    .into_iter()
-                    .map(|s| Section {
-                        text: s.text,
-                        page: s.page,
-                    })
-                    .collect(),
+                sections: sections.into_iter().map(Section::from).collect(),
             }),
             true,
         ),
@@ -324,6 +366,8 @@ struct WorkerKey {
     exe: PathBuf,
     memory_mb: u64,
     env: Vec<(String, String)>,
+    /// Sent to the worker at its start (OCR settings, the file budget).
+    options: ExtractOptions,
 }
 
 /// One worker process and the threads that drain its output.
@@ -386,6 +430,10 @@ impl Worker {
             // A crash report needs the message, not a backtrace (symbolizing one
             // costs time and memory inside the limit).
             .env("RUST_BACKTRACE", "0")
+            .env(
+                OPTIONS_ENV,
+                serde_json::to_string(&limits.options()).expect("options serialize"),
+            )
             .envs(limits.worker_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -436,6 +484,7 @@ impl Worker {
                 exe: limits.worker_exe.clone(),
                 memory_mb: limits.memory_mb,
                 env: limits.worker_env.clone(),
+                options: limits.options(),
             },
             child,
             stdin,
@@ -452,6 +501,7 @@ impl Worker {
         self.key.exe == limits.worker_exe
             && self.key.memory_mb == limits.memory_mb
             && self.key.env == limits.worker_env
+            && self.key.options == limits.options()
     }
 
     /// Send one request and wait for its reply until `deadline`. Any failure
@@ -893,6 +943,11 @@ pub fn worker_main() -> ExitCode {
         report(info);
     }));
     let fault = std::env::var(TEST_FAULT_ENV).ok();
+    // Started by an older daemon, or by hand: parse only.
+    let options = std::env::var(OPTIONS_ENV)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_else(ExtractOptions::without_ocr);
     let mut input = std::io::stdin().lock();
     loop {
         let (format, bytes) = match read_request(&mut input) {
@@ -907,16 +962,8 @@ pub fn worker_main() -> ExitCode {
         if let Some(fault) = &fault {
             test_fault(fault, &bytes);
         }
-        let reply = match super::extract(&bytes, format) {
-            Ok(doc) => Reply::Ok(
-                doc.sections
-                    .into_iter()
-                    .map(|s| WireSection {
-                        text: s.text,
-                        page: s.page,
-                    })
-                    .collect(),
-            ),
+        let reply = match super::extract_with(&bytes, format, &options) {
+            Ok(doc) => Reply::Ok(doc.sections.into_iter().map(WireSection::from).collect()),
             Err(e) => Reply::Err(e),
         };
         drop(bytes);
@@ -972,9 +1019,7 @@ fn reply_channel() -> std::io::Result<std::io::Stdout> {
 }
 
 fn parse_format(name: &str) -> Option<Format> {
-    [Format::Pdf, Format::Markdown, Format::Text, Format::Html]
-        .into_iter()
-        .find(|f| f.as_str() == name)
+    Format::ALL.into_iter().find(|f| f.as_str() == name)
 }
 
 /// Fail the way a broken parser would (see [`TEST_FAULT_ENV`]). Returns for an
@@ -1037,20 +1082,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pdf_and_html_need_a_worker() {
-        assert!(needs_worker(Format::Pdf));
-        assert!(needs_worker(Format::Html));
-        for f in [Format::Text, Format::Markdown] {
-            assert!(!needs_worker(f), "{f:?}");
+    fn only_plain_text_formats_skip_the_worker() {
+        for f in Format::ALL {
+            let in_process = matches!(f, Format::Text | Format::Markdown | Format::Delimited);
+            assert_eq!(needs_worker(f), !in_process, "{f:?}");
         }
     }
 
     #[test]
     fn formats_round_trip_through_their_names() {
-        for f in [Format::Pdf, Format::Markdown, Format::Text, Format::Html] {
+        for f in Format::ALL {
             assert_eq!(parse_format(f.as_str()), Some(f));
         }
-        assert_eq!(parse_format("docx"), None);
+        assert_eq!(parse_format("doc"), None);
+    }
+
+    #[test]
+    fn sections_keep_their_structure_on_the_wire() {
+        let section = Section {
+            text: "row".into(),
+            page: Some(2),
+            headings: vec!["Sheet".into()],
+            header_row: Some("h".into()),
+            ocr: true,
+        };
+        let json = serde_json::to_string(&WireSection::from(section.clone())).unwrap();
+        let back: WireSection = serde_json::from_str(&json).unwrap();
+        assert_eq!(Section::from(back), section);
+        // A plain section stays as small as before.
+        let plain = serde_json::to_string(&WireSection::from(Section::new("t", None))).unwrap();
+        assert_eq!(plain, r#"{"text":"t","page":null}"#);
     }
 
     #[test]

@@ -7,19 +7,33 @@
 //! it instead of a parser's internals.
 //!
 //! Extraction is pure: the same bytes always give the same document or the same
-//! error. Parsers that are known to panic on malformed input (pdf-extract) run
+//! error (OCR included: Tesseract is deterministic for one version and one set
+//! of languages). Parsers that are known to panic on malformed input (pdf-extract) run
 //! under `catch_unwind`, and the pipeline runs them in a separate worker process
 //! ([`isolate::extract_isolated`]) so that an abort, a stack overflow, an endless
 //! loop or a memory blow-up cannot take the daemon down either.
 
+mod epub;
 mod html;
 pub mod isolate;
+mod mail;
+mod ocr;
+mod office;
+mod package;
 mod pdf;
+mod sheet;
 mod text;
+mod xml;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use crate::document::{Document, Format};
+use crate::document::{Document, Format, Section};
+
+pub use ocr::{
+    DEFAULT_DPI as DEFAULT_OCR_DPI, DEFAULT_MAX_PAGES as DEFAULT_OCR_MAX_PAGES, OcrMode,
+    OcrSettings, pdftoppm_version, tesseract_languages, tesseract_version,
+};
 
 /// Why a file's bytes could not be turned into text.
 ///
@@ -31,12 +45,31 @@ use crate::document::{Document, Format};
 /// Serializable because the extraction worker sends it to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
-    /// The PDF is encrypted and cannot be opened without a password.
-    #[error("encrypted PDF: it needs a password to be read")]
-    Encrypted,
-    /// The PDF has pages but none of them holds extractable text.
-    #[error("scanned PDF, no text layer: its pages hold no extractable text (OCR it first)")]
-    NoTextLayer,
+    /// The file is encrypted and cannot be opened without a password.
+    #[error("encrypted {what}: it needs a password to be read")]
+    Encrypted {
+        /// What kind of file ("PDF", "Word document").
+        what: String,
+    },
+    /// The PDF has pages but none of them holds extractable text, and OCR
+    /// could not read them either.
+    #[error("scanned PDF, no text layer: its pages hold no extractable text, and {why}")]
+    NoTextLayer {
+        /// Why OCR did not help: off, not installed, or it found no text.
+        why: String,
+    },
+    /// An image, whose text only OCR can read, and OCR cannot run.
+    #[error("image: its text can only be read by OCR, and {why}")]
+    OcrUnavailable {
+        /// Why OCR cannot run.
+        why: String,
+    },
+    /// Tesseract or pdftoppm failed on this file.
+    #[error("OCR failed: {detail}")]
+    OcrFailed {
+        /// The tool's last words.
+        detail: String,
+    },
     /// The file is not a valid file of its format.
     #[error("corrupt file: {detail}")]
     Corrupt {
@@ -98,8 +131,12 @@ impl ExtractError {
     /// loaded machine can make a good file slow (see [`Self::gives_up_after`]).
     pub const fn is_permanent(&self) -> bool {
         match self {
-            ExtractError::Encrypted
-            | ExtractError::NoTextLayer
+            ExtractError::Encrypted { .. }
+            | ExtractError::NoTextLayer { .. }
+            // Installing tesseract is a change an operator makes on purpose,
+            // then re-extracts (`ragd reindex`); retrying until then is noise.
+            | ExtractError::OcrUnavailable { .. }
+            | ExtractError::OcrFailed { .. }
             | ExtractError::Corrupt { .. }
             | ExtractError::Binary
             | ExtractError::Empty
@@ -127,8 +164,10 @@ impl ExtractError {
     /// ledger (bounded, unlike the message).
     pub const fn kind(&self) -> &'static str {
         match self {
-            ExtractError::Encrypted => "encrypted",
-            ExtractError::NoTextLayer => "no_text_layer",
+            ExtractError::Encrypted { .. } => "encrypted",
+            ExtractError::NoTextLayer { .. } => "no_text_layer",
+            ExtractError::OcrUnavailable { .. } => "ocr_unavailable",
+            ExtractError::OcrFailed { .. } => "ocr_failed",
             ExtractError::Corrupt { .. } => "corrupt",
             ExtractError::Binary => "binary",
             ExtractError::Empty => "empty",
@@ -149,23 +188,89 @@ pub fn format_for(path: &Path) -> Option<Format> {
         "pdf" => Format::Pdf,
         "md" | "markdown" | "mdx" | "mdown" | "mkd" | "mkdn" => Format::Markdown,
         "html" | "htm" | "xhtml" => Format::Html,
-        "txt" | "text" | "log" | "csv" | "tsv" | "rst" | "org" | "adoc" | "asciidoc" | "asc"
-        | "textile" | "tex" | "nfo" => Format::Text,
+        "docx" | "docm" => Format::Docx,
+        "odt" => Format::Odt,
+        "pptx" | "pptm" => Format::Pptx,
+        "odp" => Format::Odp,
+        "xlsx" | "xlsm" => Format::Xlsx,
+        "xls" => Format::Xls,
+        "ods" => Format::Ods,
+        "csv" | "tsv" => Format::Delimited,
+        "epub" => Format::Epub,
+        "eml" => Format::Email,
+        "png" | "jpg" | "jpeg" | "tif" | "tiff" | "webp" => Format::Image,
+        "txt" | "text" | "log" | "rst" | "org" | "adoc" | "asciidoc" | "asc" | "textile"
+        | "tex" | "nfo" => Format::Text,
+        // Structured text and source code, read as text.
+        "json" | "jsonl" | "yaml" | "yml" | "toml" | "xml" | "ini" | "cfg" | "conf" | "rs"
+        | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "java" | "kt" | "c" | "h"
+        | "cc" | "cpp" | "cxx" | "hpp" | "hh" | "cs" | "rb" | "php" | "swift" | "scala" | "sh"
+        | "bash" | "zsh" | "sql" | "r" | "lua" | "pl" | "css" | "scss" => Format::Text,
         _ => return None,
     };
     Some(format)
 }
 
+/// What extraction may do besides parsing: OCR, and by when it must be done.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtractOptions {
+    pub ocr: OcrSettings,
+    /// Time one file may take (`limits.extract_timeout_secs`): OCR starts no
+    /// page past it, so that the pages read so far come back before the
+    /// worker is killed.
+    pub budget: Option<Duration>,
+}
+
+impl ExtractOptions {
+    /// Parsing only, no OCR (the fuzz target, benchmarks, `extract`).
+    pub fn without_ocr() -> Self {
+        ExtractOptions {
+            ocr: OcrSettings::off(),
+            budget: None,
+        }
+    }
+}
+
+/// The part of a file's budget OCR may spend; the rest is left for the reply.
+fn deadline(options: &ExtractOptions) -> Option<Instant> {
+    options
+        .budget
+        .map(|b| Instant::now() + b.mul_f64(0.8).saturating_sub(Duration::from_millis(500)))
+}
+
+/// Extract the text of a file from its bytes, without OCR (see
+/// [`extract_with`]).
+pub fn extract(bytes: &[u8], format: Format) -> Result<Document, ExtractError> {
+    extract_with(bytes, format, &ExtractOptions::without_ocr())
+}
+
 /// Extract the text of a file from its bytes.
 ///
-/// PDFs give one section per page (`page: Some(n)`, 1-based); other formats give
-/// one section without a page. A document is never blank: a file with no text
-/// is an error ([`ExtractError::Empty`], [`ExtractError::NoTextLayer`]).
-pub fn extract(bytes: &[u8], format: Format) -> Result<Document, ExtractError> {
+/// PDFs give one section per page (`page: Some(n)`, 1-based), presentations
+/// one per slide (`page` = slide number), workbooks one per sheet (`page` =
+/// sheet number, the sheet's name as heading, its header row in
+/// `header_row`), e-books one per chapter; other formats one section without
+/// a page. Word processing, presentation, e-book and mail formats come as
+/// Markdown (see `package.rs`). A document is never blank: a file with no
+/// text is an error ([`ExtractError::Empty`], [`ExtractError::NoTextLayer`]).
+pub fn extract_with(
+    bytes: &[u8],
+    format: Format,
+    options: &ExtractOptions,
+) -> Result<Document, ExtractError> {
     let sections = match format {
-        Format::Pdf => pdf::extract(bytes)?,
+        Format::Pdf => pdf::extract(bytes, &options.ocr, deadline(options))?,
         Format::Markdown | Format::Text => vec![text::extract(bytes)?],
         Format::Html => vec![html::extract(bytes)?],
+        Format::Docx => office::docx(bytes)?,
+        Format::Odt => office::odt(bytes)?,
+        Format::Pptx => office::pptx(bytes)?,
+        Format::Odp => office::odp(bytes)?,
+        Format::Xlsx | Format::Xls | Format::Ods => sheet::workbook(bytes, format)?,
+        Format::Delimited => sheet::delimited(bytes)?,
+        Format::Epub => epub::extract(bytes)?,
+        Format::Email => mail::extract(bytes)?,
+        Format::Image => image(bytes, &options.ocr, deadline(options))?,
     };
     let doc = Document { format, sections };
     // The format extractors already refuse blank input; this keeps the promise
@@ -174,6 +279,74 @@ pub fn extract(bytes: &[u8], format: Format) -> Result<Document, ExtractError> {
         return Err(ExtractError::Empty);
     }
     Ok(doc)
+}
+
+/// An image: its text by OCR, one section per page (a TIFF may have several).
+fn image(
+    bytes: &[u8],
+    settings: &OcrSettings,
+    deadline: Option<Instant>,
+) -> Result<Vec<Section>, ExtractError> {
+    if bytes.is_empty() {
+        return Err(ExtractError::Empty);
+    }
+    // Tesseract takes a file that is not an image for a list of image paths
+    // and reads those: a ".png" naming files elsewhere on this machine would
+    // get them indexed. Only the image formats ragd accepts are passed on.
+    if !is_image(bytes) {
+        return Err(ExtractError::Corrupt {
+            detail: "not a PNG, JPEG, TIFF or WebP image".into(),
+        });
+    }
+    settings
+        .availability()
+        .map_err(|why| ExtractError::OcrUnavailable { why })?;
+    let scratch = ocr::Scratch::new()?;
+    let path = scratch.write("image", bytes)?;
+    let pages = ocr::image_pages(&scratch, &path, settings, deadline).map_err(|e| match e {
+        // Leptonica's words for bytes it cannot decode.
+        ExtractError::OcrFailed { detail }
+            if [
+                "pixRead",
+                "cannot be read",
+                "Unsupported",
+                "image file",
+                "truncated",
+            ]
+            .iter()
+            .any(|w| detail.contains(w)) =>
+        {
+            ExtractError::Corrupt {
+                detail: format!("not an image Tesseract can read: {detail}"),
+            }
+        }
+        e => e,
+    })?;
+    let several = pages.len() > 1;
+    let sections: Vec<Section> = pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let page = several.then(|| u32::try_from(i + 1).unwrap_or(u32::MAX));
+            Section {
+                ocr: true,
+                ..Section::new(text, page)
+            }
+        })
+        .collect();
+    if sections.iter().all(|s| s.text.trim().is_empty()) {
+        return Err(ExtractError::Empty);
+    }
+    Ok(sections)
+}
+
+/// Does `bytes` start like a PNG, JPEG, TIFF or WebP file?
+fn is_image(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+        || bytes.starts_with(b"\xFF\xD8\xFF")
+        || bytes.starts_with(b"II*\0")
+        || bytes.starts_with(b"MM\0*")
+        || (bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP")
 }
 
 #[cfg(test)]
@@ -188,13 +361,18 @@ mod tests {
         assert_eq!(f("x.md"), Some(Format::Markdown));
         assert_eq!(f("x.Markdown"), Some(Format::Markdown));
         assert_eq!(f("x.mdx"), Some(Format::Markdown));
-        for ext in ["txt", "TEXT", "log", "csv", "rst", "org", "adoc"] {
+        for ext in ["txt", "TEXT", "log", "rst", "org", "adoc", "json", "py"] {
             assert_eq!(f(&format!("x.{ext}")), Some(Format::Text), "{ext}");
         }
         assert_eq!(f("x.html"), Some(Format::Html));
         assert_eq!(f("x.HTM"), Some(Format::Html));
         assert_eq!(f("x.xhtml"), Some(Format::Html));
-        assert_eq!(f("x.docx"), None);
+        assert_eq!(f("x.docx"), Some(Format::Docx));
+        assert_eq!(f("x.XLSX"), Some(Format::Xlsx));
+        assert_eq!(f("x.csv"), Some(Format::Delimited));
+        assert_eq!(f("x.png"), Some(Format::Image));
+        assert_eq!(f("x.rs"), Some(Format::Text));
+        assert_eq!(f("x.doc"), None);
         assert_eq!(f("README"), None);
         assert_eq!(f(".md"), None, "a dotfile named .md has no extension");
     }
@@ -210,19 +388,43 @@ mod tests {
 
     #[test]
     fn errors_say_why() {
+        let why = "OCR is off ([ocr] enabled = false)".to_owned();
+        let err = ExtractError::NoTextLayer { why };
         assert!(
-            ExtractError::NoTextLayer
-                .to_string()
-                .contains("scanned PDF, no text layer")
+            err.to_string().contains("scanned PDF, no text layer"),
+            "{err}"
         );
-        assert!(ExtractError::Encrypted.to_string().contains("encrypted"));
+        assert!(err.to_string().contains("OCR is off"), "{err}");
+        let err = ExtractError::Encrypted { what: "PDF".into() };
+        assert_eq!(
+            err.to_string(),
+            "encrypted PDF: it needs a password to be read"
+        );
         assert!(ExtractError::Binary.is_permanent());
         assert_eq!(ExtractError::Empty.kind(), "empty");
     }
 
     #[test]
+    fn only_real_images_go_to_tesseract() {
+        // A list of paths: Tesseract would read the files it names.
+        let list = b"/etc/hostname\n/home/someone/scan.png\n";
+        for settings in [OcrSettings::default(), OcrSettings::off()] {
+            assert!(
+                matches!(
+                    image(list, &settings, None),
+                    Err(ExtractError::Corrupt { .. })
+                ),
+                "{settings:?}"
+            );
+        }
+        assert!(is_image(b"\x89PNG\r\n\x1a\n...."));
+        assert!(is_image(b"RIFF\0\0\0\0WEBPVP8 "));
+        assert!(!is_image(b"RIFF\0\0\0\0WAVE"));
+    }
+
+    #[test]
     fn empty_input_is_empty_for_every_format() {
-        for format in [Format::Pdf, Format::Markdown, Format::Text, Format::Html] {
+        for format in Format::ALL {
             assert_eq!(extract(b"", format), Err(ExtractError::Empty), "{format:?}");
         }
     }

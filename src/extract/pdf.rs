@@ -9,16 +9,28 @@
 //! content handling). Each page runs under `catch_unwind`: one bad page costs that
 //! page, not the file, and never the worker. `catch_unwind` does not cover a
 //! stack overflow or an abort; only a separate process would.
+//!
+//! Pages that give no text (scanned pages) are then read by OCR (`ocr.rs`),
+//! when it is on and installed, up to `ocr.max_pages` per file and until the
+//! file's deadline: a PDF with text on some pages and not on others gets OCR
+//! on the missing pages only, and those sections say so (`ocr: true`).
 
 use std::panic::{self, AssertUnwindSafe};
+
+use std::time::Instant;
 
 use pdf_extract::{Document as PdfDocument, PlainTextOutput};
 
 use super::ExtractError;
+use super::ocr::{self, OcrSettings};
 use crate::document::Section;
 
 /// One section per page, `page: Some(n)` with `n` from 1.
-pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
+pub(super) fn extract(
+    bytes: &[u8],
+    settings: &OcrSettings,
+    deadline: Option<Instant>,
+) -> Result<Vec<Section>, ExtractError> {
     if bytes.is_empty() {
         return Err(ExtractError::Empty);
     }
@@ -41,21 +53,76 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
                 String::new()
             }
         };
-        sections.push(Section {
-            text,
-            page: Some(page),
-        });
+        sections.push(Section::new(text, Some(page)));
     }
 
+    let why_not = ocr_blank_pages(bytes, &mut sections, settings, deadline);
     if sections.iter().all(|s| s.text.trim().is_empty()) {
         return Err(match first_failure {
             // Nothing was read and something broke: report the breakage, not
             // "scanned", which would send the user looking for OCR.
             Some((page, err)) => with_page(err, page, failed),
-            None => ExtractError::NoTextLayer,
+            None => ExtractError::NoTextLayer {
+                why: why_not.unwrap_or_else(|| "OCR found no text on them either".into()),
+            },
         });
     }
     Ok(sections)
+}
+
+/// OCR the pages without text, in place. Returns why OCR did not run, if it
+/// did not (off, not installed) and there were pages for it.
+fn ocr_blank_pages(
+    bytes: &[u8],
+    sections: &mut [Section],
+    settings: &OcrSettings,
+    deadline: Option<Instant>,
+) -> Option<String> {
+    let blank: Vec<usize> = (0..sections.len())
+        .filter(|&i| sections[i].text.trim().is_empty())
+        .collect();
+    if blank.is_empty() {
+        return None;
+    }
+    if let Err(why) = settings.pdf_availability() {
+        return Some(why);
+    }
+    let scratch = match ocr::Scratch::new() {
+        Ok(s) => s,
+        Err(e) => return Some(e.to_string()),
+    };
+    let path = match scratch.write("input.pdf", bytes) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    let limit = settings.max_pages as usize;
+    if blank.len() > limit {
+        tracing::warn!(
+            pages = blank.len(),
+            limit,
+            "PDF has more pages without text than ocr.max_pages; the rest are left out"
+        );
+    }
+    for &i in blank.iter().take(limit) {
+        let page = sections[i].page.unwrap_or(1);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!(
+                page,
+                "OCR stopped at the file's deadline (limits.extract_timeout_secs); later pages are left out"
+            );
+            break;
+        }
+        match ocr::pdf_page(&scratch, &path, page, settings, deadline) {
+            Ok(text) => {
+                sections[i].text = text;
+                sections[i].ocr = true;
+            }
+            Err(err) => {
+                tracing::warn!(page, error = %err, "OCR of a PDF page failed; page skipped")
+            }
+        }
+    }
+    None
 }
 
 /// Parse the file and make sure it can be read without a password.
@@ -69,7 +136,7 @@ fn load(bytes: &[u8]) -> Result<PdfDocument, ExtractError> {
         // object and records the state. Without that state the objects are
         // still ciphertext: a password is needed.
         if doc.encryption_state.is_none() {
-            return Err(ExtractError::Encrypted);
+            return Err(ExtractError::Encrypted { what: "PDF".into() });
         }
         // Already decrypted; drop the marker so pdf-extract does not treat the
         // document as encrypted again.
@@ -125,6 +192,11 @@ mod test_pdf;
 mod tests {
     use super::test_pdf::{make_encrypted_pdf, make_pdf, make_pdf_without_text};
     use super::*;
+
+    /// Without OCR, as the tests of parsing need.
+    fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
+        super::extract(bytes, &OcrSettings::off(), None)
+    }
 
     #[test]
     fn each_page_is_a_section_with_its_number() {
@@ -194,7 +266,10 @@ mod tests {
     #[test]
     fn password_protected_pdf_is_encrypted() {
         let bytes = make_encrypted_pdf(&["top secret"], "user-pw", "owner-pw");
-        assert_eq!(extract(&bytes), Err(ExtractError::Encrypted));
+        assert_eq!(
+            extract(&bytes),
+            Err(ExtractError::Encrypted { what: "PDF".into() })
+        );
     }
 
     #[test]
@@ -208,10 +283,12 @@ mod tests {
     }
 
     #[test]
-    fn pages_without_text_operators_have_no_text_layer() {
+    fn pages_without_text_operators_have_no_text_layer_and_say_ocr_is_off() {
         assert_eq!(
             extract(&make_pdf_without_text(2)),
-            Err(ExtractError::NoTextLayer)
+            Err(ExtractError::NoTextLayer {
+                why: "OCR is off ([ocr] enabled = false)".into()
+            })
         );
     }
 

@@ -25,7 +25,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Section, ExtractError> {
     if text.trim().is_empty() {
         return Err(ExtractError::Empty);
     }
-    Ok(Section { text, page: None })
+    Ok(Section::new(text, None))
 }
 
 /// Decode the bytes of a text-like file (text, Markdown, HTML) to a `String`

@@ -17,6 +17,9 @@ use super::View;
 use crate::config::{self, Config, EmbedProvider, KnowledgeTarget, QdrantSettings};
 use crate::embed::local::LocalEmbedder;
 use crate::embed::{OllamaEmbedder, OllamaSettings};
+use crate::extract::{
+    OcrMode, OcrSettings, pdftoppm_version, tesseract_languages, tesseract_version,
+};
 use crate::open_webui::{OpenWebUi, OwuiError, RetryPolicy};
 use crate::store::VectorStore;
 
@@ -137,6 +140,7 @@ pub async fn check(path: &Path) -> Report {
         }
     };
     state_dir(&mut r, &config);
+    ocr(&mut r, &config.limits.extract.ocr);
     let recorded_dims = recorded_dims(&config);
     let collection_dims = qdrant(&mut r, &config, &recorded_dims).await;
     embedding(&mut r, &config, &collection_dims, &recorded_dims).await;
@@ -165,6 +169,74 @@ fn state_dir(r: &mut Report, config: &Config) {
         Ok(_) => r.ok("ledger", "opens; schema up to date"),
         Err(e) => r.fail("ledger", e.to_string()),
     }
+}
+
+/// OCR: tesseract and pdftoppm run, and the configured languages are
+/// installed. Missing tools fail only when `[ocr] enabled = true` asked for
+/// them; by default they are a warning (scanned pages and images are then
+/// reported, not read).
+fn ocr(r: &mut Report, settings: &OcrSettings) {
+    const NAME: &str = "ocr";
+    const PACKAGES: &str = "apt-get install tesseract-ocr tesseract-ocr-eng poppler-utils";
+    if settings.mode == OcrMode::Off {
+        r.ok(
+            NAME,
+            "off ([ocr] enabled = false): scanned PDF pages and images are reported, not read",
+        );
+        return;
+    }
+    let missing = |r: &mut Report, detail: String| {
+        if settings.mode == OcrMode::On {
+            r.fail(NAME, detail);
+        } else {
+            r.warn(NAME, detail);
+        }
+    };
+    let Some(tesseract) = tesseract_version() else {
+        missing(
+            r,
+            format!(
+                "tesseract not found on PATH: scanned PDF pages and images are not read ({PACKAGES})"
+            ),
+        );
+        return;
+    };
+    let installed = tesseract_languages();
+    let absent: Vec<&str> = settings
+        .languages
+        .iter()
+        .filter(|l| !installed.contains(l))
+        .map(String::as_str)
+        .collect();
+    if !absent.is_empty() {
+        r.fail(
+            NAME,
+            format!(
+                "{tesseract}: no language data for {} (installed: {}; Debian: tesseract-ocr-LANG)",
+                absent.join(", "),
+                installed.join(", ")
+            ),
+        );
+        return;
+    }
+    let Some(pdftoppm) = pdftoppm_version() else {
+        missing(
+            r,
+            format!(
+                "{tesseract} reads images, but pdftoppm is not on PATH: scanned PDF pages are not read (poppler-utils)"
+            ),
+        );
+        return;
+    };
+    r.ok(
+        NAME,
+        format!(
+            "on: {tesseract}, {pdftoppm}; languages {}, {} dpi, at most {} pages per file",
+            settings.languages.join("+"),
+            settings.dpi,
+            settings.max_pages
+        ),
+    );
 }
 
 /// Vector dimensions the ledger recorded per pipeline (name → dim).

@@ -138,6 +138,7 @@ mod tests {
                 text: format!("chunk {index}"),
                 page: None,
                 headings: Vec::new(),
+                ocr: false,
                 content_hash: "h".into(),
                 file_hash: "f".into(),
                 modified: 0,

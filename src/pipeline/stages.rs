@@ -198,7 +198,8 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             FileState::Skipped,
             "unsupported_type",
             format!(
-                "unsupported file type {ext:?} (supported: pdf, md, txt, html and other plain text)"
+                "unsupported file type {ext:?} (supported: pdf, Office (docx, xlsx, pptx, odt, ods, \
+                 odp, xls), epub, eml, csv, images by OCR, html, md, txt, code and other plain text)"
             ),
         ));
     };
@@ -816,6 +817,7 @@ async fn start_group<'a>(
                     text: chunk.text,
                     page: chunk.page,
                     headings: chunk.headings,
+                    ocr: chunk.ocr,
                     content_hash: target.clone(),
                     file_hash: record.file_hash.clone(),
                     modified,

@@ -24,12 +24,17 @@ pub struct PointPayload {
     pub chunk_index: u32,
     /// The chunk text.
     pub text: String,
-    /// PDF page of the chunk's start.
+    /// Page of the chunk's start: PDF page, slide or sheet number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
-    /// Markdown heading trail, outermost first.
+    /// Heading trail (Markdown, Office and e-book headings, a sheet's name),
+    /// outermost first.
     #[serde(default)]
     pub headings: Vec<String>,
+    /// The text was read by OCR (a scanned page, an image): it may hold
+    /// recognition errors. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ocr: bool,
     /// Hash of the extracted text of the file version this chunk belongs to.
     pub content_hash: String,
     /// SHA-256 of the file's bytes.

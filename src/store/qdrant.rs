@@ -887,6 +887,7 @@ mod tests {
                 text: "hello".into(),
                 page: Some(7),
                 headings: vec!["H1".into(), "H2".into()],
+                ocr: false,
                 content_hash: "c".into(),
                 file_hash: "f".into(),
                 modified: -5,

@@ -1,11 +1,11 @@
-//! The real parts a test may run against: a Qdrant server, an Open WebUI server
-//! and the local embedding model. One home for the rule that a test needing a
+//! The real parts a test may run against: a Qdrant server, an Open WebUI server,
+//! the local embedding model and the OCR tools (Tesseract, pdftoppm). One home for the rule that a test needing a
 //! part it cannot find fails instead of passing on what it could reach:
 //!
 //! - each part is found from the environment (`QDRANT_URL`, `RAGD_OWUI_URL` +
-//!   `RAGD_OWUI_KEY`, the model directory);
-//! - when `RAGD_REQUIRE_QDRANT`, `RAGD_REQUIRE_OWUI` or `RAGD_REQUIRE_MODEL` is
-//!   set (CI sets all three), a missing part panics;
+//!   `RAGD_OWUI_KEY`, the model directory, `tesseract` and `pdftoppm` on `PATH`);
+//! - when `RAGD_REQUIRE_QDRANT`, `RAGD_REQUIRE_OWUI`, `RAGD_REQUIRE_MODEL` or
+//!   `RAGD_REQUIRE_OCR` is set, a missing part panics;
 //! - otherwise the test says on stderr which half it left out;
 //! - every use is appended to `$RAGD_REAL_PARTS_LOG` (one `part<TAB>test` line),
 //!   so `.ci/run` can say how many tests ran against each part.
@@ -19,6 +19,7 @@ pub enum Part {
     Qdrant,
     OpenWebUi,
     Model,
+    Ocr,
 }
 
 impl Part {
@@ -27,6 +28,7 @@ impl Part {
             Part::Qdrant => "qdrant",
             Part::OpenWebUi => "openwebui",
             Part::Model => "model",
+            Part::Ocr => "ocr",
         }
     }
 
@@ -35,6 +37,7 @@ impl Part {
             Part::Qdrant => "RAGD_REQUIRE_QDRANT",
             Part::OpenWebUi => "RAGD_REQUIRE_OWUI",
             Part::Model => "RAGD_REQUIRE_MODEL",
+            Part::Ocr => "RAGD_REQUIRE_OCR",
         }
     }
 
@@ -149,5 +152,17 @@ pub fn qdrant_bin() -> Option<PathBuf> {
         Part::Qdrant,
         bin,
         "RAGD_QDRANT_BIN unset or not a file (scripts/qdrant-up.sh writes it to qdrant.env)",
+    )
+}
+
+/// Tesseract and pdftoppm on `PATH` (Debian `tesseract-ocr tesseract-ocr-eng
+/// poppler-utils`): `Some(())` when both run.
+pub fn ocr() -> Option<()> {
+    let present =
+        ragd::extract::tesseract_version().is_some() && ragd::extract::pdftoppm_version().is_some();
+    found(
+        Part::Ocr,
+        present.then_some(()),
+        "tesseract or pdftoppm not on PATH (apt-get install tesseract-ocr tesseract-ocr-eng poppler-utils)",
     )
 }

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Makes the format fixtures in this folder with real tools (Debian bookworm):
+# pandoc 2.17, LibreOffice 7.4 (libreoffice-{writer,calc,impress}-nogui),
+# poppler-utils 22.12 (pdftoppm, pdfunite), img2pdf 0.6 and msoffcrypto-tool 5 (PyPI) and Python's
+# standard email package. Re-run with `sh tests/data/formats/make.sh` from the
+# repository root; the outputs are committed so that tests need none of these.
+set -eu
+cd "$(dirname "$0")"
+src=src
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+soffice() { command soffice -env:UserInstallation=file://"$tmp"/lo --headless "$@" >/dev/null; }
+
+# Word processing and e-books: one Markdown source with headings, a list and a table.
+pandoc "$src/report.md" -o report.docx
+pandoc "$src/report.md" -o report.odt
+pandoc "$src/report.md" --metadata title="Heron Survey" -o report.epub
+# A Word file that needs a password to open (Office's encrypted package in a CFB
+# container), by msoffcrypto-tool 5 (PyPI).
+msoffcrypto-tool -e -p secret report.docx encrypted.docx
+
+# Presentations: one slide per level-1 heading, speaker notes on the first.
+pandoc "$src/slides.md" -o slides.pptx
+soffice --convert-to odp --outdir . slides.pptx
+
+# Spreadsheets: two sheets, written as flat ODF by a script, saved by LibreOffice Calc.
+python3 "$src/sheets.py" > "$tmp/sheets.fods"
+soffice --convert-to xlsx --outdir . "$tmp/sheets.fods"
+soffice --convert-to ods --outdir . "$tmp/sheets.fods"
+soffice --convert-to xls --outdir . "$tmp/sheets.fods"
+
+# Mail: a multipart message with a text body, an HTML alternative and a text attachment.
+python3 "$src/mail.py" > message.eml
+
+# OCR: a page of known text, rendered at 300 dpi to a greyscale PNG (no text layer),
+# that image as an image-only PDF, and a PDF with a text page followed by the scanned one.
+pandoc "$src/ocr.md" -o "$tmp/ocr.odt"
+soffice --convert-to pdf --outdir "$tmp" "$tmp/ocr.odt"
+pdftoppm -r 300 -gray -png -singlefile "$tmp/ocr.pdf" "$tmp/page"
+cp "$tmp/page.png" scanned-page.png
+img2pdf --output scanned.pdf "$tmp/page.png"
+pandoc "$src/textpage.md" -o "$tmp/textpage.odt"
+soffice --convert-to pdf --outdir "$tmp" "$tmp/textpage.odt"
+pdfunite "$tmp/textpage.pdf" scanned.pdf mixed.pdf

@@ -1,0 +1,321 @@
+//! Every file people drop (issue 22): Office documents, e-books, mail,
+//! spreadsheets, code, and scanned pages through OCR, each through the
+//! pipeline and the extraction worker, with its structure in the payload, and
+//! each broken one with its own reason while the rest of the folder is indexed.
+//!
+//! The fixtures in tests/data/formats were made by real tools (pandoc,
+//! LibreOffice, poppler, img2pdf, Python's email package); `make.sh` there
+//! remakes them. The OCR tests need the real Tesseract and pdftoppm (Debian
+//! `tesseract-ocr tesseract-ocr-eng poppler-utils`), through `real::ocr()`.
+
+use std::collections::HashSet;
+
+use ragd::app::App;
+use ragd::ledger::FileState;
+use ragd::pipeline::{RunOptions, RunSummary};
+use ragd::store::StoredPoint;
+
+use crate::support::env::TestEnv;
+use crate::support::real;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{DATA}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn run(env: &TestEnv, app: &App) -> RunSummary {
+    env.pipeline(app)
+        .run(RunOptions::default())
+        .await
+        .expect("run")
+}
+
+/// The point whose text contains `needle`.
+fn point_with<'a>(points: &'a [StoredPoint], needle: &str) -> &'a StoredPoint {
+    points
+        .iter()
+        .find(|p| p.payload.text.contains(needle))
+        .unwrap_or_else(|| {
+            let texts: Vec<_> = points.iter().map(|p| &p.payload.text).collect();
+            panic!("no chunk with {needle:?} in {texts:#?}")
+        })
+}
+
+#[tokio::test]
+async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure() {
+    let env = TestEnv::new("").await;
+    for name in [
+        "report.docx",
+        "report.odt",
+        "report.epub",
+        "slides.pptx",
+        "slides.odp",
+        "sheets.xlsx",
+        "sheets.ods",
+        "sheets.xls",
+        "message.eml",
+    ] {
+        env.write(name, fixture(name));
+    }
+    env.write(
+        "counts.csv",
+        "Site,Nests\nNorth shore,40\nReed bed,12\nOld mill,7\n",
+    );
+    env.write(
+        "tool.py",
+        "def count_nests(site):\n    \"\"\"Nests counted at a heron site.\"\"\"\n    return 40\n",
+    );
+    env.write("config.yaml", "colony:\n  site: north shore\n  nests: 40\n");
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed, s.skipped), (12, 0, 0), "{s:?}");
+
+    // Word processing and e-books: headings in the trail. At 400 characters
+    // the report splits at its level-2 headings: the first chunk holds the
+    // title, Methods and its table, the second starts at Results.
+    for name in ["report.docx", "report.odt", "report.epub"] {
+        let pts = env.points(name).await;
+        let p = point_with(&pts, "Binoculars were shared");
+        assert_eq!(p.payload.headings, ["Heron Survey"], "{name}");
+        assert!(p.payload.text.contains("## Methods"), "{name}");
+        let p = point_with(&pts, "fledged before the first week of July");
+        assert_eq!(p.payload.headings, ["Heron Survey", "Results"], "{name}");
+        assert!(
+            pts.iter()
+                .all(|p| p.payload.page.is_none() && !p.payload.ocr)
+        );
+    }
+    // The table of the report, row by row.
+    let pts = env.points("report.docx").await;
+    point_with(&pts, "North shore | 40");
+
+    // Presentations: the slide number like a page, notes included.
+    for name in ["slides.pptx", "slides.odp"] {
+        let pts = env.points(name).await;
+        let p = point_with(&pts, "Remember to thank the boardwalk volunteers.");
+        assert_eq!(p.payload.page, Some(1), "{name}");
+        assert_eq!(p.payload.headings[0], "Counting nests", "{name}");
+        let p = point_with(&pts, "second observation hide");
+        assert_eq!(p.payload.page, Some(3), "{name}");
+        assert_eq!(p.payload.headings, ["Next steps"], "{name}");
+    }
+
+    // Spreadsheets: one section per sheet; every chunk repeats the header row.
+    for name in ["sheets.xlsx", "sheets.ods", "sheets.xls"] {
+        let pts = env.points(name).await;
+        // 40 rows of some 30 characters do not fit one 400-character chunk.
+        let counts: Vec<_> = pts
+            .iter()
+            .filter(|p| p.payload.headings == ["Counts"])
+            .collect();
+        assert!(counts.len() >= 3, "{name}: {} chunks", counts.len());
+        let mut rows = HashSet::new();
+        for p in &counts {
+            assert_eq!(p.payload.page, Some(1), "{name}");
+            let mut lines = p.payload.text.lines();
+            assert_eq!(
+                lines.next(),
+                Some("Site | Week | Nests | Observer"),
+                "{name}"
+            );
+            rows.extend(lines.map(str::to_owned));
+        }
+        assert_eq!(rows.len(), 40, "{name}: every row once");
+        let budget = point_with(&pts, "Observation hide | 2100");
+        assert_eq!(budget.payload.page, Some(2));
+        assert_eq!(budget.payload.headings, ["Budget"]);
+        assert!(budget.payload.text.starts_with("Item | Cost\n"), "{name}");
+    }
+    let csv = env.points("counts.csv").await;
+    assert_eq!(csv.len(), 1);
+    assert_eq!(
+        csv[0].payload.text,
+        "Site,Nests\nNorth shore,40\nReed bed,12\nOld mill,7"
+    );
+
+    // Mail: subject as heading, headers, body and the text attachment.
+    let pts = env.points("message.eml").await;
+    let body = point_with(&pts, "We counted forty nests");
+    assert_eq!(body.payload.headings, ["Heron count for Sunday"]);
+    point_with(&pts, "From: Ada Keeper <ada@example.org>");
+    // The message is one chunk; the attachment is under its own heading in it.
+    let attachment = point_with(&pts, "Reed bed,12");
+    assert!(
+        attachment
+            .payload
+            .text
+            .contains("## Attachment: counts.csv\n\nSite,Nests"),
+        "{}",
+        attachment.payload.text
+    );
+
+    // Code and structured text, as text.
+    point_with(&env.points("tool.py").await, "def count_nests(site):");
+    point_with(&env.points("config.yaml").await, "site: north shore");
+}
+
+#[tokio::test]
+async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
+    let env = TestEnv::new("").await;
+    env.write("good.md", "# Good\n\nThe kingfisher dives for fish.\n");
+    let docx = fixture("report.docx");
+    env.write("truncated.docx", &docx[..docx.len() / 2]);
+    env.write("encrypted.docx", fixture("encrypted.docx"));
+    env.write("not-a-zip.pptx", b"just some words, no presentation");
+    env.write("docx-as.epub", &docx);
+    let xlsx = fixture("sheets.xlsx");
+    env.write("truncated.xlsx", &xlsx[..xlsx.len() / 3]);
+    env.write("random.ods", noise(4096));
+    env.write("words.eml", "no headers here\njust words\n");
+    env.write("binary.eml", b"From: a\0\x01\x02");
+    let odt = fixture("report.odt");
+    env.write("truncated.odt", &odt[..odt.len() - 100]);
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 9), "{s:?}");
+    for (path, kind, reason) in [
+        ("truncated.docx", "corrupt", "not a valid Word document"),
+        (
+            "encrypted.docx",
+            "encrypted",
+            "encrypted Word document: it needs a password",
+        ),
+        (
+            "not-a-zip.pptx",
+            "corrupt",
+            "not a valid PowerPoint presentation",
+        ),
+        ("docx-as.epub", "corrupt", "META-INF/container.xml"),
+        ("truncated.xlsx", "corrupt", "not a valid Excel workbook"),
+        (
+            "random.ods",
+            "corrupt",
+            "not a valid OpenDocument spreadsheet",
+        ),
+        ("words.eml", "corrupt", "not an e-mail message"),
+        ("binary.eml", "binary", "binary data"),
+        ("truncated.odt", "corrupt", "OpenDocument text"),
+    ] {
+        let r = app.ledger.get("docs", path).unwrap().unwrap();
+        assert_eq!(r.state, FileState::Failed, "{path}: {r:?}");
+        assert_eq!(r.error_kind.as_deref(), Some(kind), "{path}: {r:?}");
+        let error = r.error.unwrap_or_default();
+        assert!(error.contains(reason), "{path}: {error:?} lacks {reason:?}");
+        assert!(env.points(path).await.is_empty(), "{path} has points");
+    }
+    assert_eq!(env.points("good.md").await.len(), 1);
+    // Permanent: not retried while unchanged.
+    let s = run(&env, &app).await;
+    assert_eq!((s.failed, s.unchanged), (0, 10), "{s:?}");
+}
+
+/// Deterministic "random" bytes (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Share of the words of `expected` that `got` has, in order-insensitive
+/// multiset terms, ignoring case and punctuation.
+fn word_recall(expected: &str, got: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let mut pool = words(got);
+    let expected = words(expected);
+    let mut found = 0;
+    for w in &expected {
+        if let Some(i) = pool.iter().position(|p| p == w) {
+            pool.swap_remove(i);
+            found += 1;
+        }
+    }
+    found as f64 / expected.len() as f64
+}
+
+#[tokio::test]
+async fn scanned_pages_and_images_are_read_by_ocr() {
+    if real::ocr().is_none() {
+        return;
+    }
+    let env = TestEnv::new("").await;
+    env.write("scanned.pdf", fixture("scanned.pdf"));
+    env.write("mixed.pdf", fixture("mixed.pdf"));
+    env.write("photo.png", fixture("scanned-page.png"));
+    env.write("noise.png", noise(2048));
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (3, 1), "{s:?}");
+
+    let expected = std::fs::read_to_string(format!("{DATA}/src/ocr.md")).unwrap();
+    for name in ["scanned.pdf", "photo.png"] {
+        let pts = env.points(name).await;
+        assert!(!pts.is_empty(), "{name}");
+        let text: Vec<&str> = pts.iter().map(|p| p.payload.text.as_str()).collect();
+        let recall = word_recall(&expected, &text.join(" "));
+        println!("{name}: OCR word recall {:.1}%", recall * 100.0);
+        assert!(recall >= 0.95, "{name}: recall {recall:.3}: {text:#?}");
+        assert!(pts.iter().all(|p| p.payload.ocr), "{name}");
+    }
+    assert!(
+        env.points("scanned.pdf")
+            .await
+            .iter()
+            .all(|p| p.payload.page == Some(1))
+    );
+
+    // OCR on the page without a text layer only.
+    let pts = env.points("mixed.pdf").await;
+    let text_page = point_with(&pts, "harbour lighthouse keeper");
+    assert_eq!(text_page.payload.page, Some(1));
+    assert!(!text_page.payload.ocr);
+    let scanned_page = point_with(&pts, "pumping station");
+    assert_eq!(scanned_page.payload.page, Some(2));
+    assert!(scanned_page.payload.ocr);
+
+    let r = app.ledger.get("docs", "noise.png").unwrap().unwrap();
+    assert_eq!(r.error_kind.as_deref(), Some("corrupt"), "{r:?}");
+}
+
+#[tokio::test]
+async fn without_ocr_scanned_pages_and_images_say_why() {
+    let env = TestEnv::with("", "[ocr]\nenabled = false\n").await;
+    env.write("scanned.pdf", fixture("scanned.pdf"));
+    env.write("photo.png", fixture("scanned-page.png"));
+    env.write("mixed.pdf", fixture("mixed.pdf"));
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 2), "{s:?}");
+    let r = app.ledger.get("docs", "scanned.pdf").unwrap().unwrap();
+    assert_eq!(r.error_kind.as_deref(), Some("no_text_layer"));
+    assert_eq!(
+        r.error.as_deref(),
+        Some(
+            "scanned PDF, no text layer: its pages hold no extractable text, \
+             and OCR is off ([ocr] enabled = false)"
+        )
+    );
+    let r = app.ledger.get("docs", "photo.png").unwrap().unwrap();
+    assert_eq!(r.error_kind.as_deref(), Some("ocr_unavailable"));
+    assert!(r.error.unwrap().contains("OCR is off"));
+    // The text page of the mixed PDF is still indexed.
+    let pts = env.points("mixed.pdf").await;
+    assert_eq!(pts.len(), 1);
+    assert!(pts[0].payload.text.contains("lighthouse keeper"));
+}
