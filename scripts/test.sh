@@ -72,6 +72,12 @@ if [[ -z ${RAGD_SKIP_OWUI:-} ]]; then
     phase_end "Open WebUI (install, start)"
 fi
 
+# OCR: Tesseract and poppler from Debian (`tesseract-ocr tesseract-ocr-eng
+# poppler-utils`); required once they are installed.
+if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null; then
+    export RAGD_REQUIRE_OCR=${RAGD_REQUIRE_OCR:-1}
+fi
+
 # Each test that runs against a real part appends "part<TAB>test" here.
 export RAGD_REAL_PARTS_LOG="$RAGD_CI_DIR/real-parts.log"
 : >"$RAGD_REAL_PARTS_LOG"
@@ -82,11 +88,28 @@ status=0
 cargo test "$@" 2>&1 | tee "$out" || status=$?
 phase_end "cargo test"
 
+# A 3-node Qdrant cluster on loopback, a node killed under `ragd index`: the one
+# that holds shards only, then the one ragd talks to (a full run, not a filter).
+if [[ -z ${RAGD_SKIP_QDRANT:-} && $# -eq 0 ]]; then
+    phase "Qdrant 3-node cluster"
+    cluster_log="$RAGD_CI_DIR/cluster.log"
+    if scripts/qdrant-cluster-test.sh >"$cluster_log" 2>&1 \
+        && RAGD_CLUSTER_VICTIM=1 scripts/qdrant-cluster-test.sh >>"$cluster_log" 2>&1; then
+        cluster="2 passed, 0 failed"
+    else
+        cluster="failed (see $cluster_log)"
+        status=1
+    fi
+    tail -n 20 "$cluster_log"
+    phase_end "Qdrant 3-node cluster"
+fi
+
 echo
 echo "== tests that ran against each real part"
-for part in qdrant openwebui model; do
+for part in qdrant openwebui model ocr; do
     printf '%-10s %4d tests\n' "$part" "$(awk -F'\t' -v p="$part" '$1 == p { print $2 }' "$RAGD_REAL_PARTS_LOG" | sort -u | wc -l)"
 done
+[[ -n ${cluster:-} ]] && printf '%-10s %s (scripts/qdrant-cluster-test.sh)\n' cluster "$cluster"
 echo "== phases"
 printf '%s\n' "${phases[@]}"
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')

@@ -694,6 +694,8 @@ fn the_worker_does_not_inherit_the_daemons_environment() {
         "TESSDATA_PREFIX",
         "RUST_LOG",
         "RUST_BACKTRACE",
+        // The worker's options (OCR settings, budget), set by the daemon.
+        "RAGD_EXTRACT_OPTIONS",
         TEST_FAULT_ENV,
         "RAGD_PASSED_ON",
     ];

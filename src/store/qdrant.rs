@@ -975,6 +975,7 @@ mod tests {
                         file_hash: "f".into(),
                         modified: 0,
                         model: "m".into(),
+                        ocr: false,
                     },
                 }],
             )
