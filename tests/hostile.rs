@@ -685,23 +685,22 @@ fn the_worker_does_not_inherit_the_daemons_environment() {
         .map(|(_, n)| n.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
         .unwrap_or_else(|| panic!("{text}"));
     let names: Vec<&str> = names.split(',').collect();
-    let allowed = [
-        "PATH",
-        "LANG",
-        "LC_ALL",
-        "LC_CTYPE",
-        "TMPDIR",
-        "TESSDATA_PREFIX",
-        "RUST_LOG",
+    // What the worker inherits, what the daemon sets for it (a backtrace
+    // switch, its options), and what the limits pass on.
+    let set_for_it = [
         "RUST_BACKTRACE",
-        // The worker's options (OCR settings, budget), set by the daemon.
         "RAGD_EXTRACT_OPTIONS",
         TEST_FAULT_ENV,
         "RAGD_PASSED_ON",
     ];
     for n in &names {
-        assert!(allowed.contains(n), "the worker sees {n}: {names:?}");
+        assert!(
+            ragd::extract::isolate::WORKER_INHERITS.contains(n) || set_for_it.contains(n),
+            "the worker sees {n}: {names:?}"
+        );
     }
+    // The parent has variables the worker must not see.
+    assert!(!names.iter().any(|n| n.starts_with("CARGO")), "{names:?}");
     assert!(names.contains(&"RAGD_PASSED_ON"), "{names:?}");
 }
 

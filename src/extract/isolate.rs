@@ -402,7 +402,7 @@ struct Frame {
 }
 
 /// The only variables of the daemon's environment a worker sees.
-const WORKER_INHERITS: &[&str] = &[
+pub const WORKER_INHERITS: &[&str] = &[
     "PATH",
     "LANG",
     "LC_ALL",
