@@ -661,6 +661,28 @@ fn workers_are_reused_across_files() {
     assert!(spawned < n / 2, "{spawned} workers for {n} files");
 }
 
+/// A worker's answer is read only up to the cap (twice `max_text_bytes` and
+/// 1 MiB in the daemon): a parser that announces or streams more gets the file
+/// refused as too large, and the next file a fresh worker.
+#[test]
+fn a_worker_answer_over_the_cap_is_refused_not_buffered() {
+    let mut limits = worker_limits(&[]);
+    limits.max_reply_bytes = 200;
+    let extract = |bytes: &[u8]| {
+        extract_isolated(
+            "x.html".as_ref(),
+            bytes,
+            ragd::document::Format::Html,
+            &limits,
+        )
+    };
+    let big = format!("<p>{}</p>", "the aardvark digs ".repeat(50));
+    let err = extract(big.as_bytes()).unwrap_err();
+    assert_eq!(err.kind(), "too_large", "{err}");
+    let doc = extract(b"<p>A small aardvark.</p>").unwrap();
+    assert!(doc.sections[0].text.contains("aardvark"));
+}
+
 /// The worker parses hostile files: it must not see the daemon's secrets
 /// (`OPENWEBUI_API_KEY`, `QDRANT_API_KEY`, ...), only a short list of
 /// variables plus what the limits pass explicitly.

@@ -464,6 +464,9 @@ pub fn validate(
             cores,
         ),
         extract: IsolationLimits {
+            max_reply_bytes: crate::extract::isolate::reply_cap(
+                l.max_text_bytes.unwrap_or(DEFAULT_MAX_TEXT_BYTES),
+            ),
             isolate: l.isolate.unwrap_or(true),
             timeout: {
                 let secs_set = positive_u64(

@@ -145,6 +145,15 @@ pub struct IsolationLimits {
     pub worker_env: Vec<(String, String)>,
     /// OCR of scanned PDF pages and images (`[ocr]`), done in the worker.
     pub ocr: OcrSettings,
+    /// The largest answer the daemon reads from a worker: a worker (a parser
+    /// gone wrong) may announce and stream any length.
+    pub max_reply_bytes: u64,
+}
+
+/// [`IsolationLimits::max_reply_bytes`] for a text limit: JSON escaping and
+/// the sections' fields on top of the text.
+pub const fn reply_cap(max_text_bytes: u64) -> u64 {
+    max_text_bytes.saturating_mul(2).saturating_add(1 << 20)
 }
 
 impl IsolationLimits {
@@ -166,6 +175,7 @@ impl Default for IsolationLimits {
             worker_exe: default_worker_exe(),
             worker_env: Vec::new(),
             ocr: OcrSettings::default(),
+            max_reply_bytes: reply_cap(64 * 1024 * 1024),
         }
     }
 }
@@ -368,6 +378,8 @@ struct WorkerKey {
     env: Vec<(String, String)>,
     /// Sent to the worker at its start (OCR settings, the file budget).
     options: ExtractOptions,
+    /// Held by its stdout reader since the start.
+    max_reply_bytes: u64,
 }
 
 /// One worker process and the threads that drain its output.
@@ -388,6 +400,8 @@ struct Worker {
 /// What the stdout reader thread passes on.
 enum Message {
     Reply(Frame),
+    /// A reply announced longer than `max_reply_bytes`: not read.
+    Oversized(u64),
     /// The first bytes were not [`REPLY_MAGIC`].
     NotAWorker,
     /// Stdout ended (or broke): the worker is exiting.
@@ -458,10 +472,11 @@ impl Worker {
         // that neither can fill up and stall the worker (a chatty parser, a
         // crash report written before the request was read in full).
         let (tx, replies) = mpsc::channel();
+        let cap = limits.max_reply_bytes;
         let stdout_reader = std::thread::Builder::new()
             .name("ragd-extract-out".into())
             .stack_size(READER_STACK)
-            .spawn(move || read_replies(&mut stdout, &tx));
+            .spawn(move || read_replies(&mut stdout, &tx, cap));
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
         let stderr_reader = std::thread::Builder::new()
@@ -485,6 +500,7 @@ impl Worker {
                 memory_mb: limits.memory_mb,
                 env: limits.worker_env.clone(),
                 options: limits.options(),
+                max_reply_bytes: limits.max_reply_bytes,
             },
             child,
             stdin,
@@ -502,6 +518,7 @@ impl Worker {
             && self.key.memory_mb == limits.memory_mb
             && self.key.env == limits.worker_env
             && self.key.options == limits.options()
+            && self.key.max_reply_bytes == limits.max_reply_bytes
     }
 
     /// Send one request and wait for its reply until `deadline`. Any failure
@@ -540,7 +557,8 @@ impl Worker {
                 // still holds).
                 Ok(Message::Closed) => wait_until(child, deadline),
                 Ok(Message::NotAWorker) => wait_until(child, deadline.min(Instant::now() + GRACE)),
-                Err(_) => None,
+                // Still writing the rest: killed below.
+                Ok(Message::Oversized(_)) | Err(_) => None,
             };
             // Before the scope ends: killing is what unblocks a stuck writer.
             if status.is_none() {
@@ -576,6 +594,10 @@ impl Worker {
             Ok(Message::Closed) if exited => {
                 classify_exit(status.expect("the worker exited"), &stderr, limits)
             }
+            Ok(Message::Oversized(bytes)) => ExtractError::TooMuchText {
+                bytes,
+                cap: limits.max_reply_bytes,
+            },
             _ => ExtractError::Timeout {
                 secs: limits.timeout.as_secs_f64().ceil() as u64,
             },
@@ -723,15 +745,20 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 /// The stdout reader thread: check the magic, then pass on each reply frame.
-fn read_replies(stdout: &mut impl Read, replies: &mpsc::Sender<Message>) {
+fn read_replies(stdout: &mut impl Read, replies: &mpsc::Sender<Message>, cap: u64) {
     let mut magic = [0u8; REPLY_MAGIC.len()];
     if stdout.read_exact(&mut magic).is_err() || magic != REPLY_MAGIC {
         let _ = replies.send(Message::NotAWorker);
         return;
     }
     loop {
-        let message = match read_reply(stdout) {
+        let message = match read_reply(stdout, cap) {
             Ok(Some(frame)) => Message::Reply(frame),
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                // Stop reading: the worker is discarded once this is seen.
+                let _ = replies.send(Message::Oversized(oversized_len(&e)));
+                return;
+            }
             Ok(None) | Err(_) => Message::Closed,
         };
         let closed = matches!(message, Message::Closed);
@@ -743,7 +770,7 @@ fn read_replies(stdout: &mut impl Read, replies: &mpsc::Sender<Message>) {
 }
 
 /// One reply frame, or `None` at the end of the stream.
-fn read_reply(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
+fn read_reply(r: &mut impl Read, cap: u64) -> std::io::Result<Option<Frame>> {
     let mut flag = [0u8; 1];
     if !read_exact_or_eof(r, &mut flag)? {
         return Ok(None);
@@ -758,9 +785,41 @@ fn read_reply(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
             ));
         }
     };
-    // The length is not trusted with an allocation: the JSON grows as it comes.
-    let json = read_payload(r, 0)?;
+    // The length is not trusted with an allocation: the JSON grows as it comes,
+    // and only up to the cap.
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            Oversized(len),
+        ));
+    }
+    let mut json = Vec::new();
+    r.take(len).read_to_end(&mut json)?;
+    if json.len() as u64 != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Some(Frame { last, json }))
+}
+
+/// A reply frame announced longer than the cap, by its length.
+#[derive(Debug)]
+struct Oversized(u64);
+
+impl std::fmt::Display for Oversized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a reply frame of {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for Oversized {}
+
+fn oversized_len(e: &std::io::Error) -> u64 {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Oversized>())
+        .map_or(0, |o| o.0)
 }
 
 /// Fill `buf`, or return false if the stream ends before its first byte.
@@ -1182,20 +1241,23 @@ mod tests {
         };
         write_reply(&mut wire, &Reply::Err(panicked.clone()), true).unwrap();
         let mut r = wire.as_slice();
-        let first = read_reply(&mut r).unwrap().unwrap();
+        let first = read_reply(&mut r, u64::MAX).unwrap().unwrap();
         assert!(!first.last);
         assert!(matches!(
             serde_json::from_slice(&first.json).unwrap(),
             Reply::Err(ExtractError::Empty)
         ));
-        let second = read_reply(&mut r).unwrap().unwrap();
+        let second = read_reply(&mut r, u64::MAX).unwrap().unwrap();
         assert!(second.last);
         assert!(matches!(
             serde_json::from_slice(&second.json).unwrap(),
             Reply::Err(e) if e == panicked
         ));
-        assert!(read_reply(&mut r).unwrap().is_none());
-        assert!(read_reply(&mut &wire[..4]).is_err(), "a cut frame");
+        assert!(read_reply(&mut r, u64::MAX).unwrap().is_none());
+        assert!(
+            read_reply(&mut &wire[..4], u64::MAX).is_err(),
+            "a cut frame"
+        );
     }
 
     #[test]

@@ -112,6 +112,18 @@ pub enum ExtractError {
         /// How it died.
         detail: String,
     },
+    /// The worker's answer for this file was larger than the daemon takes
+    /// (twice `limits.max_text_bytes` and 1 MiB): the daemon stopped reading
+    /// and discarded the worker rather than buffer it.
+    #[error(
+        "extracted text over the limit: the worker's answer of {bytes} bytes is over {cap} (limits.max_text_bytes)"
+    )]
+    TooMuchText {
+        /// The length the worker announced.
+        bytes: u64,
+        /// What the daemon takes.
+        cap: u64,
+    },
     /// The extraction worker could not be started or is not a ragd binary. Not
     /// the file's fault: retried.
     #[error("extraction worker unavailable: {detail}")]
@@ -142,6 +154,7 @@ impl ExtractError {
             | ExtractError::Empty
             | ExtractError::Panicked { .. }
             | ExtractError::OutOfMemory { .. }
+            | ExtractError::TooMuchText { .. }
             | ExtractError::Crashed { .. } => true,
             ExtractError::Timeout { .. } | ExtractError::WorkerUnavailable { .. } => false,
         }
@@ -175,6 +188,7 @@ impl ExtractError {
             ExtractError::Timeout { .. } => "timeout",
             ExtractError::OutOfMemory { .. } => "out_of_memory",
             ExtractError::Crashed { .. } => "crashed",
+            ExtractError::TooMuchText { .. } => "too_large",
             ExtractError::WorkerUnavailable { .. } => "worker_unavailable",
         }
     }
