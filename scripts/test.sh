@@ -88,6 +88,19 @@ status=0
 cargo test "$@" 2>&1 | tee "$out" || status=$?
 phase_end "cargo test"
 
+# The end-to-end tests that take a store, again on the Qdrant server: TestEnv
+# reads RAGD_TEST_STORE and gives each test a collection of its own there (the
+# first pass ran them on embedded qdrant-edge). Child `ragd` processes get the
+# server from the test's config.
+e2e_out="$RAGD_CI_DIR/cargo-test-e2e-qdrant.log"
+: >"$e2e_out"
+if [[ -z ${RAGD_SKIP_QDRANT:-} && $# -eq 0 ]]; then
+    phase "cargo test (end-to-end on Qdrant server)"
+    RAGD_TEST_STORE=qdrant cargo test --test integration -- \
+        index:: daemon:: crash:: faults:: hostile:: ops:: formats:: 2>&1 | tee "$e2e_out" || status=$?
+    phase_end "cargo test (end-to-end on Qdrant server)"
+fi
+
 # A 3-node Qdrant cluster on loopback, a node killed under `ragd index`: the one
 # that holds shards only, then the one ragd talks to (a full run, not a filter).
 if [[ -z ${RAGD_SKIP_QDRANT:-} && $# -eq 0 ]]; then
@@ -109,11 +122,13 @@ echo "== tests that ran against each real part"
 for part in qdrant openwebui model ocr; do
     printf '%-10s %4d tests\n' "$part" "$(awk -F'\t' -v p="$part" '$1 == p { print $2 }' "$RAGD_REAL_PARTS_LOG" | sort -u | wc -l)"
 done
+printf '%-10s %4d tests (end-to-end, second pass with RAGD_TEST_STORE=qdrant)\n' qdrant-e2e "$e2e_passed"
 [[ -n ${cluster:-} ]] && printf '%-10s %s (scripts/qdrant-cluster-test.sh)\n' cluster "$cluster"
 echo "== phases"
 printf '%s\n' "${phases[@]}"
-passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
-failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
+failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$out" "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
+e2e_passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; .*/\1/p' "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
 if ((status != 0 && failed == 0)); then failed=1; fi
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -16,7 +16,7 @@ use crate::open_webui::OpenWebUi;
 use crate::open_webui::publish::Publisher;
 use crate::pipeline::Pipeline;
 use crate::store::edge::{EdgeStore, EdgeTuning};
-use crate::store::qdrant::QdrantStore;
+use crate::store::qdrant::{QdrantStore, ServerOptions};
 use crate::store::retry::Retrying;
 use crate::store::{StoreError, VectorStore};
 
@@ -108,11 +108,17 @@ impl App {
                     options,
                     ..
                 },
-            ) => Arc::new(QdrantStore::connect(
-                url,
-                api_key.as_ref().map(|k| k.expose().to_owned()),
-                options,
-            )?),
+            ) => {
+                let options = ServerOptions {
+                    adoptable: ledger.written_collections()?,
+                    ..options.clone()
+                };
+                Arc::new(QdrantStore::connect(
+                    url,
+                    api_key.as_ref().map(|k| k.expose().to_owned()),
+                    &options,
+                )?)
+            }
         };
         // Transient store failures (server restarts, timeouts whose write did
         // apply) are retried: every store write is idempotent by contract.
@@ -132,6 +138,21 @@ impl App {
             open_webui: OnceLock::new(),
             _lock: lock,
         })
+    }
+
+    /// Take a reloaded config. The clients it configures are made again when
+    /// their settings changed (a rotated key, another url, another model), so
+    /// nothing built from the old config goes on being used.
+    pub fn reconfigure(&mut self, config: Config) {
+        if config.open_webui != self.config.open_webui
+            || config.tls_ca_file != self.config.tls_ca_file
+        {
+            self.open_webui = OnceLock::new();
+        }
+        if config.embedding != self.config.embedding {
+            self.local = OnceLock::new();
+        }
+        self.config = config;
     }
 
     /// The pipelines to run: all, or the one named.
@@ -193,10 +214,11 @@ impl App {
         let client = match self.open_webui.get() {
             Some(c) => c.clone(),
             None => {
-                let c = OpenWebUi::new(
+                let c = OpenWebUi::with_http(
                     &settings.url,
                     settings.api_key.expose().to_owned(),
                     settings.request_timeout,
+                    &self.config.http(),
                 )
                 .map_err(|e| e.to_string())?;
                 self.open_webui.get_or_init(|| Arc::new(c)).clone()
@@ -238,6 +260,7 @@ impl App {
             timeout: e.timeout,
             max_retries: e.max_retries,
             max_batch: batch,
+            ca_file: self.config.tls_ca_file.clone(),
         };
         Ok(Arc::new(
             OllamaEmbedder::new(settings).map_err(|e| e.to_string())?,
@@ -267,5 +290,51 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         std::fs::create_dir_all(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with an `[open_webui]` key and a pipeline publishing through it.
+    fn config_with_key(dir: &std::path::Path, key: &str) -> Config {
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        std::fs::write(
+            dir.join("ragd.toml"),
+            format!(
+                "state_dir = \"state\"\npipelines_dir = \"pipelines\"\n\
+                 [embedding]\nurl = \"http://127.0.0.1:9\"\n\
+                 [open_webui]\nurl = \"http://127.0.0.1:9\"\napi_key = \"{key}\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("pipelines/docs.toml"),
+            "sources = [\"../docs\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n",
+        )
+        .unwrap();
+        crate::config::load(&dir.join("ragd.toml")).unwrap()
+    }
+
+    /// A reload with a rotated key makes the Open WebUI client anew; one that
+    /// changes nothing about it keeps the client (and its connections).
+    #[test]
+    fn a_reload_rebuilds_the_clients_whose_settings_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = App::open(config_with_key(dir.path(), "sk-old")).unwrap();
+        let pc = app.config.pipelines[0].clone();
+        app.publisher(&pc).unwrap();
+        let first = app.open_webui.get().cloned().expect("client made");
+
+        app.reconfigure(config_with_key(dir.path(), "sk-old"));
+        app.publisher(&pc).unwrap();
+        assert!(Arc::ptr_eq(&first, app.open_webui.get().unwrap()));
+
+        app.reconfigure(config_with_key(dir.path(), "sk-new"));
+        assert!(app.open_webui.get().is_none(), "the old client is gone");
+        app.publisher(&pc).unwrap();
+        assert!(!Arc::ptr_eq(&first, app.open_webui.get().unwrap()));
     }
 }

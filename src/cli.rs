@@ -369,11 +369,25 @@ async fn reindex(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<u
     let app = App::open(load(path)?)?;
     let mut any_failed = false;
     for o in crate::daemon::reindex_pipelines(&app, only).await? {
-        println!(
-            "collection {}: {} file(s) indexed, {} failed; alias switched",
-            o.collection, o.files_indexed, o.files_failed
-        );
-        any_failed |= o.files_failed > 0;
+        if o.switched() {
+            println!(
+                "collection {}: {} file(s) indexed, {} failed; alias switched",
+                o.collection, o.files_indexed, o.files_failed
+            );
+        } else {
+            println!(
+                "collection {}: {} file(s) indexed, {} failed; alias NOT switched: {} file(s) \
+                 indexed in the live collection failed in the new build (first: {}); the live \
+                 collection keeps serving, and the next `ragd reindex` retries them \
+                 (the log names their failures)",
+                o.collection,
+                o.files_indexed,
+                o.files_failed,
+                o.held_back.len(),
+                o.held_back[0]
+            );
+        }
+        any_failed |= o.files_failed > 0 || !o.switched();
     }
     Ok(if any_failed {
         EXIT_FILES_FAILED

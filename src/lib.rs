@@ -19,6 +19,8 @@
 //!   Open WebUI's proxy) and the project's own Ollama-API embedding server.
 //! - [`store`]: the [`store::VectorStore`] trait; `edge` (embedded Qdrant, the
 //!   default) and `qdrant` (a Qdrant server over gRPC).
+//! - [`http`]: the one way HTTP clients are made (no redirects, trusted CAs)
+//!   and answers read (capped, URLs shown without credentials).
 //! - [`open_webui`]: the Open WebUI client and the knowledge-base publish flow.
 //! - [`ledger`]: the SQLite record of every file's state; what makes reruns free
 //!   and restarts safe.
@@ -44,6 +46,7 @@ pub mod document;
 pub mod embed;
 pub mod extract;
 pub mod failpoint;
+pub mod http;
 pub mod ledger;
 pub mod open_webui;
 pub mod ops;

@@ -12,7 +12,7 @@ use ragd::store::edge::EdgeStore;
 use ragd::store::{PointFilter, VectorStore};
 use rand::Rng;
 
-use crate::support::env::TestEnv;
+use crate::support::env::{Backend, TestEnv};
 use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
 use crate::support::owui::{
     client, entry_counts, knowledge_id, listing, listing_of, real_server, unique,
@@ -85,8 +85,8 @@ fn intact(files: usize) -> Invariants {
 }
 
 pub async fn check(env: &TestEnv, fake: &FakeHandle) -> Invariants {
-    let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
-    check_with(env, fake, &store).await
+    let store = env.fresh_store();
+    check_with(env, fake, store.as_ref()).await
 }
 
 /// [`check`] through a given store (ragd ran in this process, over `store`).
@@ -113,7 +113,7 @@ pub async fn check_with(env: &TestEnv, fake: &FakeHandle, store: &dyn VectorStor
             .count();
 
     let points = store
-        .scroll("docs", &PointFilter::pipeline("docs"), false)
+        .scroll(&env.collection, &PointFilter::pipeline("docs"), false)
         .await
         .unwrap_or_default();
     let mut per_path: HashMap<&str, Vec<&ragd::store::StoredPoint>> = HashMap::new();
@@ -320,9 +320,9 @@ async fn leftovers_of_an_unrecorded_longer_version_are_removed() {
         let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
         let record = ledger.get("docs", "grow.md").unwrap().unwrap();
         assert_eq!((record.state, record.chunk_count), (FileState::Indexing, 1));
-        let store = EdgeStore::open(&env.dir.path().join("state/qdrant")).unwrap();
+        let store = env.fresh_store();
         let long = store
-            .count("docs", &PointFilter::file("docs", "grow.md"))
+            .count(&env.collection, &PointFilter::file("docs", "grow.md"))
             .await
             .unwrap();
         assert!(long > 64, "the long version is durable: {long} points");
@@ -383,7 +383,8 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
 async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
     for point in ragd::failpoint::VACUUM {
         let fake = spawn_fake("sk-vac").await;
-        let env = TestEnv::with_knowledge_and(
+        let env = TestEnv::with_knowledge_on(
+            Backend::Edge,
             &fake.url,
             &fake.api_key,
             "vac",
@@ -443,7 +444,8 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     // lost is then linked at once, and would get its moved file refused as a
     // duplicate if the rerun did not find it by its marker.
     fake.set_processing(0, Duration::ZERO);
-    let env = TestEnv::with_knowledge_and(
+    let env = TestEnv::with_knowledge_on(
+        Backend::Edge,
         &fake.url,
         &fake.api_key,
         "churn",

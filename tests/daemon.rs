@@ -132,7 +132,7 @@ async fn moves_and_folder_renames_keep_vectors_without_re_embedding() {
     let moved = env
         .store
         .scroll(
-            "docs",
+            &env.collection,
             &PointFilter::file("docs", "archive/x-renamed.md"),
             true,
         )
@@ -260,8 +260,12 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
     })
     .await;
     assert_eq!(
-        env.store.resolve_alias("docs").await.unwrap().as_deref(),
-        Some("docs_v1")
+        env.store
+            .resolve_alias(&env.collection)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(format!("{}_v1", env.collection).as_str())
     );
     let chunks_before = env.points("long.md").await.len();
     d.stop().await;
@@ -277,12 +281,12 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
     let d = InProcessDaemon::start(&env);
     eventually("the alias points at the rebuilt collection", || async {
         env.store
-            .resolve_alias("docs")
+            .resolve_alias(&env.collection)
             .await
             .ok()
             .flatten()
             .as_deref()
-            == Some("docs_v2")
+            == Some(format!("{}_v2", env.collection).as_str())
     })
     .await;
     // The marker goes once the switch (alias, ledger copy, old drop) is complete.
@@ -299,8 +303,20 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
     );
     let rec = d.ledger.get("docs", "long.md").unwrap().unwrap();
     assert_eq!(rec.chunk_count as usize, chunks_after);
-    let collections = env.store.list_collections().await.unwrap();
-    assert_eq!(collections, vec!["docs_v2"], "the old version is dropped");
+    // The server is shared: only this environment's collections are ours to count.
+    let collections: Vec<String> = env
+        .store
+        .list_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.starts_with(&env.collection))
+        .collect();
+    assert_eq!(
+        collections,
+        vec![format!("{}_v2", env.collection)],
+        "the old version is dropped"
+    );
     assert!(!env.dir.path().join("state/reindex/docs.json").exists());
     d.stop().await;
 
@@ -309,10 +325,14 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
     let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
         .await
         .unwrap();
-    assert_eq!(outcomes[0].collection, "docs_v3");
+    assert_eq!(outcomes[0].collection, format!("{}_v3", env.collection));
     assert_eq!(
-        env.store.resolve_alias("docs").await.unwrap().as_deref(),
-        Some("docs_v3")
+        env.store
+            .resolve_alias(&env.collection)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(format!("{}_v3", env.collection).as_str())
     );
     assert_eq!(env.points("long.md").await.len(), chunks_after);
     assert_eq!(env.points("short.md").await.len(), 1);
@@ -667,4 +687,95 @@ async fn a_long_publish_gives_way_to_newer_changes() {
 fn kb_id_of(env: &TestEnv) -> String {
     let rows = env.app().ledger.kb_files("docs").unwrap();
     rows.values().next().expect("a row").kb_id.clone()
+}
+
+/// A rebuild that cannot index files the live collection has (the embedder
+/// down for the whole build) does not switch: search keeps answering from the
+/// live version, the ledger keeps its rows, and the next reindex, with the
+/// embedder back, finishes the same build and switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_fails_indexed_files_is_not_switched_in() {
+    let env = TestEnv::new("").await;
+    env.write("a.md", note("heron"));
+    env.write("b.md", note("egret"));
+    {
+        let app = env.app();
+        let first = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+            .await
+            .unwrap();
+        assert!(first[0].switched());
+    }
+    let live = env.store.resolve_alias(&env.collection).await.unwrap();
+    let before = env.total_points().await;
+    assert!(before >= 2);
+
+    env.embed.set_fail_rate(1.0);
+    {
+        let app = env.app();
+        let held = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+            .await
+            .unwrap();
+        assert!(!held[0].switched());
+        assert_eq!(held[0].held_back, vec!["a.md", "b.md"]);
+        assert_eq!(
+            app.ledger.count_by_state("docs").unwrap()[&FileState::Indexed],
+            2
+        );
+    }
+    assert_eq!(
+        env.store.resolve_alias(&env.collection).await.unwrap(),
+        live
+    );
+    assert_eq!(env.total_points().await, before);
+    assert_eq!(env.points("a.md").await.len(), 1);
+
+    env.embed.set_fail_rate(0.0);
+    let app = env.app();
+    let done = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        .await
+        .unwrap();
+    assert!(done[0].switched(), "{:?}", done[0].held_back);
+    assert_eq!(done[0].collection, held_target(&live));
+    assert_eq!(
+        env.store
+            .resolve_alias(&env.collection)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(done[0].collection.as_str())
+    );
+    assert_eq!(env.points("a.md").await.len(), 1);
+    assert_eq!(env.points("b.md").await.len(), 1);
+}
+
+/// The version after `live` (`C_v1` → `C_v2`): the held-back build is resumed,
+/// not begun again.
+fn held_target(live: &Option<String>) -> String {
+    let live = live.as_deref().expect("an alias");
+    let (stem, n) = live.rsplit_once("_v").expect("a versioned collection");
+    format!("{stem}_v{}", n.parse::<u64>().unwrap() + 1)
+}
+
+/// The daemon's reconcile holds a mass delete back as `ragd index` does, and
+/// its summary says so (the daemon logs and counts it from there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_reconcile_holds_a_mass_delete_back() {
+    let env = TestEnv::new("").await;
+    for i in 0..10 {
+        env.write(&format!("n{i}.md"), note(&format!("word{i}")));
+    }
+    env.index().await;
+    for i in 0..8 {
+        env.remove(&format!("n{i}.md"));
+    }
+    let app = env.app();
+    let s = env
+        .pipeline(&app)
+        .reconcile(&ragd::pipeline::ReconcileOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.run.mass_delete_blocked, Some((8, 10)));
+    assert_eq!(s.run.deleted, 0);
+    assert_eq!(app.ledger.files("docs").unwrap().len(), 10);
+    assert_eq!(env.points("n0.md").await.len(), 1);
 }

@@ -82,7 +82,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
     // Drift behind ragd's back: a's points deleted, a stale point for b, points
     // of a file the ledger never knew.
     env.store
-        .delete("docs", &PointFilter::file("docs", "a.md"))
+        .delete(&env.collection, &PointFilter::file("docs", "a.md"))
         .await
         .unwrap();
     let stray = |path: &str, index: u32, hash: &str| StoredPoint {
@@ -104,7 +104,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
     };
     env.store
         .upsert(
-            "docs",
+            &env.collection,
             vec![stray("b.md", 7, "old-version"), stray("ghost.md", 0, "g")],
         )
         .await

@@ -298,7 +298,7 @@ async fn duplicate_and_moved_files_are_not_embedded_again() {
 /// filter, which the embedded store would answer by reading every payload.
 #[tokio::test]
 async fn search_stays_within_its_pipeline_in_a_shared_collection() {
-    let env = TestEnv::with("[qdrant]\ncollection = \"shared\"\n", "").await;
+    let env = TestEnv::edge("[qdrant]\ncollection = \"shared\"\n", "").await;
     let other_docs = env.dir.path().join("other");
     std::fs::create_dir_all(&other_docs).unwrap();
     std::fs::write(

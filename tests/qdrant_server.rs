@@ -37,6 +37,16 @@ fn use_server(env: &BinEnv, url: &str) {
 /// ledger names (ids `0..chunk_count` of each file, of its recorded version):
 /// nothing lost, nothing duplicated, nothing else.
 async fn assert_store_matches_ledger(store: &QdrantStore, ledger: &Ledger, files: usize) {
+    assert_collection_matches_ledger(store, "docs", ledger, files).await;
+}
+
+/// [`assert_store_matches_ledger`] for the pipeline's collection `collection`.
+async fn assert_collection_matches_ledger(
+    store: &QdrantStore,
+    collection: &str,
+    ledger: &Ledger,
+    files: usize,
+) {
     let rows = ledger.files("docs").unwrap();
     assert_eq!(rows.len(), files, "ledger rows");
     let mut expected: BTreeMap<Uuid, (String, String)> = BTreeMap::new();
@@ -55,7 +65,7 @@ async fn assert_store_matches_ledger(store: &QdrantStore, ledger: &Ledger, files
         }
     }
     let keys = store
-        .scroll_keys("docs", &PointFilter::default())
+        .scroll_keys(collection, &PointFilter::default())
         .await
         .expect("scroll the collection");
     let mut seen = HashSet::new();
@@ -327,6 +337,106 @@ async fn a_collection_ragd_did_not_create_is_never_touched() {
     for c in [&foreign, &euclid] {
         raw.delete_collection(c.as_str()).await.unwrap();
     }
+}
+
+/// A collection an older ragd created has no mark. The install whose ledger
+/// records writing into it marks it and goes on; another install (no such
+/// ledger) is refused, and so is the first one once a point in it is not ragd's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmarked_collection_the_ledger_records_is_adopted_only_when_its_points_are_ragds() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let raw = Qdrant::from_url(&url)
+        .api_key(key.clone())
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let collection = unique("older");
+    let env = BinEnv::new(Duration::ZERO).await;
+    use_server(&env, &url);
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        format!("{toml}[qdrant]\ncollection = \"{collection}\"\n"),
+    )
+    .unwrap();
+    write_many(&env.docs(), "n", 3);
+    let out = ragd_index(&env).output().unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    // The alias's collection, as an older ragd left it: no mark.
+    let store = QdrantStore::connect(&url, key.clone(), &ServerOptions::default()).unwrap();
+    let real = store
+        .resolve_alias(&collection)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| collection.clone());
+    let unmark = || async {
+        raw.delete_field_index(
+            qdrant_client::qdrant::DeleteFieldIndexCollectionBuilder::new(&real, OWNER_FIELD)
+                .wait(true),
+        )
+        .await
+        .unwrap();
+    };
+    unmark().await;
+    assert!(matches!(
+        store.ensure_collection(&collection, 64).await,
+        Err(StoreError::Foreign { .. })
+    ));
+
+    // Another installation, same config, no ledger: refused.
+    let stranger = BinEnv::new(Duration::ZERO).await;
+    use_server(&stranger, &url);
+    std::fs::copy(&pipeline, stranger.dir.path().join("pipelines/docs.toml")).unwrap();
+    write_many(&stranger.docs(), "s", 2);
+    let out = ragd_index(&stranger).output().unwrap();
+    assert!(!out.status.success(), "{}", report(&out));
+    assert!(
+        report(&out).contains("not created by ragd"),
+        "{}",
+        report(&out)
+    );
+
+    // The installation that wrote it: adopted (marked), and a new file indexed.
+    write_many(&env.docs(), "m", 1);
+    let out = ragd_index(&env).output().unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    store.ensure_collection(&collection, 64).await.unwrap();
+    let ledger = Ledger::open(&env.state_dir().join("ledger.sqlite")).unwrap();
+    assert_collection_matches_ledger(&store, &collection, &ledger, 4).await;
+    drop(ledger);
+
+    // Unmarked again, with one point that is not ragd's: refused, untouched.
+    unmark().await;
+    raw.upsert_points(
+        UpsertPointsBuilder::new(
+            &real,
+            vec![PointStruct::new(
+                Uuid::new_v4().to_string(),
+                vec![0.5; 64],
+                [
+                    ("pipeline", "docs".into()),
+                    ("path", "m0.md".into()),
+                    ("chunk_index", 0.into()),
+                ],
+            )],
+        )
+        .wait(true),
+    )
+    .await
+    .unwrap();
+    write_many(&env.docs(), "k", 1);
+    let out = ragd_index(&env).output().unwrap();
+    assert!(!out.status.success(), "{}", report(&out));
+    assert!(
+        report(&out).contains("not created by ragd"),
+        "{}",
+        report(&out)
+    );
+
+    raw.delete_collection(real.as_str()).await.unwrap();
 }
 
 /// The layout settings reach the server, and `pipeline` gets a tenant index.

@@ -23,6 +23,10 @@ pub struct RawDaemon {
     pub ocr: RawOcr,
     #[serde(default)]
     pub server: RawServer,
+    /// PEM file of CA certificates to trust besides the system's and the
+    /// bundled ones (a private CA in front of Open WebUI or Ollama). Relative
+    /// to this file's folder.
+    pub tls_ca_file: Option<String>,
 }
 
 /// `[ocr]`: reading scanned PDF pages and images with Tesseract.
@@ -46,7 +50,7 @@ pub struct RawQdrant {
     /// gRPC URL of a Qdrant server, e.g. `http://127.0.0.1:6334`.
     pub url: Option<String>,
     /// API key for the server.
-    pub api_key: Option<String>,
+    pub api_key: Option<super::Secret>,
     /// File holding the API key (takes the first line).
     pub api_key_file: Option<String>,
     /// Embedded only: fewest dead vector slots (deleted or moved points) at
@@ -81,7 +85,7 @@ pub struct RawEmbedding {
     /// Base URL. For `open-webui` defaults to `[open_webui].url`.
     pub url: Option<String>,
     /// Bearer token; for `open-webui` defaults to `[open_webui].api_key`.
-    pub api_key: Option<String>,
+    pub api_key: Option<super::Secret>,
     /// File holding the bearer token.
     pub api_key_file: Option<String>,
     /// Seconds before one embedding request is abandoned (then retried).
@@ -99,7 +103,7 @@ pub struct RawOpenWebUi {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
     pub url: Option<String>,
     /// API key (`sk-…`) or JWT.
-    pub api_key: Option<String>,
+    pub api_key: Option<super::Secret>,
     /// File holding the API key.
     pub api_key_file: Option<String>,
     /// Uploads and links in flight at once, per pipeline.

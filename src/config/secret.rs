@@ -18,6 +18,14 @@ impl Secret {
     }
 }
 
+/// Read straight into a `Secret` from the config file: the raw config structs,
+/// which derive `Debug`, never hold a key as a plain string.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(\"**redacted**\")")
@@ -33,6 +41,17 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_read_from_toml_never_prints() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Raw {
+            #[allow(dead_code)]
+            api_key: Option<Secret>,
+        }
+        let raw: Raw = toml::from_str("api_key = \"sk-from-the-file\"\n").unwrap();
+        assert!(!format!("{raw:?}").contains("from-the-file"));
+    }
 
     #[test]
     fn never_prints() {

@@ -43,7 +43,19 @@ pub struct Config {
     pub limits: Limits,
     /// The daemon's HTTP endpoint.
     pub listen: SocketAddr,
+    /// Extra trusted CA certificates for the HTTP clients (`tls_ca_file`).
+    pub tls_ca_file: Option<PathBuf>,
     pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Config {
+    /// The settings every HTTP client of this config starts from.
+    pub fn http(&self) -> crate::http::ClientSettings {
+        crate::http::ClientSettings {
+            ca_file: self.tls_ca_file.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Config {
@@ -300,6 +312,8 @@ pub fn validate(
                     crate::store::qdrant::DEFAULT_TIMEOUT_SECS,
                 )),
                 layout,
+                // Filled from the ledger when the app opens.
+                adoptable: Default::default(),
             };
             let retry = Duration::from_secs(
                 daemon
@@ -429,12 +443,24 @@ pub fn validate(
         },
     };
     if provider == EmbedProvider::OpenWebUi && embed_key.is_none() {
-        embed_key = open_webui.as_ref().map(|o| o.api_key.clone());
+        // The Open WebUI key goes only where Open WebUI is: an embedding url on
+        // another origin (scheme, host, port) is another server, which must
+        // not receive it.
+        embed_key = open_webui
+            .as_ref()
+            .filter(|o| same_origin(&o.url, &url))
+            .map(|o| o.api_key.clone());
         if embed_key.is_none() {
-            errs.push(
-                "embedding.api_key",
-                "provider \"open-webui\" needs an API key",
-            );
+            let why = match &open_webui {
+                Some(o) if !same_origin(&o.url, &url) => format!(
+                    "provider \"open-webui\" with embedding.url on another server than \
+                     [open_webui] url ({}): the Open WebUI key is not sent there; give \
+                     embedding.api_key (or api_key_file) for that server",
+                    crate::http::redact_url(&o.url)
+                ),
+                _ => "provider \"open-webui\" needs an API key".to_owned(),
+            };
+            errs.push("embedding.api_key", &why);
         }
     }
     let local_model = model_dir
@@ -502,6 +528,15 @@ pub fn validate(
         },
     };
 
+    let tls_ca_file = daemon.tls_ca_file.as_deref().map(|f| base.join(f));
+    if let Some(f) = &tls_ca_file
+        && !f.is_file()
+    {
+        errs.push(
+            "tls_ca_file",
+            &format!("{} is not a readable file", f.display()),
+        );
+    }
     let listen_text = daemon
         .server
         .listen
@@ -546,6 +581,7 @@ pub fn validate(
             open_webui,
             limits,
             listen,
+            tls_ca_file,
             pipelines: validated,
         })
     } else {
@@ -898,6 +934,15 @@ fn check_url(errs: &mut Errors, key: &str, url: &str) {
     }
 }
 
+/// Whether two URLs have one origin (scheme, host, port; default ports
+/// filled in). Unparseable URLs are reported elsewhere and share no origin.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 /// Pipeline and collection names become directory names and metric labels.
 fn check_name(errs: &mut Errors, key: &str, name: &str) {
     let ok = !name.is_empty()
@@ -933,7 +978,7 @@ fn secret(
     errs: &mut Errors,
     base: &Path,
     section: &str,
-    value: Option<String>,
+    value: Option<Secret>,
     file: Option<String>,
     read: &dyn Fn(&Path) -> std::io::Result<String>,
 ) -> Option<Secret> {
@@ -945,7 +990,7 @@ fn secret(
             );
             None
         }
-        (Some(v), None) => clean_key(errs, &format!("{section}.api_key"), &v),
+        (Some(v), None) => clean_key(errs, &format!("{section}.api_key"), v.expose()),
         (None, Some(f)) => match read(&base.join(&f)) {
             Ok(text) => clean_key(
                 errs,
@@ -1194,6 +1239,43 @@ mod tests {
         assert_eq!(c.embedding.url, "http://127.0.0.1:8080");
         assert_eq!(c.embedding.api_key.as_ref().unwrap().expose(), "sk-secret");
         assert!(!format!("{c:?}").contains("sk-secret"));
+    }
+
+    /// The Open WebUI key is sent for embeddings only to Open WebUI itself.
+    #[test]
+    fn the_open_webui_key_does_not_go_to_another_embedding_server() {
+        let read = |_: &Path| Ok("sk-secret".to_owned());
+        let with_url = |url: &str| -> RawDaemon {
+            toml::from_str(&format!(
+                "[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key_file = \"key\"\n\
+                 [embedding]\nprovider = \"open-webui\"\nurl = \"{url}\"\n"
+            ))
+            .unwrap()
+        };
+        // The same server, written another way: the key goes with it.
+        let c = validate(
+            Path::new("c/ragd.toml"),
+            with_url("http://127.0.0.1:8080/"),
+            vec![],
+            &read,
+        )
+        .unwrap();
+        assert_eq!(c.embedding.api_key.as_ref().unwrap().expose(), "sk-secret");
+        // Another port, another host: refused with the reason, never sent.
+        for other in [
+            "http://127.0.0.1:9000",
+            "http://embed.internal:8080",
+            "https://127.0.0.1:8080",
+        ] {
+            let errs =
+                validate(Path::new("c/ragd.toml"), with_url(other), vec![], &read).unwrap_err();
+            let e = errs
+                .0
+                .iter()
+                .find(|e| e.key == "embedding.api_key")
+                .expect("an error");
+            assert!(e.message.contains("not sent there"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -24,9 +24,12 @@
 //!
 //! SIGHUP re-reads the config. A config that does not validate is logged and the
 //! running one stays. A valid one replaces the pipelines: the current generation
-//! drains like a shutdown, and a new generation starts (with a startup reconcile,
-//! which finds nothing to do for unchanged pipelines). The state directory and the
-//! vector store are opened once per process and are not changed by a reload.
+//! drains like a shutdown — what does not finish within the shutdown timeout is
+//! aborted, so two generations never work at once — and a new generation starts
+//! (with a startup reconcile, which finds nothing to do for unchanged pipelines),
+//! with its Open WebUI client and embedder made anew when their settings changed.
+//! The state directory and the vector store are opened once per process and are
+//! not changed by a reload.
 
 pub mod reindex;
 pub mod worker;
@@ -36,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::app::{App, AppError};
 use crate::config::{self, Config};
@@ -103,7 +106,7 @@ impl Control {
 /// The running pipelines of one config.
 struct Generation {
     cancel: CancellationToken,
-    tracker: TaskTracker,
+    tasks: JoinSet<()>,
 }
 
 /// Run until `control.shutdown` is cancelled.
@@ -138,7 +141,7 @@ pub async fn run(
                     Ok(new) => {
                         tracing::info!("configuration reloaded; restarting pipelines");
                         drain(generation, options.shutdown_timeout).await;
-                        app.config = new;
+                        app.reconfigure(new);
                         generation = start(&app, &options)?;
                     }
                     Err(why) => tracing::error!("configuration not reloaded; keeping the running one: {why}"),
@@ -175,7 +178,7 @@ fn reload(path: &std::path::Path, old: &Config) -> Result<Config, String> {
 /// Spawn every pipeline's worker, watcher and schedule.
 fn start(app: &App, options: &DaemonOptions) -> Result<Generation, DaemonError> {
     let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let mut tasks = JoinSet::new();
     let settings = WorkerSettings {
         state_dir: app.config.state_dir.clone(),
         settle_override: options.settle_override,
@@ -188,28 +191,36 @@ fn start(app: &App, options: &DaemonOptions) -> Result<Generation, DaemonError> 
     for pc in &app.config.pipelines {
         let pipeline = app.pipeline(pc)?;
         let shared = per_collection[pc.collection.as_str()] > 1;
-        let tasks = Arc::new(PipelineTasks::new(pipeline, settings.clone(), shared));
-        tracker.spawn(tasks.clone().run_worker(cancel.child_token()));
-        tracker.spawn(tasks.clone().run_watcher(cancel.child_token()));
-        tracker.spawn(tasks.clone().run_reindex_schedule(cancel.child_token()));
-        tracker.spawn(tasks.run_schedule(cancel.child_token()));
+        let pipeline_tasks = Arc::new(PipelineTasks::new(pipeline, settings.clone(), shared));
+        tasks.spawn(pipeline_tasks.clone().run_worker(cancel.child_token()));
+        tasks.spawn(pipeline_tasks.clone().run_watcher(cancel.child_token()));
+        tasks.spawn(
+            pipeline_tasks
+                .clone()
+                .run_reindex_schedule(cancel.child_token()),
+        );
+        tasks.spawn(pipeline_tasks.run_schedule(cancel.child_token()));
     }
-    tracker.close();
-    Ok(Generation { cancel, tracker })
+    Ok(Generation { cancel, tasks })
 }
 
 /// Stop a generation: no new work, in-flight batches finish within `timeout`.
-async fn drain(generation: Generation, timeout: Duration) {
+async fn drain(mut generation: Generation, timeout: Duration) {
     generation.cancel.cancel();
-    if tokio::time::timeout(timeout, generation.tracker.wait())
-        .await
-        .is_err()
-    {
+    let finished = tokio::time::timeout(timeout, async {
+        while generation.tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
         tracing::warn!(
             ?timeout,
-            "in-flight work did not finish in time; abandoning it \
+            "in-flight work did not finish in time; aborting it \
             (the ledger's intents make the next start redo those files)"
         );
+        // Gone before this returns: a reload must not start a generation
+        // while the old one still writes.
+        generation.tasks.abort_all();
+        while generation.tasks.join_next().await.is_some() {}
     }
 }
 
@@ -280,4 +291,40 @@ pub async fn reindex_pipelines(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets its flag when dropped: the future holding it is gone.
+    struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A task that ignores the cancellation (stuck in a request, say) is
+    /// aborted once the drain timeout passes, before `drain` returns: a reload
+    /// never runs two generations at once.
+    #[tokio::test]
+    async fn a_drain_aborts_what_outlives_its_timeout() {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        let guard = Dropped(gone.clone());
+        tasks.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        let polite = CancellationToken::new();
+        let token = polite.clone();
+        tasks.spawn(async move { token.cancelled().await });
+        let generation = Generation {
+            cancel: polite,
+            tasks,
+        };
+        drain(generation, Duration::from_millis(100)).await;
+        assert!(gone.load(std::sync::atomic::Ordering::SeqCst));
+    }
 }

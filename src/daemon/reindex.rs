@@ -36,6 +36,14 @@
 //! Files that change during a build are picked up by the ordinary reconcile that
 //! follows every reindex (their size/mtime differ from the copied rows).
 //!
+//! # A worse new version never replaces the live one
+//!
+//! A file indexed in the live collection that the build could not index (an
+//! embedder blip, say) would vanish from search with the switch, and its
+//! knowledge-base upload with it. So the switch is held back while any such
+//! file exists: the marker stays `building`, the live collection keeps serving,
+//! and the next reindex resumes the build, which retries just those files.
+//!
 //! A collection named `C` that is a real collection (made by `ragd index` before
 //! aliases, or by an older ragd) is migrated by the first reindex: it is dropped
 //! just before the alias is created, so `C` is missing for that one moment.
@@ -103,10 +111,20 @@ enum Phase {
 /// What a finished reindex did.
 #[derive(Debug, Clone)]
 pub struct ReindexOutcome {
-    /// The collection the alias now points at.
+    /// The collection the alias now points at (or, when held back, the one
+    /// being built).
     pub collection: String,
     pub files_indexed: usize,
     pub files_failed: usize,
+    /// Files indexed in the live collection that the build failed: while there
+    /// are any, the alias is not switched (see the module doc).
+    pub held_back: Vec<String>,
+}
+
+impl ReindexOutcome {
+    pub fn switched(&self) -> bool {
+        self.held_back.is_empty()
+    }
 }
 
 /// Paths of one pipeline's reindex state.
@@ -254,6 +272,23 @@ pub async fn reindex(
         }
         indexed = summary.run.added + summary.run.updated + summary.run.touched;
         failed = summary.run.failed;
+        let held_back = lost_by_switch(pipeline, &build_ledger)?;
+        if !held_back.is_empty() {
+            tracing::warn!(
+                pipeline = %name,
+                collection = %marker.target,
+                files = held_back.len(),
+                first = %held_back[0],
+                "reindex: not switched; files indexed now failed in the new build (the live \
+                 collection keeps serving; the next reindex retries them)"
+            );
+            return Ok(ReindexOutcome {
+                collection: marker.target,
+                files_indexed: indexed,
+                files_failed: failed,
+                held_back,
+            });
+        }
         // An empty folder leaves nothing created; give the alias an empty
         // collection of the known dimension so the switch is uniform.
         if pipeline
@@ -282,6 +317,7 @@ pub async fn reindex(
                         collection: marker.target,
                         files_indexed: 0,
                         files_failed: failed,
+                        held_back: Vec::new(),
                     });
                 }
             }
@@ -298,7 +334,31 @@ pub async fn reindex(
         collection: marker.target,
         files_indexed: indexed,
         files_failed: failed,
+        held_back: Vec::new(),
     })
+}
+
+/// Paths indexed in the live ledger whose build row is not indexed: what the
+/// switch would lose. (A file gone from the build ledger was deleted or is
+/// excluded now, and goes with the switch as it would with any run.)
+fn lost_by_switch(pipeline: &Pipeline, build: &Ledger) -> Result<Vec<String>, ReindexError> {
+    let name = pipeline.name();
+    let built = build.files(name).map_err(|e| ledger_err(pipeline, e))?;
+    let mut lost: Vec<String> = pipeline
+        .ledger
+        .files(name)
+        .map_err(|e| ledger_err(pipeline, e))?
+        .into_values()
+        .filter(|live| live.state == crate::ledger::FileState::Indexed)
+        .filter(|live| {
+            built
+                .get(&live.path)
+                .is_some_and(|b| b.state != crate::ledger::FileState::Indexed)
+        })
+        .map(|live| live.path)
+        .collect();
+    lost.sort();
+    Ok(lost)
 }
 
 /// Phase `switching`: idempotent from the top (see the module doc).

@@ -47,6 +47,8 @@ pub struct OllamaSettings {
     pub max_retries: u32,
     /// Most texts per HTTP request; larger inputs are split. 0 is treated as 1.
     pub max_batch: usize,
+    /// Extra trusted CA certificates (`tls_ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl OllamaSettings {
@@ -60,6 +62,7 @@ impl OllamaSettings {
             timeout: Duration::from_secs(60),
             max_retries: 5,
             max_batch: 64,
+            ca_file: None,
         }
     }
 }
@@ -194,8 +197,10 @@ impl OllamaEmbedder {
     /// client cannot be built.
     pub fn new(settings: OllamaSettings) -> Result<Self, EmbedError> {
         let endpoint = settings.url.trim_end_matches('/').to_string();
+        // What errors and logs show of it: never a `user:password@`.
+        let shown = crate::http::redact_url(&endpoint);
         let invalid = |detail: String| EmbedError::Permanent {
-            endpoint: endpoint.clone(),
+            endpoint: shown.clone(),
             detail,
         };
         let parsed =
@@ -206,12 +211,12 @@ impl OllamaEmbedder {
                 parsed.scheme()
             )));
         }
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            // No redirects: see `OpenWebUi::new`.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        let client = crate::http::client(&crate::http::ClientSettings {
+            timeout: Some(settings.timeout),
+            ca_file: settings.ca_file.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| invalid(e.to_string()))?;
         let prefix = if settings.via_open_webui {
             format!("{endpoint}/ollama")
         } else {
@@ -221,7 +226,7 @@ impl OllamaEmbedder {
             client,
             embed_url: format!("{prefix}/api/embed"),
             tags_url: format!("{prefix}/api/tags"),
-            endpoint,
+            endpoint: shown,
             api_key: settings.api_key.filter(|k| !k.is_empty()),
             model: settings.model,
             max_retries: settings.max_retries,
@@ -343,7 +348,7 @@ impl OllamaEmbedder {
             }
             let failure = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    match response.bytes().await {
+                    match crate::http::read_capped(response, MAX_ANSWER_BYTES).await {
                         Ok(bytes) => {
                             return serde_json::from_slice(&bytes).map_err(|e| {
                                 EmbedError::Permanent {
@@ -352,9 +357,15 @@ impl OllamaEmbedder {
                                 }
                             });
                         }
+                        Err(e @ crate::http::HttpError::TooLarge { .. }) => {
+                            Failure::Stop(EmbedError::Permanent {
+                                endpoint: self.endpoint.clone(),
+                                detail: e.to_string(),
+                            })
+                        }
                         // The connection broke mid-body: worth another try.
                         Err(e) => Failure::Retry {
-                            detail: self.scrub(&error_chain(&e)),
+                            detail: self.scrub(&e.to_string()),
                             retry_after: None,
                         },
                     }
@@ -362,7 +373,11 @@ impl OllamaEmbedder {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = parse_retry_after(&response);
-                    let body = response.text().await.unwrap_or_default();
+                    // An error's body is read for its message only.
+                    let body = crate::http::read_capped(response, MAX_ERROR_BODY_BYTES)
+                        .await
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
                     self.classify(call, status, &body, retry_after)
                 }
                 Err(e) => self.classify_transport(&e),
@@ -445,7 +460,7 @@ impl OllamaEmbedder {
 
     /// Classifies a failure to get an answer at all.
     fn classify_transport(&self, e: &reqwest::Error) -> Failure {
-        let detail = self.scrub(&error_chain(e));
+        let detail = self.scrub(&crate::http::describe(e));
         if e.is_builder() || e.is_redirect() {
             // The request itself is wrong; sending it again cannot help.
             return Failure::Stop(EmbedError::Permanent {
@@ -542,18 +557,11 @@ fn parse_retry_after(response: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-/// An error and its sources, joined: reqwest's top-level message alone ("error
-/// sending request") hides the cause.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+/// Most bytes of an embedding answer ragd reads: a batch of 64 texts at 4,096
+/// dimensions is about 3 MB of JSON; anything far beyond is not an answer.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Most bytes of an error answer read for its message.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
 #[cfg(test)]
 mod tests {

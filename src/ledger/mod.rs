@@ -788,6 +788,22 @@ impl Ledger {
             .optional()?)
     }
 
+    /// Collections ragd has written chunks into, by the ledger: a pipeline's
+    /// recorded collection once a vector dimension was seen and some file of it
+    /// is indexed. (A pipeline configured on a collection it never wrote to has
+    /// no dimension from it: a failed first write records none.)
+    pub fn written_collections(&self) -> Result<std::collections::BTreeSet<String>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.collection FROM pipelines p WHERE p.dim IS NOT NULL AND EXISTS \
+             (SELECT 1 FROM files f WHERE f.pipeline = p.name AND f.state = ?1)",
+        )?;
+        let names = stmt
+            .query_map([FileState::Indexed.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(names)
+    }
+
     /// Names of the pipelines on record that write to `collection`.
     pub fn pipelines_using(&self, collection: &str) -> Result<Vec<String>, LedgerError> {
         let conn = self.conn();

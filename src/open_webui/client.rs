@@ -35,6 +35,9 @@ const DIRECTORIES_SINCE: ServerVersion = ServerVersion::new(0, 12, 0);
 /// Upper bound on pages read from one paginated listing: a guard against a server that
 /// keeps answering full pages, not a limit expected to be reached (30 items a page).
 const MAX_PAGES: u32 = 100_000;
+/// Most bytes of one answer ragd reads. The largest of Open WebUI's are listing
+/// pages (at most 1,000 files, a few MB with their metadata).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Page size asked of `knowledge/{id}/files`; only admins get it, others get 30.
 const KNOWLEDGE_FILES_PAGE: u32 = 200;
 /// Files asked of `files/search` a request: the most it answers (`limit` ≤ 1000).
@@ -446,7 +449,7 @@ pub struct OpenWebUi {
 impl fmt::Debug for OpenWebUi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenWebUi")
-            .field("base_url", &self.base.as_str())
+            .field("base_url", &crate::http::redact_url(self.base.as_str()))
             .field("api_key", &"<redacted>")
             .field("retry", &self.retry)
             .field("server_version", &self.server_version.get())
@@ -459,6 +462,22 @@ impl OpenWebUi {
     /// `api_key` as a bearer token. `timeout` bounds each HTTP request (uploads included).
     /// Makes no request.
     pub fn new(base_url: &str, api_key: String, timeout: Duration) -> Result<Self, OwuiError> {
+        Self::with_http(
+            base_url,
+            api_key,
+            timeout,
+            &crate::http::ClientSettings::default(),
+        )
+    }
+
+    /// [`OpenWebUi::new`] over `http` (trusted CAs; the timeouts and the key's
+    /// header are set here).
+    pub fn with_http(
+        base_url: &str,
+        api_key: String,
+        timeout: Duration,
+        http: &crate::http::ClientSettings,
+    ) -> Result<Self, OwuiError> {
         let mut base = Url::parse(base_url.trim())
             .map_err(|e| OwuiError::InvalidInput(format!("base URL {base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
@@ -481,16 +500,13 @@ impl OpenWebUi {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("ragd/", env!("CARGO_PKG_VERSION")))
-            // Follow no redirect: reqwest keeps the bearer token on a same-host
-            // one, https to http included, and ragd's servers never redirect an API call.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| OwuiError::InvalidInput(format!("HTTP client: {e}")))?;
+        let http = crate::http::client(&crate::http::ClientSettings {
+            timeout: Some(timeout),
+            connect_timeout: Some(timeout.min(Duration::from_secs(10))),
+            default_headers: headers,
+            ..http.clone()
+        })
+        .map_err(|e| OwuiError::InvalidInput(e.to_string()))?;
         Ok(Self {
             http,
             base,
@@ -971,7 +987,7 @@ impl OpenWebUi {
             return result;
         }
         if !self.no_directories.swap(true, Ordering::Relaxed) {
-            tracing::warn!(base_url = %self.base,
+            tracing::warn!(base_url = %crate::http::redact_url(self.base.as_str()),
                 "this Open WebUI has no knowledge-base directories; files are published flat");
         }
         Err(OwuiError::Unsupported {
@@ -1216,12 +1232,26 @@ impl OpenWebUi {
             .await
             .map_err(|e| OwuiError::from_transport(&e))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| OwuiError::from_transport(&e))?;
+        let body = match crate::http::read_capped(response, MAX_ANSWER_BYTES).await {
+            Ok(body) => body,
+            // An answer that big is not one of Open WebUI's: asking again
+            // would only read it again.
+            Err(e @ crate::http::HttpError::TooLarge { .. }) => {
+                return Err(OwuiError::UnexpectedResponse {
+                    operation: "read the answer",
+                    detail: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(OwuiError::Transient {
+                    status: None,
+                    detail: format!("the answer broke off: {e}"),
+                    maybe_applied: true,
+                });
+            }
+        };
         if status.is_success() {
-            Ok(body.to_vec())
+            Ok(body)
         } else {
             Err(OwuiError::from_response(status, &body))
         }

@@ -178,14 +178,7 @@ impl OwuiError {
         } else {
             "connection failed"
         };
-        // reqwest's Display omits the cause chain, which holds the useful part.
-        let mut detail = format!("{what}: {err}");
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let detail = format!("{what}: {}", crate::http::describe(err));
         Self::Transient {
             status: None,
             detail,

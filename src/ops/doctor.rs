@@ -395,6 +395,7 @@ async fn embedding(
         timeout: TIMEOUT,
         max_retries: 0,
         max_batch: 1,
+        ca_file: config.tls_ca_file.clone(),
     };
     let Some(first) = models.iter().next() else {
         return;
@@ -486,7 +487,12 @@ async fn open_webui(r: &mut Report, config: &Config) {
         }
         return;
     };
-    let client = match OpenWebUi::new(&s.url, s.api_key.expose().to_owned(), TIMEOUT) {
+    let client = match OpenWebUi::with_http(
+        &s.url,
+        s.api_key.expose().to_owned(),
+        TIMEOUT,
+        &config.http(),
+    ) {
         Ok(c) => c.with_retry(RetryPolicy {
             max_attempts: 1,
             initial_backoff: Duration::from_millis(10),
@@ -577,7 +583,7 @@ async fn open_webui(r: &mut Report, config: &Config) {
             }
         };
         let Some(kb) = found else { continue };
-        match write_access(&s.url, s.api_key.expose(), &kb.id).await {
+        match write_access(config, &s.url, s.api_key.expose(), &kb.id).await {
             Ok(Some(true)) => r.ok(
                 name,
                 format!("{:?} ({}) exists and is writable", kb.name, kb.id),
@@ -613,24 +619,30 @@ async fn open_webui(r: &mut Report, config: &Config) {
 
 /// `write_access` of `GET /api/v1/knowledge/{id}` (Open WebUI 0.6+ reports it;
 /// older servers do not).
-async fn write_access(base: &str, key: &str, id: &str) -> Result<Option<bool>, String> {
+async fn write_access(
+    config: &Config,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> Result<Option<bool>, String> {
     let url = format!("{}/api/v1/knowledge/{id}", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        // No redirects: see `OpenWebUi::new`.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let body: serde_json::Value = client
+    let client = crate::http::client(&crate::http::ClientSettings {
+        timeout: Some(TIMEOUT),
+        ..config.http()
+    })
+    .map_err(|e| e.to_string())?;
+    let response = client
         .get(url)
         .bearer_auth(key)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.without_url().to_string())?
-        .json()
+        .map_err(|e| e.without_url().to_string())?;
+    // One knowledge base's record; its file list can be long, not endless.
+    let body = crate::http::read_capped(response, 64 << 20)
         .await
         .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     Ok(body
         .get("write_access")
         .and_then(serde_json::Value::as_bool))

@@ -104,7 +104,7 @@ pub fn open_store(config: &Config) -> Result<StoreAccess, String> {
             .map_err(|e| e.to_string())?;
             Ok(StoreAccess {
                 store: Arc::new(store),
-                location: format!("Qdrant server {url}"),
+                location: format!("Qdrant server {}", crate::http::redact_url(url)),
                 _lock: None,
             })
         }

@@ -238,6 +238,24 @@ impl Pipeline {
         Ok((plan, scanned.problems))
     }
 
+    /// [`Pipeline::plan`] for a run that acts on it (`ragd index` and the
+    /// daemon's reconcile alike): deletions held back are logged and counted,
+    /// and the backlog reported.
+    pub(crate) async fn plan_run(
+        &self,
+        force: bool,
+        allow_mass_delete: bool,
+    ) -> Result<(Plan, Vec<scan::ScanProblem>), PipelineError> {
+        let (plan, problems) = self.plan(force, allow_mass_delete).await?;
+        crate::telemetry::events::deletes_held_back(
+            self.name(),
+            plan.held_back,
+            plan.mass_delete_blocked,
+        );
+        crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
+        Ok((plan, problems))
+    }
+
     fn settings_changed(&self) -> Result<bool, PipelineError> {
         let meta = self
             .ledger
@@ -261,13 +279,9 @@ impl Pipeline {
     ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
-        let (plan, scan_problems) = self.plan(options.force, options.allow_mass_delete).await?;
-        if let Some((n, total)) = plan.mass_delete_blocked {
-            tracing::warn!(pipeline = %self.name(), would_delete = n, files = total,
-                "mass delete held back: more than half of the pipeline's files are gone; \
-                 check the source folders, then rerun with --allow-mass-delete");
-        }
-        crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
+        let (plan, scan_problems) = self
+            .plan_run(options.force, options.allow_mass_delete)
+            .await?;
         let mut summary = RunSummary {
             pipeline: self.name().to_owned(),
             unchanged: plan.unchanged,

@@ -68,13 +68,13 @@ impl Pipeline {
     ) -> Result<ReconcileSummary, PipelineError> {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
-        let (mut plan, scan_problems) = self.plan(options.force, false).await?;
-        crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
+        let (mut plan, scan_problems) = self.plan_run(options.force, false).await?;
         let mut out = ReconcileSummary {
             run: RunSummary {
                 pipeline: self.name().to_owned(),
                 unchanged: plan.unchanged,
                 held_back: plan.held_back,
+                mass_delete_blocked: plan.mass_delete_blocked,
                 scan_problems: scan_problems
                     .iter()
                     .map(|p| format!("{}: {}", p.path.display(), p.message))

@@ -10,12 +10,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Failures of the HTTP endpoint.
@@ -106,16 +111,101 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// What one client may hold of the endpoint. A monitor polls a few short
+/// requests; anything that holds connections open or trickles its headers is
+/// either broken or hostile, and must not keep `/healthz` from the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A connection whose request headers are not complete this long after it
+    /// opened (or after its previous response) is closed.
+    pub header_timeout: Duration,
+    /// Connections served at once; one over it is closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+/// How long a shutdown waits for open requests (they only read shared state).
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// Serve until `stop` is cancelled, then finish open requests and return.
 pub async fn serve(
     listener: TcpListener,
     state: ServerState,
     stop: CancellationToken,
 ) -> Result<(), ServerError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(ServerError::Serve)
+    serve_with(listener, state, stop, Limits::default()).await
+}
+
+/// [`serve`] with other [`Limits`]. HTTP/1.1 only: the endpoint's clients
+/// (probes, Prometheus) speak it.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: ServerState,
+    stop: CancellationToken,
+    limits: Limits,
+) -> Result<(), ServerError> {
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors and the like: the next accept may work;
+                // a tight loop would not help it.
+                Err(e) if accept_error_is_transient(&e) => {
+                    tracing::warn!(error = %e, "HTTP endpoint: accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(ServerError::Serve(e)),
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(
+                max = limits.max_connections,
+                "HTTP endpoint: connection limit reached; closing a new connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let connection = graceful.watch(
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())),
+        );
+        tokio::spawn(async move {
+            // A client that went away or timed out is its own business.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    // Open requests finish (they are short); idle keep-alive connections close.
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Accept errors that concern one connection or a passing shortage, not the
+/// listener.
+fn accept_error_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 #[cfg(test)]
@@ -123,16 +213,21 @@ mod tests {
     use super::*;
 
     async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+        try_status(addr, path).await.expect("an HTTP answer")
+    }
+
+    /// The status of one request, or `None` if the connection gave no answer.
+    async fn try_status(addr: SocketAddr, path: &str) -> Option<u16> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await
-        .unwrap();
+        .ok()?;
         let mut buf = String::new();
-        s.read_to_string(&mut buf).await.unwrap();
-        buf.split_whitespace().nth(1).unwrap().parse().unwrap()
+        s.read_to_string(&mut buf).await.ok()?;
+        buf.split_whitespace().nth(1)?.parse().ok()
     }
 
     #[tokio::test]
@@ -152,6 +247,90 @@ mod tests {
         assert_eq!(get_status(addr, "/healthz").await, 200);
         assert_eq!(get_status(addr, "/nope").await, 404);
 
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// Whether the server closed `s`: a read returns end of file (or a reset)
+    /// within `within`.
+    async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(within, s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                // A 408 or the like before the close.
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_trickling_its_headers_is_cut_off() {
+        use tokio::io::AsyncWriteExt;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let server = tokio::spawn(serve_with(
+            listener,
+            ServerState::default(),
+            stop.clone(),
+            limits,
+        ));
+        // Half a request line, then nothing: closed after the header timeout.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HT").await.unwrap();
+        assert!(closed_within(&mut slow, Duration::from_secs(20)).await);
+        // A connection that never sends a byte goes the same way.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut silent, Duration::from_secs(20)).await);
+        assert_eq!(get_status(addr, "/healthz").await, 200);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_the_rest_still_served() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            header_timeout: Duration::from_secs(60),
+            max_connections: 3,
+        };
+        let server = tokio::spawn(serve_with(
+            listener,
+            ServerState::default(),
+            stop.clone(),
+            limits,
+        ));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the server accept the three (a slot is taken at accept).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut fourth, Duration::from_secs(20)).await);
+        drop(held);
+        // The slots come back as the held connections close.
+        let mut status = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = tokio::time::timeout(Duration::from_secs(5), try_status(addr, "/healthz"))
+                .await
+                .ok()
+                .flatten();
+            if status == Some(200) {
+                break;
+            }
+        }
+        assert_eq!(status, Some(200));
         stop.cancel();
         server.await.unwrap().unwrap();
     }

@@ -81,6 +81,11 @@ pub struct ServerOptions {
     /// a timeout or a dropped connection, so one call may take twice this.
     pub timeout: Duration,
     pub layout: Layout,
+    /// Collections the ledger records ragd writing into (names or aliases). One
+    /// of them without ragd's mark was made by a ragd from before the mark; it
+    /// is marked once its points prove to be ragd's (see [`ADOPT_SAMPLE`]).
+    /// Any other unmarked collection stays refused.
+    pub adoptable: std::collections::BTreeSet<String>,
 }
 
 impl Default for ServerOptions {
@@ -88,9 +93,15 @@ impl Default for ServerOptions {
         ServerOptions {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             layout: Layout::default(),
+            adoptable: Default::default(),
         }
     }
 }
+
+/// Points read to recognise an unmarked collection as ragd's: every one must
+/// carry ragd's payload and the id ragd derives from it (a UUIDv5 of pipeline,
+/// path and chunk index, which no other writer produces by chance).
+pub const ADOPT_SAMPLE: u32 = 64;
 
 /// Default of `[qdrant] timeout_secs`: a `wait=true` upsert of a batch on a
 /// busy server takes seconds; qdrant-client's own 5 s cut such writes off and
@@ -136,6 +147,7 @@ pub struct QdrantStore {
     /// then adds instead of refusing ragd's own collection.
     creating: std::sync::Mutex<std::collections::HashSet<String>>,
     layout: Layout,
+    adoptable: std::collections::BTreeSet<String>,
 }
 
 impl QdrantStore {
@@ -148,9 +160,10 @@ impl QdrantStore {
         api_key: Option<String>,
         options: &ServerOptions,
     ) -> Result<Self, StoreError> {
-        let bad = |e: String| StoreError::Backend(format!("qdrant client for {url}: {e}"));
+        let shown = crate::http::redact_url(url);
+        let bad = |e: String| StoreError::Backend(format!("qdrant client for {shown}: {e}"));
         if api_key.is_some() && sends_in_clear(url) {
-            tracing::warn!(%url, "the Qdrant API key is sent unencrypted over http://; use https:// for a server that is not on this machine");
+            tracing::warn!(url = %shown, "the Qdrant API key is sent unencrypted over http://; use https:// for a server that is not on this machine");
         }
         // Connecting is part of the request's time; a server that does not
         // accept within this is down or unreachable (transient either way).
@@ -186,6 +199,7 @@ impl QdrantStore {
             api_key: ApiKey(key),
             creating: Default::default(),
             layout: options.layout.clone(),
+            adoptable: options.adoptable.clone(),
         })
     }
 
@@ -242,6 +256,33 @@ impl QdrantStore {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Whether the first [`ADOPT_SAMPLE`] points of `collection` all carry
+    /// ragd's payload under the id ragd derives from it. An empty collection
+    /// proves nothing and is not ragd's by this test.
+    async fn points_are_ragds(&self, collection: &str) -> Result<bool, StoreError> {
+        let request = ScrollPointsBuilder::new(collection)
+            .limit(ADOPT_SAMPLE)
+            .with_payload(true)
+            .with_vectors(false);
+        let response = self
+            .client
+            .scroll(request)
+            .await
+            .map_err(|e| map_err(collection, e))?;
+        if response.result.is_empty() {
+            return Ok(false);
+        }
+        Ok(response.result.into_iter().all(|point| {
+            from_retrieved(point, false).is_ok_and(|p| {
+                p.id == crate::document::point_id(
+                    &p.payload.pipeline,
+                    &p.payload.path,
+                    p.payload.chunk_index,
+                )
+            })
+        }))
     }
 
     /// The indexes of [`INDEXED_FIELDS`] that `info` lacks (also repairs a
@@ -342,6 +383,15 @@ impl VectorStore for QdrantStore {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&real);
         if ours && !owned(&info) {
+            self.create_keyword_index(&real, OWNER_FIELD, false).await?;
+        } else if !owned(&info)
+            && (self.adoptable.contains(collection) || self.adoptable.contains(&real))
+            && self.points_are_ragds(&real).await?
+        {
+            tracing::info!(
+                collection = %real,
+                "marking a collection an older ragd created (the ledger records writing into it and its point ids are ragd's)"
+            );
             self.create_keyword_index(&real, OWNER_FIELD, false).await?;
         } else {
             check_owned(&real, &info)?;

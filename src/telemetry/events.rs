@@ -137,6 +137,32 @@ pub fn retry(
     counter!(m::RETRIES, "target" => target).increment(1);
 }
 
+/// A plan held deletions back: `unreadable` under folders or files the scan
+/// could not read, and `mass` (would delete, of files) by the mass-delete rail.
+/// Nothing is deleted for them; an operator must look.
+pub fn deletes_held_back(pipeline: &str, unreadable: usize, mass: Option<(usize, usize)>) {
+    if unreadable > 0 {
+        tracing::warn!(
+            pipeline,
+            files = unreadable,
+            "deletions held back: their folders could not be read this time (see the scan problems)"
+        );
+        counter!(m::DELETES_HELD_BACK, "pipeline" => pipeline.to_owned(), "reason" => "unreadable")
+            .increment(unreadable as u64);
+    }
+    if let Some((n, total)) = mass {
+        tracing::warn!(
+            pipeline,
+            would_delete = n,
+            files = total,
+            "mass delete held back: more than half of the pipeline's files are gone; \
+             check the source folders, then run `ragd index --allow-mass-delete`"
+        );
+        counter!(m::DELETES_HELD_BACK, "pipeline" => pipeline.to_owned(), "reason" => "mass_delete")
+            .increment(n as u64);
+    }
+}
+
 /// The plan found `files` to do (adds, updates, retries and deletes).
 pub fn backlog(pipeline: &str, files: usize) {
     tracing::debug!(pipeline, files, "backlog");

@@ -43,6 +43,9 @@ pub const OWUI_PROCESS_SECONDS: &str = "ragd_openwebui_processing_duration_secon
 pub const KB_FILES: &str = "ragd_knowledge_files_total";
 /// Requests retried after a transient failure. Labels: target (embed|open_webui).
 pub const RETRIES: &str = "ragd_retries_total";
+/// Deletions a plan held back (nothing deleted). Labels: pipeline, reason
+/// (unreadable: under a folder the scan could not read | mass_delete: the rail).
+pub const DELETES_HELD_BACK: &str = "ragd_deletes_held_back_total";
 /// Files the last plan found to do (adds, updates, retries and deletes). Labels: pipeline.
 pub const BACKLOG: &str = "ragd_backlog_files";
 /// Completed runs (index or reconcile). Labels: pipeline, outcome (ok|files_failed).
@@ -143,6 +146,7 @@ fn describe() {
     );
     describe_counter!(KB_FILES, "Knowledge-base file results");
     describe_counter!(RETRIES, "Requests retried after a transient failure");
+    describe_counter!(DELETES_HELD_BACK, "Deletions a plan held back");
     describe_gauge!(BACKLOG, "Files the last plan found to do");
     describe_counter!(RUNS, "Completed runs");
     describe_histogram!(RUN_SECONDS, Unit::Seconds, "Wall time of a run");

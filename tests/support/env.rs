@@ -10,18 +10,54 @@ use ragd::app::App;
 use ragd::embed::server::EmbedServerHandle;
 use ragd::pipeline::{Pipeline, RunOptions, RunSummary};
 use ragd::store::edge::EdgeStore;
+use ragd::store::qdrant::{QdrantStore, ServerOptions};
 use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 use uuid::Uuid;
 
 use super::embed::{MODEL, start_embed_server};
+use super::real;
+
+/// Which store a [`TestEnv`] indexes into. End-to-end tests run on the embedded
+/// store, and again on the real Qdrant server when `RAGD_TEST_STORE=qdrant`
+/// (`scripts/test.sh` runs the end-to-end modules a second time that way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// qdrant-edge in the environment's state directory.
+    Edge,
+    /// The shared Qdrant server: gRPC url and API key. Each environment has a
+    /// collection of its own there, dropped when the environment is.
+    Server { url: String, key: Option<String> },
+}
+
+impl Backend {
+    /// The backend `RAGD_TEST_STORE` asks for (`edge`, the default, or
+    /// `qdrant`). Asking for the server without one at hand fails the test:
+    /// a server pass that quietly ran on the embedded store would prove nothing.
+    pub fn from_env() -> Backend {
+        match std::env::var("RAGD_TEST_STORE").as_deref() {
+            Ok("qdrant") => {
+                let (url, key) = real::qdrant().unwrap_or_else(|| {
+                    panic!("RAGD_TEST_STORE=qdrant but no Qdrant server (QDRANT_URL unset)")
+                });
+                Backend::Server { url, key }
+            }
+            Ok("edge") | Ok("") | Err(_) => Backend::Edge,
+            Ok(other) => panic!("RAGD_TEST_STORE={other}: expected edge or qdrant"),
+        }
+    }
+}
 
 /// Dimension of the test embedding model.
 pub const DIM: usize = 64;
 
 /// Fields drop in order: the store must flush before its folder is removed.
 pub struct TestEnv {
-    /// Counts the writes that reach the embedded store.
+    /// Counts the writes that reach the store.
     pub store: Arc<CountingStore>,
+    /// The `docs` pipeline's collection (its alias): `docs` on the embedded
+    /// store, a name of this environment's own on the shared server.
+    pub collection: String,
+    pub backend: Backend,
     pub embed: EmbedServerHandle,
     pub dir: tempfile::TempDir,
 }
@@ -51,7 +87,28 @@ impl TestEnv {
         process_timeout_secs: u64,
         extra_daemon_toml: &str,
     ) -> Self {
-        Self::with(
+        Self::with_knowledge_on(
+            Backend::from_env(),
+            url,
+            key,
+            kb_name,
+            process_timeout_secs,
+            extra_daemon_toml,
+        )
+        .await
+    }
+
+    /// [`TestEnv::with_knowledge_and`] on `backend`.
+    pub async fn with_knowledge_on(
+        backend: Backend,
+        url: &str,
+        key: &str,
+        kb_name: &str,
+        process_timeout_secs: u64,
+        extra_daemon_toml: &str,
+    ) -> Self {
+        Self::on(
+            backend,
             &format!("[knowledge]\nname = \"{kb_name}\"\n"),
             &format!(
                 "[open_webui]\nurl = \"{url}\"\napi_key = \"{key}\"\nconcurrency = 4\n\
@@ -62,18 +119,56 @@ impl TestEnv {
         .await
     }
 
-    /// Extra TOML for the pipeline (before its tables) and for ragd.toml (after).
+    /// Extra TOML for the pipeline (before its tables) and for ragd.toml (after),
+    /// on the store `RAGD_TEST_STORE` names.
     pub async fn with(extra_pipeline_toml: &str, extra_daemon_toml: &str) -> Self {
+        Self::on(Backend::from_env(), extra_pipeline_toml, extra_daemon_toml).await
+    }
+
+    /// [`TestEnv::with`] on the embedded store whatever `RAGD_TEST_STORE` says:
+    /// for tests of what only the embedded store has (its files, its vacuum).
+    pub async fn edge(extra_pipeline_toml: &str, extra_daemon_toml: &str) -> Self {
+        Self::on(Backend::Edge, extra_pipeline_toml, extra_daemon_toml).await
+    }
+
+    /// [`TestEnv::with`] on `backend`.
+    pub async fn on(backend: Backend, extra_pipeline_toml: &str, extra_daemon_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let embed = start_embed_server(DIM).await;
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
         std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+        // On the server, the `[qdrant]` tables name the server and a collection
+        // of this environment's own (the server is shared by parallel tests and
+        // by earlier runs); the embedded store needs neither.
+        let (collection, server_daemon_toml, server_pipeline_toml) = match &backend {
+            Backend::Edge => ("docs".to_owned(), String::new(), String::new()),
+            Backend::Server { url, key } => {
+                assert!(
+                    !extra_daemon_toml.contains("[qdrant]")
+                        && !extra_pipeline_toml.contains("[qdrant]"),
+                    "a test with its own [qdrant] settings runs on TestEnv::edge"
+                );
+                let collection = format!(
+                    "ragdtest_e2e_{}",
+                    &Uuid::new_v4().simple().to_string()[..12]
+                );
+                let key = key
+                    .as_ref()
+                    .map(|k| format!("api_key = \"{k}\"\n"))
+                    .unwrap_or_default();
+                (
+                    collection.clone(),
+                    format!("[qdrant]\nurl = \"{url}\"\n{key}"),
+                    format!("[qdrant]\ncollection = \"{collection}\"\n"),
+                )
+            }
+        };
         std::fs::write(
             dir.path().join("config/ragd.toml"),
             format!(
                 "state_dir = \"../state\"\npipelines_dir = \"../pipelines\"\n\
-                 [embedding]\nurl = \"{}\"\nmax_retries = 3\n{extra_daemon_toml}",
+                 [embedding]\nurl = \"{}\"\nmax_retries = 3\n{server_daemon_toml}{extra_daemon_toml}",
                 embed.url()
             ),
         )
@@ -82,14 +177,26 @@ impl TestEnv {
             dir.path().join("pipelines/docs.toml"),
             format!(
                 "sources = [\"../docs\"]\n{extra_pipeline_toml}\n[embedding]\nmodel = \"{MODEL}\"\n\
-                 batch_size = 8\n[chunking]\nmax_size = 400\noverlap = 40\n"
+                 batch_size = 8\n[chunking]\nmax_size = 400\noverlap = 40\n{server_pipeline_toml}"
             ),
         )
         .unwrap();
-        let store = Arc::new(CountingStore::new(
-            EdgeStore::open(&dir.path().join("state/qdrant")).expect("open edge store"),
-        ));
-        TestEnv { store, embed, dir }
+        let store = match &backend {
+            Backend::Edge => CountingStore::new(
+                EdgeStore::open(&dir.path().join("state/qdrant")).expect("open edge store"),
+            ),
+            Backend::Server { url, key } => CountingStore::new(
+                QdrantStore::connect(url, key.clone(), &ServerOptions::default())
+                    .expect("connect to the Qdrant server"),
+            ),
+        };
+        TestEnv {
+            store: Arc::new(store),
+            collection,
+            backend,
+            embed,
+            dir,
+        }
     }
 
     pub fn docs(&self) -> PathBuf {
@@ -152,11 +259,25 @@ impl TestEnv {
             .expect("build pipeline")
     }
 
+    /// The store opened anew, for reading what a `ragd` child process wrote
+    /// (the embedded store's files as they are now; the server as it is).
+    pub fn fresh_store(&self) -> Box<dyn VectorStore> {
+        match &self.backend {
+            Backend::Edge => Box::new(
+                EdgeStore::open(&self.dir.path().join("state/qdrant")).expect("open edge store"),
+            ),
+            Backend::Server { url, key } => Box::new(
+                QdrantStore::connect(url, key.clone(), &ServerOptions::default())
+                    .expect("connect to the Qdrant server"),
+            ),
+        }
+    }
+
     /// Points stored for one file.
     pub async fn points(&self, rel: &str) -> Vec<StoredPoint> {
         let mut pts = self
             .store
-            .scroll("docs", &PointFilter::file("docs", rel), false)
+            .scroll(&self.collection, &PointFilter::file("docs", rel), false)
             .await
             .unwrap_or_default();
         pts.sort_by_key(|p| p.payload.chunk_index);
@@ -165,9 +286,38 @@ impl TestEnv {
 
     pub async fn total_points(&self) -> u64 {
         self.store
-            .count("docs", &PointFilter::default())
+            .count(&self.collection, &PointFilter::default())
             .await
             .unwrap_or(0)
+    }
+}
+
+impl Drop for TestEnv {
+    /// The server outlives the test: drop this environment's collections (the
+    /// alias's and every `_v{N}` a reindex built) so a developer's server does
+    /// not fill up with them. Best effort, on a thread of its own because a
+    /// test's runtime may be the one dropping us.
+    fn drop(&mut self) {
+        let Backend::Server { url, key } = &self.backend else {
+            return;
+        };
+        let (url, key, prefix) = (url.clone(), key.clone(), self.collection.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let store = QdrantStore::connect(&url, key, &ServerOptions::default()).ok()?;
+                for c in store.list_collections().await.ok()? {
+                    if c.starts_with(&prefix) {
+                        let _ = store.delete_collection(&c).await;
+                    }
+                }
+                Some(())
+            })
+        })
+        .join();
     }
 }
 
