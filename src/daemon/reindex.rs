@@ -322,11 +322,23 @@ pub async fn reindex(
                 }
             }
         }
+        // The build on disk before the marker says it is complete: a power
+        // cut after the marker must not leave a switch to copy a build ledger
+        // that lost its last commits.
+        build_ledger
+            .make_durable()
+            .map_err(|e| ledger_err(pipeline, e))?;
         marker.phase = Phase::Switching;
         write_marker(&paths.marker, &marker).map_err(io(&paths.marker))?;
     }
 
     switch(pipeline, &marker.target, &build_ledger).await?;
+    // The copy into the main ledger on disk before the build ledger goes: until
+    // then a power cut leaves the marker, and the next start copies again.
+    pipeline
+        .ledger
+        .make_durable()
+        .map_err(|e| ledger_err(pipeline, e))?;
     drop(build_ledger);
     cleanup(&paths);
     tracing::info!(pipeline = %name, collection = %marker.target, indexed, failed, "reindex: switched");

@@ -7,7 +7,9 @@
 //!
 //! WAL journal mode, `synchronous = NORMAL`: a commit survives a process crash
 //! (kill -9); a power cut may lose the last commits, which the next reconcile
-//! repairs because every side effect is idempotent.
+//! repairs because every side effect is idempotent. Where a step must not be
+//! lost (the reindex switch), [`Ledger::make_durable`] puts every commit so far
+//! on disk first.
 
 mod migrations;
 
@@ -36,6 +38,8 @@ pub enum LedgerError {
     TooNew { found: i64, supported: i64 },
     #[error("ledger row has unknown state {0:?}")]
     BadState(String),
+    #[error("ledger busy: {0}")]
+    Busy(String),
 }
 
 /// Where a file is in its journey. Stored as text.
@@ -771,6 +775,26 @@ impl Ledger {
         Ok(())
     }
 
+    /// Every commit so far on disk, synced: the WAL checkpointed into the
+    /// database file (which SQLite then fsyncs) and emptied. Readers that hold
+    /// old WAL frames can keep a checkpoint from completing; it is tried again
+    /// briefly, then reported.
+    pub fn make_durable(&self) -> Result<(), LedgerError> {
+        let conn = self.conn();
+        for attempt in 0..50 {
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if attempt < 49 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        Err(LedgerError::Busy(
+            "a reader kept the ledger's write-ahead log from being checkpointed".into(),
+        ))
+    }
+
     pub fn pipeline_meta(&self, name: &str) -> Result<Option<PipelineMeta>, LedgerError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -1157,5 +1181,31 @@ mod tests {
         }
         let l = Ledger::open(&path).unwrap();
         assert!(l.get("p", "x").unwrap().is_some());
+    }
+
+    #[test]
+    fn make_durable_leaves_nothing_in_the_write_ahead_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger
+            .set_pipeline_meta(&PipelineMeta {
+                name: "docs".into(),
+                fingerprint: "f".into(),
+                collection: "docs".into(),
+                dim: Some(4),
+            })
+            .unwrap();
+        let wal = dir.path().join("ledger.sqlite-wal");
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the commit sits in the WAL"
+        );
+        ledger.make_durable().unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        // And it is in the database file: a fresh connection reads it.
+        drop(ledger);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(again.pipeline_meta("docs").unwrap().unwrap().dim, Some(4));
     }
 }
