@@ -38,6 +38,16 @@ const MAX_PAGES: u32 = 100_000;
 /// Most bytes of one answer ragd reads. The largest of Open WebUI's are listing
 /// pages (at most 1,000 files, a few MB with their metadata).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The slowest link an upload is given time for, beyond the request timeout:
+/// a large file over a slow line must not time out (and be sent again) only
+/// because the timeout was sized for small requests.
+const UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
+
+/// An upload's deadline: the request timeout plus the time `len` bytes take at
+/// [`UPLOAD_BYTES_PER_SEC`].
+fn upload_timeout(timeout: Duration, len: usize) -> Duration {
+    timeout.saturating_add(Duration::from_secs(len as u64 / UPLOAD_BYTES_PER_SEC))
+}
 /// Page size asked of `knowledge/{id}/files`; only admins get it, others get 30.
 const KNOWLEDGE_FILES_PAGE: u32 = 200;
 /// Files asked of `files/search` a request: the most it answers (`limit` ≤ 1000).
@@ -438,6 +448,8 @@ enum Retry {
 pub struct OpenWebUi {
     http: reqwest::Client,
     base: Url,
+    /// Each request's deadline; an upload's grows with its size.
+    timeout: Duration,
     retry: RetryPolicy,
     server_version: OnceLock<ServerVersion>,
     /// Set once the server answered a directory route as unknown.
@@ -510,6 +522,7 @@ impl OpenWebUi {
         Ok(Self {
             http,
             base,
+            timeout,
             retry: RetryPolicy::default(),
             server_version: OnceLock::new(),
             no_directories: AtomicBool::new(false),
@@ -606,11 +619,18 @@ impl OpenWebUi {
         let process = if process { "true" } else { "false" };
         let mime = mime_for(filename);
         let metadata_text = (!metadata.is_null()).then(|| metadata.to_string());
+        // One buffer, shared by every attempt's request body (a `Vec` part
+        // would be a second copy of the file per attempt).
+        let bytes = bytes::Bytes::from(bytes);
+        let timeout = upload_timeout(self.timeout, bytes.len());
         let build = || {
-            let part = reqwest::multipart::Part::bytes(bytes.clone())
-                .file_name(filename.to_owned())
-                .mime_str(mime)
-                .expect("static MIME types parse");
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::from(bytes.clone()),
+                bytes.len() as u64,
+            )
+            .file_name(filename.to_owned())
+            .mime_str(mime)
+            .expect("static MIME types parse");
             // Raw UTF-8 in the quoted filename, as browsers send it; reqwest's default
             // percent-encoding would reach Open WebUI as a literal `%C3%A9…` name.
             let mut form = reqwest::multipart::Form::new()
@@ -621,6 +641,7 @@ impl OpenWebUi {
             }
             self.http
                 .post(url.clone())
+                .timeout(timeout)
                 .query(&[("process", process), ("process_in_background", "true")])
                 .multipart(form)
         };
@@ -641,7 +662,7 @@ impl OpenWebUi {
                     let delay = self.retry.delay(attempt);
                     crate::telemetry::events::retry(
                         "open_webui",
-                        self.base.as_str(),
+                        &crate::http::redact_url(self.base.as_str()),
                         attempt,
                         delay,
                         &err,
@@ -1282,7 +1303,7 @@ impl OpenWebUi {
                     let delay = self.retry.delay(attempt);
                     crate::telemetry::events::retry(
                         "open_webui",
-                        self.base.as_str(),
+                        &crate::http::redact_url(self.base.as_str()),
                         attempt,
                         delay,
                         &err,
@@ -1401,6 +1422,14 @@ mod tests {
         let printed = format!("{client:?}");
         assert!(!printed.contains("sk-secret"), "{printed}");
         assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn an_uploads_deadline_grows_with_its_size() {
+        let t = Duration::from_secs(60);
+        assert_eq!(upload_timeout(t, 10_000), t);
+        assert_eq!(upload_timeout(t, 200 << 20), t + Duration::from_secs(200));
+        assert_eq!(upload_timeout(Duration::MAX, usize::MAX), Duration::MAX);
     }
 
     #[test]
