@@ -885,3 +885,70 @@ async fn forget_the_rows_then_adopt(env: &TestEnv, url: &str, key: &str, names: 
         assert_eq!(ours, 1, "{name}: uploads left on the server");
     }
 }
+
+/// A base of the configured name that another user owns is never taken by
+/// name, even by an admin's key that sees it as writable: ragd makes its own,
+/// and the other one stays as it was.
+async fn another_users_base_is_not_taken(url: &str, key: &str, name: &str, theirs: &str) {
+    let env = TestEnv::with_knowledge(url, key, name, PROCESS_TIMEOUT_SECS).await;
+    env.write(
+        "otter.md",
+        "# Otter\n\nThe otter cracks shellfish on a stone.\n",
+    );
+    let s = env.index().await;
+    assert_eq!(s.failed, 0, "{s:?}");
+    let ours = knowledge_id(&env).await;
+    assert_ne!(ours, theirs, "ragd published into another user's base");
+    let c = client(url, key);
+    assert_eq!(c.knowledge_files(theirs).await.unwrap().len(), 0);
+    assert_eq!(c.knowledge_files(&ours).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn another_users_base_of_the_same_name_is_not_taken_fake() {
+    let fake = spawn_fake("sk-fake").await;
+    let name = unique("theirs");
+    let theirs = fake.add_knowledge_of("someone-else", &name);
+    another_users_base_is_not_taken(&fake.url, &fake.api_key, &name, &theirs).await;
+}
+
+#[tokio::test]
+async fn another_users_base_of_the_same_name_is_not_taken_real() {
+    let Some((url, key)) = real_server() else {
+        return;
+    };
+    // Another admin (plain users may not make bases by default), and a base of
+    // theirs made with their own session.
+    let http = reqwest::Client::new();
+    let added: serde_json::Value = http
+        .post(format!("{url}/api/v1/auths/add"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"name": "other admin", "email": format!("{}@example.com", unique("other")),
+            "password": "Pw-other-12345", "role": "admin"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = added["token"].as_str().expect("a session token").to_owned();
+    let name = unique("theirs");
+    let theirs: serde_json::Value = http
+        .post(format!("{url}/api/v1/knowledge/create"))
+        .bearer_auth(&token)
+        .json(&json!({"name": name, "description": ""}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let theirs = theirs["id"].as_str().unwrap().to_owned();
+    another_users_base_is_not_taken(&url, &key, &name, &theirs).await;
+}

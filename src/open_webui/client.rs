@@ -43,6 +43,19 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// because the timeout was sized for small requests.
 const UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 
+/// Whether a base found by name is one ragd may publish into for `me`: its
+/// own, or — for a user who is not an admin — one shared with it for writing.
+/// An admin's key sees every base as writable (admins bypass access control),
+/// so by name it takes only its own: another user's base is used only when
+/// given by id. A server that names no owner (older than 0.5) is taken as before.
+fn usable_by(kb: &KnowledgeBase, me: &Whoami) -> bool {
+    match &kb.user_id {
+        None => true,
+        Some(owner) if *owner == me.id => true,
+        Some(_) => me.role != "admin" && kb.write_access == Some(true),
+    }
+}
+
 /// An upload's deadline: the request timeout plus the time `len` bytes take at
 /// [`UPLOAD_BYTES_PER_SEC`].
 fn upload_timeout(timeout: Duration, len: usize) -> Duration {
@@ -302,11 +315,20 @@ pub struct KnowledgeBase {
     pub file_ids: Option<Vec<String>>,
     /// Creation time, seconds since the epoch.
     pub created_at: Option<i64>,
+    /// The owner's user id, when the answer carried it.
+    pub user_id: Option<String>,
+    /// Whether the key's user may write to it (listings of 0.6+; an admin's
+    /// key reads `true` for every base when admins bypass access control).
+    pub write_access: Option<bool>,
 }
 
 #[derive(Deserialize)]
 struct RawKnowledge {
     id: String,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    write_access: Option<bool>,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -332,6 +354,8 @@ impl From<RawKnowledge> for KnowledgeBase {
                 .files
                 .map(|files| files.into_iter().map(|f| f.id).collect()),
             created_at: raw.created_at,
+            user_id: raw.user_id,
+            write_access: raw.write_access,
         }
     }
 }
@@ -812,24 +836,19 @@ impl OpenWebUi {
         decode::<RawKnowledge>("create knowledge", &bytes).map(KnowledgeBase::from)
     }
 
-    /// The knowledge base named exactly `name` (the oldest, if several), created with
-    /// `description` when there is none. A creation whose answer was lost is found by
-    /// listing again before trying a second time.
+    /// The knowledge base named exactly `name` that the key's user may use
+    /// ([`usable_by`]; the oldest, if several), created with `description` when
+    /// there is none. A creation whose answer was lost is found by listing again
+    /// before trying a second time.
     pub async fn find_or_create_knowledge_by_name(
         &self,
         name: &str,
         description: &str,
     ) -> Result<KnowledgeBase, OwuiError> {
+        let me = self.whoami().await?;
         let attempts = self.retry.max_attempts.max(1);
         for attempt in 1..=attempts {
-            let mut matching: Vec<_> = self
-                .list_knowledge()
-                .await?
-                .into_iter()
-                .filter(|kb| kb.name == name)
-                .collect();
-            matching.sort_by_key(|kb| (kb.created_at, kb.id.clone()));
-            if let Some(kb) = matching.into_iter().next() {
+            if let Some(kb) = self.find_knowledge_by_name(name, &me).await? {
                 return Ok(kb);
             }
             match self.create_knowledge(name, description).await {
@@ -841,6 +860,23 @@ impl OpenWebUi {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// The oldest knowledge base named exactly `name` that `me` may publish
+    /// into by name ([`usable_by`]), if any.
+    pub async fn find_knowledge_by_name(
+        &self,
+        name: &str,
+        me: &Whoami,
+    ) -> Result<Option<KnowledgeBase>, OwuiError> {
+        let mut matching: Vec<_> = self
+            .list_knowledge()
+            .await?
+            .into_iter()
+            .filter(|kb| kb.name == name && usable_by(kb, me))
+            .collect();
+        matching.sort_by_key(|kb| (kb.created_at, kb.id.clone()));
+        Ok(matching.into_iter().next())
     }
 
     /// `GET /api/v1/knowledge/{id}`.
@@ -1422,6 +1458,34 @@ mod tests {
         let printed = format!("{client:?}");
         assert!(!printed.contains("sk-secret"), "{printed}");
         assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_base_found_by_name_is_the_users_own_or_shared_for_writing() {
+        let kb = |owner: Option<&str>, write: Option<bool>| KnowledgeBase {
+            id: "k".into(),
+            name: "Docs".into(),
+            description: String::new(),
+            file_ids: None,
+            created_at: None,
+            user_id: owner.map(str::to_owned),
+            write_access: write,
+        };
+        let who = |id: &str, role: &str| Whoami {
+            id: id.into(),
+            name: String::new(),
+            email: String::new(),
+            role: role.into(),
+        };
+        let (admin, user) = (who("a", "admin"), who("u", "user"));
+        assert!(usable_by(&kb(Some("a"), Some(true)), &admin));
+        // Another user's base: an admin sees it writable, and must not take it.
+        assert!(!usable_by(&kb(Some("u"), Some(true)), &admin));
+        // Shared with a plain user for writing: that is a grant, taken.
+        assert!(usable_by(&kb(Some("a"), Some(true)), &user));
+        assert!(!usable_by(&kb(Some("a"), Some(false)), &user));
+        assert!(!usable_by(&kb(Some("a"), None), &user));
+        assert!(usable_by(&kb(None, None), &user));
     }
 
     #[test]

@@ -510,7 +510,7 @@ async fn open_webui(r: &mut Report, config: &Config) {
             return;
         }
     }
-    let role = match client.whoami().await {
+    let me = match client.whoami().await {
         Ok(w) if w.role == "pending" => {
             r.fail(
                 "api key",
@@ -526,7 +526,7 @@ async fn open_webui(r: &mut Report, config: &Config) {
                 "api key",
                 format!("valid: user {} <{}>, role {}", w.name, w.email, w.role),
             );
-            w.role
+            w
         }
         Err(e @ OwuiError::Unauthorized { .. }) => {
             r.fail("api key", format!("{e}: set [open_webui] api_key"));
@@ -537,6 +537,7 @@ async fn open_webui(r: &mut Report, config: &Config) {
             return;
         }
     };
+    let role = me.role.clone();
     for p in &config.pipelines {
         let Some(target) = &p.knowledge else { continue };
         let name = format!("knowledge base for {}", p.name);
@@ -553,18 +554,18 @@ async fn open_webui(r: &mut Report, config: &Config) {
                 }
             },
             KnowledgeTarget::Name { name: kb_name, .. } => {
-                match client.list_knowledge().await {
-                    Ok(all) => {
-                        let mut matching: Vec<_> =
-                            all.into_iter().filter(|k| k.name == *kb_name).collect();
-                        matching.sort_by_key(|k| (k.created_at, k.id.clone()));
-                        match matching.into_iter().next() {
+                match client.find_knowledge_by_name(kb_name, &me).await {
+                    Ok(found) => {
+                        match found {
                             Some(kb) => Some(kb),
                             None if role == "admin" || role == "user" => {
                                 r.ok(
                                     name,
                                     format!(
-                                        "{kb_name:?} does not exist yet; the first run creates it"
+                                        "{kb_name:?} does not exist yet for user {} (a base of \
+                                         that name another user owns is not used by name: give \
+                                         [knowledge] id for it); the first run creates it",
+                                        me.name
                                     ),
                                 );
                                 continue;
@@ -583,10 +584,15 @@ async fn open_webui(r: &mut Report, config: &Config) {
             }
         };
         let Some(kb) = found else { continue };
+        let whose = match &kb.user_id {
+            Some(owner) if *owner == me.id => "yours",
+            Some(_) => "another user's, shared with you",
+            None => "owner not reported",
+        };
         match write_access(config, &s.url, s.api_key.expose(), &kb.id).await {
             Ok(Some(true)) => r.ok(
                 name,
-                format!("{:?} ({}) exists and is writable", kb.name, kb.id),
+                format!("{:?} ({}, {whose}) exists and is writable", kb.name, kb.id),
             ),
             Ok(Some(false)) => r.fail(
                 name,

@@ -155,6 +155,8 @@ pub struct FakeFile {
 #[derive(Clone, Debug)]
 struct FakeKnowledge {
     id: String,
+    /// The owner: the key's user (`fake-user`) unless made by [`FakeHandle::add_knowledge_of`].
+    user_id: String,
     name: String,
     description: String,
     created_at: i64,
@@ -255,6 +257,28 @@ impl FakeHandle {
     /// ignored, as older servers did.
     pub fn set_version(&self, version: &str) {
         self.shared.lock().version = version.to_owned();
+    }
+
+    /// A knowledge base named `name` that another user owns (an admin's key
+    /// lists it, writable); made a second before any the key makes now, so it
+    /// is the oldest of its name. Returns its id.
+    pub fn add_knowledge_of(&self, user_id: &str, name: &str) -> String {
+        let mut inner = self.shared.lock();
+        inner.next_seq += 1;
+        let kb = FakeKnowledge {
+            id: format!("fake-kb-{:06}", inner.next_seq),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            created_at: now_secs() - 1,
+            files: Vec::new(),
+            vectors: Vec::new(),
+            dirs: BTreeMap::new(),
+            file_dirs: HashMap::new(),
+        };
+        let id = kb.id.clone();
+        inner.knowledge.insert(id.clone(), kb);
+        id
     }
 
     /// All stored files.
@@ -481,7 +505,7 @@ fn file_json(file: &FakeFile) -> Value {
 fn knowledge_json(kb: &FakeKnowledge, files: Option<&BTreeMap<String, FakeFile>>) -> Value {
     let mut value = json!({
         "id": kb.id,
-        "user_id": "fake-user",
+        "user_id": kb.user_id,
         "name": kb.name,
         "description": kb.description,
         "meta": null,
@@ -1029,6 +1053,7 @@ async fn create_knowledge(State(shared): AppState, headers: HeaderMap, body: Byt
     inner.next_seq += 1;
     let kb = FakeKnowledge {
         id: format!("fake-kb-{:06}", inner.next_seq),
+        user_id: "fake-user".to_owned(),
         name: name.to_owned(),
         description: description.to_owned(),
         created_at: now_secs(),
