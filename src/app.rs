@@ -111,6 +111,7 @@ impl App {
             ) => {
                 let options = ServerOptions {
                     adoptable: ledger.written_collections()?,
+                    instance: Some(instance_id(&dir).map_err(io)?),
                     ..options.clone()
                 };
                 Arc::new(QdrantStore::connect(
@@ -293,9 +294,48 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// This installation's id: `<state_dir>/instance`, made once (a random UUID)
+/// and kept. It tells this installation's collections on a shared Qdrant
+/// server from another's with the same pipeline names.
+pub fn instance_id(state_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = state_dir.join("instance");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_instance_id(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold an instance id", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    // Written whole or not at all: a torn file would give a new id next time.
+    let tmp = state_dir.join("instance.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+fn is_instance_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = instance_id(dir.path()).unwrap();
+        assert!(is_instance_id(&first));
+        assert_eq!(instance_id(dir.path()).unwrap(), first);
+        std::fs::write(dir.path().join("instance"), "garbage").unwrap();
+        assert!(instance_id(dir.path()).is_err());
+    }
 
     /// A config with an `[open_webui]` key and a pipeline publishing through it.
     fn config_with_key(dir: &std::path::Path, key: &str) -> Config {

@@ -439,6 +439,57 @@ async fn an_unmarked_collection_the_ledger_records_is_adopted_only_when_its_poin
     raw.delete_collection(real.as_str()).await.unwrap();
 }
 
+/// Two installations (two state directories) with the same pipeline on one
+/// server: the second is refused the first's collection instead of sharing it
+/// (their reconciles would delete each other's points), and the first's points
+/// stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_installation_is_refused_the_collection() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let collection = unique("twice");
+    let install = || async {
+        let env = BinEnv::new(Duration::ZERO).await;
+        use_server(&env, &url);
+        let pipeline = env.dir.path().join("pipelines/docs.toml");
+        let toml = std::fs::read_to_string(&pipeline).unwrap();
+        std::fs::write(
+            &pipeline,
+            format!("{toml}[qdrant]\ncollection = \"{collection}\"\n"),
+        )
+        .unwrap();
+        env
+    };
+    let first = install().await;
+    write_many(&first.docs(), "a", 3);
+    let out = ragd_index(&first).output().unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+
+    let second = install().await;
+    write_many(&second.docs(), "b", 2);
+    let out = ragd_index(&second).output().unwrap();
+    assert!(!out.status.success(), "{}", report(&out));
+    assert!(
+        report(&out).contains("another ragd installation"),
+        "{}",
+        report(&out)
+    );
+
+    let store = QdrantStore::connect(&url, key.clone(), &ServerOptions::default()).unwrap();
+    let ledger = Ledger::open(&first.state_dir().join("ledger.sqlite")).unwrap();
+    assert_collection_matches_ledger(&store, &collection, &ledger, 3).await;
+    // The first installation goes on as before.
+    write_many(&first.docs(), "c", 1);
+    drop(ledger);
+    let out = ragd_index(&first).output().unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    let real = store.resolve_alias(&collection).await.unwrap();
+    let _ = store
+        .delete_collection(real.as_deref().unwrap_or(&collection))
+        .await;
+}
+
 /// The layout settings reach the server, and `pipeline` gets a tenant index.
 #[tokio::test]
 async fn collections_get_the_configured_layout_and_a_tenant_index() {

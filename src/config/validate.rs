@@ -312,8 +312,9 @@ pub fn validate(
                     crate::store::qdrant::DEFAULT_TIMEOUT_SECS,
                 )),
                 layout,
-                // Filled from the ledger when the app opens.
+                // Filled from the ledger and the state directory when the app opens.
                 adoptable: Default::default(),
+                instance: None,
             };
             let retry = Duration::from_secs(
                 daemon

@@ -218,6 +218,16 @@ pub enum StoreError {
          on the server's REST port"
     )]
     Foreign { collection: String },
+    /// The collection is ragd's, but another ragd installation's (another state
+    /// directory): two installations in one collection would delete each
+    /// other's points in their reconciles.
+    #[error(
+        "collection {collection:?} belongs to another ragd installation (another state directory), \
+         so this one does not touch it: give the pipeline another `[qdrant] collection`; if it is \
+         this installation's own from before its state directory was lost, delete the collection \
+         and index again"
+    )]
+    OtherInstallation { collection: String },
     /// An existing collection whose vectors ragd cannot use.
     #[error("collection {collection:?} cannot hold ragd's vectors: {detail}")]
     Incompatible { collection: String, detail: String },

@@ -50,6 +50,10 @@ const INDEXED_FIELDS: [(&str, bool); 2] = [("pipeline", true), ("path", false)];
 /// every Qdrant version. Current Qdrant also gets [`OWNER_METADATA`].
 pub const OWNER_FIELD: &str = "ragd_owned";
 
+/// The second mark: which installation (state directory) a collection is,
+/// `ragd_instance_<id>` (a keyword index, so it works on every version).
+pub const INSTANCE_FIELD_PREFIX: &str = "ragd_instance_";
+
 /// `(key, value)` of the collection metadata ragd writes on Qdrant 1.16+.
 const OWNER_METADATA: (&str, &str) = ("created_by", "ragd");
 
@@ -86,6 +90,10 @@ pub struct ServerOptions {
     /// is marked once its points prove to be ragd's (see [`ADOPT_SAMPLE`]).
     /// Any other unmarked collection stays refused.
     pub adoptable: std::collections::BTreeSet<String>,
+    /// This installation's id (its state directory's). Collections it claims
+    /// get its mark, and one marked by another installation is refused. `None`
+    /// (tools, tests reading a server) claims nothing and checks no instance.
+    pub instance: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -94,6 +102,7 @@ impl Default for ServerOptions {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             layout: Layout::default(),
             adoptable: Default::default(),
+            instance: None,
         }
     }
 }
@@ -148,6 +157,7 @@ pub struct QdrantStore {
     creating: std::sync::Mutex<std::collections::HashSet<String>>,
     layout: Layout,
     adoptable: std::collections::BTreeSet<String>,
+    instance: Option<String>,
 }
 
 impl QdrantStore {
@@ -200,6 +210,7 @@ impl QdrantStore {
             creating: Default::default(),
             layout: options.layout.clone(),
             adoptable: options.adoptable.clone(),
+            instance: options.instance.clone(),
         })
     }
 
@@ -256,6 +267,59 @@ impl QdrantStore {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Make sure `real` (what `name` resolves to) is ragd's and this
+    /// installation's, marking it where that is proven, or refuse it:
+    ///
+    /// 1. ragd's at all ([`OWNER_FIELD`]): marked when this store just created
+    ///    it, or when an older ragd did (the ledger records writing into it and
+    ///    its points carry ragd-derived ids); otherwise [`StoreError::Foreign`].
+    /// 2. this installation's ([`INSTANCE_FIELD_PREFIX`]): marked when it
+    ///    carries no installation's mark yet and this store created it, the
+    ///    ledger records it, or it is empty (a creation that stopped before
+    ///    its marks); another installation's is [`StoreError::OtherInstallation`].
+    async fn claim(&self, name: &str, real: &str, info: &CollectionInfo) -> Result<(), StoreError> {
+        let created_here = self
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(real);
+        let recorded = self.adoptable.contains(name) || self.adoptable.contains(real);
+        if !owned(info) {
+            if created_here {
+                self.create_keyword_index(real, OWNER_FIELD, false).await?;
+            } else if recorded && self.points_are_ragds(real).await? {
+                tracing::info!(
+                    collection = %real,
+                    "marking a collection an older ragd created (the ledger records writing into it and its point ids are ragd's)"
+                );
+                self.create_keyword_index(real, OWNER_FIELD, false).await?;
+            } else {
+                return Err(StoreError::Foreign {
+                    collection: real.to_owned(),
+                });
+            }
+        }
+        let Some(me) = &self.instance else {
+            return Ok(());
+        };
+        let marks = instances(info);
+        if marks.iter().any(|m| m == me) {
+            return Ok(());
+        }
+        if marks.is_empty() && (created_here || recorded || self.is_empty(real).await?) {
+            return self
+                .create_keyword_index(real, &format!("{INSTANCE_FIELD_PREFIX}{me}"), false)
+                .await;
+        }
+        Err(StoreError::OtherInstallation {
+            collection: real.to_owned(),
+        })
+    }
+
+    async fn is_empty(&self, collection: &str) -> Result<bool, StoreError> {
+        Ok(self.count(collection, &PointFilter::default()).await? == 0)
     }
 
     /// Whether the first [`ADOPT_SAMPLE`] points of `collection` all carry
@@ -377,25 +441,7 @@ impl VectorStore for QdrantStore {
             .info(&real)
             .await?
             .ok_or_else(|| StoreError::NoSuchCollection(real.clone()))?;
-        let ours = self
-            .creating
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&real);
-        if ours && !owned(&info) {
-            self.create_keyword_index(&real, OWNER_FIELD, false).await?;
-        } else if !owned(&info)
-            && (self.adoptable.contains(collection) || self.adoptable.contains(&real))
-            && self.points_are_ragds(&real).await?
-        {
-            tracing::info!(
-                collection = %real,
-                "marking a collection an older ragd created (the ledger records writing into it and its point ids are ragd's)"
-            );
-            self.create_keyword_index(&real, OWNER_FIELD, false).await?;
-        } else {
-            check_owned(&real, &info)?;
-        }
+        self.claim(collection, &real, &info).await?;
         let (existing, distance) = vectors_of(&real, &info)?;
         if distance != Distance::Cosine {
             return Err(StoreError::Incompatible {
@@ -630,8 +676,15 @@ impl VectorStore for QdrantStore {
         let Some(info) = self.info(&real).await? else {
             return Ok(false);
         };
-        // Somebody else's data on a shared server is never ragd's to drop.
+        // Somebody else's data on a shared server is never ragd's to drop, nor
+        // another installation's.
         check_owned(&real, &info)?;
+        if let Some(me) = &self.instance {
+            let marks = instances(&info);
+            if !marks.is_empty() && !marks.contains(me) {
+                return Err(StoreError::OtherInstallation { collection: real });
+            }
+        }
         let response = self
             .client
             .delete_collection(real.as_str())
@@ -746,6 +799,15 @@ fn owned(info: &CollectionInfo) -> bool {
         })
         == Some(OWNER_METADATA.1);
     by_metadata || info.payload_schema.contains_key(OWNER_FIELD)
+}
+
+/// The installations whose mark `info` carries.
+fn instances(info: &CollectionInfo) -> Vec<String> {
+    info.payload_schema
+        .keys()
+        .filter_map(|k| k.strip_prefix(INSTANCE_FIELD_PREFIX))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn check_owned(collection: &str, info: &CollectionInfo) -> Result<(), StoreError> {
