@@ -15,6 +15,7 @@ use crate::extract::isolate::{
     IsolationLimits, default_worker_exe,
 };
 use crate::extract::{DEFAULT_OCR_DPI, DEFAULT_OCR_MAX_PAGES, OcrMode, OcrSettings};
+use crate::open_webui::access::{AccessRule, Permission, Principal};
 
 /// Default embedding endpoint: a local Ollama.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -177,6 +178,9 @@ pub struct PipelineConfig {
     /// Whether the knowledge base mirrors the folder's tree as directories
     /// (`[knowledge] directories`, default true; servers without them stay flat).
     pub kb_directories: bool,
+    /// `[knowledge] access`: who may read or write the base; `None` leaves its
+    /// access alone.
+    pub kb_access: Option<Vec<AccessRule>>,
     pub schedule: Option<cron::Schedule>,
     /// When to rebuild into a new collection behind the alias (`ragd run`).
     pub reindex_schedule: Option<cron::Schedule>,
@@ -667,6 +671,11 @@ fn validate_pipeline(
         .as_ref()
         .and_then(|k| k.directories)
         .unwrap_or(true);
+    let kb_access = raw
+        .knowledge
+        .as_ref()
+        .and_then(|k| k.access.as_ref())
+        .map(|list| access_rules(errs, list));
     let knowledge = raw.knowledge.and_then(|k| {
         if !have_open_webui {
             errs.push("knowledge", "needs an [open_webui] section in ragd.toml");
@@ -756,11 +765,56 @@ fn validate_pipeline(
         collection,
         knowledge,
         kb_directories,
+        kb_access,
         schedule,
         reindex_schedule,
         watch,
         settle,
     })
+}
+
+/// `[knowledge] access` entries: each names one user or one group, and `read` or
+/// `write`. Names are checked against the server by `ragd doctor` and each sync.
+fn access_rules(errs: &mut Errors, list: &[RawAccess]) -> Vec<AccessRule> {
+    let mut rules = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        let key = format!("knowledge.access[{i}]");
+        let principal = match (&a.user, &a.group) {
+            (Some(u), None) if !u.trim().is_empty() => Principal::User(u.trim().to_owned()),
+            (None, Some(g)) if !g.trim().is_empty() => Principal::Group(g.trim().to_owned()),
+            (Some(_), Some(_)) => {
+                errs.push(&key, "give either user or group, not both");
+                continue;
+            }
+            _ => {
+                errs.push(&key, "needs user = \"…\" or group = \"…\"");
+                continue;
+            }
+        };
+        let permission = match a.permission.as_deref() {
+            Some("read") => Permission::Read,
+            Some("write") => Permission::Write,
+            Some(other) => {
+                errs.push(
+                    &format!("{key}.permission"),
+                    &format!("{other:?}: must be \"read\" or \"write\""),
+                );
+                continue;
+            }
+            None => {
+                errs.push(
+                    &format!("{key}.permission"),
+                    "required: \"read\" or \"write\"",
+                );
+                continue;
+            }
+        };
+        rules.push(AccessRule {
+            principal,
+            permission,
+        });
+    }
+    rules
 }
 
 fn cron_key(errs: &mut Errors, key: &str, text: Option<String>) -> Option<cron::Schedule> {

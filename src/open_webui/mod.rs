@@ -5,16 +5,19 @@
 //!   status, with retries of transient failures inside.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
+//! - [`access`]: [`access::keep_access`], who may read or write a knowledge base, kept
+//!   equal to `[knowledge] access`.
 //! - [`tree`]: [`tree::Place`], where a file sits in a knowledge base's directory tree.
 
+pub mod access;
 pub mod client;
 pub mod error;
 pub mod filename;
 pub mod tree;
 
 pub use client::{
-    FileInfo, FileStatus, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
-    ProcessOutcome, RetryPolicy, ServerVersion, SyncDiff, Whoami,
+    FileInfo, FileStatus, GroupInfo, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
+    ProcessOutcome, RetryPolicy, ServerVersion, SyncDiff, UserInfo, Whoami,
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;

@@ -31,7 +31,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 
-use super::tree::{Place, ancestry, folder_renames, split_dir};
+use super::tree::{Place, ancestry, folder_renames, split_dir, upload_names};
 use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::document::sha256_hex;
@@ -68,6 +68,8 @@ pub enum PublishError {
         source: OwuiError,
     },
     #[error(transparent)]
+    Access(#[from] super::access::AccessError),
+    #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
 
@@ -89,6 +91,9 @@ pub struct PublishSummary {
     /// (`file/move` and/or a rename; nothing is processed again): moved or
     /// renamed files, and files of a base published flat by an older ragd.
     pub placed: usize,
+    /// Linked files uploaded again because their bytes changed but not their
+    /// text ([`Action::Replace`]): Open WebUI's folder sync compares bytes.
+    pub replaced: usize,
     /// Knowledge-base directories created, and removed once emptied.
     pub dirs_created: usize,
     pub dirs_removed: usize,
@@ -107,6 +112,8 @@ pub struct PublishSummary {
     pub postponed: usize,
     /// `(path, reason)` of the failures and deferrals.
     pub problems: Vec<(String, String)>,
+    /// The base's access was changed to match `[knowledge] access`.
+    pub access_updated: bool,
 }
 
 /// Whether a sync lists the knowledge base to check it (see
@@ -199,6 +206,16 @@ enum Action {
         row: KbRecord,
         to: String,
     },
+    /// A linked file whose bytes changed but not its text: Open WebUI keeps the
+    /// bytes hash of the upload (`meta.file_hash`), which its folder sync
+    /// (`sync/diff`) compares with the folder's file, and has no route that
+    /// changes it. So the upload is replaced: removed first (the server refuses
+    /// a second file of one text), then the new bytes uploaded. Only on servers
+    /// with that sync (0.12, [`OpenWebUi::supports_directories`]).
+    Replace {
+        row: KbRecord,
+        file: Box<FileRecord>,
+    },
 }
 
 /// The outcome of one action, applied to the summary afterwards.
@@ -210,6 +227,7 @@ struct Outcome {
     adopted: usize,
     moved: usize,
     placed: usize,
+    replaced: usize,
     dirs_created: usize,
     failed: Option<String>,
     deferred: Option<String>,
@@ -297,6 +315,11 @@ impl Publisher {
         };
         let kb = self.knowledge_id().await?;
         let mut summary = PublishSummary::default();
+        // Access first: files published to a base whose access is not yet what
+        // the configuration says would be seen by the wrong people meanwhile.
+        if let Some(rules) = &pipeline.kb_access {
+            summary.access_updated = super::access::keep_access(&self.client, &kb, rules).await?;
+        }
 
         // A server that renames files makes a moved-and-renamed file a move too.
         let renames = self.client.supports_directories();
@@ -312,6 +335,7 @@ impl Publisher {
         let (moves, actions): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Move { .. }));
+        // A replacement removes its old upload itself, then publishes.
         let (removes, publishes): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Remove(_)));
@@ -388,6 +412,7 @@ impl Publisher {
             summary.removed += o.removed;
             summary.adopted += o.adopted;
             summary.moved += o.moved;
+            summary.replaced += o.replaced;
             summary.dirs_created += o.dirs_created;
             if let Some(why) = o.failed {
                 summary.failed += 1;
@@ -419,6 +444,16 @@ impl Publisher {
         match action {
             Action::Remove(row) => self.remove(row, ledger).await,
             Action::Publish { file, prev } => self.publish(*file, prev, pipeline, ledger, kb).await,
+            Action::Replace { row, file } => {
+                let removed = self.remove(row, ledger).await?;
+                if removed.deferred.is_some() {
+                    return Ok(removed);
+                }
+                let mut out = self.publish(*file, None, pipeline, ledger, kb).await?;
+                out.removed += removed.removed;
+                out.replaced = 1;
+                Ok(out)
+            }
             Action::Move { row, to } => {
                 // The upload stays where it is until `place_files` moves it.
                 let at = Place::recorded(row.kb_path.as_deref(), &row.path).kb_path();
@@ -615,6 +650,7 @@ impl Publisher {
                         r.old_file_id.clone()
                     },
                     file_id: None,
+                    file_hash: None,
                     content_hash: hash.clone(),
                     state: KbState::Uploading,
                     error_kind: None,
@@ -721,6 +757,7 @@ impl Publisher {
                 tracing::warn!(file_id = %id, error = %e, "could not delete a refused upload");
             }
             out.adopted += 1;
+            row.file_hash = found.file_hash.clone();
             row.file_id = Some(found.id);
             row.state = KbState::Uploaded;
             row.kb_path = Some(UNKNOWN_PLACE.to_owned());
@@ -790,6 +827,7 @@ impl Publisher {
             };
             if let Some(found) = adopted {
                 out.adopted += 1;
+                row.file_hash = found.file_hash.clone();
                 row.file_id = Some(found.id);
                 row.kb_path = Some(UNKNOWN_PLACE.to_owned());
             } else {
@@ -852,19 +890,30 @@ impl Publisher {
                     auto_linked = true;
                 }
                 out.uploads += 1;
+                // Uploaded under a name a multipart header can carry; renamed
+                // to its own by `place_files` when that differs.
+                let upload_name = sanitize_filename(&file.path);
                 match self
                     .client
-                    .upload_file(&place.name, bytes, metadata, true)
+                    .upload_file(&upload_name, bytes, metadata, true)
                     .await
                 {
                     Ok(info) => {
                         failpoint::hit("kb.after_upload");
                         row.file_id = Some(info.id);
+                        row.file_hash = Some(file.file_hash.clone());
                         // `file/add` (older servers) links at the root.
-                        row.kb_path = Some(match dir {
-                            Some(_) if auto_linked => place.kb_path(),
-                            _ => place.name.clone(),
-                        });
+                        let linked_in = match dir {
+                            Some(_) if auto_linked => place.dir,
+                            _ => String::new(),
+                        };
+                        row.kb_path = Some(
+                            Place {
+                                dir: linked_in,
+                                name: upload_name,
+                            }
+                            .kb_path(),
+                        );
                     }
                     Err(e) => return Ok(Step::Refused(e)),
                 }
@@ -1278,10 +1327,11 @@ impl Publisher {
         row: &KbRecord,
         except: Option<&str>,
     ) -> Result<Vec<FileInfo>, OwuiError> {
-        Ok(self
-            .client
-            .find_files_by_name(&sanitize_filename(&row.path))
-            .await?
+        let mut found = Vec::new();
+        for name in upload_names(&row.path) {
+            found.extend(self.client.find_files_by_name(&name).await?);
+        }
+        Ok(found
             .into_iter()
             .filter(|f| {
                 let marker = f.metadata.get(MARKER);
@@ -1331,10 +1381,13 @@ impl Publisher {
         except: Option<&str>,
     ) -> Result<Option<FileInfo>, OwuiError> {
         let marker = marker(pipeline, path, content_hash, kb);
-        let mut found = self
-            .client
-            .find_files_by_name(&sanitize_filename(path))
-            .await?
+        // Under the name it was uploaded under, or (placed, then the row
+        // lost) its own.
+        let mut listed = Vec::new();
+        for name in upload_names(path) {
+            listed.extend(self.client.find_files_by_name(&name).await?);
+        }
+        let mut found = listed
             .into_iter()
             .filter(|f| f.metadata.get(MARKER) == Some(&marker))
             .filter(|f| Some(f.id.as_str()) != except);
@@ -1669,7 +1722,7 @@ fn is_refused_copy(a: &Action) -> bool {
 
 fn publish_text(a: &Action) -> Option<&str> {
     match a {
-        Action::Publish { file, .. } => file.content_hash.as_deref(),
+        Action::Publish { file, .. } | Action::Replace { file, .. } => file.content_hash.as_deref(),
         Action::Remove(_) | Action::Move { .. } => None,
     }
 }
@@ -1776,6 +1829,22 @@ fn plan(
             {
                 refused.push((file, r));
             }
+            // Same text, other bytes, on a server whose folder sync compares
+            // bytes: the upload is replaced. A row that does not know its
+            // upload's bytes (written before they were kept) is taken as current.
+            Some(r)
+                if renames
+                    && r.content_hash == hash
+                    && r.state == KbState::Linked
+                    && r.old_file_id.is_none()
+                    && r.file_id.is_some()
+                    && r.file_hash.as_ref().is_some_and(|h| *h != file.file_hash) =>
+            {
+                publishes.push(Action::Replace {
+                    row: r,
+                    file: Box::new(file),
+                });
+            }
             // Done — unless a crash left the replaced version to remove.
             Some(r)
                 if r.content_hash == hash
@@ -1796,13 +1865,13 @@ fn plan(
     let mut actions = pair_moves(removes, publishes, &fresh, kb, renames);
     let first_publish = actions
         .iter()
-        .position(|a| matches!(a, Action::Publish { .. }))
+        .position(|a| matches!(a, Action::Publish { .. } | Action::Replace { .. }))
         .unwrap_or(actions.len());
     // `finish` sorts the publishes and expects them last.
     debug_assert!(
         actions[first_publish..]
             .iter()
-            .all(|a| matches!(a, Action::Publish { .. }))
+            .all(|a| matches!(a, Action::Publish { .. } | Action::Replace { .. }))
     );
     actions.shrink_to_fit();
     Planned { actions, refused }
@@ -1901,7 +1970,7 @@ impl Planned {
             .iter()
             .filter_map(|a| match a {
                 Action::Remove(r) => Some(r.path.as_str()),
-                Action::Publish { .. } | Action::Move { .. } => None,
+                Action::Publish { .. } | Action::Move { .. } | Action::Replace { .. } => None,
             })
             .collect();
         let texts: HashSet<&str> = refused
@@ -1929,7 +1998,7 @@ impl Planned {
         // Publishes in path order, after the removals.
         let first_publish = actions
             .iter()
-            .position(|a| matches!(a, Action::Publish { .. }))
+            .position(|a| matches!(a, Action::Publish { .. } | Action::Replace { .. }))
             .unwrap_or(actions.len());
         actions[first_publish..].sort_by(|a, b| action_path(a).cmp(action_path(b)));
         actions
@@ -1939,7 +2008,7 @@ impl Planned {
 fn action_path(a: &Action) -> &str {
     match a {
         Action::Remove(r) => &r.path,
-        Action::Publish { file, .. } => &file.path,
+        Action::Publish { file, .. } | Action::Replace { file, .. } => &file.path,
         Action::Move { to, .. } => to,
     }
 }
@@ -1996,8 +2065,29 @@ mod tests {
             Action::Remove(r) => ("remove", r.path.clone()),
             Action::Publish { file, .. } => ("publish", file.path.clone()),
             Action::Move { row, to } => ("move", format!("{} -> {to}", row.path)),
+            Action::Replace { file, .. } => ("replace", file.path.clone()),
         })
         .collect()
+    }
+
+    /// Same text, other bytes: replaced where Open WebUI's folder sync compares
+    /// bytes (0.12); left alone on older servers, and when the row does not know
+    /// what its upload was made from.
+    #[test]
+    fn a_byte_only_change_replaces_the_upload_where_the_folder_sync_compares_bytes() {
+        let uploaded_from = |h: Option<&str>| KbRecord {
+            file_hash: h.map(str::to_owned),
+            ..row("a.md", "t", KbState::Linked)
+        };
+        // `file()`'s bytes hash is "bytes".
+        let changed = || vec![file("a.md", "t")];
+        assert_eq!(
+            planned_with(changed(), vec![uploaded_from(Some("older"))], true),
+            [("replace", "a.md".to_owned())]
+        );
+        assert!(planned_with(changed(), vec![uploaded_from(Some("older"))], false).is_empty());
+        assert!(planned_with(changed(), vec![uploaded_from(Some("bytes"))], true).is_empty());
+        assert!(planned_with(changed(), vec![uploaded_from(None)], true).is_empty());
     }
 
     #[test]
