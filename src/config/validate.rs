@@ -1267,4 +1267,65 @@ mod tests {
         assert!(keys.contains(&"reindex_schedule"));
         assert!(keys.contains(&"knowledge"));
     }
+
+    #[test]
+    fn knowledge_access_names_one_user_or_group_and_read_or_write() {
+        let daemon: RawDaemon =
+            toml::from_str("[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key = \"sk-k\"\n")
+                .unwrap();
+        let good = pipeline(
+            "sources = [\"d\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n\
+             access = [{ group = \"Staff\", permission = \"read\" }, \
+             { user = \"ana@example.com\", permission = \"write\" }]\n",
+        );
+        let c = validate(
+            Path::new("ragd.toml"),
+            daemon,
+            vec![("x.toml".into(), good)],
+            &no_files,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pipelines[0].kb_access.as_deref(),
+            Some(
+                &[
+                    AccessRule {
+                        principal: Principal::Group("Staff".into()),
+                        permission: Permission::Read,
+                    },
+                    AccessRule {
+                        principal: Principal::User("ana@example.com".into()),
+                        permission: Permission::Write,
+                    },
+                ][..]
+            )
+        );
+
+        let daemon: RawDaemon =
+            toml::from_str("[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key = \"sk-k\"\n")
+                .unwrap();
+        let bad = pipeline(
+            "sources = [\"d\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n\
+             access = [{ user = \"a\", group = \"g\", permission = \"read\" }, \
+             { permission = \"read\" }, { group = \"g\", permission = \"admin\" }, \
+             { group = \"g\" }]\n",
+        );
+        let errs = validate(
+            Path::new("ragd.toml"),
+            daemon,
+            vec![("x.toml".into(), bad)],
+            &no_files,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "knowledge.access[0]",
+                "knowledge.access[1]",
+                "knowledge.access[2].permission",
+                "knowledge.access[3].permission"
+            ]
+        );
+    }
 }
