@@ -188,7 +188,7 @@ pub struct KbRecord {
     pub error: Option<String>,
     pub attempts: u32,
     /// Where the file sits in the knowledge base (`dir/name`, see
-    /// [`crate::open_webui::tree::Place`]) as ragd last put it; `None` for a row
+    /// [`crate::publish::tree::Place`]) as ragd last put it; `None` for a row
     /// written before directories (at the root under its upload name).
     pub kb_path: Option<String>,
     /// SHA-256 of the bytes `file_id` was uploaded from (Open WebUI's

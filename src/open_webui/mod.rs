@@ -1,5 +1,5 @@
-//! Open WebUI: the HTTP client ragd registers files with, and (on top of it) the
-//! knowledge-base publish flow.
+//! Open WebUI: the typed HTTP client ragd registers files with and its errors. The
+//! knowledge-base publish flow built on it is [`crate::publish`].
 //!
 //! - [`client`]: [`OpenWebUi`], a typed client for files, knowledge bases and processing
 //!   status, with retries of transient failures inside.
@@ -7,13 +7,11 @@
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
 //! - [`access`]: [`access::keep_access`], who may read or write a knowledge base, kept
 //!   equal to `[knowledge] access`.
-//! - [`tree`]: [`tree::Place`], where a file sits in a knowledge base's directory tree.
 
 pub mod access;
 pub mod client;
 pub mod error;
 pub mod filename;
-pub mod tree;
 
 pub use client::{
     FileInfo, FileStatus, GroupInfo, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
@@ -21,4 +19,3 @@ pub use client::{
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;
-pub mod publish;

@@ -12,9 +12,9 @@ use serde::Serialize;
 use super::{OpsError, View};
 use crate::config::PipelineConfig;
 use crate::ledger::Ledger;
-use crate::open_webui::tree::Place;
 use crate::pipeline::moves::take_moves;
 use crate::pipeline::plan::{self, Reason};
+use crate::publish::tree::Place;
 use crate::triggers::scan;
 
 /// What will happen to one file.

@@ -11,7 +11,7 @@ use super::{OpsError, View, human_age, human_bytes, human_time};
 use crate::config::QdrantSettings;
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::ledger::{FileState, KbState, RunRecord};
-use crate::open_webui::tree::Place;
+use crate::publish::tree::Place;
 use crate::store::edge::{DiskUsage, disk_usage};
 
 /// Example paths shown per failure kind.

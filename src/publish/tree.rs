@@ -7,7 +7,7 @@
 //! A pipeline's relative path is already the tree to mirror: with several sources it
 //! starts with the source's label, so each source gets one top-level directory.
 
-use super::sanitize_filename;
+use crate::open_webui::sanitize_filename;
 
 /// A file's place in a knowledge base: a directory path (`""` is the root) and a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
