@@ -21,7 +21,11 @@
 //!   default) and `qdrant` (a Qdrant server over gRPC).
 //! - [`http`]: the one way HTTP clients are made (no redirects, trusted CAs)
 //!   and answers read (capped, URLs shown without credentials).
-//! - [`open_webui`]: the Open WebUI client and the knowledge-base publish flow.
+//! - [`open_webui`]: the typed Open WebUI client (files, knowledge bases,
+//!   directories, access) and its errors.
+//! - [`publish`]: the stage after the ledger — the knowledge base kept equal to the
+//!   folder (plan from the ledger, write-ahead upload states, lost-upload recovery,
+//!   the verify sweep, the directory tree).
 //! - [`ledger`]: the SQLite record of every file's state; what makes reruns free
 //!   and restarts safe.
 //! - [`daemon`]: `ragd run` — the supervisor, one worker per pipeline, graceful
@@ -51,6 +55,7 @@ pub mod ledger;
 pub mod open_webui;
 pub mod ops;
 pub mod pipeline;
+pub mod publish;
 pub mod server;
 pub mod store;
 pub mod telemetry;

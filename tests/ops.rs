@@ -535,3 +535,79 @@ fn docker_config_validates_as_mounted() {
     assert!(config.open_webui.is_some());
     assert_eq!(config.listen.to_string(), "0.0.0.0:9321");
 }
+
+/// `ragd plan` names where each change lands in the knowledge base (and where
+/// a moved file sits now); `ragd status` counts the linked files where the
+/// folder has them and names those that are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_status_show_each_files_place_in_the_knowledge_base() {
+    let env = Install::new(true).await;
+    env.write("guide/intro.md", "# Intro\n\nWombats dig long burrows.\n");
+    env.write("guide/deep/setup.md", "# Setup\n\nPlatypus lay eggs.\n");
+    env.write("top.md", "# Top\n\nEchidnas eat ants.\n");
+
+    let first = env.ragd(&["plan"]).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(
+        first.stdout,
+        "pipeline docs: 3 add (0 unchanged)\n\
+         \x20 add     guide/deep/setup.md  [knowledge base: guide/deep/setup.md]\n\
+         \x20 add     guide/intro.md  [knowledge base: guide/intro.md]\n\
+         \x20 add     top.md  [knowledge base: top.md]\n"
+    );
+    let index = env.ragd(&["index"]).await;
+    assert_eq!(index.code, 0, "{}{}", index.stdout, index.stderr);
+
+    let s = env.ragd(&["status"]).await.stdout;
+    assert!(
+        s.contains(
+            "kb tree:   3 of 3 linked files where the folder has them, in 2 directories (2 made by ragd)"
+        ),
+        "{s}"
+    );
+
+    // A move into another folder under a new name, and a deletion.
+    std::fs::create_dir_all(env.docs().join("manual")).unwrap();
+    std::fs::rename(
+        env.docs().join("guide/intro.md"),
+        env.docs().join("manual/start.md"),
+    )
+    .unwrap();
+    std::fs::remove_file(env.docs().join("top.md")).unwrap();
+    let plan = env.ragd(&["plan"]).await;
+    assert_eq!(
+        plan.stdout,
+        "pipeline docs: 1 delete, 1 move (1 unchanged)\n\
+         \x20 move    manual/start.md (from guide/intro.md)  \
+         [knowledge base: manual/start.md, from guide/intro.md]\n\
+         \x20 delete  top.md  [knowledge base: top.md]\n"
+    );
+    let j = json(&env.ragd(&["plan", "--json"]).await);
+    let moved = &j["pipelines"][0]["changes"][0];
+    assert_eq!(moved["kb_path"], "manual/start.md");
+    assert_eq!(moved["kb_from"], "guide/intro.md");
+
+    // A linked file away from its place: status names it with both places.
+    // (The ledger is changed the way an older ragd left a flat base: at the
+    // root under its name.)
+    {
+        let ledger =
+            ragd::ledger::Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+        ledger
+            .set_kb_path("docs", "guide/deep/setup.md", "setup.md")
+            .unwrap();
+    }
+    let s = env.ragd(&["status"]).await.stdout;
+    assert!(
+        s.contains("kb tree:   2 of 3 linked files where the folder has them"),
+        "{s}"
+    );
+    assert!(
+        s.contains("guide/deep/setup.md: at setup.md, wanted at guide/deep/setup.md"),
+        "{s}"
+    );
+    let j = json(&env.ragd(&["status", "--json"]).await);
+    let kb = &j["pipelines"][0]["knowledge"];
+    assert_eq!(kb["unplaced"], 1);
+    assert_eq!(kb["unplaced_examples"][0]["kb_path"], "setup.md");
+}

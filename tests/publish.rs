@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ragd::ledger::{FileState, KbRecord, KbState};
 use ragd::open_webui::OwuiError;
-use ragd::open_webui::publish::Verify;
 use ragd::pipeline::{ReconcileOptions, RunOptions};
+use ragd::publish::Verify;
 use serde_json::json;
 
 use crate::support::env::TestEnv;

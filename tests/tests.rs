@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module is a group of tests; `support`
 //! holds the shared helpers and in-process servers.
 
+mod access;
 mod config;
 mod crash;
 mod daemon;

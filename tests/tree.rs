@@ -40,6 +40,12 @@ against_both!(
     flat_migrates
 );
 
+against_both!(
+    a_byte_only_change_leaves_the_folder_sync_nothing_to_do,
+    byte_only_change
+);
+against_both!(a_sanitized_upload_takes_its_own_name_in_the_base, own_names);
+
 /// Generous: a real server processes files in the background on a loaded box.
 const PROCESS_TIMEOUT_SECS: u64 = 120;
 
@@ -366,4 +372,76 @@ async fn each_source_is_a_top_level_directory() {
     let mut placed: Vec<String> = fake.knowledge_places(&kb_id).into_values().collect();
     placed.sort();
     assert_eq!(placed, ["docs/a.md", "docs/x/b.md", "more/y/c.md"]);
+}
+
+/// Same text, other bytes (CRLF line endings): ragd's index keeps the text, but
+/// Open WebUI keeps each upload's bytes hash, which its folder sync compares, and
+/// no route changes it. The upload is replaced (one upload; the old one removed
+/// first, since the server refuses a second file of one text), and then the
+/// browser's sync sees nothing to do.
+async fn byte_only_change(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("bytes"), PROCESS_TIMEOUT_SECS).await;
+    write_tree(&env, &["a.md", "docs/b.md"]);
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.linked, kb.failed), (2, 2, 0), "{kb:?}");
+    let c = client(url, key);
+    let kb_id = knowledge_id(&env).await;
+    assert_nothing_to_sync(&c, &kb_id, &env).await;
+    let before = places(&c, &kb_id).await;
+
+    let text = std::fs::read_to_string(env.docs().join("docs/b.md")).unwrap();
+    env.write("docs/b.md", text.replace('\n', "\r\n"));
+    let run = env.index().await;
+    assert_eq!(run.updated, 0, "the text did not change: {run:?}");
+    let kb = run.knowledge.unwrap();
+    assert_eq!(
+        (kb.replaced, kb.uploads, kb.linked, kb.removed, kb.failed),
+        (1, 1, 1, 1, 0),
+        "{kb:?}"
+    );
+    assert_nothing_to_sync(&c, &kb_id, &env).await;
+    let after = places(&c, &kb_id).await;
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(after["a.md"], before["a.md"], "the other file is untouched");
+    assert_ne!(after["docs/b.md"], before["docs/b.md"]);
+
+    // And once is enough.
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.replaced, kb.uploads), (0, 0), "{kb:?}");
+}
+
+/// Names ragd cannot send as they are in a multipart header (a quote), or
+/// shortens or trims (a leading dash or space, over 200 bytes): uploaded under
+/// the sanitized name, then renamed to the file's own (a rename, nothing
+/// processed again), so that Open WebUI's folder sync, which keys files by
+/// their own names, sees nothing to add or delete.
+async fn own_names(url: &str, key: &str) {
+    let env = TestEnv::with_knowledge(url, key, &unique("names"), PROCESS_TIMEOUT_SECS).await;
+    let long = format!("long/{}.md", "a".repeat(230));
+    let paths = [
+        "-draft.md",
+        "notes/say \"hi\".md",
+        "notes/ lead.md",
+        long.as_str(),
+        "plain.md",
+    ];
+    write_tree(&env, &paths);
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!(
+        (kb.uploads, kb.linked, kb.failed, kb.placed),
+        (5, 5, 0, 4),
+        "{kb:?}"
+    );
+    let c = client(url, key);
+    let kb_id = knowledge_id(&env).await;
+    assert_eq!(
+        places(&c, &kb_id).await.into_keys().collect::<Vec<_>>(),
+        sorted(&paths)
+    );
+    assert_nothing_to_sync(&c, &kb_id, &env).await;
+    let kb = env.index().await.knowledge.unwrap();
+    assert_eq!((kb.uploads, kb.placed), (0, 0), "{kb:?}");
 }

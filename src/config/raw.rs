@@ -237,4 +237,21 @@ pub struct RawKnowledge {
     /// Mirror the source folder's tree as the knowledge base's directories (Open WebUI
     /// 0.12+; default true). `false` keeps every file at the root, as ragd did before.
     pub directories: Option<bool>,
+    /// Who may read or write the knowledge base besides its owner, kept equal to this
+    /// list on every sync (grants not listed are removed). Left out, ragd leaves the
+    /// base's access alone; `[]` makes it private.
+    pub access: Option<Vec<RawAccess>>,
+}
+
+/// One entry of `[knowledge] access`: `{ group = "Staff", permission = "read" }` or
+/// `{ user = "ana@example.com", permission = "write" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    /// A user by e-mail address or display name.
+    pub user: Option<String>,
+    /// A group by name.
+    pub group: Option<String>,
+    /// `read` or `write` (which includes read).
+    pub permission: Option<String>,
 }

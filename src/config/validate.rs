@@ -15,6 +15,7 @@ use crate::extract::isolate::{
     IsolationLimits, default_worker_exe,
 };
 use crate::extract::{DEFAULT_OCR_DPI, DEFAULT_OCR_MAX_PAGES, OcrMode, OcrSettings};
+use crate::open_webui::access::{AccessRule, Permission, Principal};
 
 /// Default embedding endpoint: a local Ollama.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -189,6 +190,9 @@ pub struct PipelineConfig {
     /// Whether the knowledge base mirrors the folder's tree as directories
     /// (`[knowledge] directories`, default true; servers without them stay flat).
     pub kb_directories: bool,
+    /// `[knowledge] access`: who may read or write the base; `None` leaves its
+    /// access alone.
+    pub kb_access: Option<Vec<AccessRule>>,
     pub schedule: Option<cron::Schedule>,
     /// When to rebuild into a new collection behind the alias (`ragd run`).
     pub reindex_schedule: Option<cron::Schedule>,
@@ -704,6 +708,11 @@ fn validate_pipeline(
         .as_ref()
         .and_then(|k| k.directories)
         .unwrap_or(true);
+    let kb_access = raw
+        .knowledge
+        .as_ref()
+        .and_then(|k| k.access.as_ref())
+        .map(|list| access_rules(errs, list));
     let knowledge = raw.knowledge.and_then(|k| {
         if !have_open_webui {
             errs.push("knowledge", "needs an [open_webui] section in ragd.toml");
@@ -793,11 +802,56 @@ fn validate_pipeline(
         collection,
         knowledge,
         kb_directories,
+        kb_access,
         schedule,
         reindex_schedule,
         watch,
         settle,
     })
+}
+
+/// `[knowledge] access` entries: each names one user or one group, and `read` or
+/// `write`. Names are checked against the server by `ragd doctor` and each sync.
+fn access_rules(errs: &mut Errors, list: &[RawAccess]) -> Vec<AccessRule> {
+    let mut rules = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        let key = format!("knowledge.access[{i}]");
+        let principal = match (&a.user, &a.group) {
+            (Some(u), None) if !u.trim().is_empty() => Principal::User(u.trim().to_owned()),
+            (None, Some(g)) if !g.trim().is_empty() => Principal::Group(g.trim().to_owned()),
+            (Some(_), Some(_)) => {
+                errs.push(&key, "give either user or group, not both");
+                continue;
+            }
+            _ => {
+                errs.push(&key, "needs user = \"…\" or group = \"…\"");
+                continue;
+            }
+        };
+        let permission = match a.permission.as_deref() {
+            Some("read") => Permission::Read,
+            Some("write") => Permission::Write,
+            Some(other) => {
+                errs.push(
+                    &format!("{key}.permission"),
+                    &format!("{other:?}: must be \"read\" or \"write\""),
+                );
+                continue;
+            }
+            None => {
+                errs.push(
+                    &format!("{key}.permission"),
+                    "required: \"read\" or \"write\"",
+                );
+                continue;
+            }
+        };
+        rules.push(AccessRule {
+            principal,
+            permission,
+        });
+    }
+    rules
 }
 
 fn cron_key(errs: &mut Errors, key: &str, text: Option<String>) -> Option<cron::Schedule> {
@@ -1295,5 +1349,66 @@ mod tests {
         assert!(keys.contains(&"schedule"));
         assert!(keys.contains(&"reindex_schedule"));
         assert!(keys.contains(&"knowledge"));
+    }
+
+    #[test]
+    fn knowledge_access_names_one_user_or_group_and_read_or_write() {
+        let daemon: RawDaemon =
+            toml::from_str("[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key = \"sk-k\"\n")
+                .unwrap();
+        let good = pipeline(
+            "sources = [\"d\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n\
+             access = [{ group = \"Staff\", permission = \"read\" }, \
+             { user = \"ana@example.com\", permission = \"write\" }]\n",
+        );
+        let c = validate(
+            Path::new("ragd.toml"),
+            daemon,
+            vec![("x.toml".into(), good)],
+            &no_files,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pipelines[0].kb_access.as_deref(),
+            Some(
+                &[
+                    AccessRule {
+                        principal: Principal::Group("Staff".into()),
+                        permission: Permission::Read,
+                    },
+                    AccessRule {
+                        principal: Principal::User("ana@example.com".into()),
+                        permission: Permission::Write,
+                    },
+                ][..]
+            )
+        );
+
+        let daemon: RawDaemon =
+            toml::from_str("[open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key = \"sk-k\"\n")
+                .unwrap();
+        let bad = pipeline(
+            "sources = [\"d\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\nname = \"K\"\n\
+             access = [{ user = \"a\", group = \"g\", permission = \"read\" }, \
+             { permission = \"read\" }, { group = \"g\", permission = \"admin\" }, \
+             { group = \"g\" }]\n",
+        );
+        let errs = validate(
+            Path::new("ragd.toml"),
+            daemon,
+            vec![("x.toml".into(), bad)],
+            &no_files,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "knowledge.access[0]",
+                "knowledge.access[1]",
+                "knowledge.access[2].permission",
+                "knowledge.access[3].permission"
+            ]
+        );
     }
 }

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::reindex;
 use crate::config::PipelineConfig;
-use crate::open_webui::publish::{NewerWork, Verify};
 use crate::pipeline::{Pipeline, PipelineError, ReconcileOptions};
+use crate::publish::{NewerWork, Verify};
 use crate::store::StoreError;
 use crate::triggers::schedule::{self, SystemClock};
 use crate::triggers::watch::{self, Debouncer, SourceWatcher, WatchEvent};

@@ -95,6 +95,11 @@ const MIGRATIONS: &[&str] = &[
         made     INTEGER NOT NULL,
         PRIMARY KEY (pipeline, kb_id, path)
     ) WITHOUT ROWID;",
+    // 7: the SHA-256 of the bytes each upload was made from (what Open WebUI keeps
+    // as `meta.file_hash` and its folder sync compares): a file whose bytes change
+    // but not its text is uploaded again only for that. NULL: not known (a row
+    // written before), taken as current.
+    "ALTER TABLE kb_files ADD COLUMN file_hash TEXT;",
 ];
 
 /// The schema version this build writes.

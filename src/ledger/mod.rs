@@ -192,9 +192,12 @@ pub struct KbRecord {
     pub error: Option<String>,
     pub attempts: u32,
     /// Where the file sits in the knowledge base (`dir/name`, see
-    /// [`crate::open_webui::tree::Place`]) as ragd last put it; `None` for a row
+    /// [`crate::publish::tree::Place`]) as ragd last put it; `None` for a row
     /// written before directories (at the root under its upload name).
     pub kb_path: Option<String>,
+    /// SHA-256 of the bytes `file_id` was uploaded from (Open WebUI's
+    /// `meta.file_hash`); `None` when not known (a row from before it was kept).
+    pub file_hash: Option<String>,
 }
 
 impl KbRecord {
@@ -212,6 +215,7 @@ impl KbRecord {
             error: None,
             attempts: 0,
             kb_path: None,
+            file_hash: None,
         }
     }
 }
@@ -543,8 +547,8 @@ impl Ledger {
         self.conn()
             .prepare_cached(
                 "INSERT OR REPLACE INTO kb_files (pipeline, path, kb_id, content_hash, file_id, \
-                 old_file_id, state, error_kind, error, attempts, updated_at, kb_path) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 old_file_id, state, error_kind, error, attempts, updated_at, kb_path, file_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 r.pipeline,
@@ -559,6 +563,7 @@ impl Ledger {
                 r.attempts,
                 unix_now(),
                 r.kb_path,
+                r.file_hash,
             ])?;
         Ok(())
     }
@@ -950,7 +955,7 @@ fn read_rows<R, T>(
 }
 
 const KB_COLUMNS: &str = "pipeline, path, kb_id, content_hash, file_id, old_file_id, state, \
-                          error_kind, error, attempts, kb_path";
+                          error_kind, error, attempts, kb_path, file_hash";
 
 fn row_to_kb(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KbRecord, LedgerError>> {
     let state: String = r.get(6)?;
@@ -970,6 +975,7 @@ fn row_to_kb(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KbRecord, LedgerE
         error: r.get(8)?,
         attempts: r.get(9)?,
         kb_path: r.get(10)?,
+        file_hash: r.get(11)?,
     }))
 }
 

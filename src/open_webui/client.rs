@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::access::Grant;
 use super::error::OwuiError;
 
 /// The first version whose uploads link themselves to `metadata.knowledge_id` *and* report
@@ -180,6 +181,30 @@ pub struct Whoami {
     pub role: String,
 }
 
+/// A user as `GET /api/v1/users/search` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+/// A user group as `GET /api/v1/groups/` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct UserPage {
+    users: Vec<UserInfo>,
+    #[serde(default)]
+    total: Option<u64>,
+}
+
 /// Where a file is in Open WebUI's processing (`data.status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileStatus {
@@ -320,6 +345,8 @@ pub struct KnowledgeBase {
     /// Whether the key's user may write to it (listings of 0.6+; an admin's
     /// key reads `true` for every base when admins bypass access control).
     pub write_access: Option<bool>,
+    /// Who may read or write it besides its owner (0.12; empty on older servers).
+    pub access_grants: Vec<Grant>,
 }
 
 #[derive(Deserialize)]
@@ -337,6 +364,8 @@ struct RawKnowledge {
     files: Option<Vec<RawKnowledgeFileRef>>,
     #[serde(default)]
     created_at: Option<i64>,
+    #[serde(default)]
+    access_grants: Option<Vec<Grant>>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +385,7 @@ impl From<RawKnowledge> for KnowledgeBase {
             created_at: raw.created_at,
             user_id: raw.user_id,
             write_access: raw.write_access,
+            access_grants: raw.access_grants.unwrap_or_default(),
         }
     }
 }
@@ -1218,6 +1248,67 @@ impl OpenWebUi {
         decode("sync diff", &bytes)
     }
 
+    // ---- access ---------------------------------------------------------------------
+
+    /// Users whose name or e-mail address contains `query` (`GET /api/v1/users/search`,
+    /// every page of 30). Any verified user may ask.
+    pub async fn search_users(&self, query: &str) -> Result<Vec<UserInfo>, OwuiError> {
+        let mut found = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let page_text = page.to_string();
+            let batch: UserPage = self
+                .get_json(
+                    "search users",
+                    "api/v1/users/search",
+                    &[("query", query), ("page", &page_text)],
+                )
+                .await?;
+            let got = batch.users.len();
+            found.extend(batch.users);
+            if got == 0 || batch.total.is_none_or(|t| found.len() as u64 >= t) {
+                return Ok(found);
+            }
+        }
+        Err(OwuiError::UnexpectedResponse {
+            operation: "search users",
+            detail: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// The groups the key may share with (`GET /api/v1/groups/`: all of them for an
+    /// admin, its own groups for a user).
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, OwuiError> {
+        self.get_json("list groups", "api/v1/groups/", &[]).await
+    }
+
+    /// `POST /api/v1/knowledge/{id}/access/update`: replaces every grant of the base
+    /// (see [`super::access::keep_access`]). Idempotent.
+    pub async fn update_access(
+        &self,
+        knowledge_id: &str,
+        grants: &std::collections::BTreeSet<Grant>,
+    ) -> Result<(), OwuiError> {
+        let url = self.url(&format!(
+            "api/v1/knowledge/{}/access/update",
+            seg(knowledge_id)
+        ))?;
+        let body = json!({
+            "access_grants": grants
+                .iter()
+                .map(|g| json!({
+                    "principal_type": g.principal_type,
+                    "principal_id": g.principal_id,
+                    "permission": g.permission,
+                }))
+                .collect::<Vec<_>>(),
+        });
+        self.send(Retry::Always, false, || {
+            self.http.post(url.clone()).json(&body)
+        })
+        .await
+        .map(drop)
+    }
+
     // ---- plumbing -------------------------------------------------------------------
 
     fn url(&self, path: &str) -> Result<Url, OwuiError> {
@@ -1470,6 +1561,7 @@ mod tests {
             created_at: None,
             user_id: owner.map(str::to_owned),
             write_access: write,
+            access_grants: Vec::new(),
         };
         let who = |id: &str, role: &str| Whoami {
             id: id.into(),

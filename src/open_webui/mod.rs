@@ -1,21 +1,21 @@
-//! Open WebUI: the HTTP client ragd registers files with, and (on top of it) the
-//! knowledge-base publish flow.
+//! Open WebUI: the typed HTTP client ragd registers files with and its errors. The
+//! knowledge-base publish flow built on it is [`crate::publish`].
 //!
 //! - [`client`]: [`OpenWebUi`], a typed client for files, knowledge bases and processing
 //!   status, with retries of transient failures inside.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
-//! - [`tree`]: [`tree::Place`], where a file sits in a knowledge base's directory tree.
+//! - [`access`]: [`access::keep_access`], who may read or write a knowledge base, kept
+//!   equal to `[knowledge] access`.
 
+pub mod access;
 pub mod client;
 pub mod error;
 pub mod filename;
-pub mod tree;
 
 pub use client::{
-    FileInfo, FileStatus, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
-    ProcessOutcome, RetryPolicy, ServerVersion, SyncDiff, Whoami,
+    FileInfo, FileStatus, GroupInfo, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
+    ProcessOutcome, RetryPolicy, ServerVersion, SyncDiff, UserInfo, Whoami,
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;
-pub mod publish;

@@ -14,12 +14,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::View;
-use crate::config::{self, Config, EmbedProvider, KnowledgeTarget, QdrantSettings};
+use crate::config::{self, Config, EmbedProvider, KnowledgeTarget, PipelineConfig, QdrantSettings};
 use crate::embed::local::LocalEmbedder;
 use crate::embed::{OllamaEmbedder, OllamaSettings};
 use crate::extract::{
     OcrMode, OcrSettings, pdftoppm_version, tesseract_languages, tesseract_version,
 };
+use crate::open_webui::access::AccessRule;
 use crate::open_webui::{OpenWebUi, OwuiError, RetryPolicy};
 use crate::store::VectorStore;
 
@@ -540,6 +541,9 @@ async fn open_webui(r: &mut Report, config: &Config) {
     let role = me.role.clone();
     for p in &config.pipelines {
         let Some(target) = &p.knowledge else { continue };
+        if let Some(rules) = &p.kb_access {
+            access(r, &client, p, rules).await;
+        }
         let name = format!("knowledge base for {}", p.name);
         let found = match target {
             KnowledgeTarget::Id(id) => match client.get_knowledge(id).await {
@@ -620,6 +624,23 @@ async fn open_webui(r: &mut Report, config: &Config) {
                 ),
             ),
         }
+    }
+}
+
+/// `[knowledge] access`: every user and group it names exists on the server,
+/// once (what each sync resolves them to).
+async fn access(r: &mut Report, client: &OpenWebUi, p: &PipelineConfig, rules: &[AccessRule]) {
+    let name = format!("knowledge access for {}", p.name);
+    match crate::open_webui::access::resolve(client, rules).await {
+        Ok(grants) => r.ok(
+            name,
+            format!(
+                "{} rule(s) name existing users and groups ({} grants)",
+                rules.len(),
+                grants.len()
+            ),
+        ),
+        Err(e) => r.fail(name, format!("{e} in {}", super::display_path(&p.file))),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::config::PipelineConfig;
 use crate::ledger::Ledger;
 use crate::pipeline::moves::take_moves;
 use crate::pipeline::plan::{self, Reason};
+use crate::publish::tree::Place;
 use crate::triggers::scan;
 
 /// What will happen to one file.
@@ -56,6 +57,16 @@ pub struct Change {
     /// For a move: where the file was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// With a knowledge base: where the file will sit in it after the sync
+    /// (`dir/name`, as `ragd why` shows it); for a delete, where it sits now.
+    /// The directories are the configured ones (`[knowledge] directories`): a
+    /// server without directories keeps every file at the root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kb_path: Option<String>,
+    /// With a knowledge base: where the file sits in it now, when that is not
+    /// `kb_path` (a moved or renamed file, or one an older ragd published flat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kb_from: Option<String>,
 }
 
 /// One pipeline's plan.
@@ -117,6 +128,8 @@ pub fn compute(
             },
             path: w.file.rel_path.clone(),
             from: None,
+            kb_path: None,
+            kb_from: None,
         })
         .collect();
     changes.extend(moves);
@@ -124,7 +137,12 @@ pub fn compute(
         action: Action::Delete,
         path: r.path.clone(),
         from: None,
+        kb_path: None,
+        kb_from: None,
     }));
+    if pipeline.knowledge.is_some() {
+        place_in_knowledge_base(&mut changes, pipeline, ledger)?;
+    }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let mut counts = std::collections::BTreeMap::new();
     for a in [
@@ -161,8 +179,33 @@ fn find_moves(p: &mut plan::Plan, max_file_bytes: u64) -> Vec<Change> {
             action: Action::Move,
             path: m.to.file.rel_path,
             from: Some(m.from.path),
+            kb_path: None,
+            kb_from: None,
         })
         .collect()
+}
+
+/// Each change's place in the knowledge base: where the folder puts it
+/// ([`Place::of`], the rule publishing follows) and, from the file's
+/// `kb_files` row, where it is now. A deleted file's place is where it is.
+fn place_in_knowledge_base(
+    changes: &mut [Change],
+    pipeline: &PipelineConfig,
+    ledger: &Ledger,
+) -> Result<(), OpsError> {
+    let rows = ledger.kb_files(&pipeline.name)?;
+    for c in changes {
+        let was = rows
+            .get(c.from.as_deref().unwrap_or(&c.path))
+            .map(|r| Place::recorded(r.kb_path.as_deref(), &r.path).kb_path());
+        let will = match c.action {
+            Action::Delete => was.clone(),
+            _ => Some(Place::of(&c.path, pipeline.kb_directories).kb_path()),
+        };
+        c.kb_from = was.filter(|w| Some(w) != will.as_ref());
+        c.kb_path = will;
+    }
+    Ok(())
 }
 
 /// Paths listed per action before the rest are summarised.
@@ -220,10 +263,17 @@ pub fn render(out: &mut dyn Write, plans: &[PipelinePlan]) -> std::io::Result<()
                 writeln!(out, "  … and {} more", p.changes.len() - LIST_LIMIT)?;
                 break;
             }
-            match &c.from {
-                Some(from) => writeln!(out, "  {:<7} {} (from {from})", c.action.as_str(), c.path)?,
-                None => writeln!(out, "  {:<7} {}", c.action.as_str(), c.path)?,
-            }
+            let from = c
+                .from
+                .as_ref()
+                .map(|f| format!(" (from {f})"))
+                .unwrap_or_default();
+            let kb = match (&c.kb_path, &c.kb_from) {
+                (Some(to), Some(was)) => format!("  [knowledge base: {to}, from {was}]"),
+                (Some(to), None) => format!("  [knowledge base: {to}]"),
+                _ => String::new(),
+            };
+            writeln!(out, "  {:<7} {}{from}{kb}", c.action.as_str(), c.path)?;
         }
     }
     Ok(())

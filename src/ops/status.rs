@@ -11,6 +11,7 @@ use super::{OpsError, View, human_age, human_bytes, human_time};
 use crate::config::QdrantSettings;
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::ledger::{FileState, KbState, RunRecord};
+use crate::publish::tree::Place;
 use crate::store::edge::{DiskUsage, disk_usage};
 
 /// Example paths shown per failure kind.
@@ -128,7 +129,29 @@ pub struct KnowledgeStatus {
     pub files: BTreeMap<&'static str, u64>,
     /// Indexed files with no knowledge-base row yet (the next sync publishes them).
     pub unpublished: u64,
+    /// Linked files where the folder has them (the directory of their path,
+    /// under their own name), and those elsewhere: moved or renamed since, in a
+    /// base an older ragd published flat, or on a server without directories
+    /// (which keeps every file at the root).
+    pub placed: u64,
+    pub unplaced: u64,
+    /// Up to three of the `unplaced`, by path.
+    pub unplaced_examples: Vec<Placement>,
+    /// Knowledge-base directories the pipeline's files are in (made by ragd or
+    /// found there), and how many of them ragd made (removed once emptied).
+    pub directories: u64,
+    pub directories_made: u64,
     pub failures: Vec<Group>,
+}
+
+/// Where a linked file sits in the knowledge base, and where the folder has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placement {
+    pub path: String,
+    /// `dir/name` in the knowledge base, as ragd last put it.
+    pub kb_path: String,
+    /// `dir/name` the next sync puts it at (where the folder has it).
+    pub wanted: String,
 }
 
 /// Build the status of one pipeline. Blocking (the backlog scans the folder).
@@ -178,6 +201,29 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
             for r in kb_rows.values() {
                 *kb_files.entry(r.state.as_str()).or_default() += 1;
             }
+            let kb_id = kb_rows.values().next().map(|r| r.kb_id.clone());
+            let dirs = match &kb_id {
+                Some(id) => view.ledger.kb_dirs(&p.name, id)?,
+                None => Default::default(),
+            };
+            let mut placed = 0;
+            let mut unplaced: Vec<Placement> = Vec::new();
+            for r in kb_rows.values().filter(|r| r.state == KbState::Linked) {
+                let at = Place::recorded(r.kb_path.as_deref(), &r.path).kb_path();
+                let wanted = Place::of(&r.path, p.kb_directories).kb_path();
+                if at == wanted {
+                    placed += 1;
+                } else {
+                    unplaced.push(Placement {
+                        path: r.path.clone(),
+                        kb_path: at,
+                        wanted,
+                    });
+                }
+            }
+            let unplaced_count = unplaced.len() as u64;
+            unplaced.sort_by(|a, b| a.path.cmp(&b.path));
+            unplaced.truncate(EXAMPLES);
             let unpublished = rows
                 .values()
                 .filter(|r| r.state == FileState::Indexed && !kb_rows.contains_key(&r.path))
@@ -187,9 +233,14 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
                     KnowledgeTarget::Id(id) => format!("id {id}"),
                     KnowledgeTarget::Name { name, .. } => format!("name {name:?}"),
                 },
-                kb_id: kb_rows.values().next().map(|r| r.kb_id.clone()),
+                kb_id,
                 files: kb_files,
                 unpublished,
+                placed,
+                unplaced: unplaced_count,
+                unplaced_examples: unplaced,
+                directories: dirs.len() as u64,
+                directories_made: dirs.values().filter(|d| d.made).count() as u64,
                 failures: group(
                     kb_rows
                         .values()
@@ -371,6 +422,33 @@ pub fn render(out: &mut dyn Write, s: &Status) -> std::io::Result<()> {
                     String::new()
                 }
             )?;
+            if kb.placed + kb.unplaced > 0 {
+                writeln!(
+                    out,
+                    "  kb tree:   {} of {} linked files where the folder has them, in {} directories ({} made by ragd)",
+                    kb.placed,
+                    kb.placed + kb.unplaced,
+                    kb.directories,
+                    kb.directories_made
+                )?;
+            }
+            if kb.unplaced > 0 {
+                writeln!(
+                    out,
+                    "             {} elsewhere (the next sync moves them, unless the server has no directories):",
+                    kb.unplaced
+                )?;
+                for u in &kb.unplaced_examples {
+                    writeln!(
+                        out,
+                        "               {}: at {}, wanted at {}",
+                        u.path, u.kb_path, u.wanted
+                    )?;
+                }
+                if kb.unplaced as usize > kb.unplaced_examples.len() {
+                    writeln!(out, "               …")?;
+                }
+            }
             write_groups(out, "refused", &kb.failures)?;
         }
     }

@@ -103,8 +103,7 @@ impl From<&KbRecord> for KbRow {
             error_kind: r.error_kind.clone(),
             error: r.error.clone(),
             attempts: r.attempts,
-            kb_path: crate::open_webui::tree::Place::recorded(r.kb_path.as_deref(), &r.path)
-                .kb_path(),
+            kb_path: crate::publish::tree::Place::recorded(r.kb_path.as_deref(), &r.path).kb_path(),
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::chunk::Chunker;
 use crate::config::{ChunkUnit, Limits, PipelineConfig};
 use crate::embed::{EmbedError, Embedder};
 use crate::ledger::{FileRecord, FileState, Ledger, LedgerError, PipelineMeta};
-use crate::open_webui::publish::{PublishSummary, Publisher, SyncStop, Verify};
+use crate::publish::{PublishSummary, Publisher, SyncStop, Verify};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore, WriteOp};
 use crate::triggers::scan;
 
@@ -73,7 +73,7 @@ pub enum PipelineError {
     Publish {
         pipeline: String,
         #[source]
-        source: crate::open_webui::publish::PublishError,
+        source: crate::publish::PublishError,
     },
     #[error("pipeline {pipeline}: {message}")]
     Setup { pipeline: String, message: String },

@@ -21,7 +21,7 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
-use crate::open_webui::publish::{NewerWork, SyncStop, Verify};
+use crate::publish::{NewerWork, SyncStop, Verify};
 use crate::triggers::watch;
 
 /// Files per batch between cancellation checks: big enough to keep the embedder

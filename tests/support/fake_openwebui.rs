@@ -119,6 +119,8 @@ pub struct FakeCounters {
     /// Directories created and deleted.
     pub dir_creates: u64,
     pub dir_deletes: u64,
+    /// `knowledge/{id}/access/update` calls answered.
+    pub access_updates: u64,
 }
 
 /// A file as the fake stores it.
@@ -168,6 +170,9 @@ struct FakeKnowledge {
     dirs: BTreeMap<String, FakeDir>,
     /// Each linked file's directory (`knowledge_file.directory_id`); absent: the root.
     file_dirs: HashMap<String, String>,
+    /// `access_grant` rows: (principal_type, principal_id, permission), in the
+    /// order the last `access/update` gave them, duplicates dropped.
+    grants: Vec<(String, String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +193,10 @@ struct Inner {
     polls_to_complete: u32,
     processing_delay: Duration,
     next_seq: u64,
+    /// Accounts besides the key's own (`user_json`): (id, name, email).
+    users: Vec<(String, String, String)>,
+    /// User groups: (id, name).
+    groups: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -275,6 +284,7 @@ impl FakeHandle {
             vectors: Vec::new(),
             dirs: BTreeMap::new(),
             file_dirs: HashMap::new(),
+            grants: Vec::new(),
         };
         let id = kb.id.clone();
         inner.knowledge.insert(id.clone(), kb);
@@ -342,6 +352,8 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
             polls_to_complete: 1,
             processing_delay: Duration::ZERO,
             next_seq: 0,
+            users: Vec::new(),
+            groups: Vec::new(),
         }),
     });
     let app = Router::new()
@@ -371,6 +383,11 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
             delete(delete_dir),
         )
         .route("/api/v1/knowledge/{id}/sync/diff", post(sync_diff))
+        .route("/api/v1/knowledge/{id}/access/update", post(update_access))
+        .route("/api/v1/users/search", get(search_users))
+        .route("/api/v1/groups/", get(list_groups))
+        .route("/api/v1/groups/create", post(create_group))
+        .route("/api/v1/auths/add", post(add_user))
         .route("/api/v1/files/{id}/rename", post(rename_file))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(shared.clone());
@@ -509,7 +526,15 @@ fn knowledge_json(kb: &FakeKnowledge, files: Option<&BTreeMap<String, FakeFile>>
         "name": kb.name,
         "description": kb.description,
         "meta": null,
-        "access_grants": [],
+        "access_grants": kb.grants.iter().enumerate().map(|(i, (t, p, perm))| json!({
+            "id": format!("{}-grant-{i}", kb.id),
+            "resource_type": "knowledge",
+            "resource_id": kb.id,
+            "principal_type": t,
+            "principal_id": p,
+            "permission": perm,
+            "created_at": kb.created_at,
+        })).collect::<Vec<_>>(),
         "created_at": kb.created_at,
         "updated_at": kb.created_at,
     });
@@ -1061,6 +1086,7 @@ async fn create_knowledge(State(shared): AppState, headers: HeaderMap, body: Byt
         vectors: Vec::new(),
         dirs: BTreeMap::new(),
         file_dirs: HashMap::new(),
+        grants: Vec::new(),
     };
     let mut answer = knowledge_json(&kb, None);
     answer["files"] = Value::Null;
@@ -1650,5 +1676,164 @@ async fn sync_diff(
         "mkdir": mkdir, "rmdir": rmdir, "unmodified_count": unmodified,
         "directory_map": by_path,
     }))
+    .into_response()
+}
+
+// ---- access (0.12.4 `routers/knowledge.py`, `users.py`, `groups.py`) -----------------
+
+/// `access/update`: every grant of the base replaced by the valid ones given, as
+/// `normalize_access_grants` keeps them (user or group, read or write, a non-empty
+/// id, duplicates dropped). Principal ids are not checked against the accounts:
+/// the real server does not either.
+async fn update_access(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Ok(form) = serde_json::from_slice::<Value>(&body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "invalid body");
+    };
+    let Some(list) = form.get("access_grants").and_then(Value::as_array) else {
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "access_grants: field required",
+        );
+    };
+    let mut grants: Vec<(String, String, String)> = Vec::new();
+    for g in list {
+        let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let (t, p, perm) = (
+            text("principal_type"),
+            text("principal_id"),
+            text("permission"),
+        );
+        if !matches!(t.as_str(), "user" | "group")
+            || !matches!(perm.as_str(), "read" | "write")
+            || p.is_empty()
+        {
+            continue;
+        }
+        let key = (t, p, perm);
+        if !grants.contains(&key) {
+            grants.push(key);
+        }
+    }
+    let mut inner = shared.lock();
+    let inner = &mut *inner;
+    let Some(kb) = inner.knowledge.get_mut(&id) else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    kb.grants = grants;
+    inner.counters.access_updates += 1;
+    let v = knowledge_json(kb, Some(&inner.files));
+    Json(v).into_response()
+}
+
+/// `users/search`: name or e-mail containing `query` (case-insensitive), 30 a page,
+/// with `total`.
+async fn search_users(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let q = query
+        .get("query")
+        .map(|q| q.to_lowercase())
+        .unwrap_or_default();
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let inner = shared.lock();
+    let me = user_json();
+    let mut all: Vec<Value> = vec![me];
+    all.extend(
+        inner.users.iter().map(
+            |(id, name, email)| json!({"id": id, "name": name, "email": email, "role": "user"}),
+        ),
+    );
+    let matching: Vec<Value> = all
+        .into_iter()
+        .filter(|u| {
+            let field = |k: &str| u[k].as_str().unwrap_or("").to_lowercase();
+            field("name").contains(&q) || field("email").contains(&q)
+        })
+        .collect();
+    let total = matching.len();
+    let users: Vec<Value> = matching
+        .into_iter()
+        .skip((page - 1) * 30)
+        .take(30)
+        .collect();
+    Json(json!({"users": users, "total": total})).into_response()
+}
+
+/// `groups/`: every group (the key's user is an admin).
+async fn list_groups(State(shared): AppState, headers: HeaderMap) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    let groups: Vec<Value> = inner
+        .groups
+        .iter()
+        .map(|(id, name)| {
+            json!({"id": id, "user_id": "fake-user", "name": name, "description": "",
+                   "created_at": 0, "updated_at": 0, "member_count": 0})
+        })
+        .collect();
+    Json(Value::Array(groups)).into_response()
+}
+
+/// `auths/add` (admin): a new account; 400 if the e-mail address is taken.
+async fn add_user(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Ok(form) = serde_json::from_slice::<Value>(&body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "invalid body");
+    };
+    let text = |k: &str| form.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let (name, email, role) = (text("name"), text("email").to_lowercase(), text("role"));
+    let mut inner = shared.lock();
+    if inner.users.iter().any(|(_, _, e)| *e == email) {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Uh-oh! This email is already registered. Sign in with your existing account or choose another email to start anew.",
+        );
+    }
+    let id = format!("user-{}", inner.users.len() + 1);
+    inner.users.push((id.clone(), name.clone(), email.clone()));
+    Json(json!({"id": id, "name": name, "email": email, "role": role})).into_response()
+}
+
+/// `groups/create` (admin).
+async fn create_group(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Ok(form) = serde_json::from_slice::<Value>(&body) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "invalid body");
+    };
+    let name = form
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut inner = shared.lock();
+    let id = format!("group-{}", inner.groups.len() + 1);
+    inner.groups.push((id.clone(), name.clone()));
+    Json(
+        json!({"id": id, "user_id": "fake-user", "name": name, "description": "",
+                "created_at": 0, "updated_at": 0, "member_count": 0}),
+    )
     .into_response()
 }

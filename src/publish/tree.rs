@@ -7,14 +7,17 @@
 //! A pipeline's relative path is already the tree to mirror: with several sources it
 //! starts with the source's label, so each source gets one top-level directory.
 
-use super::sanitize_filename;
+use crate::open_webui::sanitize_filename;
 
 /// A file's place in a knowledge base: a directory path (`""` is the root) and a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     /// `/`-separated directory names from the root; empty for the root.
     pub dir: String,
-    /// The file's name in Open WebUI (see [`sanitize_filename`]).
+    /// The file's name in Open WebUI: its own name, as the folder (and the
+    /// browser's `sync/diff` manifest) has it. Uploads go under
+    /// [`sanitize_filename`] (a multipart header cannot carry every name) and are
+    /// renamed to this where the server can rename files (0.12).
     pub name: String,
 }
 
@@ -33,7 +36,7 @@ impl Place {
         };
         Place {
             dir,
-            name: sanitize_filename(rel_path),
+            name: own_name(rel_path),
         }
     }
 
@@ -52,7 +55,10 @@ impl Place {
                     name: p.to_owned(),
                 },
             },
-            None => Place::of(rel_path, false),
+            None => Place {
+                dir: String::new(),
+                name: sanitize_filename(rel_path),
+            },
         }
     }
 
@@ -64,6 +70,27 @@ impl Place {
         } else {
             format!("{}/{}", self.dir, self.name)
         }
+    }
+}
+
+/// The last segment of a relative path: the file's own name.
+fn own_name(rel_path: &str) -> String {
+    rel_path
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or(rel_path)
+        .to_owned()
+}
+
+/// The names an upload of `rel_path` may have in Open WebUI: the one it was
+/// uploaded under and, if that differs, the file's own name it is renamed to.
+pub fn upload_names(rel_path: &str) -> Vec<String> {
+    let upload = sanitize_filename(rel_path);
+    let own = own_name(rel_path);
+    if own == upload {
+        vec![upload]
+    } else {
+        vec![upload, own]
     }
 }
 
@@ -159,6 +186,22 @@ mod tests {
             Place::of("a/b/c.md", true)
         );
         assert_eq!(Place::recorded(Some("c.md"), "x/y.md").dir, "");
+    }
+
+    /// Open WebUI's folder sync keys a file by its own name: the place keeps it
+    /// even where the upload had to go under a sanitized one.
+    #[test]
+    fn a_file_keeps_its_own_name_where_the_upload_is_sanitized() {
+        let p = Place::of("notes/say \"hi\".md", true);
+        assert_eq!(p.name, "say \"hi\".md");
+        assert_eq!(
+            upload_names("notes/say \"hi\".md"),
+            ["say _hi_.md", "say \"hi\".md"]
+        );
+        assert_eq!(Place::of("-draft.md", false).name, "-draft.md");
+        assert_eq!(upload_names("a/README.md"), ["README.md"]);
+        // A row an older ragd left names its upload.
+        assert_eq!(Place::recorded(None, "x/-draft.md").name, "draft.md");
     }
 
     fn mv(from: &str, to: &str) -> (Place, Place) {
