@@ -289,6 +289,9 @@ pub struct KnowledgeBase {
     pub file_ids: Option<Vec<String>>,
     /// Creation time, seconds since the epoch.
     pub created_at: Option<i64>,
+    /// An external knowledge base (`meta.source = "external"`): it searches a vector
+    /// collection of its own and takes no files.
+    pub external: bool,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +305,8 @@ struct RawKnowledge {
     files: Option<Vec<RawKnowledgeFileRef>>,
     #[serde(default)]
     created_at: Option<i64>,
+    #[serde(default)]
+    meta: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +324,12 @@ impl From<RawKnowledge> for KnowledgeBase {
                 .files
                 .map(|files| files.into_iter().map(|f| f.id).collect()),
             created_at: raw.created_at,
+            external: raw
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("source"))
+                .and_then(Value::as_str)
+                == Some("external"),
         }
     }
 }
@@ -424,7 +435,7 @@ impl ProcessOutcome {
 
 /// Which failures a call may retry.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(super) enum Retry {
     /// Repeating the request is harmless (reads, `file/add`, removals).
     Always,
     /// The request creates something: retry only when it certainly was not carried out.
@@ -433,7 +444,7 @@ enum Retry {
 
 /// The client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct OpenWebUi {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base: Url,
     retry: RetryPolicy,
     server_version: OnceLock<ServerVersion>,
@@ -789,7 +800,9 @@ impl OpenWebUi {
                 .list_knowledge()
                 .await?
                 .into_iter()
-                .filter(|kb| kb.name == name)
+                // An external base of the same name (`[knowledge] mode = "both"`
+                // names them apart, a person might not) takes no uploads.
+                .filter(|kb| kb.name == name && !kb.external)
                 .collect();
             matching.sort_by_key(|kb| (kb.created_at, kb.id.clone()));
             if let Some(kb) = matching.into_iter().next() {
@@ -1147,13 +1160,13 @@ impl OpenWebUi {
 
     // ---- plumbing -------------------------------------------------------------------
 
-    fn url(&self, path: &str) -> Result<Url, OwuiError> {
+    pub(super) fn url(&self, path: &str) -> Result<Url, OwuiError> {
         self.base
             .join(path)
             .map_err(|e| OwuiError::InvalidInput(format!("path {path:?}: {e}")))
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         path: &str,
@@ -1169,7 +1182,7 @@ impl OpenWebUi {
     }
 
     /// Reads `?page=1,2,…` until a short or empty page, or `total` items.
-    async fn paginate<T: DeserializeOwned>(
+    pub(super) async fn paginate<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         path: &str,
@@ -1230,7 +1243,7 @@ impl OpenWebUi {
     /// Sends with retries per the policy. With `gone_means_done`, a [`OwuiError::NotFound`]
     /// on a retry that followed a possibly-applied failure counts as success (empty body):
     /// the lost attempt already removed the thing.
-    async fn send(
+    pub(super) async fn send(
         &self,
         retry: Retry,
         gone_means_done: bool,
@@ -1267,7 +1280,10 @@ impl OpenWebUi {
     }
 }
 
-fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T, OwuiError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    body: &[u8],
+) -> Result<T, OwuiError> {
     serde_json::from_slice(body).map_err(|e| OwuiError::UnexpectedResponse {
         operation,
         detail: e.to_string(),
@@ -1276,7 +1292,7 @@ fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T
 
 /// Percent-encodes an id for use as one path segment (ids are UUIDs, but a caller's
 /// string must not be able to walk to another endpoint).
-fn seg(id: &str) -> String {
+pub(super) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for byte in id.bytes() {
         // '.' is encoded too: a bare `..` segment would climb a level.

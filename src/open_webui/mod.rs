@@ -3,12 +3,15 @@
 //!
 //! - [`client`]: [`OpenWebUi`], a typed client for files, knowledge bases and processing
 //!   status, with retries of transient failures inside.
+//! - [`external`]: external knowledge bases (a Qdrant collection Open WebUI searches
+//!   itself), their connections, retrieval and Open WebUI's RAG embedding settings.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
 //! - [`tree`]: [`tree::Place`], where a file sits in a knowledge base's directory tree.
 
 pub mod client;
 pub mod error;
+pub mod external;
 pub mod filename;
 pub mod tree;
 
