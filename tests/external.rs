@@ -138,9 +138,9 @@ impl ExternalEnv {
         pipeline.run(RunOptions::default()).await.expect("run")
     }
 
-    /// The id of the connection ragd registered.
-    async fn connection_id(&self) -> String {
-        let name = format!("ragd: {}", self.base_name);
+    /// The id of the one connection ragd registered for the base named `base`.
+    async fn connection_id(&self, base: &str) -> String {
+        let name = format!("ragd: {base}");
         let found: Vec<_> = self
             .client
             .external_connections()
@@ -156,25 +156,29 @@ impl ExternalEnv {
     /// What a chat with the base would retrieve for `query`: Open WebUI embeds it
     /// with its own RAG embedding and searches the alias.
     async fn ask(&self, query: &str, count: usize) -> Retrieved {
-        let id = self.connection_id().await;
+        self.ask_base(&self.base_name, query, count).await
+    }
+
+    /// [`Self::ask`] through the connection of the base named `base`.
+    async fn ask_base(&self, base: &str, query: &str, count: usize) -> Retrieved {
+        let id = self.connection_id(base).await;
         self.client
             .retrieve_external(&id, &self.collection, query, count)
             .await
             .unwrap_or_else(|e| panic!("retrieve {query:?}: {e}"))
     }
 
-    /// Remove what the test made on the shared servers.
+    /// Remove what the test made on the shared servers (bases first: a connection
+    /// in use cannot be deleted).
     async fn cleanup(&self) {
-        for base in self.client.external_bases().await.unwrap_or_default() {
-            if base.name == self.base_name {
+        for base in self.client.list_knowledge().await.unwrap_or_default() {
+            if base.name.starts_with(&self.base_name) {
                 let _ = self.client.delete_knowledge(&base.id).await;
             }
         }
+        let ours = format!("ragd: {}", self.base_name);
         if let Ok(connections) = self.client.external_connections().await {
-            for c in connections
-                .iter()
-                .filter(|c| c.name == format!("ragd: {}", self.base_name))
-            {
+            for c in connections.iter().filter(|c| c.name.starts_with(&ours)) {
                 let _ = self.client.delete_external_connection(&c.id).await;
             }
         }
@@ -267,7 +271,7 @@ async fn citations_edits_and_deletes(real_owui: bool) {
     let ext2 = again.external.expect("external base synced");
     assert!(!ext2.created && !ext2.repaired, "{ext2:?}");
     assert_eq!(ext2.base_id, ext.base_id);
-    env.connection_id().await;
+    env.connection_id(&env.base_name).await;
 
     // Edit: retrieval follows at once (no processing on Open WebUI's side).
     env.write("guide/install.md", INSTALL.replace("walrus", "narwhal"));
@@ -513,5 +517,53 @@ async fn doctor_fails_when_open_webui_embeds_otherwise_than_ragd() {
         "the fix is spelled out: {vectors:?}"
     );
     assert!(report.failed());
+    env.cleanup().await;
+}
+
+/// `mode = "both"`: the uploads' base and the external base side by side, told apart
+/// by name, each found again on the next run (the files base never mistaken for
+/// the external one of the same stem).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_modes_on_one_pipeline_keep_two_bases() {
+    let Some(env) = ExternalEnv::new(false, "").await else {
+        return;
+    };
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("mode = \"external\"", "mode = \"both\""),
+    )
+    .unwrap();
+    env.write("guide/install.md", INSTALL);
+    for run in 0..2 {
+        let summary = env.index().await;
+        let kb = summary.knowledge.expect("files base published");
+        assert_eq!(kb.failed, 0, "{kb:?}");
+        let ext = summary.external.expect("external base synced");
+        assert_eq!(ext.created, run == 0, "{ext:?}");
+    }
+    let all = env.client.list_knowledge().await.unwrap();
+    let files: Vec<_> = all.iter().filter(|k| k.name == env.base_name).collect();
+    let external: Vec<_> = all
+        .iter()
+        .filter(|k| k.name == format!("{} (external)", env.base_name))
+        .collect();
+    assert_eq!(files.len(), 1, "{all:?}");
+    assert!(!files[0].external);
+    assert_eq!(external.len(), 1, "{all:?}");
+    assert!(external[0].external);
+    assert_eq!(
+        env.fake
+            .as_ref()
+            .unwrap()
+            .knowledge_file_ids(&files[0].id)
+            .len(),
+        1
+    );
+    let r = env
+        .ask_base(&format!("{} (external)", env.base_name), "walrus apt", 3)
+        .await;
+    assert_eq!(sources(&r)[0], "guide/install.md", "{r:?}");
     env.cleanup().await;
 }
