@@ -17,7 +17,7 @@
 #             linked (Open WebUI extracts, chunks and embeds it, RAG_EMBEDDING_BATCH_SIZE
 #             left at its default); timed until the knowledge base lists all N;
 #   external: `ragd index` embeds into Qdrant and registers the external base; timed
-#             until retrieve-test finds the last file first (by a word only it has).
+#             until retrieve-test, asked the last file's opening lines, cites that file first.
 # For each: the time, and Open WebUI's embedding requests and texts during the sync.
 set -euo pipefail
 
@@ -99,18 +99,19 @@ for i in range(n):
     d = os.path.join(root, f'area{i % 10}', f'topic{i % 37}')
     os.makedirs(d, exist_ok=True)
     target = rng.randint(2_000, 20_000)
-    # A word only this file has (letters only: the hashing embedder also weighs
-    # character trigrams, which numbered markers would share).
+    # A word only this file has; the question is the file's opening (title and this
+    # line): one word alone is too weak a signal for the 384-bucket hashing
+    # embedder against 14,000 chunks of random words.
     token = ''.join(rng.choice('bcdfghjklmnpqrstvwxz') for _ in range(12))
-    open(os.path.join(root, '..', 'last-token'), 'w').write(token)
     out = [f'# Note {i}: {para(4)}', '', f'Reference code {token} appears only here: {token}.', '']
+    open(os.path.join(root, '..', 'last-question'), 'w').write(' '.join(out).replace('#', '').strip())
     size = 0
     while size < target:
         out += [f'## {para(3)}', '', para(rng.randint(40, 120)), '', f'- {para(8)}', f'- {para(8)}', '']
         size = sum(len(l) + 1 for l in out)
     open(os.path.join(d, f'note{i:05d}.md'), 'w').write('\n'.join(out))
 PY
-last=$(cat "$work/last-token")
+last=$(cat "$work/last-question")
 last_path=$(cd "$work/docs" && find . -name "note$(printf %05d $((files - 1))).md" | sed 's|^\./||')
 log "$(du -sh "$work/docs" | cut -f1) in $files files; the last one is $last_path"
 
@@ -179,7 +180,7 @@ conn=$(curl -sf -H "Authorization: Bearer $key" "$owui/api/v1/knowledge/external
 found=""
 for _ in $(seq 1 600); do
     top=$(curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-        -d "{\"query\": \"$last\", \"count\": 1, \"source\": {\"name\": \"bench_ext_$tag\", \"config\": {\"content_field\": \"payload.text\", \"metadata_field\": \"payload.metadata\"}}}" \
+        -d "{\"query\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$last"), \"count\": 1, \"source\": {\"name\": \"bench_ext_$tag\", \"config\": {\"content_field\": \"payload.text\", \"metadata_field\": \"payload.metadata\"}}}" \
         "$owui/api/v1/knowledge/external/connections/$conn/retrieve-test" | json 'd["metadatas"][0]["source"] if d["metadatas"] else ""' || true)
     if [[ $top == "$last_path" ]]; then found=yes; break; fi
     sleep 0.1
