@@ -10,6 +10,7 @@
 # Environment (all optional):
 #   RAGD_OWUI_VENV   venv holding open-webui (default /opt/ragd/owui-venv; created if missing)
 #   OWUI_VERSION     pinned open-webui version (default 0.12.4)
+#   OWUI_QDRANT_CLIENT_VERSION qdrant-client installed next to it (default 1.18.0)
 #   OWUI_PORT        Open WebUI port on 127.0.0.1 (default 8080)
 #   RAGD_BIN         ragd binary that serves the Ollama embedding API (default target/debug/ragd)
 #   RAGD_EMBED_PORT  embedding server port on 127.0.0.1 (default 11434)
@@ -46,6 +47,17 @@ if [[ $installed != "$version" ]]; then
     log "installing open-webui==$version into $venv (found: ${installed:-none}); this takes minutes"
     [[ -x $venv/bin/python ]] || python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "open-webui==$version"
+fi
+
+# 1b. qdrant-client, for ragd's external knowledge ([knowledge] mode = "external"): Open WebUI
+# imports it when it first searches an external Qdrant source, and the PyPI package does not
+# depend on it (open-webui[all] pins this version). Installing it does not disturb a server
+# running from the venv: the import is made per search, so a running server finds it too.
+qdrant_client_version=${OWUI_QDRANT_CLIENT_VERSION:-1.18.0}
+have_qdrant_client=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("qdrant-client"))' 2>/dev/null || true)
+if [[ $have_qdrant_client != "$qdrant_client_version" ]]; then
+    log "installing qdrant-client==$qdrant_client_version into $venv (found: ${have_qdrant_client:-none})"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "qdrant-client==$qdrant_client_version"
 fi
 
 # 2. The embedding server Open WebUI embeds knowledge files through (Ollama API).

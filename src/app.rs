@@ -7,13 +7,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::chunk::{ChunkSettings, Chunker, SizeUnit, load_tokenizer};
-use crate::config::{ChunkUnit, Config, EmbedProvider, PipelineConfig, QdrantSettings};
+use crate::config::{
+    ChunkUnit, Config, EmbedProvider, OpenWebUiSettings, PipelineConfig, QdrantSettings,
+};
 use crate::embed::Embedder;
 use crate::embed::local::LocalEmbedder;
 use crate::embed::ollama::{OllamaEmbedder, OllamaSettings};
 use crate::ledger::{Ledger, LedgerError};
 use crate::open_webui::OpenWebUi;
 use crate::pipeline::Pipeline;
+use crate::pipeline::external::ExternalPublisher;
 use crate::publish::Publisher;
 use crate::store::edge::{EdgeStore, EdgeTuning};
 use crate::store::qdrant::{QdrantStore, ServerOptions};
@@ -199,6 +202,7 @@ impl App {
             ledger: self.ledger.clone(),
             embed_concurrency: self.config.embedding.concurrency,
             publisher: self.publisher(config).map_err(fail)?,
+            external: self.external(config).map_err(fail)?,
             shares_collection: self
                 .config
                 .pipelines
@@ -207,24 +211,46 @@ impl App {
         })
     }
 
+    /// The one Open WebUI client, made on first use.
+    fn open_webui_client(&self, settings: &OpenWebUiSettings) -> Result<Arc<OpenWebUi>, String> {
+        if let Some(c) = self.open_webui.get() {
+            return Ok(c.clone());
+        }
+        let c = OpenWebUi::with_http(
+            &settings.url,
+            settings.api_key.expose().to_owned(),
+            settings.request_timeout,
+            &self.config.http(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(self.open_webui.get_or_init(|| Arc::new(c)).clone())
+    }
+
+    /// The external knowledge base of a pipeline in `external` (or `both`) mode.
+    fn external(&self, config: &PipelineConfig) -> Result<Option<Arc<ExternalPublisher>>, String> {
+        let (Some(target), Some(settings)) = (&config.external, &self.config.open_webui) else {
+            return Ok(None);
+        };
+        let api_key = match &self.config.qdrant {
+            QdrantSettings::Server { api_key, .. } => {
+                api_key.as_ref().map(|k| k.expose().to_owned())
+            }
+            QdrantSettings::Embedded { .. } => None,
+        };
+        Ok(Some(Arc::new(ExternalPublisher::new(
+            self.open_webui_client(settings)?,
+            target.clone(),
+            config.collection.clone(),
+            api_key,
+        ))))
+    }
+
     /// The knowledge-base publisher of a pipeline that names one.
     fn publisher(&self, config: &PipelineConfig) -> Result<Option<Arc<Publisher>>, String> {
         let (Some(target), Some(settings)) = (&config.knowledge, &self.config.open_webui) else {
             return Ok(None);
         };
-        let client = match self.open_webui.get() {
-            Some(c) => c.clone(),
-            None => {
-                let c = OpenWebUi::with_http(
-                    &settings.url,
-                    settings.api_key.expose().to_owned(),
-                    settings.request_timeout,
-                    &self.config.http(),
-                )
-                .map_err(|e| e.to_string())?;
-                self.open_webui.get_or_init(|| Arc::new(c)).clone()
-            }
-        };
+        let client = self.open_webui_client(settings)?;
         Ok(Some(Arc::new(Publisher::new(
             client,
             target.clone(),

@@ -526,6 +526,23 @@ fn print_summary(s: &RunSummary) {
     for f in &s.failures {
         println!("  failed: {}: [{}] {}", f.path, f.kind, f.message);
     }
+    if let Some(ext) = &s.external {
+        let what = match (ext.created, ext.repaired) {
+            (true, _) => "registered",
+            (false, true) => "repaired",
+            (false, false) => "registered already",
+        };
+        println!(
+            "  external knowledge base: {what} ({}, connection {})",
+            ext.base_id, ext.connection_id
+        );
+        if ext.citations_added > 0 {
+            println!(
+                "  citation metadata added to {} older point(s)",
+                ext.citations_added
+            );
+        }
+    }
     if let Some(kb) = &s.knowledge {
         println!(
             "  knowledge base: {} uploaded, {} linked, {} removed, {} moved, {} placed, {} adopted, {} orphans deleted, {} refused, {} deferred",

@@ -377,6 +377,10 @@ impl VectorStore for FlakyStore {
     async fn resolve_alias(&self, a: &str) -> Result<Option<String>, ragd::store::StoreError> {
         self.inner.resolve_alias(a).await
     }
+
+    async fn add_citations(&self, c: &str) -> Result<u64, ragd::store::StoreError> {
+        self.inner.add_citations(c).await
+    }
 }
 
 #[tokio::test]

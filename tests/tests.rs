@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod daemon;
 mod embed;
+mod external;
 mod faults;
 mod formats;
 mod hostile;

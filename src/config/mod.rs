@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
 pub use validate::{
-    ChunkUnit, ChunkingConfig, Config, EmbedProvider, EmbeddingSettings, KnowledgeTarget, Limits,
-    OpenWebUiSettings, PipelineConfig, QdrantSettings,
+    ChunkUnit, ChunkingConfig, Config, EmbedProvider, EmbeddingSettings, ExternalKnowledge,
+    KnowledgeTarget, Limits, OpenWebUiSettings, PipelineConfig, QdrantSettings,
 };
 
 /// One problem in one file.

@@ -237,6 +237,14 @@ pub struct RawKnowledge {
     /// Mirror the source folder's tree as the knowledge base's directories (Open WebUI
     /// 0.12+; default true). `false` keeps every file at the root, as ragd did before.
     pub directories: Option<bool>,
+    /// How Open WebUI gets the folder: `files` (uploads it processes and embeds
+    /// itself; the default), `external` (an external knowledge base that searches
+    /// the pipeline's Qdrant collection; nothing is uploaded or embedded twice) or
+    /// `both`.
+    pub mode: Option<String>,
+    /// Qdrant's REST URL as Open WebUI reaches it, for `external` mode (default:
+    /// `[qdrant] url` with the REST port 6333 for gRPC's 6334).
+    pub qdrant_url_for_openwebui: Option<String>,
     /// Who may read or write the knowledge base besides its owner, kept equal to this
     /// list on every sync (grants not listed are removed). Left out, ragd leaves the
     /// base's access alone; `[]` makes it private.

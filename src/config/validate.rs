@@ -168,6 +168,17 @@ pub enum KnowledgeTarget {
     },
 }
 
+/// `[knowledge] mode = "external"` (or `"both"`): an Open WebUI external knowledge
+/// base whose source is the pipeline's collection alias on the Qdrant server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalKnowledge {
+    /// The base's name in Open WebUI; ragd finds it (and its connection) by it.
+    pub name: String,
+    pub description: String,
+    /// Qdrant's REST URL as Open WebUI reaches it (`qdrant_url_for_openwebui`).
+    pub qdrant_url: String,
+}
+
 /// One validated pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -186,7 +197,11 @@ pub struct PipelineConfig {
     pub model: String,
     pub batch_size: usize,
     pub collection: String,
+    /// The knowledge base files are uploaded to (`mode` `files` or `both`).
     pub knowledge: Option<KnowledgeTarget>,
+    /// The external knowledge base searching the collection (`mode` `external`
+    /// or `both`).
+    pub external: Option<ExternalKnowledge>,
     /// Whether the knowledge base mirrors the folder's tree as directories
     /// (`[knowledge] directories`, default true; servers without them stay flat).
     pub kb_directories: bool,
@@ -577,6 +592,8 @@ pub fn validate(
         }
     }
 
+    external_knowledge(&mut errs, &qdrant, &mut validated);
+
     if errs.list.is_empty() {
         Ok(Config {
             config_path: config_path.to_owned(),
@@ -592,6 +609,73 @@ pub fn validate(
     } else {
         Err(ConfigErrors(errs.list))
     }
+}
+
+/// What external knowledge needs beyond its own pipeline: a Qdrant server (Open
+/// WebUI cannot reach the embedded store), a collection no other pipeline writes
+/// to (Open WebUI searches it without a filter), and the URL Open WebUI reaches
+/// Qdrant at, by default the server's with the REST port for gRPC's.
+fn external_knowledge(
+    errs: &mut Errors,
+    qdrant: &QdrantSettings,
+    pipelines: &mut [PipelineConfig],
+) {
+    let collections: Vec<(String, String)> = pipelines
+        .iter()
+        .map(|p| (p.name.clone(), p.collection.clone()))
+        .collect();
+    for p in pipelines.iter_mut() {
+        let Some(ext) = &mut p.external else { continue };
+        errs.file = p.file.clone();
+        let server = match qdrant {
+            QdrantSettings::Server { url, .. } => url,
+            QdrantSettings::Embedded { .. } => {
+                errs.push(
+                    "knowledge.mode",
+                    "external knowledge needs a Qdrant server: Open WebUI cannot reach the \
+                     embedded store; set [qdrant] url in ragd.toml (scripts/qdrant-up.sh starts one) \
+                     or use mode = \"files\"",
+                );
+                continue;
+            }
+        };
+        if let Some((other, _)) = collections
+            .iter()
+            .find(|(name, c)| *name != p.name && *c == p.collection)
+        {
+            errs.push(
+                "knowledge.mode",
+                &format!(
+                    "collection {:?} is shared with pipeline {other:?}, but Open WebUI searches an \
+                     external source without a filter and would answer from both; give this \
+                     pipeline its own [qdrant] collection",
+                    p.collection
+                ),
+            );
+        }
+        if ext.qdrant_url.is_empty() {
+            match rest_url_of(server) {
+                Some(url) => ext.qdrant_url = url,
+                None => errs.push(
+                    "knowledge.qdrant_url_for_openwebui",
+                    &format!(
+                        "required: [qdrant] url {server:?} is not on gRPC's default port 6334, so \
+                         the REST port Open WebUI needs cannot be guessed"
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// Qdrant's REST URL next to the gRPC `url` on the default ports (6334 → 6333).
+fn rest_url_of(url: &str) -> Option<String> {
+    let mut parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.port() != Some(6334) {
+        return None;
+    }
+    parsed.set_port(Some(6333)).ok()?;
+    Some(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 fn validate_pipeline(
@@ -713,9 +797,60 @@ fn validate_pipeline(
         .as_ref()
         .and_then(|k| k.access.as_ref())
         .map(|list| access_rules(errs, list));
+    let mut external = None;
     let knowledge = raw.knowledge.and_then(|k| {
         if !have_open_webui {
             errs.push("knowledge", "needs an [open_webui] section in ragd.toml");
+        }
+        let (files, external_mode) = match k.mode.as_deref() {
+            None | Some("files") => (true, false),
+            Some("external") => (false, true),
+            Some("both") => (true, true),
+            Some(other) => {
+                errs.push(
+                    "knowledge.mode",
+                    &format!(
+                        "unknown mode {other:?}; expected \"files\", \"external\" or \"both\""
+                    ),
+                );
+                (true, false)
+            }
+        };
+        if let Some(url) = &k.qdrant_url_for_openwebui {
+            check_url(errs, "knowledge.qdrant_url_for_openwebui", url);
+            if !external_mode {
+                errs.push(
+                    "knowledge.qdrant_url_for_openwebui",
+                    "only used with mode = \"external\" or \"both\"",
+                );
+            }
+        }
+        if external_mode {
+            match &k.name {
+                Some(base) if !base.trim().is_empty() => {
+                    external = Some(ExternalKnowledge {
+                        // Both bases are found by name: they must not share one.
+                        name: if files {
+                            format!("{base} (external)")
+                        } else {
+                            base.clone()
+                        },
+                        description: k
+                            .description
+                            .clone()
+                            .unwrap_or_else(|| "Searches ragd's Qdrant index".to_owned()),
+                        // Filled in by `external_urls`, which knows `[qdrant]`.
+                        qdrant_url: k.qdrant_url_for_openwebui.clone().unwrap_or_default(),
+                    });
+                }
+                _ => errs.push(
+                    "knowledge.name",
+                    "mode = \"external\" needs name: ragd finds the external base by it",
+                ),
+            }
+        }
+        if !files {
+            return None;
         }
         match (k.id, k.name) {
             (Some(id), None) => Some(KnowledgeTarget::Id(id)),
@@ -801,6 +936,7 @@ fn validate_pipeline(
         batch_size,
         collection,
         knowledge,
+        external,
         kb_directories,
         kb_access,
         schedule,
@@ -1409,6 +1545,129 @@ mod tests {
                 "knowledge.access[2].permission",
                 "knowledge.access[3].permission"
             ]
+        );
+    }
+
+    fn external_setup(
+        daemon: &str,
+        knowledge: &str,
+        more: &[(&str, &str)],
+    ) -> Result<Config, ConfigErrors> {
+        let daemon: RawDaemon = toml::from_str(&format!(
+            "[open_webui]\nurl = \"http://o:8080\"\napi_key = \"sk-1\"\n{daemon}"
+        ))
+        .unwrap();
+        let mut pipelines = vec![(
+            PathBuf::from("p/docs.toml"),
+            pipeline(&format!(
+                "sources = [\"d\"]\n[embedding]\nmodel = \"m\"\n[knowledge]\n{knowledge}"
+            )),
+        )];
+        for (file, text) in more {
+            pipelines.push((PathBuf::from(file), pipeline(text)));
+        }
+        validate(Path::new("c/ragd.toml"), daemon, pipelines, &no_files)
+    }
+
+    #[test]
+    fn external_knowledge_needs_the_qdrant_server_and_a_name() {
+        let server = "[qdrant]\nurl = \"http://q:6334\"\n";
+        // Files mode is the default; external defaults the URL to Qdrant's REST port.
+        let c = external_setup(server, "name = \"K\"\n", &[]).unwrap();
+        assert!(c.pipelines[0].knowledge.is_some() && c.pipelines[0].external.is_none());
+        let c = external_setup(server, "name = \"K\"\nmode = \"external\"\n", &[]).unwrap();
+        let p = &c.pipelines[0];
+        assert!(p.knowledge.is_none());
+        assert_eq!(
+            p.external.as_ref().unwrap(),
+            &ExternalKnowledge {
+                name: "K".into(),
+                description: "Searches ragd's Qdrant index".into(),
+                qdrant_url: "http://q:6333".into(),
+            }
+        );
+        // Both: two bases, told apart by name (both are found by it).
+        let c = external_setup(
+            server,
+            "name = \"K\"\nmode = \"both\"\nqdrant_url_for_openwebui = \"http://qdrant:6333\"\n",
+            &[],
+        )
+        .unwrap();
+        let p = &c.pipelines[0];
+        assert!(matches!(&p.knowledge, Some(KnowledgeTarget::Name { name, .. }) if name == "K"));
+        let ext = p.external.as_ref().unwrap();
+        assert_eq!(
+            (ext.name.as_str(), ext.qdrant_url.as_str()),
+            ("K (external)", "http://qdrant:6333")
+        );
+
+        let problems = |r: Result<Config, ConfigErrors>| -> Vec<String> {
+            r.unwrap_err()
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect()
+        };
+        // The embedded store: Open WebUI cannot reach it.
+        let errs = problems(external_setup(
+            "",
+            "name = \"K\"\nmode = \"external\"\n",
+            &[],
+        ));
+        assert!(
+            errs.iter().any(|e| e.contains("needs a Qdrant server")),
+            "{errs:?}"
+        );
+        // By id only: the external base is found by name.
+        let errs = problems(external_setup(
+            server,
+            "id = \"abc\"\nmode = \"external\"\n",
+            &[],
+        ));
+        assert!(
+            errs.iter().any(|e| e.starts_with("knowledge.name")),
+            "{errs:?}"
+        );
+        // A non-default gRPC port: the REST URL cannot be guessed.
+        let errs = problems(external_setup(
+            "[qdrant]\nurl = \"http://q:7334\"\n",
+            "name = \"K\"\nmode = \"external\"\n",
+            &[],
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("knowledge.qdrant_url_for_openwebui")),
+            "{errs:?}"
+        );
+        // A collection another pipeline writes to: Open WebUI would answer from both.
+        let errs = problems(external_setup(
+            server,
+            "name = \"K\"\nmode = \"external\"\n",
+            &[(
+                "p/other.toml",
+                "sources = [\"e\"]\n[embedding]\nmodel = \"m\"\n[qdrant]\ncollection = \"docs\"\n",
+            )],
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("shared with pipeline \"other\"")),
+            "{errs:?}"
+        );
+        // Unknown modes and a URL without external mode.
+        let errs = problems(external_setup(
+            server,
+            "name = \"K\"\nmode = \"mirror\"\nqdrant_url_for_openwebui = \"http://q:6333\"\n",
+            &[],
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("knowledge.mode: unknown mode")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("knowledge.qdrant_url_for_openwebui: only used")),
+            "{errs:?}"
         );
     }
 }

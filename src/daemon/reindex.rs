@@ -260,6 +260,8 @@ pub async fn reindex(
         build.ledger = build_ledger.clone();
         // The knowledge base follows the live ledger, not the build.
         build.publisher = None;
+        // The external base searches the alias, which the switch moves.
+        build.external = None;
         let summary = build
             .reconcile(&ReconcileOptions {
                 min_age: settle,

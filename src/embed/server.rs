@@ -475,6 +475,19 @@ async fn version() -> Response {
     axum::Json(json!({ "version": OLLAMA_VERSION })).into_response()
 }
 
+/// `GET /api/ragd/stats` (not Ollama's): the counters, so that a script can tell
+/// how many embedding calls a client made through a standalone `ragd embed-server`
+/// (scripts/bench-external.sh counts Open WebUI's).
+async fn stats(State(shared): AppState) -> Response {
+    let s = shared.stats();
+    axum::Json(json!({
+        "requests": s.requests,
+        "texts": s.texts,
+        "busy_ms": s.busy.as_millis() as u64,
+    }))
+    .into_response()
+}
+
 /// A fixed timestamp keeps every response deterministic.
 const MODIFIED_AT: &str = "2024-01-01T00:00:00Z";
 
@@ -689,6 +702,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/show", post(show))
         .route("/api/embed", post(embed))
         .route("/api/embeddings", post(legacy_embeddings))
+        .route("/api/ragd/stats", get(stats))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -1037,6 +1051,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(legacy["embedding"], r["embeddings"][0]);
+        // The counters a script reads: the two embed calls above.
+        let stats: Value = http
+            .get(format!("{url}/api/ragd/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (stats["requests"].as_u64(), stats["texts"].as_u64()),
+            (Some(2), Some(2))
+        );
 
         let missing = http
             .post(format!("{url}/api/embed"))

@@ -347,6 +347,9 @@ pub struct KnowledgeBase {
     pub write_access: Option<bool>,
     /// Who may read or write it besides its owner (0.12; empty on older servers).
     pub access_grants: Vec<Grant>,
+    /// An external knowledge base (`meta.source = "external"`): it searches a vector
+    /// collection of its own and takes no files.
+    pub external: bool,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +369,7 @@ struct RawKnowledge {
     created_at: Option<i64>,
     #[serde(default)]
     access_grants: Option<Vec<Grant>>,
+    meta: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +390,12 @@ impl From<RawKnowledge> for KnowledgeBase {
             user_id: raw.user_id,
             write_access: raw.write_access,
             access_grants: raw.access_grants.unwrap_or_default(),
+            external: raw
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("source"))
+                .and_then(Value::as_str)
+                == Some("external"),
         }
     }
 }
@@ -491,7 +501,7 @@ impl ProcessOutcome {
 
 /// Which failures a call may retry.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(super) enum Retry {
     /// Repeating the request is harmless (reads, `file/add`, removals).
     Always,
     /// The request creates something: retry only when it certainly was not carried out.
@@ -500,7 +510,7 @@ enum Retry {
 
 /// The client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct OpenWebUi {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base: Url,
     /// Each request's deadline; an upload's grows with its size.
     timeout: Duration,
@@ -903,7 +913,7 @@ impl OpenWebUi {
             .list_knowledge()
             .await?
             .into_iter()
-            .filter(|kb| kb.name == name && usable_by(kb, me))
+            .filter(|kb| kb.name == name && !kb.external && usable_by(kb, me))
             .collect();
         matching.sort_by_key(|kb| (kb.created_at, kb.id.clone()));
         Ok(matching.into_iter().next())
@@ -1311,13 +1321,13 @@ impl OpenWebUi {
 
     // ---- plumbing -------------------------------------------------------------------
 
-    fn url(&self, path: &str) -> Result<Url, OwuiError> {
+    pub(super) fn url(&self, path: &str) -> Result<Url, OwuiError> {
         self.base
             .join(path)
             .map_err(|e| OwuiError::InvalidInput(format!("path {path:?}: {e}")))
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         path: &str,
@@ -1333,7 +1343,7 @@ impl OpenWebUi {
     }
 
     /// Reads `?page=1,2,…` until a short or empty page, or `total` items.
-    async fn paginate<T: DeserializeOwned>(
+    pub(super) async fn paginate<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         path: &str,
@@ -1408,7 +1418,7 @@ impl OpenWebUi {
     /// Sends with retries per the policy. With `gone_means_done`, a [`OwuiError::NotFound`]
     /// on a retry that followed a possibly-applied failure counts as success (empty body):
     /// the lost attempt already removed the thing.
-    async fn send(
+    pub(super) async fn send(
         &self,
         retry: Retry,
         gone_means_done: bool,
@@ -1445,7 +1455,10 @@ impl OpenWebUi {
     }
 }
 
-fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T, OwuiError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    body: &[u8],
+) -> Result<T, OwuiError> {
     serde_json::from_slice(body).map_err(|e| OwuiError::UnexpectedResponse {
         operation,
         detail: e.to_string(),
@@ -1454,7 +1467,7 @@ fn decode<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T
 
 /// Percent-encodes an id for use as one path segment (ids are UUIDs, but a caller's
 /// string must not be able to walk to another endpoint).
-fn seg(id: &str) -> String {
+pub(super) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for byte in id.bytes() {
         // '.' is encoded too: a bare `..` segment would climb a level.
@@ -1562,6 +1575,7 @@ mod tests {
             user_id: owner.map(str::to_owned),
             write_access: write,
             access_grants: Vec::new(),
+            external: false,
         };
         let who = |id: &str, role: &str| Whoami {
             id: id.into(),

@@ -3,6 +3,8 @@
 //!
 //! - [`client`]: [`OpenWebUi`], a typed client for files, knowledge bases and processing
 //!   status, with retries of transient failures inside.
+//! - [`external`]: external knowledge bases (a Qdrant collection Open WebUI searches
+//!   itself), their connections, retrieval and Open WebUI's RAG embedding settings.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
 //! - [`access`]: [`access::keep_access`], who may read or write a knowledge base, kept
@@ -11,6 +13,7 @@
 pub mod access;
 pub mod client;
 pub mod error;
+pub mod external;
 pub mod filename;
 
 pub use client::{

@@ -539,6 +539,7 @@ async fn open_webui(r: &mut Report, config: &Config) {
         }
     };
     let role = me.role.clone();
+    external_knowledge(r, config, &client, &role).await;
     for p in &config.pipelines {
         let Some(target) = &p.knowledge else { continue };
         if let Some(rules) = &p.kb_access {
@@ -642,6 +643,195 @@ async fn access(r: &mut Report, client: &OpenWebUi, p: &PipelineConfig, rules: &
         ),
         Err(e) => r.fail(name, format!("{e} in {}", super::display_path(&p.file))),
     }
+}
+
+/// How long Open WebUI took to process 1,000 Markdown files in `mode = "files"` with
+/// `RAG_EMBEDDING_BATCH_SIZE` 1, measured by `scripts/bench-external.sh`
+/// (docs/external-knowledge.md); quoted by the batch-size warning.
+const FILES_MODE_COST: &str = "1,000 Markdown files took 501 s to become answerable in mode \"files\" \
+    (34,453 embedding requests by Open WebUI) against 16.7 s in mode \"external\" (docs/external-knowledge.md)";
+
+/// The cosine above which Open WebUI's vector for a text is taken to be ragd's
+/// (the same model gives 1.0 up to float rounding; another model or a query
+/// prefix gives visibly less).
+const SAME_VECTORS: f64 = 0.999;
+
+/// Open WebUI's RAG embedding against ragd's, for the pipelines Open WebUI searches
+/// itself (`mode = "external"`): a chunk ragd stored is asked for with its own text
+/// through Open WebUI (`external/source/test`, nothing stored), which embeds it
+/// with its RAG embedding and query prefix; the same model gives back that very
+/// point with a cosine of 1. Also warns when uploads are embedded one chunk per
+/// request (`mode = "files"`).
+async fn external_knowledge(r: &mut Report, config: &Config, client: &OpenWebUi, role: &str) {
+    let external: Vec<_> = config
+        .pipelines
+        .iter()
+        .filter(|p| p.external.is_some())
+        .collect();
+    let files_mode = config.pipelines.iter().any(|p| p.knowledge.is_some());
+    if external.is_empty() && !files_mode {
+        return;
+    }
+    if role != "admin" {
+        if !external.is_empty() {
+            r.fail(
+                "external knowledge",
+                format!(
+                    "the key's user has role {role}; Open WebUI's external knowledge and its \
+                     embedding settings are admin only: use an admin's API key"
+                ),
+            );
+        }
+        return;
+    }
+    let rag = match client.rag_embedding().await {
+        Ok(rag) => rag,
+        Err(e) => {
+            r.fail("open webui embedding", e.to_string());
+            return;
+        }
+    };
+    let engine = if rag.engine.is_empty() {
+        "built-in sentence-transformers"
+    } else {
+        rag.engine.as_str()
+    };
+    r.ok(
+        "open webui embedding",
+        format!(
+            "engine {engine}, model {:?}{}, batch size {}; query prefix: Open WebUI's \
+             RAG_EMBEDDING_QUERY_PREFIX is not shown by its API, ragd embeds without a prefix \
+             (the vector check below sees any difference it makes)",
+            rag.model,
+            rag.ollama_url
+                .as_deref()
+                .map(|u| format!(" at {u}"))
+                .unwrap_or_default(),
+            rag.batch_size
+                .map_or_else(|| "unknown".to_owned(), |b| b.to_string()),
+        ),
+    );
+    if files_mode && rag.batch_size == Some(1) {
+        r.warn(
+            "open webui embedding",
+            format!(
+                "RAG_EMBEDDING_BATCH_SIZE is 1: Open WebUI embeds uploaded files one chunk per \
+                 request; {FILES_MODE_COST}. Raise it (Admin > Settings > Documents), or use \
+                 [knowledge] mode = \"external\""
+            ),
+        );
+    }
+    if external.is_empty() {
+        return;
+    }
+    let access = match super::open_store(config) {
+        Ok(a) => a,
+        Err(why) => {
+            r.warn("external knowledge", format!("vectors not compared: {why}"));
+            return;
+        }
+    };
+    let api_key = match &config.qdrant {
+        QdrantSettings::Server { api_key, .. } => api_key.as_ref().map(|k| k.expose().to_owned()),
+        QdrantSettings::Embedded { .. } => None,
+    };
+    for p in external {
+        let Some(ext) = &p.external else { continue };
+        let name = format!("external knowledge for {}", p.name);
+        let probe = match probe_point(&*access.store, &p.collection).await {
+            Ok(Some(point)) => point,
+            Ok(None) => {
+                r.ok(
+                    name,
+                    format!(
+                        "collection {:?} has no points yet: vectors compared once it has",
+                        p.collection
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                r.fail(name, e.to_string());
+                continue;
+            }
+        };
+        let answer = client
+            .test_external_source(
+                &ext.qdrant_url,
+                api_key.as_deref(),
+                &p.collection,
+                &probe.1,
+                5,
+            )
+            .await;
+        let found = match answer {
+            Ok(found) => found,
+            Err(e) => {
+                r.fail(
+                    name,
+                    format!(
+                        "Open WebUI could not search {:?} at {}: {e}. It needs `qdrant-client` in \
+                         its Python environment (pip install qdrant-client==1.18.0; docker: an \
+                         image with it) and must reach Qdrant's REST port at that URL \
+                         ([knowledge] qdrant_url_for_openwebui)",
+                        p.collection, ext.qdrant_url
+                    ),
+                );
+                continue;
+            }
+        };
+        let score = found
+            .metadatas
+            .iter()
+            .zip(&found.distances)
+            .find(|(m, _)| m.get("document_id").and_then(|v| v.as_str()) == Some(probe.0.as_str()))
+            .and_then(|(_, d)| *d);
+        match score {
+            Some(s) if s >= SAME_VECTORS => r.ok(
+                name,
+                format!(
+                    "Open WebUI embeds like ragd: a stored chunk asked for with its own text comes \
+                     back with cosine {s:.4} ({:?} at {})",
+                    p.collection, ext.qdrant_url
+                ),
+            ),
+            other => r.fail(
+                name,
+                format!(
+                    "Open WebUI's RAG embedding ({engine} {:?}) gives other vectors than ragd's \
+                     ({:?}): a stored chunk asked for with its own text {}. Fix: in Open WebUI set \
+                     RAG_EMBEDDING_ENGINE=ollama and RAG_EMBEDDING_MODEL={} on the same server as \
+                     ragd's [embedding] url (Admin > Settings > Documents), and leave \
+                     RAG_EMBEDDING_QUERY_PREFIX unset",
+                    rag.model,
+                    p.model,
+                    match other {
+                        Some(s) => format!("scores only {s:.4}"),
+                        None => "is not among the top 5".to_owned(),
+                    },
+                    p.model
+                ),
+            ),
+        }
+    }
+}
+
+/// Some stored point of `collection`: its id and text.
+async fn probe_point(
+    store: &dyn VectorStore,
+    collection: &str,
+) -> Result<Option<(String, String)>, crate::store::StoreError> {
+    let Some(dim) = store.collection_dim(collection).await? else {
+        return Ok(None);
+    };
+    // Any non-zero vector has a nearest point.
+    let hits = store
+        .search(collection, vec![1.0 / (dim as f32).sqrt(); dim], 1, None)
+        .await?;
+    Ok(hits
+        .into_iter()
+        .next()
+        .map(|h| (h.id.to_string(), h.payload.text)))
 }
 
 /// `write_access` of `GET /api/v1/knowledge/{id}` (Open WebUI 0.6+ reports it;

@@ -21,6 +21,7 @@
 //! skips it without reading, and a changed mtime with the same bytes or the same
 //! extracted text only updates the ledger.
 
+pub mod external;
 pub mod moves;
 pub mod plan;
 pub mod points;
@@ -75,6 +76,12 @@ pub enum PipelineError {
         #[source]
         source: crate::publish::PublishError,
     },
+    #[error("pipeline {pipeline}: {source}")]
+    External {
+        pipeline: String,
+        #[source]
+        source: external::ExternalError,
+    },
     #[error("pipeline {pipeline}: {message}")]
     Setup { pipeline: String, message: String },
     #[error("pipeline {pipeline}: a stage stopped unexpectedly: {message}")]
@@ -119,6 +126,8 @@ pub struct RunSummary {
     pub scan_problems: Vec<String>,
     /// What publishing to the knowledge base did, when one is configured.
     pub knowledge: Option<PublishSummary>,
+    /// What keeping the external knowledge base registered did, when configured.
+    pub external: Option<external::ExternalSummary>,
 }
 
 /// How to run.
@@ -155,6 +164,8 @@ pub struct Pipeline {
     pub embed_concurrency: usize,
     /// Keeps the pipeline's knowledge base in line, when one is configured.
     pub publisher: Option<Arc<Publisher>>,
+    /// Keeps the external knowledge base registered (`[knowledge] mode`).
+    pub external: Option<Arc<external::ExternalPublisher>>,
     /// Another configured pipeline writes to the same collection.
     pub shares_collection: bool,
 }
@@ -279,6 +290,17 @@ impl Pipeline {
     ) -> Result<RunSummary, PipelineError> {
         let started = Instant::now();
         let started_at = crate::ledger::unix_now();
+        if self.external.is_some() {
+            // Open WebUI searches the name `C`: make it an alias of `C_v1` before the
+            // first write, so no reindex ever has to drop a real `C` (the moment
+            // Open WebUI would find no collection).
+            crate::daemon::reindex::ensure_layout(self)
+                .await
+                .map_err(|e| PipelineError::Setup {
+                    pipeline: self.name().to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
         let (plan, scan_problems) = self
             .plan_run(options.force, options.allow_mass_delete)
             .await?;
@@ -306,7 +328,8 @@ impl Pipeline {
 
         self.record_settings(dim)?;
         options.progress.finish_and_clear();
-        summary.knowledge = self.publish(verify, &SyncStop::default()).await?;
+        self.publish(verify, &SyncStop::default(), &mut summary)
+            .await?;
         summary.elapsed = started.elapsed();
         self.record_run("index", started_at, &summary);
         Ok(summary)
@@ -330,25 +353,40 @@ impl Pipeline {
             .map_err(|e| self.ledger_err(e))
     }
 
-    /// Bring the knowledge base in line with the ledger, if one is configured.
-    /// Runs after the Qdrant side is done: Open WebUI's (slow) processing never
-    /// holds up the vector index.
+    /// Bring Open WebUI in line: the external base first (it makes the folder
+    /// answerable at once), then the knowledge base of uploads. Runs after the
+    /// Qdrant side is done: Open WebUI's (slow) processing never holds up the
+    /// vector index.
     pub(crate) async fn publish(
         &self,
         verify: Verify,
         stop: &SyncStop,
-    ) -> Result<Option<PublishSummary>, PipelineError> {
+        summary: &mut RunSummary,
+    ) -> Result<(), PipelineError> {
+        if let Some(external) = &self.external {
+            let done =
+                external
+                    .sync(&*self.store)
+                    .await
+                    .map_err(|source| PipelineError::External {
+                        pipeline: self.name().to_owned(),
+                        source,
+                    })?;
+            summary.external = Some(done);
+        }
         let Some(publisher) = &self.publisher else {
-            return Ok(None);
+            return Ok(());
         };
-        publisher
-            .sync(&self.config, &self.ledger, verify, stop)
-            .await
-            .map(Some)
-            .map_err(|source| PipelineError::Publish {
-                pipeline: self.name().to_owned(),
-                source,
-            })
+        summary.knowledge = Some(
+            publisher
+                .sync(&self.config, &self.ledger, verify, stop)
+                .await
+                .map_err(|source| PipelineError::Publish {
+                    pipeline: self.name().to_owned(),
+                    source,
+                })?,
+        );
+        Ok(())
     }
 
     /// Remove the points of files that are gone, then forget them, a batch of

@@ -142,7 +142,8 @@ impl Pipeline {
             cancel: options.cancel.clone(),
             newer_work: options.newer_work.clone(),
         };
-        out.run.knowledge = self.publish(options.verify_knowledge, &stop).await?;
+        self.publish(options.verify_knowledge, &stop, &mut out.run)
+            .await?;
         out.run.elapsed = started.elapsed();
         self.record_run("reconcile", started_at, &out.run);
         Ok(out)

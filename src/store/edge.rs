@@ -1042,6 +1042,17 @@ impl VectorStore for EdgeStore {
     async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
         Ok(self.catalog.read().await.aliases.get(alias).cloned())
     }
+
+    /// Nothing to do here by design: only ragd reads an embedded store (Open
+    /// WebUI's external knowledge needs a server, and `validate` refuses it on
+    /// the embedded store), and ragd never reads the citation field back. Older
+    /// points gain it as their files are rewritten, or all at once by `ragd
+    /// reindex`; a pass over every payload (no payload index here) on each
+    /// upgrade would cost more than it gives.
+    async fn add_citations(&self, collection: &str) -> Result<u64, StoreError> {
+        let _ = collection;
+        Ok(0)
+    }
 }
 
 /// A collection or alias name must be one directory name: it becomes a path.

@@ -46,7 +46,9 @@ pub struct PointPayload {
 }
 
 impl PointPayload {
-    /// The JSON object both backends store as a point's payload.
+    /// The JSON object both backends store as a point's payload: the fields
+    /// above, plus [`CITATION_FIELD`], what Open WebUI's external knowledge
+    /// shows as a citation (`payload.text` is already where it reads the text).
     pub(crate) fn to_json_object(
         &self,
         id: impl std::fmt::Display,
@@ -56,10 +58,43 @@ impl PointPayload {
             detail,
         };
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert(CITATION_FIELD.to_owned(), self.citation());
+                Ok(map)
+            }
             Ok(other) => Err(bad(format!("payload is not a JSON object: {other}"))),
             Err(e) => Err(bad(e.to_string())),
         }
+    }
+
+    /// `payload.metadata` as Open WebUI 0.12's external knowledge reads it
+    /// (`retrieval/external.py`): `name` and `source` label the citation, `page`
+    /// is 0-based as Open WebUI's own loaders give it (its UI shows `page + 1`),
+    /// so ragd's 1-based page is shifted and also kept as `page_label`. The rest
+    /// helps a reader find the passage: the heading trail, the chunk's place.
+    /// Derived from the fields above, never read back: one source of truth.
+    pub fn citation(&self) -> serde_json::Value {
+        let name = self.path.rsplit('/').next().unwrap_or(&self.path);
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), name.into());
+        m.insert("source".into(), self.path.clone().into());
+        if let Some(page) = self.page {
+            m.insert("page".into(), page.saturating_sub(1).into());
+            m.insert("page_label".into(), page.to_string().into());
+        }
+        if !self.headings.is_empty() {
+            m.insert("headings".into(), self.headings.clone().into());
+            m.insert("heading".into(), self.headings.join(" > ").into());
+        }
+        m.insert("chunk_index".into(), self.chunk_index.into());
+        if self.ocr {
+            m.insert("ocr".into(), true.into());
+        }
+        m.insert("pipeline".into(), self.pipeline.clone().into());
+        m.insert("file_hash".into(), self.file_hash.clone().into());
+        m.insert("modified".into(), self.modified.into());
+        m.insert("created_by".into(), "ragd".into());
+        serde_json::Value::Object(m)
     }
 
     /// Read a stored payload back; a point ragd did not write is a
@@ -74,6 +109,11 @@ impl PointPayload {
         })
     }
 }
+
+/// The payload field holding [`PointPayload::citation`]: `payload.metadata`,
+/// Open WebUI's default `metadata_field` for a Qdrant source. Points written
+/// by ragd before it existed lack it; [`VectorStore::add_citations`] adds it.
+pub const CITATION_FIELD: &str = "metadata";
 
 /// Which file version a point belongs to, read without its text or vector:
 /// what `ragd reconcile` compares with the ledger.
@@ -372,4 +412,10 @@ pub trait VectorStore: Send + Sync {
 
     /// The collection `alias` points at, if it is an alias.
     async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, StoreError>;
+
+    /// Give every point of `collection` that lacks [`CITATION_FIELD`] (written by
+    /// a ragd before it existed) its citation metadata, vectors unchanged; the
+    /// number of points given it. Idempotent, and cheap once done: only points
+    /// without the field are read.
+    async fn add_citations(&self, collection: &str) -> Result<u64, StoreError>;
 }

@@ -31,8 +31,8 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use uuid::Uuid;
 
 use super::{
-    KEY_FIELDS, PointFilter, PointKey, PointPayload, SearchHit, StoreError, StoredPoint,
-    VectorStore,
+    CITATION_FIELD, KEY_FIELDS, PointFilter, PointKey, PointPayload, SearchHit, StoreError,
+    StoredPoint, VectorStore,
 };
 
 /// Payload fields a server collection indexes. ragd finds a file's points by id,
@@ -744,6 +744,36 @@ impl VectorStore for QdrantStore {
             .into_iter()
             .find(|a| a.alias_name == alias)
             .map(|a| a.collection_name))
+    }
+
+    async fn add_citations(&self, collection: &str) -> Result<u64, StoreError> {
+        // Points that gained the field no longer match, so every round asks for
+        // the first page again; no payload index is needed (the server scans).
+        let missing = Filter::must([Condition::is_empty(CITATION_FIELD)]);
+        let mut done = 0u64;
+        loop {
+            let request = ScrollPointsBuilder::new(collection)
+                .limit(SCROLL_PAGE)
+                .filter(missing.clone())
+                .with_payload(true)
+                .with_vectors(true);
+            let response = self
+                .client
+                .scroll(request)
+                .await
+                .map_err(|e| map_err(collection, e))?;
+            if response.result.is_empty() {
+                return Ok(done);
+            }
+            let points = response
+                .result
+                .into_iter()
+                .map(|point| from_retrieved(point, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            done += points.len() as u64;
+            // Rewritten whole with the same vector: `to_payload` adds the field.
+            self.upsert(collection, points).await?;
+        }
     }
 }
 

@@ -159,6 +159,11 @@ impl<S: VectorStore> VectorStore for Retrying<S> {
         self.run("resolve_alias", || self.inner.resolve_alias(a))
             .await
     }
+
+    async fn add_citations(&self, c: &str) -> Result<u64, StoreError> {
+        self.run("add_citations", || self.inner.add_citations(c))
+            .await
+    }
 }
 
 /// So a shared store can be wrapped too.
@@ -233,6 +238,10 @@ impl VectorStore for std::sync::Arc<dyn VectorStore> {
     }
     async fn resolve_alias(&self, a: &str) -> Result<Option<String>, StoreError> {
         (**self).resolve_alias(a).await
+    }
+
+    async fn add_citations(&self, c: &str) -> Result<u64, StoreError> {
+        (**self).add_citations(c).await
     }
 }
 
@@ -327,6 +336,10 @@ mod tests {
         }
         async fn resolve_alias(&self, a: &str) -> Result<Option<String>, StoreError> {
             self.inner.resolve_alias(a).await
+        }
+
+        async fn add_citations(&self, c: &str) -> Result<u64, StoreError> {
+            self.inner.add_citations(c).await
         }
     }
 

@@ -430,4 +430,8 @@ impl VectorStore for CountingStore {
     async fn resolve_alias(&self, a: &str) -> Result<Option<String>, StoreError> {
         self.inner.resolve_alias(a).await
     }
+
+    async fn add_citations(&self, c: &str) -> Result<u64, StoreError> {
+        self.inner.add_citations(c).await
+    }
 }

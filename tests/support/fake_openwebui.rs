@@ -33,6 +33,17 @@
 //!   `We could not find what you're looking for :/` on the others; listings paginate
 //!   (knowledge 30 a page, files 50).
 //!
+//! - external knowledge (`retrieval/external.py`, `knowledge.py` `/external/…`, admin
+//!   routes): connections kept in a list (listed without their key, `auth_configured`
+//!   instead), `external/knowledge/create` makes a base with `meta.source = "external"`
+//!   (400 `Content field is required.` without `content_field`), `external/source/{id}`
+//!   re-points one after a test query that must find something, and `retrieve-test`
+//!   really searches the connection's Qdrant over REST (`points/query`, no filter) with
+//!   the question embedded by the fake's RAG embedder ([`FakeHandle::set_rag_embedder`];
+//!   the same hashing embedder as ragd's embedding server), mapping `payload.text` and
+//!   `payload.metadata` as the server does (`name`, `source`, `document_id` = point id);
+//!   `GET /retrieval/embedding` reports that embedder.
+//!
 //! Fault injection ([`Fault`]) and counters ([`FakeCounters`]) serve the failure tests.
 
 use std::collections::{BTreeMap, HashMap};
@@ -121,6 +132,10 @@ pub struct FakeCounters {
     pub dir_deletes: u64,
     /// `knowledge/{id}/access/update` calls answered.
     pub access_updates: u64,
+    /// External knowledge connections and bases created.
+    pub external_creates: u64,
+    /// Queries embedded by the fake's own RAG embedder (retrievals).
+    pub rag_embeds: u64,
 }
 
 /// A file as the fake stores it.
@@ -173,6 +188,8 @@ struct FakeKnowledge {
     /// `access_grant` rows: (principal_type, principal_id, permission), in the
     /// order the last `access/update` gave them, duplicates dropped.
     grants: Vec<(String, String, String)>,
+    /// `meta`: `null`, or an external base's `{source: "external", external: {…}}`.
+    meta: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +214,12 @@ struct Inner {
     users: Vec<(String, String, String)>,
     /// User groups: (id, name).
     groups: Vec<(String, String)>,
+    /// External knowledge connections, with their `auth_config`.
+    connections: Vec<Value>,
+    /// What the server's RAG embedding function is: model name and embedder.
+    rag: (String, ragd::embed::server::HashEmbedder),
+    /// `RAG_EMBEDDING_QUERY_PREFIX`: put before every question it embeds.
+    rag_query_prefix: String,
 }
 
 struct Shared {
@@ -285,6 +308,7 @@ impl FakeHandle {
             dirs: BTreeMap::new(),
             file_dirs: HashMap::new(),
             grants: Vec::new(),
+            meta: Value::Null,
         };
         let id = kb.id.clone();
         inner.knowledge.insert(id.clone(), kb);
@@ -328,6 +352,16 @@ impl FakeHandle {
         out
     }
 
+    /// The model and embedder the server's RAG embedding function uses.
+    pub fn set_rag_embedder(&self, model: &str, embedder: ragd::embed::server::HashEmbedder) {
+        self.shared.lock().rag = (model.to_owned(), embedder);
+    }
+
+    /// `RAG_EMBEDDING_QUERY_PREFIX` (e5-style models want `query: `).
+    pub fn set_rag_query_prefix(&self, prefix: &str) {
+        self.shared.lock().rag_query_prefix = prefix.to_owned();
+    }
+
     /// Ids of the files linked to a knowledge base, in link order.
     pub fn knowledge_file_ids(&self, knowledge_id: &str) -> Vec<String> {
         self.shared
@@ -354,6 +388,12 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
             next_seq: 0,
             users: Vec::new(),
             groups: Vec::new(),
+            connections: Vec::new(),
+            rag: (
+                "hash-embed".to_owned(),
+                ragd::embed::server::HashEmbedder::new(384),
+            ),
+            rag_query_prefix: String::new(),
         }),
     });
     let app = Router::new()
@@ -389,6 +429,28 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
         .route("/api/v1/groups/create", post(create_group))
         .route("/api/v1/auths/add", post(add_user))
         .route("/api/v1/files/{id}/rename", post(rename_file))
+        .route(
+            "/api/v1/knowledge/external/connections",
+            get(list_connections).post(create_connection),
+        )
+        .route(
+            "/api/v1/knowledge/external/connections/{id}",
+            axum::routing::patch(update_connection).delete(delete_connection),
+        )
+        .route(
+            "/api/v1/knowledge/external/connections/{id}/retrieve-test",
+            post(retrieve_test),
+        )
+        .route("/api/v1/knowledge/external/source/test", post(test_source))
+        .route(
+            "/api/v1/knowledge/external/knowledge/create",
+            post(create_external_base),
+        )
+        .route(
+            "/api/v1/knowledge/external/source/{id}",
+            axum::routing::patch(update_external_source),
+        )
+        .route("/api/v1/retrieval/embedding", get(rag_embedding))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -525,7 +587,7 @@ fn knowledge_json(kb: &FakeKnowledge, files: Option<&BTreeMap<String, FakeFile>>
         "user_id": kb.user_id,
         "name": kb.name,
         "description": kb.description,
-        "meta": null,
+        "meta": kb.meta,
         "access_grants": kb.grants.iter().enumerate().map(|(i, (t, p, perm))| json!({
             "id": format!("{}-grant-{i}", kb.id),
             "resource_type": "knowledge",
@@ -1087,6 +1149,7 @@ async fn create_knowledge(State(shared): AppState, headers: HeaderMap, body: Byt
         dirs: BTreeMap::new(),
         file_dirs: HashMap::new(),
         grants: Vec::new(),
+        meta: Value::Null,
     };
     let mut answer = knowledge_json(&kb, None);
     answer["files"] = Value::Null;
@@ -1836,4 +1899,505 @@ async fn create_group(State(shared): AppState, headers: HeaderMap, body: Bytes) 
                 "created_at": 0, "updated_at": 0, "member_count": 0}),
     )
     .into_response()
+}
+
+// ---- external knowledge (0.12 `knowledge.py` `/external/…`, `retrieval/external.py`) ----
+
+/// The server's `_get_sanitized_external_connection`: the key is never listed.
+fn sanitized(connection: &Value) -> Value {
+    let mut out = connection.clone();
+    let configured = connection
+        .get("auth_config")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty());
+    if let Some(map) = out.as_object_mut() {
+        map.remove("auth_config");
+        map.insert("auth_configured".into(), json!(configured));
+    }
+    out
+}
+
+/// The checks of `_get_external_connection_provider_and_config`.
+fn connection_problem(form: &Value) -> Option<Response> {
+    let text = |k: &str| {
+        form.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    if !["qdrant", "milvus", "pgvector"].contains(&text("provider").to_lowercase().as_str()) {
+        return Some(detail(
+            StatusCode::BAD_REQUEST,
+            "Unsupported external knowledge provider.",
+        ));
+    }
+    if text("name").is_empty() {
+        return Some(detail(
+            StatusCode::BAD_REQUEST,
+            "Knowledge source name is required.",
+        ));
+    }
+    if text("endpoint").is_empty() {
+        return Some(detail(
+            StatusCode::BAD_REQUEST,
+            "Knowledge source endpoint is required.",
+        ));
+    }
+    None
+}
+
+/// `_get_normalized_external_source`: the normalized source, or the 400.
+// The error is the handler's answer itself, as everywhere in this fake.
+#[allow(clippy::result_large_err)]
+fn normalized_source(source: Option<&Value>) -> Result<Value, Response> {
+    let source = source.cloned().unwrap_or(Value::Null);
+    let name = source
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let kind = source
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("collection");
+    if kind != "collection" {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            "Only collection sources are supported.",
+        ));
+    }
+    if name.is_empty() {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            "Collection name is required.",
+        ));
+    }
+    let mut config = serde_json::Map::new();
+    for key in [
+        "content_field",
+        "metadata_field",
+        "document_id_field",
+        "vector_field",
+    ] {
+        if let Some(v) = source
+            .pointer(&format!("/config/{key}"))
+            .and_then(Value::as_str)
+            && !v.trim().is_empty()
+        {
+            config.insert(key.into(), json!(v.trim()));
+        }
+    }
+    if !config.contains_key("content_field") {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            "Content field is required.",
+        ));
+    }
+    Ok(json!({"type": "collection", "name": name, "config": config}))
+}
+
+fn external_meta(connection_id: &str, source: &Value) -> Value {
+    json!({
+        "source": "external",
+        "read_only": true,
+        "external": {
+            "connection_id": connection_id,
+            "source": source,
+            "provider": "qdrant",
+            "auth_mode": "service_account",
+            "capabilities": {"retrieve": true},
+        },
+    })
+}
+
+async fn list_connections(State(shared): AppState, headers: HeaderMap) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let inner = shared.lock();
+    let items: Vec<Value> = inner.connections.iter().map(sanitized).collect();
+    Json(json!({"items": items, "total": items.len()})).into_response()
+}
+
+async fn create_connection(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(r) = connection_problem(&form) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    inner.next_seq += 1;
+    inner.counters.external_creates += 1;
+    let connection = json!({
+        "id": format!("fake-conn-{:06}", inner.next_seq),
+        "name": form["name"].as_str().unwrap_or("").trim(),
+        "provider": form["provider"].as_str().unwrap_or("").trim().to_lowercase(),
+        "endpoint": form["endpoint"].as_str().unwrap_or("").trim(),
+        "auth_config": form.get("auth_config").cloned().filter(|v| !v.is_null()).unwrap_or(json!({})),
+        "config": {},
+        "capabilities": {"retrieve": true},
+        "health": null,
+        "enabled": form.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+        "created_by": "fake-user",
+        "created_at": now_secs(),
+        "updated_at": now_secs(),
+    });
+    inner.connections.push(connection.clone());
+    Json(sanitized(&connection)).into_response()
+}
+
+/// Like the server's update: an `auth_config` left out (null) keeps the stored one.
+fn apply_connection_form(existing: &mut Value, form: &Value) {
+    for key in ["name", "endpoint"] {
+        existing[key] = json!(form[key].as_str().unwrap_or("").trim());
+    }
+    existing["provider"] = json!(
+        form["provider"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_lowercase()
+    );
+    existing["enabled"] = json!(form.get("enabled").and_then(Value::as_bool).unwrap_or(true));
+    if let Some(auth) = form.get("auth_config").filter(|v| !v.is_null()) {
+        existing["auth_config"] = auth.clone();
+    }
+    existing["updated_at"] = json!(now_secs());
+}
+
+async fn update_connection(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(r) = connection_problem(&form) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    let Some(existing) = inner.connections.iter_mut().find(|c| c["id"] == id) else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    apply_connection_form(existing, &form);
+    Json(sanitized(existing)).into_response()
+}
+
+async fn delete_connection(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let mut inner = shared.lock();
+    if !inner.connections.iter().any(|c| c["id"] == id) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
+    if inner.knowledge.values().any(|kb| {
+        kb.meta
+            .pointer("/external/connection_id")
+            .and_then(Value::as_str)
+            == Some(id.as_str())
+    }) {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "External connection is still used by knowledge bases.",
+        );
+    }
+    inner.connections.retain(|c| c["id"] != id);
+    Json(json!(true)).into_response()
+}
+
+/// `_retrieve_qdrant` and `_normalize_result`: the question embedded by the RAG
+/// embedder, `points/query` without a filter on the connection's endpoint, the
+/// text and citation read from the configured fields.
+async fn retrieve(
+    shared: &Shared,
+    connection: &Value,
+    source: &Value,
+    knowledge_name: &str,
+    query: &str,
+    count: usize,
+) -> Result<Value, Response> {
+    use ragd::embed::Embedder;
+    let (embedder, prefix) = {
+        let mut inner = shared.lock();
+        inner.counters.rag_embeds += 1;
+        (inner.rag.1.clone(), inner.rag_query_prefix.clone())
+    };
+    // `generate_embeddings`: the prefix is put before the text.
+    let vector = embedder
+        .embed(&[format!("{prefix}{query}")])
+        .await
+        .map_err(|e| detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+        .remove(0);
+    let endpoint = connection["endpoint"]
+        .as_str()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let collection = source["name"].as_str().unwrap_or("");
+    let mut request = reqwest::Client::new()
+        .post(format!("{endpoint}/collections/{collection}/points/query"))
+        .json(&json!({"query": vector, "limit": count, "with_payload": true}));
+    if let Some(key) = connection
+        .pointer("/auth_config/api_key")
+        .and_then(Value::as_str)
+    {
+        request = request.header("api-key", key);
+    }
+    let failed = |e: String| detail(StatusCode::INTERNAL_SERVER_ERROR, &e);
+    let answer = request.send().await.map_err(|e| failed(e.to_string()))?;
+    if !answer.status().is_success() {
+        return Err(failed(format!("Qdrant answered {}", answer.status())));
+    }
+    let answer: Value = answer.json().await.map_err(|e| failed(e.to_string()))?;
+    let field = |key: &str, default: &str| {
+        source
+            .pointer(&format!("/config/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let (content_field, metadata_field) = (
+        field("content_field", "payload.text"),
+        field("metadata_field", "payload.metadata"),
+    );
+    let at = |point: &Value, path: &str| {
+        path.split('.')
+            .try_fold(point, |v, part| v.get(part))
+            .cloned()
+    };
+    let (mut documents, mut metadatas, mut distances) = (Vec::new(), Vec::new(), Vec::new());
+    for point in answer
+        .pointer("/result/points")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        documents.push(at(point, &content_field).unwrap_or(json!("")));
+        let mut metadata = match at(point, &metadata_field) {
+            Some(Value::Object(m)) => m,
+            Some(Value::Null) | None => serde_json::Map::new(),
+            Some(other) => [("external_metadata".to_owned(), other)]
+                .into_iter()
+                .collect(),
+        };
+        let source_name = metadata
+            .get("source")
+            .or(metadata.get("name"))
+            .cloned()
+            .unwrap_or(json!(knowledge_name));
+        let name = metadata.get("name").cloned().unwrap_or(source_name.clone());
+        metadata.insert("name".into(), name);
+        metadata.insert("source".into(), source_name);
+        metadata.insert("url".into(), Value::Null);
+        metadata.insert("knowledge_name".into(), json!(knowledge_name));
+        metadata.insert("external".into(), json!(true));
+        metadata.remove("file_id");
+        metadata.insert("document_id".into(), point["id"].clone());
+        metadatas.push(Value::Object(metadata));
+        distances.push(point["score"].clone());
+    }
+    Ok(json!({"documents": documents, "metadatas": metadatas, "distances": distances}))
+}
+
+async fn retrieve_test(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(connection) = shared
+        .lock()
+        .connections
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+    else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    let query = form["query"].as_str().unwrap_or("").trim().to_owned();
+    if query.is_empty() {
+        return detail(StatusCode::BAD_REQUEST, "Test query is required.");
+    }
+    let source = match form.get("source").filter(|s| !s.is_null()) {
+        Some(s) => Some(s.clone()),
+        None => Some(json!({"name": "test", "config": {"content_field": "payload.text"}})),
+    };
+    let source = match normalized_source(source.as_ref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let count = form["count"].as_u64().unwrap_or(5) as usize;
+    let name = connection["name"].as_str().unwrap_or("").to_owned();
+    match retrieve(&shared, &connection, &source, &name, &query, count).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn create_external_base(
+    State(shared): AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let connection_id = form["connection_id"].as_str().unwrap_or("").to_owned();
+    let mut inner = shared.lock();
+    if !inner.connections.iter().any(|c| c["id"] == connection_id) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
+    let name = form["name"].as_str().unwrap_or("").trim().to_owned();
+    if name.is_empty() {
+        return detail(StatusCode::BAD_REQUEST, "Knowledge name is required.");
+    }
+    let source = match normalized_source(form.get("source")) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    inner.next_seq += 1;
+    inner.counters.external_creates += 1;
+    let kb = FakeKnowledge {
+        id: format!("fake-kb-{:06}", inner.next_seq),
+        name,
+        description: form["description"].as_str().unwrap_or("").to_owned(),
+        created_at: now_secs(),
+        files: Vec::new(),
+        vectors: Vec::new(),
+        dirs: BTreeMap::new(),
+        file_dirs: HashMap::new(),
+        grants: Vec::new(),
+        user_id: "fake-user".to_owned(),
+        meta: external_meta(&connection_id, &source),
+    };
+    let answer = knowledge_json(&kb, None);
+    inner.knowledge.insert(kb.id.clone(), kb);
+    Json(answer).into_response()
+}
+
+async fn update_external_source(
+    State(shared): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (connection, source) = {
+        let inner = shared.lock();
+        let Some(kb) = inner
+            .knowledge
+            .get(&id)
+            .filter(|kb| kb.meta["source"] == "external")
+        else {
+            return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+        };
+        let connection_id = kb
+            .meta
+            .pointer("/external/connection_id")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let Some(mut connection) = inner
+            .connections
+            .iter()
+            .find(|c| c["id"] == connection_id)
+            .cloned()
+        else {
+            return detail(StatusCode::NOT_FOUND, "External connection not found.");
+        };
+        if let Some(r) = connection_problem(&form["connection"]) {
+            return r;
+        }
+        apply_connection_form(&mut connection, &form["connection"]);
+        let source = match normalized_source(form.get("source")) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        (connection, source)
+    };
+    let query = form["test_query"].as_str().unwrap_or("").to_owned();
+    let name = form["name"].as_str().unwrap_or("").to_owned();
+    match retrieve(&shared, &connection, &source, &name, &query, 5).await {
+        Ok(found) if found["documents"].as_array().is_some_and(|d| !d.is_empty()) => {}
+        Ok(_) => return detail(StatusCode::BAD_REQUEST, "Test query returned no results."),
+        Err(r) => return r,
+    }
+    let mut inner = shared.lock();
+    let connection_id = connection["id"].as_str().unwrap_or("").to_owned();
+    if let Some(stored) = inner
+        .connections
+        .iter_mut()
+        .find(|c| c["id"] == connection["id"])
+    {
+        *stored = connection;
+    }
+    let Some(kb) = inner.knowledge.get_mut(&id) else {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    kb.name = name;
+    kb.description = form["description"].as_str().unwrap_or("").to_owned();
+    kb.meta = external_meta(&connection_id, &source);
+    Json(knowledge_json(kb, None)).into_response()
+}
+
+async fn rag_embedding(State(shared): AppState, headers: HeaderMap) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let model = shared.lock().rag.0.clone();
+    Json(json!({
+        "status": true,
+        "RAG_EMBEDDING_ENGINE": "ollama",
+        "RAG_EMBEDDING_MODEL": model,
+        "RAG_EMBEDDING_BATCH_SIZE": 1,
+        "ENABLE_ASYNC_EMBEDDING": true,
+        "RAG_EMBEDDING_CONCURRENT_REQUESTS": 0,
+        "ollama_config": {"url": "http://127.0.0.1:11434", "key": ""},
+    }))
+    .into_response()
+}
+
+/// `external/source/test`: a retrieval through a connection given inline, not stored.
+async fn test_source(State(shared): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = reject_unauthorized(&shared, &headers) {
+        return r;
+    }
+    let form: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(r) = connection_problem(&form["connection"]) {
+        return r;
+    }
+    let mut connection = json!({"id": "external-test"});
+    apply_connection_form(&mut connection, &form["connection"]);
+    let source = match normalized_source(form.get("source")) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let query = form["query"].as_str().unwrap_or("").trim().to_owned();
+    if query.is_empty() {
+        return detail(StatusCode::BAD_REQUEST, "Test query is required.");
+    }
+    let count = form["count"].as_u64().unwrap_or(5) as usize;
+    let name = connection["name"].as_str().unwrap_or("").to_owned();
+    match retrieve(&shared, &connection, &source, &name, &query, count).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
 }
