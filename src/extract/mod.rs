@@ -225,6 +225,16 @@ pub fn format_for(path: &Path) -> Option<Format> {
     Some(format)
 }
 
+/// Whether `path` is of a format ragd has no reader for but Open WebUI reads
+/// itself: the legacy binary Word and PowerPoint files, which no well-kept
+/// crate reads. The pipeline publishes such a file to a knowledge base as it is
+/// and leaves it out of its own index (`ledger::NO_READER`).
+pub fn published_without_reader(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "doc" | "ppt"))
+}
+
 /// What extraction may do besides parsing: OCR, and by when it must be done.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExtractOptions {
@@ -387,6 +397,12 @@ mod tests {
         assert_eq!(f("x.png"), Some(Format::Image));
         assert_eq!(f("x.rs"), Some(Format::Text));
         assert_eq!(f("x.doc"), None);
+        for p in ["x.doc", "a/B.DOC", "x.ppt"] {
+            assert!(published_without_reader(Path::new(p)), "{p}");
+        }
+        for p in ["x.docx", "x.pdf", "doc", "x.doc.txt"] {
+            assert!(!published_without_reader(Path::new(p)), "{p}");
+        }
         assert_eq!(f("README"), None);
         assert_eq!(f(".md"), None, "a dotfile named .md has no extension");
     }

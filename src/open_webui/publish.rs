@@ -36,7 +36,7 @@ use super::{FileInfo, OpenWebUi, OwuiError, ProcessOutcome, sanitize_filename};
 use crate::config::{KnowledgeTarget, PipelineConfig};
 use crate::document::sha256_hex;
 use crate::failpoint;
-use crate::ledger::{FileRecord, FileState, KbDir, KbRecord, KbState, Ledger, LedgerError};
+use crate::ledger::{FileRecord, KbDir, KbRecord, KbState, Ledger, LedgerError};
 use crate::triggers::scan::source_path;
 
 /// Key of ragd's marker in upload metadata (`meta.data.ragd`).
@@ -1751,11 +1751,9 @@ fn plan(
         }
         let row = rows.next_if(|r| r.path == file.path);
         let unrowed = row.is_none();
-        // The version to publish is what Qdrant holds. A file that failed after
-        // an earlier success keeps its published old version.
-        let hash = match file.content_hash.as_deref() {
-            Some(h) if matches!(file.state, FileState::Indexed | FileState::Failed) => h,
-            _ => {
+        let hash = match file.published_hash() {
+            Some(h) => h,
+            None => {
                 removes.extend(row.map(Action::Remove));
                 continue;
             }
@@ -1947,6 +1945,7 @@ fn action_path(a: &Action) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::FileState;
 
     fn file(path: &str, hash: &str) -> FileRecord {
         let mut f = FileRecord::new("p", path, 0, 1, 1, "bytes".into());
