@@ -835,6 +835,7 @@ async fn start_group<'a>(
                     page: chunk.page,
                     headings: chunk.headings,
                     ocr: chunk.ocr,
+                    language: chunk.language.map(|l| l.as_str().to_owned()),
                     content_hash: target.clone(),
                     file_hash: record.file_hash.clone(),
                     modified,
