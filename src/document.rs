@@ -50,6 +50,8 @@ pub enum Format {
     Docx,
     /// OpenDocument text.
     Odt,
+    /// Rich Text Format.
+    Rtf,
     /// PowerPoint (Office Open XML).
     Pptx,
     /// OpenDocument presentation.
@@ -123,13 +125,14 @@ impl Language {
 
 impl Format {
     /// Every format, for tests and the worker protocol.
-    pub const ALL: [Format; 25] = [
+    pub const ALL: [Format; 26] = [
         Format::Pdf,
         Format::Markdown,
         Format::Text,
         Format::Html,
         Format::Docx,
         Format::Odt,
+        Format::Rtf,
         Format::Pptx,
         Format::Odp,
         Format::Xlsx,
@@ -159,6 +162,7 @@ impl Format {
             Format::Html => "html",
             Format::Docx => "docx",
             Format::Odt => "odt",
+            Format::Rtf => "rtf",
             Format::Pptx => "pptx",
             Format::Odp => "odp",
             Format::Xlsx => "xlsx",
@@ -183,6 +187,7 @@ impl Format {
             Format::Markdown
                 | Format::Docx
                 | Format::Odt
+                | Format::Rtf
                 | Format::Pptx
                 | Format::Odp
                 | Format::Epub

@@ -48,6 +48,7 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
     for name in [
         "report.docx",
         "report.odt",
+        "report.rtf",
         "report.epub",
         "slides.pptx",
         "slides.odp",
@@ -69,12 +70,12 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
     env.write("config.yaml", "colony:\n  site: north shore\n  nests: 40\n");
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed, s.skipped), (12, 0, 0), "{s:?}");
+    assert_eq!((s.added, s.failed, s.skipped), (13, 0, 0), "{s:?}");
 
     // Word processing and e-books: headings in the trail. At 400 characters
     // the report splits at its level-2 headings: the first chunk holds the
     // title, Methods and its table, the second starts at Results.
-    for name in ["report.docx", "report.odt", "report.epub"] {
+    for name in ["report.docx", "report.odt", "report.rtf", "report.epub"] {
         let pts = env.points(name).await;
         let p = point_with(&pts, "Binoculars were shared");
         assert_eq!(p.payload.headings, ["Heron Survey"], "{name}");
@@ -87,8 +88,11 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
         );
     }
     // The table of the report, row by row.
-    let pts = env.points("report.docx").await;
-    point_with(&pts, "North shore | 40");
+    for name in ["report.docx", "report.rtf"] {
+        point_with(&env.points(name).await, "North shore | 40");
+    }
+    // Lists as Markdown items.
+    point_with(&env.points("report.rtf").await, "- Binoculars were shared");
 
     // Presentations: the slide number like a page, notes included.
     for name in ["slides.pptx", "slides.odp"] {
@@ -169,11 +173,13 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     env.write("random.ods", noise(4096));
     env.write("words.eml", "no headers here\njust words\n");
     env.write("binary.eml", b"From: a\0\x01\x02");
+    let rtf = fixture("report.rtf");
+    env.write("truncated.rtf", &rtf[..rtf.len() / 2]);
     let odt = fixture("report.odt");
     env.write("truncated.odt", &odt[..odt.len() - 100]);
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed), (1, 9), "{s:?}");
+    assert_eq!((s.added, s.failed), (1, 10), "{s:?}");
     for (path, kind, reason) in [
         ("truncated.docx", "corrupt", "not a valid Word document"),
         (
@@ -196,6 +202,11 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
         ("words.eml", "corrupt", "not an e-mail message"),
         ("binary.eml", "binary", "binary data"),
         ("truncated.odt", "corrupt", "OpenDocument text"),
+        (
+            "truncated.rtf",
+            "corrupt",
+            "not a valid RTF document: truncated",
+        ),
     ] {
         let r = app.ledger.get("docs", path).unwrap().unwrap();
         assert_eq!(r.state, FileState::Failed, "{path}: {r:?}");
@@ -207,7 +218,7 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     assert_eq!(env.points("good.md").await.len(), 1);
     // Permanent: not retried while unchanged.
     let s = run(&env, &app).await;
-    assert_eq!((s.failed, s.unchanged), (0, 10), "{s:?}");
+    assert_eq!((s.failed, s.unchanged), (0, 11), "{s:?}");
 }
 
 /// Deterministic "random" bytes (xorshift).

@@ -21,6 +21,7 @@ mod ocr;
 mod office;
 mod package;
 mod pdf;
+mod rtf;
 mod sheet;
 mod text;
 mod xml;
@@ -204,6 +205,7 @@ pub fn format_for(path: &Path) -> Option<Format> {
         "html" | "htm" | "xhtml" => Format::Html,
         "docx" | "docm" => Format::Docx,
         "odt" => Format::Odt,
+        "rtf" => Format::Rtf,
         "pptx" | "pptm" => Format::Pptx,
         "odp" => Format::Odp,
         "xlsx" | "xlsm" => Format::Xlsx,
@@ -239,12 +241,14 @@ pub fn format_for(path: &Path) -> Option<Format> {
 
 /// Whether `path` is of a format ragd has no reader for but Open WebUI reads
 /// itself: the legacy binary Word and PowerPoint files, which no well-kept
-/// crate reads. The pipeline publishes such a file to a knowledge base as it is
+/// crate reads, and Outlook messages (msg_parser 0.3.6, the msg crate, carries
+/// its own compound-file reader with `unwrap`s on header fields, and no tool
+/// here writes a .msg to test a reader on). The pipeline publishes such a file to a knowledge base as it is
 /// and leaves it out of its own index (`ledger::NO_READER`).
 pub fn published_without_reader(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "doc" | "ppt"))
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "doc" | "ppt" | "msg"))
 }
 
 /// What extraction may do besides parsing: OCR, and by when it must be done.
@@ -300,6 +304,7 @@ pub fn extract_with(
         Format::Html => vec![html::extract(bytes)?],
         Format::Docx => office::docx(bytes)?,
         Format::Odt => office::odt(bytes)?,
+        Format::Rtf => rtf::extract(bytes)?,
         Format::Pptx => office::pptx(bytes)?,
         Format::Odp => office::odp(bytes)?,
         Format::Xlsx | Format::Xls | Format::Ods => sheet::workbook(bytes, format)?,
@@ -415,7 +420,7 @@ mod tests {
         assert_eq!(f("x.png"), Some(Format::Image));
         assert_eq!(f("x.rs"), Some(Format::Code(Language::Rust)));
         assert_eq!(f("x.doc"), None);
-        for p in ["x.doc", "a/B.DOC", "x.ppt"] {
+        for p in ["x.doc", "a/B.DOC", "x.ppt", "mail.msg"] {
             assert!(published_without_reader(Path::new(p)), "{p}");
         }
         for p in ["x.docx", "x.pdf", "doc", "x.doc.txt"] {

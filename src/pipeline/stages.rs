@@ -200,8 +200,8 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             UNSUPPORTED_KIND,
             format!(
                 "unsupported file type {ext:?} (supported: pdf, Office (docx, xlsx, pptx, odt, ods, \
-                 odp, xls), epub, eml, csv, images by OCR, html, md, txt, code and other plain text; \
-                 doc and ppt are published to a knowledge base only)"
+                 odp, xls, rtf), epub, eml, csv, images by OCR, html, md, txt, code and other plain text; \
+                 doc, ppt and msg are published to a knowledge base only)"
             ),
         ));
     }

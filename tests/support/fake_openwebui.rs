@@ -522,12 +522,13 @@ fn extract(file: &FakeFile, unstructured: bool) -> Result<String, String> {
     // Legacy Word files go to `unstructured` only (`loaders/main.py`), which a
     // plain `pip install open-webui` lacks; legacy PowerPoint falls back to
     // python-pptx, which reads only pptx.
-    if !unstructured && name.ends_with(".doc") {
-        return Err(
-            "Processing .doc files requires the 'unstructured' package. \
-             Install it with: pip install unstructured"
-                .to_owned(),
-        );
+    for ext in ["doc", "msg"] {
+        if !unstructured && name.ends_with(&format!(".{ext}")) {
+            return Err(format!(
+                "Processing .{ext} files requires the 'unstructured' package. \
+                 Install it with: pip install unstructured"
+            ));
+        }
     }
     if !unstructured && name.ends_with(".ppt") {
         // Uploads are stored as `<id>_<name>` (seen on 0.12.4).
