@@ -1141,6 +1141,7 @@ async fn floors(docs: &Path, work: &Path) -> Result<Figures, String> {
                 page: c.page,
                 headings: c.headings,
                 ocr: false,
+                language: None,
                 content_hash: "0".repeat(64),
                 file_hash: "0".repeat(64),
                 modified: 0,

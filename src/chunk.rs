@@ -16,10 +16,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
+use text_splitter::{ChunkConfig, ChunkSizer, CodeSplitter, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
-use crate::document::{Chunk, Document};
+use crate::document::{Chunk, Document, Format, Language};
 
 /// What `max_size` and `overlap` count.
 #[derive(Clone)]
@@ -69,6 +69,12 @@ pub enum ChunkError {
     /// The overlap would repeat a whole chunk or more.
     #[error("chunk overlap ({overlap}) must be smaller than max_size ({max_size})")]
     OverlapTooLarge { overlap: usize, max_size: usize },
+    /// A compiled-in tree-sitter grammar that this tree-sitter cannot load.
+    #[error("tree-sitter grammar for {language}: {detail}")]
+    Grammar {
+        language: &'static str,
+        detail: String,
+    },
     /// The tokenizer file could not be read or parsed.
     #[error("cannot load tokenizer {}: {detail}", path.display())]
     Tokenizer { path: PathBuf, detail: String },
@@ -82,6 +88,8 @@ pub enum ChunkError {
 pub struct Chunker {
     text: TextSplitter<Sizer>,
     markdown: Option<MarkdownSplitter<Sizer>>,
+    /// One per [`Language`], in the order of [`Language::ALL`].
+    code: Vec<CodeSplitter<Sizer>>,
     /// For packing table rows: the size limit and how to measure it.
     max_size: usize,
     sizer: Sizer,
@@ -118,9 +126,24 @@ impl Chunker {
         } else {
             None
         };
+        let code = Language::ALL
+            .into_iter()
+            .map(|l| {
+                // The grammars are compiled in: a refusal (an ABI this
+                // tree-sitter cannot read) is a build that must not ship, and
+                // every test that makes a chunker would say so.
+                CodeSplitter::new(grammar(l), config(sizer.clone())?).map_err(|e| {
+                    ChunkError::Grammar {
+                        language: l.as_str(),
+                        detail: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, ChunkError>>()?;
         Ok(Self {
             text: TextSplitter::new(config(sizer.clone())?),
             markdown,
+            code,
             max_size: settings.max_size,
             sizer,
         })
@@ -137,15 +160,29 @@ impl Chunker {
     pub fn chunk(&self, doc: &Document) -> Vec<Chunk> {
         let mut chunks = Vec::new();
         let markdown = self.markdown.as_ref().filter(|_| doc.format.is_markdown());
+        let language = match doc.format {
+            Format::Code(l) => Some(l),
+            _ => None,
+        };
+        let code = language.and_then(|l| {
+            let i = Language::ALL.iter().position(|x| *x == l)?;
+            self.code.get(i)
+        });
         for section in &doc.sections {
             let text = section.text.as_str();
-            let pieces: Vec<(usize, String)> = match (&section.header_row, markdown) {
-                (Some(header), _) => self.rows(header, text),
-                (None, Some(md)) => md
+            let pieces: Vec<(usize, String)> = match (&section.header_row, markdown, code) {
+                (Some(header), _, _) => self.rows(header, text),
+                // Whole functions, classes, blocks where they fit: the
+                // largest syntax nodes under the size, then lines and words.
+                (None, _, Some(code)) => code
                     .chunk_indices(text)
                     .map(|(o, p)| (o, p.to_owned()))
                     .collect(),
-                (None, None) => self
+                (None, Some(md), None) => md
+                    .chunk_indices(text)
+                    .map(|(o, p)| (o, p.to_owned()))
+                    .collect(),
+                (None, None, None) => self
                     .text
                     .chunk_indices(text)
                     .map(|(o, p)| (o, p.to_owned()))
@@ -169,6 +206,7 @@ impl Chunker {
                     page: section.page,
                     headings,
                     ocr: section.ocr,
+                    language,
                 });
             }
         }
@@ -216,6 +254,22 @@ impl Chunker {
             out.push((start, current));
         }
         out
+    }
+}
+
+/// The tree-sitter grammar of `language`.
+fn grammar(language: Language) -> tree_sitter_language::LanguageFn {
+    match language {
+        Language::Rust => tree_sitter_rust::LANGUAGE,
+        Language::Python => tree_sitter_python::LANGUAGE,
+        Language::JavaScript => tree_sitter_javascript::LANGUAGE,
+        Language::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
+        Language::Tsx => tree_sitter_typescript::LANGUAGE_TSX,
+        Language::Go => tree_sitter_go::LANGUAGE,
+        Language::Java => tree_sitter_java::LANGUAGE,
+        Language::C => tree_sitter_c::LANGUAGE,
+        Language::Cpp => tree_sitter_cpp::LANGUAGE,
+        Language::Bash => tree_sitter_bash::LANGUAGE,
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Format {
     Docx,
     /// OpenDocument text.
     Odt,
+    /// Rich Text Format.
+    Rtf,
     /// PowerPoint (Office Open XML).
     Pptx,
     /// OpenDocument presentation.
@@ -67,17 +69,70 @@ pub enum Format {
     Email,
     /// An image, read by OCR.
     Image,
+    /// Source code in a language ragd has a grammar for: read as text,
+    /// chunked along its syntax.
+    Code(Language),
+}
+
+/// A programming language ragd chunks along its syntax (a tree-sitter grammar
+/// in `chunk.rs`). Code in other languages is plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Rust,
+    Python,
+    JavaScript,
+    TypeScript,
+    /// TypeScript with JSX (`.tsx`): a grammar of its own.
+    Tsx,
+    Go,
+    Java,
+    C,
+    Cpp,
+    /// Shell scripts (bash's grammar, which reads POSIX sh too).
+    Bash,
+}
+
+impl Language {
+    pub const ALL: [Language; 10] = [
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::Java,
+        Language::C,
+        Language::Cpp,
+        Language::Bash,
+    ];
+
+    /// The name in chunk payloads (`language`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::TypeScript => "typescript",
+            Language::Tsx => "tsx",
+            Language::Go => "go",
+            Language::Java => "java",
+            Language::C => "c",
+            Language::Cpp => "cpp",
+            Language::Bash => "bash",
+        }
+    }
 }
 
 impl Format {
     /// Every format, for tests and the worker protocol.
-    pub const ALL: [Format; 15] = [
+    pub const ALL: [Format; 26] = [
         Format::Pdf,
         Format::Markdown,
         Format::Text,
         Format::Html,
         Format::Docx,
         Format::Odt,
+        Format::Rtf,
         Format::Pptx,
         Format::Odp,
         Format::Xlsx,
@@ -87,6 +142,16 @@ impl Format {
         Format::Epub,
         Format::Email,
         Format::Image,
+        Format::Code(Language::Rust),
+        Format::Code(Language::Python),
+        Format::Code(Language::JavaScript),
+        Format::Code(Language::TypeScript),
+        Format::Code(Language::Tsx),
+        Format::Code(Language::Go),
+        Format::Code(Language::Java),
+        Format::Code(Language::C),
+        Format::Code(Language::Cpp),
+        Format::Code(Language::Bash),
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -97,6 +162,7 @@ impl Format {
             Format::Html => "html",
             Format::Docx => "docx",
             Format::Odt => "odt",
+            Format::Rtf => "rtf",
             Format::Pptx => "pptx",
             Format::Odp => "odp",
             Format::Xlsx => "xlsx",
@@ -106,6 +172,9 @@ impl Format {
             Format::Epub => "epub",
             Format::Email => "eml",
             Format::Image => "image",
+            // A code file's hash differs from the same bytes read as text: its
+            // chunks do.
+            Format::Code(language) => language.as_str(),
         }
     }
 
@@ -118,6 +187,7 @@ impl Format {
             Format::Markdown
                 | Format::Docx
                 | Format::Odt
+                | Format::Rtf
                 | Format::Pptx
                 | Format::Odp
                 | Format::Epub
@@ -184,6 +254,8 @@ pub struct Chunk {
     pub headings: Vec<String>,
     /// The chunk's text was read by OCR.
     pub ocr: bool,
+    /// The programming language of a source file's chunk.
+    pub language: Option<Language>,
 }
 
 /// A chunk with its vector.
@@ -238,6 +310,13 @@ mod tests {
         let mut ocr = d("x", Some(1));
         ocr.sections[0].ocr = true;
         assert_ne!(ocr.text_hash(), d("x", Some(1)).text_hash());
+    }
+
+    #[test]
+    fn every_language_is_a_format() {
+        for l in Language::ALL {
+            assert!(Format::ALL.contains(&Format::Code(l)), "{l:?}");
+        }
     }
 
     #[test]

@@ -96,6 +96,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
             page: None,
             headings: vec![],
             ocr: false,
+            language: None,
             content_hash: hash.into(),
             file_hash: "x".into(),
             modified: 0,

@@ -48,6 +48,7 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
     for name in [
         "report.docx",
         "report.odt",
+        "report.rtf",
         "report.epub",
         "slides.pptx",
         "slides.odp",
@@ -69,12 +70,12 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
     env.write("config.yaml", "colony:\n  site: north shore\n  nests: 40\n");
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed, s.skipped), (12, 0, 0), "{s:?}");
+    assert_eq!((s.added, s.failed, s.skipped), (13, 0, 0), "{s:?}");
 
     // Word processing and e-books: headings in the trail. At 400 characters
     // the report splits at its level-2 headings: the first chunk holds the
     // title, Methods and its table, the second starts at Results.
-    for name in ["report.docx", "report.odt", "report.epub"] {
+    for name in ["report.docx", "report.odt", "report.rtf", "report.epub"] {
         let pts = env.points(name).await;
         let p = point_with(&pts, "Binoculars were shared");
         assert_eq!(p.payload.headings, ["Heron Survey"], "{name}");
@@ -87,8 +88,11 @@ async fn office_ebook_mail_sheet_and_code_files_are_indexed_with_their_structure
         );
     }
     // The table of the report, row by row.
-    let pts = env.points("report.docx").await;
-    point_with(&pts, "North shore | 40");
+    for name in ["report.docx", "report.rtf"] {
+        point_with(&env.points(name).await, "North shore | 40");
+    }
+    // Lists as Markdown items.
+    point_with(&env.points("report.rtf").await, "- Binoculars were shared");
 
     // Presentations: the slide number like a page, notes included.
     for name in ["slides.pptx", "slides.odp"] {
@@ -169,11 +173,13 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     env.write("random.ods", noise(4096));
     env.write("words.eml", "no headers here\njust words\n");
     env.write("binary.eml", b"From: a\0\x01\x02");
+    let rtf = fixture("report.rtf");
+    env.write("truncated.rtf", &rtf[..rtf.len() / 2]);
     let odt = fixture("report.odt");
     env.write("truncated.odt", &odt[..odt.len() - 100]);
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed), (1, 9), "{s:?}");
+    assert_eq!((s.added, s.failed), (1, 10), "{s:?}");
     for (path, kind, reason) in [
         ("truncated.docx", "corrupt", "not a valid Word document"),
         (
@@ -196,6 +202,11 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
         ("words.eml", "corrupt", "not an e-mail message"),
         ("binary.eml", "binary", "binary data"),
         ("truncated.odt", "corrupt", "OpenDocument text"),
+        (
+            "truncated.rtf",
+            "corrupt",
+            "not a valid RTF document: truncated",
+        ),
     ] {
         let r = app.ledger.get("docs", path).unwrap().unwrap();
         assert_eq!(r.state, FileState::Failed, "{path}: {r:?}");
@@ -207,7 +218,7 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     assert_eq!(env.points("good.md").await.len(), 1);
     // Permanent: not retried while unchanged.
     let s = run(&env, &app).await;
-    assert_eq!((s.failed, s.unchanged), (0, 10), "{s:?}");
+    assert_eq!((s.failed, s.unchanged), (0, 11), "{s:?}");
 }
 
 /// Deterministic "random" bytes (xorshift).
@@ -318,4 +329,204 @@ async fn without_ocr_scanned_pages_and_images_say_why() {
     let pts = env.points("mixed.pdf").await;
     assert_eq!(pts.len(), 1);
     assert!(pts[0].payload.text.contains("lighthouse keeper"));
+}
+
+/// Where a function starts and ends: its first line's start, its last line's end.
+type Span = (&'static str, &'static str);
+
+/// Per source file in tests/data/formats/code: its language in the payload and
+/// its top-level functions (or methods, classes), each from its signature to
+/// its end (a doc comment is a syntax node of its own, and may end the chunk
+/// before); written by hand, each a few hundred characters with a blank line
+/// inside, as real functions have.
+const CODE: &[(&str, &str, &[Span])] = &[
+    (
+        "nests.rs",
+        "rust",
+        &[
+            ("pub fn count_nests", "    total\n}"),
+            ("pub fn fledging_rate", "    rate.clamp(0.0, 1.0)\n}"),
+            ("pub fn report_line", "(boardwalk survey)\")\n}"),
+        ],
+    ),
+    (
+        "nests.py",
+        "python",
+        &[
+            ("def count_nests", "    return total"),
+            ("def fledging_rate", "    return min(max(rate, 0.0), 1.0)"),
+            ("class Report", "(boardwalk survey)\""),
+        ],
+    ),
+    (
+        "nests.js",
+        "javascript",
+        &[
+            ("export function countNests", "  return total;\n}"),
+            (
+                "export function fledgingRate",
+                "  return Math.min(Math.max(rate, 0), 1);\n}",
+            ),
+            ("export function reportLine", "(boardwalk survey)`;\n}"),
+        ],
+    ),
+    (
+        "nests.ts",
+        "typescript",
+        &[
+            ("export function countNests", "  return total;\n}"),
+            (
+                "export function fledgingRate",
+                "  return Math.min(Math.max(rate, 0), 1);\n}",
+            ),
+            ("export interface Site", "  observer?: string;\n}"),
+        ],
+    ),
+    (
+        "nests.go",
+        "go",
+        &[
+            ("func CountNests", "\treturn total\n}"),
+            ("func FledgingRate", "\treturn min(max(rate, 0), 1)\n}"),
+            ("func ReportLine", "site, nests, percent)\n}"),
+        ],
+    ),
+    (
+        "Nests.java",
+        "java",
+        &[
+            (
+                "    public static int countNests",
+                "        return total;\n    }",
+            ),
+            (
+                "    public static double fledgingRate",
+                "        return Math.min(Math.max(rate, 0.0), 1.0);\n    }",
+            ),
+        ],
+    ),
+    (
+        "nests.c",
+        "c",
+        &[
+            ("int count_nests", "    return total;\n}"),
+            ("double fledging_rate", "rate > 1.0 ? 1.0 : rate;\n}"),
+            ("void report_line", "site, nests, percent);\n}"),
+        ],
+    ),
+    (
+        "nests.cpp",
+        "cpp",
+        &[
+            ("int count_nests", "    return total;\n}"),
+            (
+                "double fledging_rate",
+                "    return std::clamp(rate, 0.0, 1.0);\n}",
+            ),
+            ("std::string report_line", "\"% fledged\";\n}"),
+        ],
+    ),
+    (
+        "survey.sh",
+        "bash",
+        &[
+            ("count_nests() {", "    echo \"$total\"\n}"),
+            (
+                "fledging_rate() {",
+                "    echo $((fledged * 100 / nests))\n}",
+            ),
+            ("for sheet in", "done"),
+        ],
+    ),
+];
+
+/// The text of each function of `code` named in `spans`.
+fn functions<'a>(name: &str, code: &'a str, spans: &[Span]) -> Vec<&'a str> {
+    spans
+        .iter()
+        .map(|(start, end)| {
+            let from = code
+                .find(start)
+                .unwrap_or_else(|| panic!("{name}: no {start:?}"));
+            let to = from
+                + code[from..]
+                    .find(end)
+                    .unwrap_or_else(|| panic!("{name}: no {end:?}"))
+                + end.len();
+            &code[from..to]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn source_code_is_chunked_along_its_syntax() {
+    let env = TestEnv::new("").await;
+    for (name, _, _) in CODE {
+        env.write(name, fixture(&format!("code/{name}")));
+    }
+    // Structured text stays text: no language, whole lines.
+    env.write(
+        "colony.json",
+        "{\n  \"site\": \"north shore\",\n  \"nests\": 40\n}\n",
+    );
+    env.write("colony.toml", "[colony]\nsite = \"reed bed\"\nnests = 12\n");
+    env.write(
+        "colony.xml",
+        "<colony><site>old mill</site><nests>7</nests></colony>\n",
+    );
+    env.write("colony.yaml", "colony:\n  site: boathouse\n  nests: 3\n");
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (CODE.len() + 4, 0), "{s:?}");
+
+    // What the plain-text splitter (ragd before) makes of the same files.
+    let text_chunker = ragd::chunk::Chunker::new(ragd::chunk::ChunkSettings {
+        max_size: 400,
+        overlap: 40,
+        unit: ragd::chunk::SizeUnit::Characters,
+        markdown: true,
+    })
+    .unwrap();
+    let mut split_as_text = 0;
+    for (name, language, spans) in CODE {
+        let code = String::from_utf8(fixture(&format!("code/{name}"))).unwrap();
+        let pts = env.points(name).await;
+        assert!(pts.len() >= 2, "{name}: {} chunks", pts.len());
+        for p in &pts {
+            assert_eq!(p.payload.language.as_deref(), Some(*language), "{name}");
+        }
+        let as_text = text_chunker.chunk(&ragd::document::Document {
+            format: ragd::document::Format::Text,
+            sections: vec![ragd::document::Section::new(code.clone(), None)],
+        });
+        for f in functions(name, &code, spans) {
+            assert!(
+                f.chars().count() <= 400,
+                "{name}: a fixture function over the size"
+            );
+            // A function that fits is never split: one chunk holds it whole.
+            assert!(
+                pts.iter().any(|p| p.payload.text.contains(f)),
+                "{name}: split {f:?} across {:#?}",
+                pts.iter().map(|p| &p.payload.text).collect::<Vec<_>>()
+            );
+            if !as_text.iter().any(|c| c.text.contains(f)) {
+                split_as_text += 1;
+            }
+        }
+    }
+    // The fixtures are ones where syntax matters: plain text splits many.
+    println!("functions the text splitter cuts: {split_as_text}");
+    assert!(split_as_text >= 5, "{split_as_text}");
+
+    for (name, needle) in [
+        ("colony.json", "\"site\": \"north shore\""),
+        ("colony.toml", "site = \"reed bed\""),
+        ("colony.xml", "<site>old mill</site>"),
+        ("colony.yaml", "site: boathouse"),
+    ] {
+        let pts = env.points(name).await;
+        let p = point_with(&pts, needle);
+        assert_eq!(p.payload.language, None, "{name}");
+    }
 }

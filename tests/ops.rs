@@ -261,6 +261,44 @@ async fn why_explains_an_indexed_a_failed_and_an_unknown_file() {
     );
 }
 
+/// A legacy Word file, made by LibreOffice (tests/data/formats/make.sh).
+const LEGACY_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/report.doc");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_why_say_a_doc_is_published_but_not_in_ragds_index() {
+    let env = Install::new(true).await;
+    env._fake.as_ref().unwrap().set_unstructured(true);
+    env.write("a.md", "# Cats\n\nCats sleep most of the day.\n");
+    env.write("old.doc", std::fs::read(LEGACY_DOC).unwrap());
+    let index = env.ragd(&["index"]).await;
+    assert_eq!(index.code, 0, "{}{}", index.stdout, index.stderr);
+
+    let note = "published; not in ragd's own index: no reader for .doc";
+    let status = env.ragd(&["status"]).await;
+    let s = &status.stdout;
+    assert!(
+        s.contains("files:     1 indexed, 1 skipped (2 in total)"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!(
+            "skipped:\n    no_reader (1): old.doc\n      e.g. {note}"
+        )),
+        "{s}"
+    );
+    assert!(s.contains("knowledge: name \"ops docs\""), "{s}");
+    assert!(s.contains("2 linked"), "{s}");
+    assert!(!s.contains("not published yet"), "{s}");
+
+    let why = env.ragd(&["why", "old.doc"]).await;
+    assert_eq!(why.code, 0, "{}", why.stderr);
+    let s = &why.stdout;
+    assert!(s.contains(&format!("verdict:   {note}")), "{s}");
+    assert!(s.contains("ledger:    skipped, 0 chunks"), "{s}");
+    assert!(s.contains("qdrant:    0 point(s)"), "{s}");
+    assert!(s.contains("open webui: linked in knowledge base"), "{s}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_lists_adds_updates_moves_and_deletes_without_changing_anything() {
     let env = Install::new(false).await;

@@ -32,6 +32,7 @@ fn point(pipeline: &str, path: &str, chunk: u32, hash: &str, vector: [f32; DIM])
             page: chunk.is_multiple_of(2).then_some(chunk + 1),
             headings: vec!["Title".to_owned(), format!("Section {chunk}")],
             ocr: false,
+            language: None,
             content_hash: hash.to_owned(),
             file_hash: format!("file-{hash}"),
             modified: 1_700_000_000 + i64::from(chunk),

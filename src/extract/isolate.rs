@@ -191,7 +191,10 @@ pub fn default_worker_exe() -> PathBuf {
 /// plain-text ones: their parsers (zip, XML, calamine, mail-parser) are young
 /// code on hostile input, and OCR runs external tools.
 pub const fn needs_worker(format: Format) -> bool {
-    !matches!(format, Format::Markdown | Format::Text | Format::Delimited)
+    !matches!(
+        format,
+        Format::Markdown | Format::Text | Format::Delimited | Format::Code(_)
+    )
 }
 
 /// Worker processes started by this process so far (reused ones count once).
@@ -1143,7 +1146,10 @@ mod tests {
     #[test]
     fn only_plain_text_formats_skip_the_worker() {
         for f in Format::ALL {
-            let in_process = matches!(f, Format::Text | Format::Markdown | Format::Delimited);
+            let in_process = matches!(
+                f,
+                Format::Text | Format::Markdown | Format::Delimited | Format::Code(_)
+            );
             assert_eq!(needs_worker(f), !in_process, "{f:?}");
         }
     }

@@ -21,6 +21,7 @@ mod ocr;
 mod office;
 mod package;
 mod pdf;
+mod rtf;
 mod sheet;
 mod text;
 mod xml;
@@ -28,7 +29,7 @@ mod xml;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::document::{Document, Format, Section};
+use crate::document::{Document, Format, Language, Section};
 
 pub use ocr::{
     DEFAULT_DPI as DEFAULT_OCR_DPI, DEFAULT_MAX_PAGES as DEFAULT_OCR_MAX_PAGES, OcrMode,
@@ -204,6 +205,7 @@ pub fn format_for(path: &Path) -> Option<Format> {
         "html" | "htm" | "xhtml" => Format::Html,
         "docx" | "docm" => Format::Docx,
         "odt" => Format::Odt,
+        "rtf" => Format::Rtf,
         "pptx" | "pptm" => Format::Pptx,
         "odp" => Format::Odp,
         "xlsx" | "xlsm" => Format::Xlsx,
@@ -215,14 +217,38 @@ pub fn format_for(path: &Path) -> Option<Format> {
         "png" | "jpg" | "jpeg" | "tif" | "tiff" | "webp" => Format::Image,
         "txt" | "text" | "log" | "rst" | "org" | "adoc" | "asciidoc" | "asc" | "textile"
         | "tex" | "nfo" => Format::Text,
-        // Structured text and source code, read as text.
-        "json" | "jsonl" | "yaml" | "yml" | "toml" | "xml" | "ini" | "cfg" | "conf" | "rs"
-        | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "java" | "kt" | "c" | "h"
-        | "cc" | "cpp" | "cxx" | "hpp" | "hh" | "cs" | "rb" | "php" | "swift" | "scala" | "sh"
-        | "bash" | "zsh" | "sql" | "r" | "lua" | "pl" | "css" | "scss" => Format::Text,
+        // Source code ragd has a grammar for: chunked along its syntax.
+        "rs" => Format::Code(Language::Rust),
+        "py" | "pyi" => Format::Code(Language::Python),
+        "js" | "mjs" | "cjs" | "jsx" => Format::Code(Language::JavaScript),
+        "ts" | "mts" | "cts" => Format::Code(Language::TypeScript),
+        "tsx" => Format::Code(Language::Tsx),
+        "go" => Format::Code(Language::Go),
+        "java" => Format::Code(Language::Java),
+        // A `.h` may be C++; the C grammar reads its declarations, and
+        // tree-sitter parses past what it does not know.
+        "c" | "h" => Format::Code(Language::C),
+        "cc" | "cpp" | "cxx" | "c++" | "hpp" | "hh" | "hxx" => Format::Code(Language::Cpp),
+        "sh" | "bash" => Format::Code(Language::Bash),
+        // Structured text and other source code, read as text.
+        "json" | "jsonl" | "yaml" | "yml" | "toml" | "xml" | "ini" | "cfg" | "conf" | "kt"
+        | "cs" | "rb" | "php" | "swift" | "scala" | "zsh" | "sql" | "r" | "lua" | "pl" | "css"
+        | "scss" => Format::Text,
         _ => return None,
     };
     Some(format)
+}
+
+/// Whether `path` is of a format ragd has no reader for but Open WebUI reads
+/// itself: the legacy binary Word and PowerPoint files, which no well-kept
+/// crate reads, and Outlook messages (msg_parser 0.3.6, the msg crate, carries
+/// its own compound-file reader with `unwrap`s on header fields, and no tool
+/// here writes a .msg to test a reader on). The pipeline publishes such a file to a knowledge base as it is
+/// and leaves it out of its own index (`ledger::NO_READER`).
+pub fn published_without_reader(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "doc" | "ppt" | "msg"))
 }
 
 /// What extraction may do besides parsing: OCR, and by when it must be done.
@@ -274,10 +300,11 @@ pub fn extract_with(
 ) -> Result<Document, ExtractError> {
     let sections = match format {
         Format::Pdf => pdf::extract(bytes, &options.ocr, deadline(options))?,
-        Format::Markdown | Format::Text => vec![text::extract(bytes)?],
+        Format::Markdown | Format::Text | Format::Code(_) => vec![text::extract(bytes)?],
         Format::Html => vec![html::extract(bytes)?],
         Format::Docx => office::docx(bytes)?,
         Format::Odt => office::odt(bytes)?,
+        Format::Rtf => rtf::extract(bytes)?,
         Format::Pptx => office::pptx(bytes)?,
         Format::Odp => office::odp(bytes)?,
         Format::Xlsx | Format::Xls | Format::Ods => sheet::workbook(bytes, format)?,
@@ -375,9 +402,15 @@ mod tests {
         assert_eq!(f("x.md"), Some(Format::Markdown));
         assert_eq!(f("x.Markdown"), Some(Format::Markdown));
         assert_eq!(f("x.mdx"), Some(Format::Markdown));
-        for ext in ["txt", "TEXT", "log", "rst", "org", "adoc", "json", "py"] {
+        for ext in [
+            "txt", "TEXT", "log", "rst", "org", "adoc", "json", "yaml", "toml", "xml",
+        ] {
             assert_eq!(f(&format!("x.{ext}")), Some(Format::Text), "{ext}");
         }
+        assert_eq!(f("x.py"), Some(Format::Code(Language::Python)));
+        assert_eq!(f("x.TSX"), Some(Format::Code(Language::Tsx)));
+        assert_eq!(f("x.hpp"), Some(Format::Code(Language::Cpp)));
+        assert_eq!(f("run.sh"), Some(Format::Code(Language::Bash)));
         assert_eq!(f("x.html"), Some(Format::Html));
         assert_eq!(f("x.HTM"), Some(Format::Html));
         assert_eq!(f("x.xhtml"), Some(Format::Html));
@@ -385,8 +418,14 @@ mod tests {
         assert_eq!(f("x.XLSX"), Some(Format::Xlsx));
         assert_eq!(f("x.csv"), Some(Format::Delimited));
         assert_eq!(f("x.png"), Some(Format::Image));
-        assert_eq!(f("x.rs"), Some(Format::Text));
+        assert_eq!(f("x.rs"), Some(Format::Code(Language::Rust)));
         assert_eq!(f("x.doc"), None);
+        for p in ["x.doc", "a/B.DOC", "x.ppt", "mail.msg"] {
+            assert!(published_without_reader(Path::new(p)), "{p}");
+        }
+        for p in ["x.docx", "x.pdf", "doc", "x.doc.txt"] {
+            assert!(!published_without_reader(Path::new(p)), "{p}");
+        }
         assert_eq!(f("README"), None);
         assert_eq!(f(".md"), None, "a dotfile named .md has no extension");
     }

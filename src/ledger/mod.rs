@@ -93,7 +93,9 @@ pub struct FileRecord {
     pub mtime_ns: i64,
     /// SHA-256 of the bytes last seen.
     pub file_hash: String,
-    /// Text hash whose points Qdrant holds (when indexed).
+    /// Text hash whose points Qdrant holds (when indexed). For a file ragd has
+    /// no reader for ([`NO_READER`]), the SHA-256 of its bytes: the version a
+    /// knowledge base gets, with no points behind it.
     pub content_hash: Option<String>,
     /// Text hash being written (when indexing).
     pub target_hash: Option<String>,
@@ -108,7 +110,28 @@ pub struct FileRecord {
     pub updated_at: i64,
 }
 
+/// `error_kind` of a file ragd has no reader for but Open WebUI reads (legacy
+/// doc, ppt: see `extract::published_without_reader`). Skipped by ragd's own
+/// index, published to a knowledge base as it is.
+pub const NO_READER: &str = "no_reader";
+
 impl FileRecord {
+    /// The version of this file a knowledge base should hold, if any: the text
+    /// Qdrant holds (a file that failed after an earlier success keeps its
+    /// published old version), or the bytes of a file with no reader.
+    pub fn published_hash(&self) -> Option<&str> {
+        match self.state {
+            FileState::Indexed | FileState::Failed => self.content_hash.as_deref(),
+            FileState::Skipped if self.has_no_reader() => self.content_hash.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Skipped because ragd has no reader for its format ([`NO_READER`]).
+    pub fn has_no_reader(&self) -> bool {
+        self.state == FileState::Skipped && self.error_kind.as_deref() == Some(NO_READER)
+    }
+
     pub fn new(
         pipeline: &str,
         path: &str,

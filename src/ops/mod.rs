@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Config, PipelineConfig, QdrantSettings};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{FileRecord, KbRecord, KbState, Ledger, LedgerError};
 use crate::store::VectorStore;
 use crate::store::edge::{EdgeStore, EdgeTuning};
 use crate::store::qdrant::QdrantStore;
@@ -151,6 +151,37 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<File, String> {
     }
 }
 
+/// What became of a file ragd has no reader for ([`crate::ledger::NO_READER`]):
+/// Open WebUI reads such files itself, so a knowledge base gets them as they
+/// are, and ragd's own index does not. `kb` is its knowledge-base row, if the
+/// pipeline has a knowledge base (`publishes`). E.g. "published; not in ragd's
+/// own index: no reader for .doc".
+pub(crate) fn no_reader_note(r: &FileRecord, kb: Option<&KbRecord>, publishes: bool) -> String {
+    let why = r
+        .error
+        .as_deref()
+        .unwrap_or("not in ragd's own index: no reader for its format");
+    let this_version = |k: &KbRecord| r.content_hash.as_deref() == Some(k.content_hash.as_str());
+    let published = match kb {
+        _ if !publishes => "not published: the pipeline has no knowledge base".to_owned(),
+        Some(k) if k.state == KbState::Linked && this_version(k) => "published".to_owned(),
+        Some(k) if k.state == KbState::Linked => {
+            "an earlier version published, this one not yet".to_owned()
+        }
+        Some(k) if k.state == KbState::Failed && this_version(k) => format!(
+            "not published: the knowledge base refused it ({}: {})",
+            k.error_kind.as_deref().unwrap_or("?"),
+            k.error.as_deref().unwrap_or("")
+        ),
+        Some(k) if this_version(k) && k.error.is_some() => format!(
+            "not published yet: the next sync tries again (last time: {})",
+            k.error.as_deref().unwrap_or("")
+        ),
+        _ => "not published yet: the next sync publishes it".to_owned(),
+    };
+    format!("{published}; {why}")
+}
+
 /// A path for people: resolved (`config/../state` → `/srv/ragd/state`) when it
 /// exists, as written otherwise.
 pub(crate) fn display_path(p: &std::path::Path) -> String {
@@ -203,6 +234,45 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1500), "1.5 KB");
         assert_eq!(human_bytes(2_500_000), "2.5 MB");
+    }
+
+    #[test]
+    fn a_file_without_a_reader_says_whether_it_is_published() {
+        let mut r = FileRecord::new("p", "old.doc", 0, 1, 1, "b1".into());
+        r.state = crate::ledger::FileState::Skipped;
+        r.error_kind = Some(crate::ledger::NO_READER.into());
+        r.error = Some("not in ragd's own index: no reader for .doc".into());
+        r.content_hash = Some("b1".into());
+        let mut kb = KbRecord::uploading("p", "old.doc", "kb", "b1");
+        let note = |kb: Option<&KbRecord>, publishes| no_reader_note(&r, kb, publishes);
+        assert_eq!(
+            note(None, false),
+            "not published: the pipeline has no knowledge base; \
+             not in ragd's own index: no reader for .doc"
+        );
+        let pending = "not published yet: the next sync publishes it; not in ragd's own index";
+        assert!(note(None, true).starts_with(pending));
+        assert!(note(Some(&kb), true).starts_with(pending));
+        kb.error = Some("Open WebUI failed to process the file: no".into());
+        assert!(note(Some(&kb), true).starts_with(
+            "not published yet: the next sync tries again (last time: Open WebUI failed"
+        ));
+        kb.error = None;
+        kb.state = KbState::Linked;
+        assert_eq!(
+            note(Some(&kb), true),
+            "published; not in ragd's own index: no reader for .doc"
+        );
+        kb.content_hash = "b0".into();
+        assert!(note(Some(&kb), true).starts_with("an earlier version published"));
+        kb.content_hash = "b1".into();
+        kb.state = KbState::Failed;
+        kb.error_kind = Some("processing_failed".into());
+        assert!(
+            note(Some(&kb), true).starts_with("not published: the knowledge base refused it"),
+            "{}",
+            note(Some(&kb), true)
+        );
     }
 
     #[test]

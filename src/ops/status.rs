@@ -127,7 +127,8 @@ pub struct KnowledgeStatus {
     pub kb_id: Option<String>,
     /// kb_files rows by state; every state present.
     pub files: BTreeMap<&'static str, u64>,
-    /// Indexed files with no knowledge-base row yet (the next sync publishes them).
+    /// Indexed files (and files without a reader) with no knowledge-base row
+    /// yet: the next sync publishes them.
     pub unpublished: u64,
     /// Linked files where the folder has them (the directory of their path,
     /// under their own name), and those elsewhere: moved or renamed since, in a
@@ -184,10 +185,34 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
         )
     };
     let plan = plan::compute(p, &view.ledger, view.config.limits.max_file_bytes)?;
+    let kb_rows = match &p.knowledge {
+        Some(_) => view.ledger.kb_files(&p.name)?,
+        None => Default::default(),
+    };
+    // Files without a reader say whether the knowledge base has them.
+    let notes: BTreeMap<&str, String> = rows
+        .values()
+        .filter(|r| r.has_no_reader())
+        .map(|r| {
+            let note = super::no_reader_note(r, kb_rows.get(&r.path), p.knowledge.is_some());
+            (r.path.as_str(), note)
+        })
+        .collect();
+    let skipped = group(
+        rows.values()
+            .filter(|r| r.state == FileState::Skipped)
+            .map(|r| {
+                let error = notes.get(r.path.as_str()).map(String::as_str);
+                (
+                    r.error_kind.as_deref(),
+                    r.path.as_str(),
+                    error.or(r.error.as_deref()),
+                )
+            }),
+    );
     let knowledge = match &p.knowledge {
         None => None,
         Some(target) => {
-            let kb_rows = view.ledger.kb_files(&p.name)?;
             let mut kb_files: BTreeMap<&'static str, u64> = [
                 KbState::Linked,
                 KbState::Uploading,
@@ -226,7 +251,10 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
             unplaced.truncate(EXAMPLES);
             let unpublished = rows
                 .values()
-                .filter(|r| r.state == FileState::Indexed && !kb_rows.contains_key(&r.path))
+                .filter(|r| {
+                    (r.state == FileState::Indexed || r.has_no_reader())
+                        && !kb_rows.contains_key(&r.path)
+                })
                 .count() as u64;
             Some(KnowledgeStatus {
                 target: match target {
@@ -266,7 +294,7 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
             .map(LastRun::from),
         backlog: Backlog::from(&plan),
         failures: group_rows(FileState::Failed),
-        skipped: group_rows(FileState::Skipped),
+        skipped,
         knowledge,
         qdrant_disk: match &view.config.qdrant {
             QdrantSettings::Embedded { path, .. } => disk_usage(path, &p.collection),

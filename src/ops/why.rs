@@ -220,12 +220,19 @@ async fn trace(
             },
         },
     };
-    let knowledge = if p.knowledge.is_some() {
-        view.ledger.kb_files(&p.name)?.get(key).map(KbRow::from)
+    let kb_record = if p.knowledge.is_some() {
+        view.ledger.kb_files(&p.name)?.remove(key)
     } else {
         None
     };
-    let verdict = verdict(record.as_ref(), on_disk.as_ref(), matches_globs);
+    let verdict = match &record {
+        // Up to date, but not in Qdrant: where it is is the knowledge base.
+        Some(r) if r.has_no_reader() && on_disk.as_ref().is_some_and(|d| !changed(r, d)) => {
+            super::no_reader_note(r, kb_record.as_ref(), p.knowledge.is_some())
+        }
+        _ => verdict(record.as_ref(), on_disk.as_ref(), matches_globs),
+    };
+    let knowledge = kb_record.as_ref().map(KbRow::from);
     Ok(Journey {
         pipeline: p.name.clone(),
         path: key.to_owned(),
@@ -239,11 +246,15 @@ async fn trace(
     })
 }
 
+/// Whether the file on disk differs from the ledger's row (size, or mtime to
+/// the second).
+fn changed(r: &FileRecord, d: &DiskFile) -> bool {
+    d.size != r.size || d.modified != r.mtime_ns / 1_000_000_000
+}
+
 /// What happens to the file next, in one line.
 fn verdict(r: Option<&FileRecord>, disk: Option<&DiskFile>, wanted: bool) -> String {
-    let changed = |r: &FileRecord| {
-        disk.is_some_and(|d| d.size != r.size || d.modified != r.mtime_ns / 1_000_000_000)
-    };
+    let changed = |r: &FileRecord| disk.is_some_and(|d| changed(r, d));
     match (r, disk) {
         (None, None) => "unknown: not on disk and not in the ledger".into(),
         (None, Some(_)) if !wanted => {

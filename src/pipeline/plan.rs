@@ -176,6 +176,14 @@ fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
     match r.state {
         FileState::Indexing | FileState::Deleting => Some(Reason::Resume),
         _ if !same_meta => Some(Reason::Changed),
+        // Skipped as unsupported by a ragd that could not read or publish its
+        // format: this one looks again.
+        FileState::Skipped if r.error_kind.as_deref() == Some(UNSUPPORTED_KIND) => {
+            let path = std::path::Path::new(&r.path);
+            (crate::extract::format_for(path).is_some()
+                || crate::extract::published_without_reader(path))
+            .then_some(Reason::Resume)
+        }
         FileState::Indexed | FileState::Skipped => None,
         FileState::Failed => {
             let transient = r.error_kind.as_deref() == Some(TRANSIENT_KIND);
@@ -186,6 +194,9 @@ fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
 
 /// `error_kind` of failures that may go away by themselves (server down, timeouts).
 pub const TRANSIENT_KIND: &str = "transient";
+
+/// `error_kind` of a file whose format ragd neither reads nor publishes.
+pub const UNSUPPORTED_KIND: &str = "unsupported_type";
 
 #[cfg(test)]
 mod tests {
@@ -242,6 +253,30 @@ mod tests {
         assert_eq!(p.unchanged, 1);
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.deletes[0].path, "gone.md");
+    }
+
+    #[test]
+    fn files_an_older_ragd_could_not_read_are_looked_at_again() {
+        let names = ["old.doc", "old.docx", "old.xyz"];
+        let scan = ScanResult {
+            files: names.iter().map(|n| scanned(n, 1, 1)).collect(),
+            ..Default::default()
+        };
+        let ledger = sorted(
+            names
+                .iter()
+                .map(|n| {
+                    let mut r = record(n, 1, 1, FileState::Skipped);
+                    r.error_kind = Some(UNSUPPORTED_KIND.into());
+                    r
+                })
+                .collect(),
+        );
+        let p = plan(&scan, ledger, false, DeleteRail::default());
+        let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
+        // doc is published now, docx read; .xyz is still nobody's.
+        assert_eq!(work, ["old.doc", "old.docx"]);
+        assert_eq!(p.unchanged, 1);
     }
 
     #[test]

@@ -139,6 +139,7 @@ mod tests {
                 page: None,
                 headings: Vec::new(),
                 ocr: false,
+                language: None,
                 content_hash: "h".into(),
                 file_hash: "f".into(),
                 modified: 0,

@@ -7,13 +7,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
-use super::plan::{Reason, TRANSIENT_KIND, WorkItem};
+use super::plan::{Reason, TRANSIENT_KIND, UNSUPPORTED_KIND, WorkItem};
 use super::{FileFailure, Pipeline, PipelineError, RunSummary, points};
 use crate::document::{Chunk, Document, point_id, sha256_hex};
 use crate::embed::EmbedError;
 use crate::extract;
 use crate::failpoint;
-use crate::ledger::{FileRecord, FileState};
+use crate::ledger::{FileRecord, FileState, NO_READER};
 use crate::store::{PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
 use crate::triggers::scan::ReadError;
@@ -188,21 +188,23 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             "the file's path is not valid UTF-8; rename it to index and publish it".to_owned(),
         ));
     }
-    let Some(format) = extract::format_for(&file.abs_path) else {
-        let ext = file
-            .abs_path
-            .extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let ext = file
+        .abs_path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let format = extract::format_for(&file.abs_path);
+    if format.is_none() && !extract::published_without_reader(&file.abs_path) {
         return Prepared::Settled(settle(
             FileState::Skipped,
-            "unsupported_type",
+            UNSUPPORTED_KIND,
             format!(
                 "unsupported file type {ext:?} (supported: pdf, Office (docx, xlsx, pptx, odt, ods, \
-                 odp, xls), epub, eml, csv, images by OCR, html, md, txt, code and other plain text)"
+                 odp, xls, rtf), epub, eml, csv, images by OCR, html, md, txt, code and other plain text; \
+                 doc, ppt and msg are published to a knowledge base only)"
             ),
         ));
-    };
+    }
     let read = crate::triggers::scan::read_source(
         &file.abs_path,
         pipeline.config.follow_symlinks,
@@ -242,6 +244,21 @@ fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         }
     };
     let file_hash = sha256_hex(&bytes);
+    let Some(format) = format else {
+        // No reader, but Open WebUI reads it: the knowledge base gets the
+        // bytes as they are, their hash standing for the text (a new version
+        // is new bytes), and ragd's own index nothing. The hash is kept even
+        // without a knowledge base, so that one configured later gets the file.
+        let mut r = settle(
+            FileState::Skipped,
+            NO_READER,
+            format!("not in ragd's own index: no reader for .{ext}"),
+        );
+        r.size = bytes.len() as u64;
+        r.file_hash = file_hash.clone();
+        r.content_hash = Some(file_hash);
+        return Prepared::Settled(r);
+    };
     let mut record = base.clone();
     record.size = bytes.len() as u64;
     record.mtime_ns = file.mtime_ns;
@@ -818,6 +835,7 @@ async fn start_group<'a>(
                     page: chunk.page,
                     headings: chunk.headings,
                     ocr: chunk.ocr,
+                    language: chunk.language.map(|l| l.as_str().to_owned()),
                     content_hash: target.clone(),
                     file_hash: record.file_hash.clone(),
                     modified,

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{DUPLICATE_KIND, MAX_DUPLICATE_ATTEMPTS};
-use crate::ledger::{FileRecord, FileState, KbRecord, KbState};
+use crate::ledger::{FileRecord, KbRecord, KbState};
 use crate::open_webui::sanitize_filename;
 
 /// What to do with one path.
@@ -94,9 +94,11 @@ pub(super) fn plan(
         let unrowed = row.is_none();
         // The version to publish is what Qdrant holds. A file that failed after
         // an earlier success keeps its published old version.
-        let hash = match file.content_hash.as_deref() {
-            Some(h) if matches!(file.state, FileState::Indexed | FileState::Failed) => h,
-            _ => {
+        // (and a file without a reader, published for Open WebUI to read,
+        // under the hash of its bytes: `FileRecord::published_hash`).
+        let hash = match file.published_hash() {
+            Some(h) => h,
+            None => {
                 removes.extend(row.map(Action::Remove));
                 continue;
             }
@@ -304,6 +306,7 @@ fn action_path(a: &Action) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::FileState;
 
     fn file(path: &str, hash: &str) -> FileRecord {
         let mut f = FileRecord::new("p", path, 0, 1, 1, "bytes".into());

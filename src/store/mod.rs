@@ -35,6 +35,10 @@ pub struct PointPayload {
     /// recognition errors. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ocr: bool,
+    /// The programming language of a source file (`rust`, `python`, …),
+    /// whose chunks follow its syntax. Absent for other files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Hash of the extracted text of the file version this chunk belongs to.
     pub content_hash: String,
     /// SHA-256 of the file's bytes.

@@ -1030,6 +1030,7 @@ mod tests {
                 page: Some(7),
                 headings: vec!["H1".into(), "H2".into()],
                 ocr: false,
+                language: None,
                 content_hash: "c".into(),
                 file_hash: "f".into(),
                 modified: -5,
@@ -1118,6 +1119,7 @@ mod tests {
                         modified: 0,
                         model: "m".into(),
                         ocr: false,
+                        language: None,
                     },
                 }],
             )

@@ -100,7 +100,8 @@ pub fn wanted(include: &GlobSet, exclude: &GlobSet, rel: &str) -> bool {
         return false;
     }
     let included = if include.is_empty() {
-        extract::format_for(Path::new(rel)).is_some()
+        let path = Path::new(rel);
+        extract::format_for(path).is_some() || extract::published_without_reader(path)
     } else {
         include.is_match(rel)
     };

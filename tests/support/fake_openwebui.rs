@@ -8,7 +8,8 @@
 //!   upload metadata comes back under `meta.data`;
 //! - an empty upload is a 400 `The content provided is empty…`; a `.pdf` that is not a
 //!   PDF fails processing (`Stream has ended unexpectedly`); text that is only whitespace
-//!   fails with the empty-content message;
+//!   fails with the empty-content message; legacy `.doc` and `.ppt` fail processing
+//!   unless the server has `open-webui[unstructured]` ([`FakeHandle::set_unstructured`]);
 //! - `file/add` of another file whose extracted text is already in the base is a 400
 //!   `400: Duplicate content detected…` and marks that file `failed`; adding a file that
 //!   was not processed yet is the empty-content 400 (and marks it `failed`);
@@ -220,6 +221,9 @@ struct Inner {
     rag: (String, ragd::embed::server::HashEmbedder),
     /// `RAG_EMBEDDING_QUERY_PREFIX`: put before every question it embeds.
     rag_query_prefix: String,
+    /// The server has `open-webui[unstructured]` (and LibreOffice): it reads
+    /// legacy doc and ppt files.
+    unstructured: bool,
 }
 
 struct Shared {
@@ -315,6 +319,13 @@ impl FakeHandle {
         id
     }
 
+    /// Whether the server reads legacy doc and ppt files, as one with
+    /// `open-webui[unstructured]` and LibreOffice does; off by default, like a
+    /// plain `pip install open-webui==0.12.4`.
+    pub fn set_unstructured(&self, on: bool) {
+        self.shared.lock().unstructured = on;
+    }
+
     /// All stored files.
     pub fn files(&self) -> Vec<FakeFile> {
         self.shared.lock().files.values().cloned().collect()
@@ -394,6 +405,7 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
                 ragd::embed::server::HashEmbedder::new(384),
             ),
             rag_query_prefix: String::new(),
+            unstructured: false,
         }),
     });
     let app = Router::new()
@@ -612,9 +624,29 @@ fn knowledge_json(kb: &FakeKnowledge, files: Option<&BTreeMap<String, FakeFile>>
 }
 
 /// Extracted text the way Open WebUI's loaders would see it, or the failure reason.
-fn extract(file: &FakeFile) -> Result<String, String> {
-    if file.filename.to_ascii_lowercase().ends_with(".pdf") && !file.bytes.starts_with(b"%PDF-") {
+/// `unstructured`: whether the server has its optional `unstructured` package.
+fn extract(file: &FakeFile, unstructured: bool) -> Result<String, String> {
+    let name = file.filename.to_ascii_lowercase();
+    if name.ends_with(".pdf") && !file.bytes.starts_with(b"%PDF-") {
         return Err("Stream has ended unexpectedly".to_owned());
+    }
+    // Legacy Word files go to `unstructured` only (`loaders/main.py`), which a
+    // plain `pip install open-webui` lacks; legacy PowerPoint falls back to
+    // python-pptx, which reads only pptx.
+    for ext in ["doc", "msg"] {
+        if !unstructured && name.ends_with(&format!(".{ext}")) {
+            return Err(format!(
+                "Processing .{ext} files requires the 'unstructured' package. \
+                 Install it with: pip install unstructured"
+            ));
+        }
+    }
+    if !unstructured && name.ends_with(".ppt") {
+        // Uploads are stored as `<id>_<name>` (seen on 0.12.4).
+        return Err(format!(
+            "Package not found at '/app/backend/data/uploads/{}_{}'",
+            file.id, file.filename
+        ));
     }
     let text = String::from_utf8_lossy(&file.bytes).into_owned();
     if text.trim().is_empty() {
@@ -660,6 +692,7 @@ fn link(
 /// Runs a pending file's processing when its polls and delay are used up.
 fn settle(inner: &mut Inner, file_id: &str, count_poll: bool) {
     let version = inner.version.clone();
+    let unstructured = inner.unstructured;
     let Some(file) = inner.files.get_mut(file_id) else {
         return;
     };
@@ -674,7 +707,7 @@ fn settle(inner: &mut Inner, file_id: &str, count_poll: bool) {
     if file.polls_left > 0 || Instant::now() < file.ready_at {
         return;
     }
-    let outcome = extract(file).map(|text| {
+    let outcome = extract(file, unstructured).map(|text| {
         file.content = Some(text);
     });
     let outcome = outcome.and_then(|()| {

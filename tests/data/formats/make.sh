@@ -15,6 +15,12 @@ soffice() { command soffice -env:UserInstallation=file://"$tmp"/lo --headless "$
 pandoc "$src/report.md" -o report.docx
 pandoc "$src/report.md" -o report.odt
 pandoc "$src/report.md" --metadata title="Heron Survey" -o report.epub
+# Legacy Word 97-2003 (no reader in ragd: published to a knowledge base as it is).
+soffice --convert-to doc --outdir . report.docx
+# Rich Text Format, by LibreOffice Writer.
+soffice --convert-to rtf --outdir . report.docx
+# Rich Text Format, by LibreOffice Writer.
+soffice --convert-to rtf --outdir . report.docx
 # A Word file that needs a password to open (Office's encrypted package in a CFB
 # container), by msoffcrypto-tool 5 (PyPI).
 msoffcrypto-tool -e -p secret report.docx encrypted.docx
