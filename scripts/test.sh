@@ -117,6 +117,8 @@ if [[ -z ${RAGD_SKIP_QDRANT:-} && $# -eq 0 ]]; then
     phase_end "Qdrant 3-node cluster"
 fi
 
+# Counted before the summary that prints it (set -u).
+e2e_passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; .*/\1/p' "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
 echo
 echo "== tests that ran against each real part"
 for part in qdrant openwebui model ocr; do
@@ -128,7 +130,6 @@ echo "== phases"
 printf '%s\n' "${phases[@]}"
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
 failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$out" "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
-e2e_passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; .*/\1/p' "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')
 if ((status != 0 && failed == 0)); then failed=1; fi
 echo "tests: $passed passed, $failed failed"
 exit "$status"
