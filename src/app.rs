@@ -248,6 +248,7 @@ impl App {
             target.clone(),
             config.collection.clone(),
             api_key,
+            config.kb_access.clone(),
         ))))
     }
 

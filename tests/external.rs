@@ -567,3 +567,73 @@ async fn both_modes_on_one_pipeline_keep_two_bases() {
     assert_eq!(sources(&r)[0], "guide/install.md", "{r:?}");
     env.cleanup().await;
 }
+
+/// `[knowledge] access` applies to the external base as to a files base: who may
+/// chat with it is who may read the folder. Set on the first run, left alone
+/// (no request) when it already holds, and replaced when the config changes.
+async fn access_follows_the_config(real_owui: bool) {
+    let Some(env) = ExternalEnv::new(real_owui, "").await else {
+        return;
+    };
+    let (url, key) = match (&env.fake, real_owui) {
+        (Some(fake), _) => (fake.url.clone(), fake.api_key.clone()),
+        (None, _) => owui::real_server().expect("the real Open WebUI"),
+    };
+    let tag = owui::unique("extacc");
+    let (user, group) = owui::principals(&url, &key, &tag).await;
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let original = std::fs::read_to_string(&pipeline).unwrap();
+    let set_access = |access: &str| {
+        std::fs::write(
+            &pipeline,
+            original.replace(
+                "mode = \"external\"",
+                &format!("mode = \"external\"\naccess = {access}"),
+            ),
+        )
+        .unwrap()
+    };
+    set_access(&format!(
+        "[{{ group = \"staff-{tag}\", permission = \"read\" }}, \
+         {{ user = \"ana-{tag}@example.com\", permission = \"write\" }}]"
+    ));
+    env.write("guide/install.md", INSTALL);
+    let first = env.index().await.external.expect("external base synced");
+    assert!(first.access_updated, "{first:?}");
+    assert_eq!(
+        owui::grants(&env.client, &first.base_id).await,
+        [
+            owui::grant("group", &group, "read"),
+            owui::grant("user", &user, "read"),
+            owui::grant("user", &user, "write"),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let again = env.index().await.external.unwrap();
+    assert!(!again.access_updated, "nothing to change: {again:?}");
+
+    set_access(&format!(
+        "[{{ group = \"staff-{tag}\", permission = \"read\" }}]"
+    ));
+    let changed = env.index().await.external.unwrap();
+    assert!(changed.access_updated, "{changed:?}");
+    assert_eq!(
+        owui::grants(&env.client, &changed.base_id).await,
+        [owui::grant("group", &group, "read")].into_iter().collect()
+    );
+    // Still answering, with the grants in place.
+    let r = env.ask("walrus apt", 3).await;
+    assert_eq!(sources(&r)[0], "guide/install.md", "{r:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_base_grants_what_the_config_says() {
+    access_follows_the_config(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_external_base_grants_what_the_config_says() {
+    access_follows_the_config(true).await;
+}

@@ -2,11 +2,12 @@
 //! test-friendly retries, names no earlier run against it used, and a knowledge
 //! base's files by ragd path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use ragd::ledger::KbRecord;
 use ragd::open_webui::{FileInfo, OpenWebUi, RetryPolicy};
+use serde_json::{Value, json};
 
 use crate::support::env::TestEnv;
 
@@ -80,4 +81,59 @@ pub async fn listing_of(
         out.entry(key).or_default().push(f);
     }
     out
+}
+
+// ---- users, groups and grants (`[knowledge] access`) ----------------------------
+
+/// `POST path` with the admin key, the answer's JSON.
+pub async fn admin_post(url: &str, key: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/{path}", url.trim_end_matches('/')))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A new account and a new group, by the admin routes; their ids.
+pub async fn principals(url: &str, key: &str, tag: &str) -> (String, String) {
+    let user = admin_post(
+        url,
+        key,
+        "api/v1/auths/add",
+        json!({"name": format!("Ana {tag}"), "email": format!("ana-{tag}@example.com"),
+               "password": "Correct-horse-9", "role": "user"}),
+    )
+    .await;
+    let group = admin_post(
+        url,
+        key,
+        "api/v1/groups/create",
+        json!({"name": format!("staff-{tag}"), "description": "ragd access test"}),
+    )
+    .await;
+    (
+        user["id"].as_str().unwrap().to_owned(),
+        group["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The base's grants as (principal type, principal id, permission).
+pub async fn grants(c: &OpenWebUi, kb: &str) -> BTreeSet<(String, String, String)> {
+    c.get_knowledge(kb)
+        .await
+        .unwrap()
+        .access_grants
+        .into_iter()
+        .map(|g| (g.principal_type, g.principal_id, g.permission))
+        .collect()
+}
+
+pub fn grant(t: &str, id: &str, p: &str) -> (String, String, String) {
+    (t.to_owned(), id.to_owned(), p.to_owned())
 }
