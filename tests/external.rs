@@ -637,3 +637,73 @@ async fn the_external_base_grants_what_the_config_says() {
 async fn real_open_webui_external_base_grants_what_the_config_says() {
     access_follows_the_config(true).await;
 }
+
+/// The chat path itself, on the real Open WebUI: a chat with the external base
+/// attached retrieves from ragd's collection through the base's *stored* source
+/// (the middleware's `get_sources_from_items`, not the retrieve-test route), and
+/// the model is given the right file's text under its name. The model is a pipe
+/// function that echoes what it is given: no language model is needed to see
+/// what one would be told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_chat_with_the_external_base_is_given_ragds_chunks() {
+    let Some(env) = ExternalEnv::new(true, "").await else {
+        return;
+    };
+    let (url, key) = owui::real_server().expect("the real Open WebUI");
+    env.write("guide/install.md", INSTALL);
+    env.write("notes/zebra.md", ZEBRA);
+    env.write(
+        "manual.pdf",
+        crate::support::pdf::make_pdf(&[
+            "The first page talks about llamas.",
+            "The second page explains the capybara feeding schedule in detail.",
+        ]),
+    );
+    let summary = env.index().await;
+    assert_eq!(summary.failed, 0, "{:?}", summary.failures);
+    let base = summary.external.expect("external base synced").base_id;
+
+    // The page a passage is on, as Open WebUI's citations read it (0-based
+    // `page`, shown as `page_label`).
+    let chat = owui::chat_context(&url, &key, &base, "capybara feeding schedule").await;
+    let page = chat
+        .citations
+        .iter()
+        .find(|m| m["source"] == "manual.pdf" && m["page_label"] == "2")
+        .unwrap_or_else(|| panic!("no citation of manual.pdf page 2: {:?}", chat.citations));
+    assert_eq!(page["page"], 1, "{page}");
+
+    let chat = owui::chat_context(&url, &key, &base, "How do I install walrus with apt?").await;
+    assert!(
+        chat.text.contains("walrus --configure"),
+        "the install guide's text is not in the chat's context: {}",
+        chat.text
+    );
+    let cited: Vec<&str> = chat
+        .citations
+        .iter()
+        .filter_map(|m| m["source"].as_str())
+        .collect();
+    assert!(
+        cited.contains(&"guide/install.md"),
+        "the chat does not cite guide/install.md: {:?}",
+        chat.citations
+    );
+    let install = chat
+        .citations
+        .iter()
+        .find(|m| m["source"] == "guide/install.md")
+        .unwrap();
+    assert_eq!(install["name"], "install.md", "{install}");
+
+    // A deleted file stops being told to the model.
+    env.remove("guide/install.md");
+    env.index().await;
+    let chat = owui::chat_context(&url, &key, &base, "How do I install walrus with apt?").await;
+    assert!(
+        !chat.text.contains("walrus --configure"),
+        "a deleted file is still in the chat's context: {}",
+        chat.text
+    );
+    env.cleanup().await;
+}
