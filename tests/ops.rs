@@ -546,6 +546,35 @@ fn compose_file_has_the_services_images_healthchecks_and_volumes() {
     assert!(repo().join("deploy/ragd.service").is_file());
 }
 
+/// The quick start runs `docker compose up -d qdrant ollama open-webui` before the
+/// Open WebUI key exists. Compose interpolates the whole file for every command, so
+/// one required variable (`${VAR:?…}` or `${VAR?…}`) anywhere stops that first step.
+#[test]
+fn compose_file_requires_no_variable_before_the_key_exists() {
+    fn strings<'a>(v: &'a serde_norway::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_norway::Value::String(s) => out.push(s),
+            serde_norway::Value::Sequence(seq) => seq.iter().for_each(|v| strings(v, out)),
+            serde_norway::Value::Mapping(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("valid YAML");
+    let mut values = Vec::new();
+    strings(&doc, &mut values);
+    for v in values {
+        for reference in v.split("${").skip(1) {
+            let inner = reference.split('}').next().unwrap_or("");
+            assert!(
+                !inner.contains('?'),
+                "required variable ${{{inner}}} in docker-compose.yml: compose refuses every \
+                 command while it is unset"
+            );
+        }
+    }
+}
+
 /// The container's layout, rebuilt in a temp folder: `/etc/ragd/config/ragd.toml`
 /// is `config/ragd.docker.toml`, `/etc/ragd/pipelines` is `deploy/pipelines`.
 #[test]
