@@ -474,11 +474,7 @@ fn plain_progress(name: String, bar: ProgressBar) -> tokio::task::JoinHandle<()>
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprintln!(
-                "{name}: {}/{} files",
-                bar.position(),
-                bar.length().unwrap_or(0)
-            );
+            telemetry::events::run_progress(&name, bar.position(), bar.length().unwrap_or(0));
         }
     })
 }

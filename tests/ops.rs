@@ -475,6 +475,48 @@ async fn metrics_after_a_run_name_every_stage_and_never_a_path() {
     );
 }
 
+/// `ragd index 2>file` filled the file with ANSI colour escapes: colour belongs on a
+/// terminal only. Stderr goes to a real file here, as in that report, with `NO_COLOR`
+/// unset; once with human lines, once with `--log-format json` (every line an object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_carry_no_colour_and_json_lines_stay_json() {
+    let env = Install::new(false).await;
+    env.write_corpus();
+    for format in ["human", "json"] {
+        let log = env.dir.path().join(format!("stderr-{format}.log"));
+        let status = tokio::process::Command::new(crate::support::ragd_bin())
+            .arg("--config")
+            .arg(env.dir.path().join("config/ragd.toml"))
+            .args(["--log-format", format, "index", "--force"])
+            .env_remove("RAGD_CONFIG")
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .await
+            .expect("run ragd");
+        let text = std::fs::read_to_string(&log).unwrap();
+        // broken.pdf fails: exit 1, and a WARN line with fields besides the INFO ones.
+        assert_eq!(status.code(), Some(1), "{format}:\n{text}");
+        assert!(
+            text.contains("run finished"),
+            "{format}: no log lines:\n{text}"
+        );
+        assert!(
+            !text.contains('\x1b'),
+            "{format}: ANSI escapes in a log file:\n{text:?}"
+        );
+        if format == "json" {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+                assert!(v.is_object(), "{line}");
+            }
+        }
+    }
+}
+
 /// Repository root (where Cargo.toml is).
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -29,6 +29,13 @@ fn kind_label(kind: &str) -> String {
     }
 }
 
+/// How far a run is, every few seconds when stderr is not a terminal (a terminal
+/// gets a progress bar instead). A log line, not a bare `eprintln!`, so that under
+/// `--log-format json` every line on stderr stays a JSON object.
+pub fn run_progress(pipeline: &str, done: u64, total: u64) {
+    tracing::info!(pipeline, done, total, "progress");
+}
+
 /// A file's new text is in Qdrant.
 pub fn file_indexed(pipeline: &str, path: &str, chunks: usize, updated: bool) {
     let outcome = if updated { "updated" } else { "added" };
