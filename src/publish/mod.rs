@@ -24,6 +24,7 @@
 //! Only files ragd uploaded (recorded ids, or ragd's metadata marker) are ever
 //! removed; files people uploaded by hand stay.
 
+mod marker;
 mod plan;
 pub mod tree;
 
@@ -43,8 +44,7 @@ use crate::triggers::scan::source_path;
 use plan::{Action, is_refused_copy, plan, publish_text};
 use tree::{Place, ancestry, folder_renames, split_dir, upload_names};
 
-/// Key of ragd's marker in upload metadata (`meta.data.ragd`).
-pub const MARKER: &str = "ragd";
+pub use marker::{MARKER, UploadMarker};
 /// Processing failures allowed per version before it counts as permanent.
 const MAX_PROCESSING_FAILURES: u32 = 2;
 /// Transient failures per version before the file waits for a change or `ragd retry`.
@@ -180,6 +180,9 @@ pub struct SyncStop {
 pub struct Publisher {
     client: Arc<OpenWebUi>,
     target: KnowledgeTarget,
+    /// This installation's id, stamped on every upload's marker; only uploads
+    /// that carry it are ever adopted or swept by marker ([`UploadMarker`]).
+    instance: Option<String>,
     /// The knowledge base's id once found; see [`Publisher::knowledge_id`].
     kb_id: tokio::sync::Mutex<Option<String>>,
     concurrency: usize,
@@ -215,6 +218,7 @@ impl Publisher {
     pub fn new(
         client: Arc<OpenWebUi>,
         target: KnowledgeTarget,
+        instance: Option<String>,
         concurrency: usize,
         process_timeout: Duration,
         verify_interval: Duration,
@@ -223,6 +227,7 @@ impl Publisher {
         Publisher {
             client,
             target,
+            instance,
             kb_id: tokio::sync::Mutex::new(None),
             concurrency: concurrency.max(1),
             process_timeout,
@@ -231,6 +236,22 @@ impl Publisher {
             last_verified: std::sync::Mutex::new(None),
             dirs: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The marker this installation stamps on an upload of `path` at `content_hash`.
+    fn marker(&self, pipeline: &str, path: &str, content_hash: &str, kb: &str) -> UploadMarker {
+        UploadMarker {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            content_hash: content_hash.to_owned(),
+            kb: kb.to_owned(),
+            instance: self.instance.clone(),
+        }
+    }
+
+    /// An upload's marker, when the upload is this installation's, of `pipeline`.
+    fn ours(&self, metadata: &Value, pipeline: &str) -> Option<UploadMarker> {
+        UploadMarker::read(metadata).filter(|m| m.is_of(self.instance.as_deref(), pipeline))
     }
 
     /// The knowledge base id: found (or created) on first use and checked on
@@ -712,13 +733,10 @@ impl Publisher {
                         Err(e) => return self.defer(row, e, ledger, out),
                     };
                     for f in candidates {
-                        let path = f
-                            .metadata
-                            .get(MARKER)
-                            .and_then(|m| m.get("path"))
-                            .and_then(Value::as_str)
+                        let path = UploadMarker::read(&f.metadata)
+                            .map(|m| m.path)
                             .unwrap_or_default();
-                        if !ledger.kb_claims(&row.pipeline, &f.id, path)? {
+                        if !ledger.kb_claims(&row.pipeline, &f.id, &path)? {
                             lost = Some(f);
                             break;
                         }
@@ -857,7 +875,7 @@ impl Publisher {
                 // `file_hash`: the SHA-256 of the bytes, which Open WebUI's own
                 // folder sync (`sync/diff`) compares with the folder's files.
                 let mut metadata = json!({
-                    MARKER: marker(&pipeline.name, &file.path, &row.content_hash, &kb),
+                    MARKER: self.marker(&pipeline.name, &file.path, &row.content_hash, &kb).to_json(),
                     "file_hash": file.file_hash,
                 });
                 if self.client.supports_auto_link() {
@@ -1312,13 +1330,12 @@ impl Publisher {
         Ok(found
             .into_iter()
             .filter(|f| {
-                let marker = f.metadata.get(MARKER);
-                let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
                 Some(f.id.as_str()) != except
-                    && field("pipeline") == Some(row.pipeline.as_str())
-                    && field("kb") == Some(row.kb_id.as_str())
-                    && field("content_hash") == Some(row.content_hash.as_str())
-                    && field("path").is_some_and(|p| p != row.path)
+                    && self.ours(&f.metadata, &row.pipeline).is_some_and(|m| {
+                        m.kb == row.kb_id
+                            && m.content_hash == row.content_hash
+                            && m.path != row.path
+                    })
             })
             .collect())
     }
@@ -1340,11 +1357,9 @@ impl Publisher {
             Err(OwuiError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let marker = found.metadata.get(MARKER);
-        let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
-        let same = field("pipeline") == Some(row.pipeline.as_str())
-            && field("kb") == Some(row.kb_id.as_str())
-            && field("content_hash") == Some(row.content_hash.as_str());
+        let same = self
+            .ours(&found.metadata, &row.pipeline)
+            .is_some_and(|m| m.kb == row.kb_id && m.content_hash == row.content_hash);
         Ok(same.then_some(found))
     }
 
@@ -1358,7 +1373,7 @@ impl Publisher {
         kb: &str,
         except: Option<&str>,
     ) -> Result<Option<FileInfo>, OwuiError> {
-        let marker = marker(pipeline, path, content_hash, kb);
+        let marker = self.marker(pipeline, path, content_hash, kb);
         // Under the name it was uploaded under, or (placed, then the row
         // lost) its own.
         let mut listed = Vec::new();
@@ -1367,7 +1382,7 @@ impl Publisher {
         }
         let mut found = listed
             .into_iter()
-            .filter(|f| f.metadata.get(MARKER) == Some(&marker))
+            .filter(|f| UploadMarker::read(&f.metadata).as_ref() == Some(&marker))
             .filter(|f| Some(f.id.as_str()) != except);
         let first = found.next();
         // More than one (a crash during a retry): keep one, delete the rest.
@@ -1505,12 +1520,7 @@ impl Publisher {
                 if let Some(h) = &f.content_hash {
                     *texts.entry(text_key(h)).or_default() += 1;
                 }
-                let ours = f
-                    .metadata
-                    .get(MARKER)
-                    .and_then(|m| m.get("pipeline"))
-                    .and_then(Value::as_str)
-                    == Some(pipeline.name.as_str());
+                let ours = self.ours(&f.metadata, &pipeline.name).is_some();
                 if ours && !known.contains(&f.id) {
                     unknown.push(f);
                 }
@@ -1616,10 +1626,9 @@ impl Publisher {
         let listing = self
             .client
             .for_each_file(|f| {
-                let marker = f.metadata.get(MARKER);
-                let field = |k: &str| marker.and_then(|m| m.get(k)).and_then(Value::as_str);
-                if field("pipeline") == Some(pipeline.name.as_str())
-                    && field("kb") == Some(kb)
+                if self
+                    .ours(&f.metadata, &pipeline.name)
+                    .is_some_and(|m| m.kb == kb)
                     && !known.contains(&f.id)
                     && !listed.contains(&f.id)
                 {
@@ -1717,11 +1726,4 @@ fn may_hold_lost_upload(r: &KbRecord) -> bool {
         KbState::Failed => r.error_kind.as_deref() == Some("transient"),
         KbState::Uploaded | KbState::Linked => false,
     }
-}
-
-/// The metadata marker of ragd's upload of `path` at `content_hash` to `kb`.
-/// The knowledge base is part of it: an identical file published by another
-/// ragd (or pipeline) to another knowledge base is never adopted.
-fn marker(pipeline: &str, path: &str, content_hash: &str, kb: &str) -> Value {
-    json!({ "pipeline": pipeline, "path": path, "content_hash": content_hash, "kb": kb })
 }
