@@ -25,7 +25,6 @@
 //! removed; files people uploaded by hand stay.
 
 mod file;
-mod marker;
 mod place;
 mod plan;
 mod recover;
@@ -45,7 +44,7 @@ use crate::open_webui::{FileInfo, OpenWebUi, OwuiError};
 use plan::{Action, is_refused_copy, plan, publish_text};
 use tree::Place;
 
-pub use marker::{MARKER, UploadMarker};
+use crate::open_webui::{MARKER, UploadMarker};
 /// Processing failures allowed per version before it counts as permanent.
 const MAX_PROCESSING_FAILURES: u32 = 2;
 /// Transient failures per version before the file waits for a change or `ragd retry`.

@@ -224,14 +224,14 @@ impl TestEnv {
     pub fn upload_marker(&self, path: &str, content_hash: &str, kb: &str) -> serde_json::Value {
         let instance = ragd::app::instance_id(&self.dir.path().join("state"))
             .expect("the state directory's instance id");
-        let marker = ragd::publish::UploadMarker {
+        let marker = ragd::open_webui::UploadMarker {
             pipeline: "docs".into(),
             path: path.into(),
             content_hash: content_hash.into(),
             kb: kb.into(),
             instance: Some(instance),
         };
-        serde_json::json!({ ragd::publish::MARKER: marker.to_json() })
+        serde_json::json!({ ragd::open_webui::MARKER: marker.to_json() })
     }
 
     /// Open the app the way the CLI does, but over the counting store.
