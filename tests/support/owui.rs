@@ -83,6 +83,24 @@ pub async fn listing_of(
     out
 }
 
+/// Each linked file's place in the knowledge base (`dir/name`) → its file id.
+pub async fn places(c: &OpenWebUi, kb: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in c.knowledge_files(kb).await.unwrap() {
+        let dir = f.directory_path.clone().unwrap_or_default();
+        let place = if dir.is_empty() {
+            f.filename.clone()
+        } else {
+            format!("{dir}/{}", f.filename)
+        };
+        assert!(
+            out.insert(place.clone(), f.id).is_none(),
+            "two files at {place}"
+        );
+    }
+    out
+}
+
 // ---- users, groups and grants (`[knowledge] access`) ----------------------------
 
 /// `POST path` with the admin key, the answer's JSON.
