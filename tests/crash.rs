@@ -238,7 +238,7 @@ fn flip_names(env: &TestEnv) {
             _ => continue,
         };
         let index: usize = stem.trim_end_matches(".md").parse().unwrap();
-        if index % 5 == 0 {
+        if index.is_multiple_of(5) {
             let to = entry.path().with_file_name(format!("{other}-{stem}"));
             std::fs::rename(entry.path(), to).unwrap();
         }
