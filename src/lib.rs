@@ -19,6 +19,8 @@
 //!   Open WebUI's proxy) and the project's own Ollama-API embedding server.
 //! - [`store`]: the [`store::VectorStore`] trait; `edge` (embedded Qdrant, the
 //!   default) and `qdrant` (a Qdrant server over gRPC).
+//! - [`backoff`]: the one backoff every retry loop waits by (exponential, capped,
+//!   jittered, at least a server's `Retry-After`).
 //! - [`http`]: the one way HTTP clients are made (no redirects, trusted CAs)
 //!   and answers read (capped, URLs shown without credentials).
 //! - [`open_webui`]: the typed Open WebUI client (files, knowledge bases,
@@ -42,6 +44,7 @@
 
 pub mod alloc;
 pub mod app;
+pub mod backoff;
 pub mod chunk;
 pub mod cli;
 pub mod config;

@@ -161,7 +161,9 @@ impl PipelineTasks {
     pub async fn run_worker(self: Arc<Self>, cancel: CancellationToken) {
         let name = self.pipeline.name().to_owned();
         let mut retry_at: Option<Instant> = None;
-        let mut backoff = Duration::from_secs(1);
+        // Failed reconciles in a row, for the one backoff schedule.
+        let backoff = crate::backoff::Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
+        let mut failures: u32 = 0;
         let mut first = true;
         loop {
             let pending = tokio::select! {
@@ -188,7 +190,7 @@ impl PipelineTasks {
             }
             match self.handle(&pending, &cancel).await {
                 Ok(deferred) => {
-                    backoff = Duration::from_secs(1);
+                    failures = 0;
                     if deferred > 0 {
                         // Still being written: look again once they could have settled.
                         retry_at = Some(Instant::now() + self.settle);
@@ -198,9 +200,10 @@ impl PipelineTasks {
                     tracing::info!(pipeline = %name, error = %e, "stopped");
                 }
                 Err(e) => {
-                    tracing::error!(pipeline = %name, error = %e, retry_in = ?backoff, "reconcile failed");
-                    retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let wait = backoff.delay(failures, None);
+                    failures = failures.saturating_add(1);
+                    tracing::error!(pipeline = %name, error = %e, retry_in = ?wait, "reconcile failed");
+                    retry_at = Some(Instant::now() + wait);
                     if pending.reindex {
                         self.queue.push(Trigger::Reindex);
                     }

@@ -11,19 +11,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{EmbedError, Embedder};
+use crate::backoff::Backoff;
 
 /// First retry delay; doubles per attempt up to [`DEFAULT_BACKOFF_CAP`].
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest computed retry delay.
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// A server's `Retry-After` is honoured up to this long.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Server messages quoted in errors are cut to this many characters.
 const MAX_DETAIL_CHARS: usize = 500;
 /// The text embedded by [`OllamaEmbedder::probe_dimension`].
@@ -372,7 +370,7 @@ impl OllamaEmbedder {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = parse_retry_after(&response);
+                    let retry_after = crate::backoff::retry_after(response.headers());
                     // An error's body is read for its message only.
                     let body = crate::http::read_capped(response, MAX_ERROR_BODY_BYTES)
                         .await
@@ -475,18 +473,10 @@ impl OllamaEmbedder {
         }
     }
 
-    /// `base * 2^attempt`, capped, times a random factor in [0.5, 1) so clients that
-    /// failed together do not retry together; at least the server's `Retry-After`.
+    /// The wait after failed attempt `attempt` (0-based): the one [`Backoff`],
+    /// at least the server's `Retry-After`.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.backoff_cap);
-        let jittered = exp.mul_f64(rand::random_range(0.5..1.0));
-        match retry_after {
-            Some(hint) => jittered.max(hint.min(MAX_RETRY_AFTER)),
-            None => jittered,
-        }
+        Backoff::new(self.backoff_base, self.backoff_cap).delay(attempt, retry_after)
     }
 
     /// Removes the API key from text that will end up in an error or a log, in case
@@ -542,19 +532,6 @@ fn server_message(body: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and ignored).
-fn parse_retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let secs: u64 = response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs))
 }
 
 /// Most bytes of an embedding answer ragd reads: a batch of 64 texts at 4,096
@@ -662,7 +639,7 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
         assert!(e.backoff(0, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
-        assert!(e.backoff(0, Some(Duration::from_secs(3600))) <= MAX_RETRY_AFTER);
+        assert!(e.backoff(0, Some(Duration::from_secs(3600))) <= crate::backoff::MAX_HINT);
     }
 
     #[test]

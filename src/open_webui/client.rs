@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Url};
 use serde::Deserialize;
@@ -111,16 +110,12 @@ impl RetryPolicy {
         }
     }
 
-    /// The delay before retry number `retry` (1-based): exponential, capped, with "equal
-    /// jitter" (half fixed, half random) so that parallel workers hitting the same locked
-    /// database do not retry in lockstep.
+    /// The delay before retry number `retry` (1-based): the one
+    /// [`crate::backoff::Backoff`], so that parallel workers hitting the same
+    /// locked database do not retry in lockstep.
     fn delay(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
-        let capped = exp.min(self.max_backoff);
-        let half = capped / 2;
-        half + half.mul_f64(rand::rng().random_range(0.0..=1.0))
+        crate::backoff::Backoff::new(self.initial_backoff, self.max_backoff)
+            .delay(retry.saturating_sub(1), None)
     }
 }
 

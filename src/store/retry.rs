@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 
 use super::{PointFilter, PointKey, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
 use uuid::Uuid;
@@ -41,10 +40,8 @@ impl<S: VectorStore> Retrying<S> {
     /// The wait before attempt `attempt + 1`: the backoff, or the server's
     /// `retry-after` when it asked for longer.
     fn delay(&self, attempt: u32, error: &StoreError) -> Duration {
-        let exp = self.base.saturating_mul(1 << attempt.min(16)).min(self.cap);
-        // Full jitter: retries of several writers do not march in step.
-        let backoff = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
-        backoff.max(error.retry_after().unwrap_or_default())
+        // Jittered: retries of several writers do not march in step.
+        crate::backoff::Backoff::new(self.base, self.cap).delay(attempt, error.retry_after())
     }
 
     async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
