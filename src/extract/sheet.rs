@@ -11,6 +11,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Ods, OdsError, Range, Reader, Xls, XlsError, Xlsx, XlsxError};
 
+use super::package::check_declared_sizes;
 use super::{ExtractError, text};
 use crate::document::{Format, Section};
 
@@ -24,9 +25,15 @@ pub(super) fn workbook(bytes: &[u8], format: Format) -> Result<Vec<Section>, Ext
     }
     let cursor = Cursor::new(bytes);
     let sheets = match format {
-        Format::Xlsx => read_all(Xlsx::new(cursor).map_err(xlsx_error)?, xlsx_error)?,
+        Format::Xlsx => {
+            check_declared_sizes(bytes, "Excel workbook")?;
+            read_all(Xlsx::new(cursor).map_err(xlsx_error)?, xlsx_error)?
+        }
         Format::Xls => read_all(Xls::new(cursor).map_err(xls_error)?, xls_error)?,
-        Format::Ods => read_all(Ods::new(cursor).map_err(ods_error)?, ods_error)?,
+        Format::Ods => {
+            check_declared_sizes(bytes, "OpenDocument spreadsheet")?;
+            read_all(Ods::new(cursor).map_err(ods_error)?, ods_error)?
+        }
         other => unreachable!("{other:?} is not a workbook"),
     };
     let sections: Vec<Section> = sheets
