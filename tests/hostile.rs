@@ -1056,3 +1056,58 @@ async fn truncated_presentations_workbooks_and_books_are_corrupt() {
         assert_failed(&env, &app, &format!("cut-{name}"), "corrupt", reason).await;
     }
 }
+
+/// A black greyscale PNG of `side` × `side` pixels, 1.5 MB for 30,000:
+/// rows of zeros deflated as repeated blocks.
+fn pixel_bomb_png(side: u32) -> Vec<u8> {
+    use crate::support::zipcraft::deflate_repeated;
+    let row = vec![0u8; side as usize + 1]; // filter byte 0, then the pixels
+    let mut zlib = vec![0x78, 0xDA];
+    zlib.extend(deflate_repeated(b"", &row, side as usize, b""));
+    // Adler-32 of zeros: A stays 1, B adds 1 per byte.
+    let n = (u64::from(side) + 1) * u64::from(side);
+    let adler = (u32::try_from(n % 65521).unwrap() << 16) | 1;
+    zlib.extend(adler.to_be_bytes());
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend(crc.sum().to_be_bytes());
+        c
+    };
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit greyscale, deflate, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &zlib));
+    png.extend(chunk(b"IEND", b""));
+    png
+}
+
+#[tokio::test]
+async fn a_pixel_bomb_image_fails_in_ocr_not_in_the_daemon() {
+    if crate::support::real::ocr().is_none() {
+        return;
+    }
+    let env = env_with("", "").await;
+    // 900 megapixels in 1.5 MB: Leptonica cannot allocate the picture
+    // under the worker's address-space limit, which Tesseract inherits.
+    let png = pixel_bomb_png(30_000);
+    assert!(png.len() < 2 << 20, "{}", png.len());
+    env.write("poster.png", png);
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 1), "{s:?}");
+    assert_failed(
+        &env,
+        &app,
+        "poster.png",
+        "corrupt",
+        "not an image Tesseract can read",
+    )
+    .await;
+}

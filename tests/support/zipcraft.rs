@@ -26,6 +26,27 @@ pub fn part(name: &str, bytes: impl AsRef<[u8]>) -> Part {
 
 /// An entry holding `head`, then `unit` `times` times, then `tail`.
 pub fn repeated(name: &str, head: &[u8], unit: &[u8], times: usize, tail: &[u8]) -> Part {
+    let mut crc = Crc::new();
+    crc.update(head);
+    // The unit's CRC once, combined `times` times: hashing hundreds of MiB in
+    // a debug build would cost seconds per bomb.
+    let mut unit_crc = Crc::new();
+    unit_crc.update(unit);
+    for _ in 0..times {
+        crc.combine(&unit_crc);
+    }
+    crc.update(tail);
+    Part {
+        name: name.to_owned(),
+        deflated: deflate_repeated(head, unit, times, tail),
+        crc: crc.sum(),
+        size: (head.len() + unit.len() * times + tail.len()) as u64,
+    }
+}
+
+/// A raw deflate stream of `head`, `unit` `times` times, then `tail`, made
+/// by compressing each once.
+pub fn deflate_repeated(head: &[u8], unit: &[u8], times: usize, tail: &[u8]) -> Vec<u8> {
     let mut c = Compress::new(Compression::best(), false);
     let mut block = |input: &[u8], flush: FlushCompress| {
         let mut out = Vec::with_capacity(input.len() / 2 + 1024);
@@ -41,30 +62,16 @@ pub fn repeated(name: &str, head: &[u8], unit: &[u8], times: usize, tail: &[u8])
             out.reserve(out.capacity().max(1024));
         }
     };
-    let head_block = block(head, FlushCompress::Full);
+    let mut deflated = block(head, FlushCompress::Full);
     let unit_block = block(unit, FlushCompress::Full);
     let tail_block = block(tail, FlushCompress::Full);
     let end = block(b"", FlushCompress::Finish);
-    let mut deflated = head_block;
-    let mut crc = Crc::new();
-    crc.update(head);
-    // The unit's CRC once, combined `times` times: hashing hundreds of MiB in
-    // a debug build would cost seconds per bomb.
-    let mut unit_crc = Crc::new();
-    unit_crc.update(unit);
     for _ in 0..times {
         deflated.extend_from_slice(&unit_block);
-        crc.combine(&unit_crc);
     }
     deflated.extend_from_slice(&tail_block);
     deflated.extend_from_slice(&end);
-    crc.update(tail);
-    Part {
-        name: name.to_owned(),
-        deflated,
-        crc: crc.sum(),
-        size: (head.len() + unit.len() * times + tail.len()) as u64,
-    }
+    deflated
 }
 
 /// The zip file of `parts`, in order (no zip64: parts under 4 GiB).
