@@ -45,6 +45,17 @@ pub fn check(format: Format, bytes: &[u8]) {
         Ok(doc) => doc,
         Err(e) => {
             assert!(!e.kind().is_empty() && !e.to_string().is_empty());
+            // Other people's parsers run under `extract::guarded`, which turns
+            // their panics into this error; ragd's own readers must not panic.
+            if let extract::ExtractError::Panicked { detail } = &e {
+                assert!(
+                    matches!(
+                        format,
+                        Format::Pdf | Format::Xlsx | Format::Xls | Format::Ods | Format::Email
+                    ),
+                    "ragd's own {format:?} reader panicked: {detail}"
+                );
+            }
             return;
         }
     };
