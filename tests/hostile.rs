@@ -1111,3 +1111,29 @@ async fn a_pixel_bomb_image_fails_in_ocr_not_in_the_daemon() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_workbook_that_panics_calamine_is_panicked_with_or_without_a_worker() {
+    // Found by the `sheet` fuzz target: calamine 0.38's compound-file reader
+    // slices past the end of a sector chain.
+    let xls = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz/xls-sector-chain-past-end.xls"
+    ))
+    .unwrap();
+    for daemon_toml in ["", "[limits]\nisolate = false\n"] {
+        let env = env_with("", daemon_toml).await;
+        env.write("fuzzed.xls", &xls);
+        let app = env.app();
+        let s = run(&env, &app).await;
+        assert_eq!((s.added, s.failed), (1, 1), "{daemon_toml:?}: {s:?}");
+        assert_failed(
+            &env,
+            &app,
+            "fuzzed.xls",
+            "panicked",
+            "the parser crashed on this file",
+        )
+        .await;
+    }
+}
