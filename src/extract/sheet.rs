@@ -206,13 +206,24 @@ mod tests {
     #[test]
     fn a_panic_in_calamine_is_the_files_error() {
         // Found by the `sheet` fuzz target: calamine 0.38's compound-file
-        // reader slices past the end of a sector chain.
-        let bytes = include_bytes!("../../tests/data/fuzz/xls-sector-chain-past-end.xls");
-        match workbook(bytes, Format::Xls) {
-            Err(ExtractError::Panicked { detail }) => {
-                assert!(detail.contains("slice index"), "{detail}")
+        // reader slices past the end of a sector chain, and asserts that a
+        // table of u32s has a length divisible by 4.
+        for (bytes, words) in [
+            (
+                &include_bytes!("../../tests/data/fuzz/xls-sector-chain-past-end.xls")[..],
+                "slice index",
+            ),
+            (
+                &include_bytes!("../../tests/data/fuzz/xls-u32-table-odd-length.xls")[..],
+                "assertion",
+            ),
+        ] {
+            match workbook(bytes, Format::Xls) {
+                Err(ExtractError::Panicked { detail }) => {
+                    assert!(detail.contains(words), "{detail}")
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 
