@@ -4,4 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use ragd_fuzz::document::Format;
 
-fuzz_target!(|data: &[u8]| ragd_fuzz::check_one_of(&[Format::Docx, Format::Odt, Format::Pptx, Format::Odp], data));
+fuzz_target!(|data: &[u8]| ragd_fuzz::check_one_of(
+    &[Format::Docx, Format::Odt, Format::Pptx, Format::Odp],
+    data
+));
