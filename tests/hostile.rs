@@ -790,3 +790,350 @@ fn a_test_harness_is_not_taken_for_a_worker() {
     );
     assert!(!err.is_permanent());
 }
+
+// ---- The readers of issue 22: Office, OpenDocument, EPUB, sheets, mail, RTF.
+
+const FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FORMATS}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// 64 KiB of one letter: repeated, the body of a zip bomb's part.
+fn filler() -> Vec<u8> {
+    vec![b'x'; 64 << 10]
+}
+
+/// Times [`filler`] is repeated for 300 MiB: over the 256 MiB a package
+/// may inflate to.
+const BOMB_UNITS: usize = 4800;
+
+#[tokio::test]
+async fn zip_bombs_in_office_ebook_and_sheet_packages_are_refused() {
+    use crate::support::zipcraft::{read_part, repeated, with_parts};
+    let env = env_with("", "").await;
+    let x = filler();
+    let bomb = |name: &str, head: &str, tail: &str| {
+        repeated(name, head.as_bytes(), &x, BOMB_UNITS, tail.as_bytes())
+    };
+    let w = r#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>"#;
+    let docx = with_parts(
+        &fixture("report.docx"),
+        vec![bomb(
+            "word/document.xml",
+            w,
+            "</w:t></w:r></w:p></w:body></w:document>",
+        )],
+    );
+    let odf = r#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:text><text:p>"#;
+    let odf_tail = "</text:p></office:text></office:body></office:document-content>";
+    let odt = with_parts(
+        &fixture("report.odt"),
+        vec![bomb("content.xml", odf, odf_tail)],
+    );
+    let epub = with_parts(
+        &fixture("report.epub"),
+        vec![bomb(
+            "EPUB/text/ch001.xhtml",
+            "<html><body><p>",
+            "</p></body></html>",
+        )],
+    );
+    // Each part under the cap, but named a thousand times: 130 MiB of slide
+    // (a comment, cheap to parse) for slide 2, then slides 3 to 1002 the same.
+    let pptx = fixture("slides.pptx");
+    let presentation = read_part(&pptx, "ppt/presentation.xml");
+    let many: String = (0..1000)
+        .map(|i| format!(r#"<p:sldId id="{}" r:id="rId3" />"#, 300 + i))
+        .collect();
+    let presentation = presentation.replace(r#"<p:sldId id="258" r:id="rId4" />"#, &many);
+    assert!(presentation.contains(r#"id="999""#));
+    let pptx = with_parts(
+        &pptx,
+        vec![
+            crate::support::zipcraft::part("ppt/presentation.xml", presentation),
+            repeated(
+                "ppt/slides/slide2.xml",
+                br#"<p:sld xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"><!--"#,
+                &x,
+                2080,
+                b"--></p:sld>",
+            ),
+        ],
+    );
+    // calamine reads xlsx and ods itself: the package's declared sizes are
+    // checked before it starts.
+    let strings = with_parts(
+        &fixture("sheets.xlsx"),
+        vec![repeated(
+            "xl/sharedStrings.xml",
+            br#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#,
+            &b"<si><t>a</t></si>".repeat(4096),
+            4800,
+            b"</sst>",
+        )],
+    );
+    let ods = with_parts(
+        &fixture("sheets.ods"),
+        vec![bomb("content.xml", odf, odf_tail)],
+    );
+    for (name, bytes) in [
+        ("bomb.docx", &docx),
+        ("bomb.odt", &odt),
+        ("bomb.epub", &epub),
+        ("slides-loop.pptx", &pptx),
+        ("strings.xlsx", &strings),
+        ("bomb.ods", &ods),
+    ] {
+        assert!(bytes.len() < 2 << 20, "{name}: {} bytes", bytes.len());
+        env.write(name, bytes);
+    }
+    let app = env.app();
+    let started = std::time::Instant::now();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 6), "{s:?}");
+    for path in [
+        "bomb.docx",
+        "bomb.odt",
+        "bomb.epub",
+        "slides-loop.pptx",
+        "strings.xlsx",
+        "bomb.ods",
+    ] {
+        assert_failed(&env, &app, path, "corrupt", "MiB (a zip bomb?)").await;
+    }
+    // Refused, not ground through until the worker's deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_sheet_whose_cells_span_the_whole_grid_costs_one_worker_its_memory() {
+    use crate::support::zipcraft::{part, read_part, with_parts};
+    let env = env_with("", "").await;
+    // Two cells, A1 and XFD1048576: calamine holds a sheet as the dense
+    // rectangle around its cells, 17 billion of them. The worker's memory
+    // limit refuses the allocation; the file gets its kind, the daemon goes on.
+    let xlsx = fixture("sheets.xlsx");
+    let sheet = read_part(&xlsx, "xl/worksheets/sheet1.xml");
+    let start = sheet.find("<sheetData>").expect("sheetData");
+    let end = sheet.find("</sheetData>").expect("/sheetData") + "</sheetData>".len();
+    let sparse = format!(
+        "{}<sheetData><row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>corner</t></is></c></row>\
+         <row r=\"1048576\"><c r=\"XFD1048576\" t=\"inlineStr\"><is><t>far corner</t></is></c></row>\
+         </sheetData>{}",
+        &sheet[..start].replace("A1:D41", "A1:XFD1048576"),
+        &sheet[end..]
+    );
+    env.write(
+        "corners.xlsx",
+        with_parts(&xlsx, vec![part("xl/worksheets/sheet1.xml", sparse)]),
+    );
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 1), "{s:?}");
+    assert_failed(
+        &env,
+        &app,
+        "corners.xlsx",
+        "out_of_memory",
+        "extraction ran out of memory",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deep_nesting_in_documents_mail_and_rtf_is_read_or_refused_quickly() {
+    use crate::support::zipcraft::{part, with_parts};
+    let env = env_with("", "[limits]\nextract_timeout_secs = 20\n").await;
+    // 5,000 tables nested in table cells, and 100,000 unknown elements: the
+    // readers keep stacks, not recursion.
+    let depth = 5_000;
+    let document = format!(
+        r#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{}{}<w:p><w:r><w:t>The bittern booms in the deepest cell.</w:t></w:r></w:p>{}{}</w:body></w:document>"#,
+        "<w:sdt><w:sdtContent>".repeat(100_000),
+        "<w:tbl><w:tr><w:tc>".repeat(depth),
+        "</w:tc></w:tr></w:tbl>".repeat(depth),
+        "</w:sdtContent></w:sdt>".repeat(100_000),
+    );
+    env.write(
+        "deep.docx",
+        with_parts(
+            &fixture("report.docx"),
+            vec![part("word/document.xml", document)],
+        ),
+    );
+    // A MIME bomb: 2,000 multiparts one inside the other.
+    let levels = 2_000;
+    let mut mail = String::from(
+        "From: Ada <ada@example.org>\r\nSubject: Nested\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n",
+    );
+    for i in 1..levels {
+        mail.push_str(&format!(
+            "--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n",
+            i - 1
+        ));
+    }
+    mail.push_str(&format!(
+        "--b{}\r\nContent-Type: text/plain\r\n\r\nThe curlew calls from the deepest part.\r\n",
+        levels - 1
+    ));
+    for i in (0..levels).rev() {
+        mail.push_str(&format!("--b{i}--\r\n"));
+    }
+    env.write("nested.eml", mail);
+    // RTF: groups past the reader's bound, a `\bin` claiming more bytes than
+    // the file has, and a picture whose raw `\bin` bytes hold a NUL and braces.
+    env.write(
+        "deep.rtf",
+        format!(
+            "{{\\rtf1 {}deep{}}}",
+            "{".repeat(100_000),
+            "}".repeat(100_000)
+        ),
+    );
+    env.write(
+        "huge-bin.rtf",
+        r"{\rtf1 A picture {\pict\bin4000000000 ab}}",
+    );
+    let mut picture = br"{\rtf1 The snipe drums over the marsh.{\pict\pngblip\bin8 ".to_vec();
+    picture.extend_from_slice(b"\x89PNG\0}{\\");
+    picture.extend_from_slice(br"}\par}");
+    env.write("picture.rtf", picture);
+    let app = env.app();
+    let started = std::time::Instant::now();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (4, 2), "{s:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    for (path, text) in [
+        ("deep.docx", "The bittern booms in the deepest cell."),
+        ("nested.eml", "The curlew calls from the deepest part."),
+        ("picture.rtf", "The snipe drums over the marsh."),
+    ] {
+        let points = env.points(path).await;
+        assert!(
+            points.iter().any(|p| p.payload.text.contains(text)),
+            "{path}: {points:?}"
+        );
+    }
+    assert_failed(&env, &app, "deep.rtf", "corrupt", "groups nested too deep").await;
+    assert_failed(
+        &env,
+        &app,
+        "huge-bin.rtf",
+        "corrupt",
+        "truncated: \\bin data runs past the end",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn truncated_presentations_workbooks_and_books_are_corrupt() {
+    let env = env_with("", "").await;
+    let cases = [
+        ("slides.pptx", "not a valid PowerPoint presentation"),
+        ("slides.odp", "OpenDocument presentation"),
+        ("sheets.xls", "not a valid Excel 97-2003 workbook"),
+        ("sheets.ods", "not a valid OpenDocument spreadsheet"),
+        ("report.epub", "EPUB e-book"),
+    ];
+    for (name, _) in cases {
+        let bytes = fixture(name);
+        env.write(&format!("cut-{name}"), &bytes[..bytes.len() / 2]);
+    }
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, cases.len()), "{s:?}");
+    for (name, reason) in cases {
+        assert_failed(&env, &app, &format!("cut-{name}"), "corrupt", reason).await;
+    }
+}
+
+/// A black greyscale PNG of `side` × `side` pixels, 1.5 MB for 30,000:
+/// rows of zeros deflated as repeated blocks.
+fn pixel_bomb_png(side: u32) -> Vec<u8> {
+    use crate::support::zipcraft::deflate_repeated;
+    let row = vec![0u8; side as usize + 1]; // filter byte 0, then the pixels
+    let mut zlib = vec![0x78, 0xDA];
+    zlib.extend(deflate_repeated(b"", &row, side as usize, b""));
+    // Adler-32 of zeros: A stays 1, B adds 1 per byte.
+    let n = (u64::from(side) + 1) * u64::from(side);
+    let adler = (u32::try_from(n % 65521).unwrap() << 16) | 1;
+    zlib.extend(adler.to_be_bytes());
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend(crc.sum().to_be_bytes());
+        c
+    };
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit greyscale, deflate, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &zlib));
+    png.extend(chunk(b"IEND", b""));
+    png
+}
+
+#[tokio::test]
+async fn a_pixel_bomb_image_fails_in_ocr_not_in_the_daemon() {
+    if crate::support::real::ocr().is_none() {
+        return;
+    }
+    let env = env_with("", "").await;
+    // 900 megapixels in 1.5 MB: Leptonica cannot allocate the picture
+    // under the worker's address-space limit, which Tesseract inherits.
+    let png = pixel_bomb_png(30_000);
+    assert!(png.len() < 2 << 20, "{}", png.len());
+    env.write("poster.png", png);
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (1, 1), "{s:?}");
+    assert_failed(
+        &env,
+        &app,
+        "poster.png",
+        "corrupt",
+        "not an image Tesseract can read",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_workbook_that_panics_calamine_is_panicked_with_or_without_a_worker() {
+    // Found by the `sheet` fuzz target: calamine 0.38's compound-file reader
+    // slices past the end of a sector chain.
+    let xls = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz/xls-sector-chain-past-end.xls"
+    ))
+    .unwrap();
+    for daemon_toml in ["", "[limits]\nisolate = false\n"] {
+        let env = env_with("", daemon_toml).await;
+        env.write("fuzzed.xls", &xls);
+        let app = env.app();
+        let s = run(&env, &app).await;
+        assert_eq!((s.added, s.failed), (1, 1), "{daemon_toml:?}: {s:?}");
+        assert_failed(
+            &env,
+            &app,
+            "fuzzed.xls",
+            "panicked",
+            "the parser crashed on this file",
+        )
+        .await;
+    }
+}

@@ -992,20 +992,47 @@ async fn another_users_base_of_the_same_name_is_not_taken_real() {
     another_users_base_is_not_taken(&url, &key, &name, &theirs).await;
 }
 
-/// A legacy Word file, made by LibreOffice (tests/data/formats/make.sh).
-const LEGACY_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/report.doc");
+/// A legacy file ragd has no reader for, made by LibreOffice
+/// (tests/data/formats/make.sh), and what a server without `unstructured`
+/// says when it refuses it.
+struct Legacy {
+    fixture: &'static str,
+    /// Where it lies in the source folder.
+    path: &'static str,
+    name: &'static str,
+    ext: &'static str,
+    refusal: &'static str,
+}
+
+/// Word 97-2003: Open WebUI sends it to `unstructured` only.
+const LEGACY_DOC: Legacy = Legacy {
+    fixture: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/report.doc"),
+    path: "old/report.doc",
+    name: "report.doc",
+    ext: "doc",
+    refusal: "unstructured",
+};
+
+/// PowerPoint 97-2003: without `unstructured`, python-pptx, which reads pptx only.
+const LEGACY_PPT: Legacy = Legacy {
+    fixture: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/slides.ppt"),
+    path: "old/slides.ppt",
+    name: "slides.ppt",
+    ext: "ppt",
+    refusal: "Package not found",
+};
 
 #[tokio::test]
 async fn a_legacy_doc_is_published_without_a_reader_fake_server_without_unstructured() {
     let fake = spawn_fake("sk-fake").await;
-    legacy_doc_published(&fake.url, &fake.api_key, Some(false)).await;
+    legacy_published(&fake.url, &fake.api_key, Some(false), &LEGACY_DOC).await;
 }
 
 #[tokio::test]
 async fn a_legacy_doc_is_published_without_a_reader_fake_server_with_unstructured() {
     let fake = spawn_fake("sk-fake").await;
     fake.set_unstructured(true);
-    legacy_doc_published(&fake.url, &fake.api_key, Some(true)).await;
+    legacy_published(&fake.url, &fake.api_key, Some(true), &LEGACY_DOC).await;
 }
 
 #[tokio::test]
@@ -1013,12 +1040,32 @@ async fn a_legacy_doc_is_published_without_a_reader_real_server() {
     if let Some((url, key)) = real_server() {
         // Whether it reads doc files is the server's installation
         // (`open-webui[unstructured]` and LibreOffice); either way is checked.
-        legacy_doc_published(&url, &key, None).await;
+        legacy_published(&url, &key, None, &LEGACY_DOC).await;
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_ppt_is_published_without_a_reader_fake_server_without_unstructured() {
+    let fake = spawn_fake("sk-fake").await;
+    legacy_published(&fake.url, &fake.api_key, Some(false), &LEGACY_PPT).await;
+}
+
+#[tokio::test]
+async fn a_legacy_ppt_is_published_without_a_reader_fake_server_with_unstructured() {
+    let fake = spawn_fake("sk-fake").await;
+    fake.set_unstructured(true);
+    legacy_published(&fake.url, &fake.api_key, Some(true), &LEGACY_PPT).await;
+}
+
+#[tokio::test]
+async fn a_legacy_ppt_is_published_without_a_reader_real_server() {
+    if let Some((url, key)) = real_server() {
+        legacy_published(&url, &key, None, &LEGACY_PPT).await;
     }
 }
 
 /// The status line of the pipeline's files without a reader.
-fn no_reader_status(env: &TestEnv) -> String {
+fn no_reader_status(env: &TestEnv, path: &str) -> String {
     let config = ragd::config::load(&env.config_path()).unwrap();
     let view = ragd::ops::View::open(config).unwrap();
     let status = ragd::ops::status::pipeline_status(&view, &view.config.pipelines[0]).unwrap();
@@ -1027,58 +1074,58 @@ fn no_reader_status(env: &TestEnv) -> String {
         .iter()
         .find(|g| g.kind == "no_reader")
         .unwrap_or_else(|| panic!("{:?}", status.skipped));
-    assert_eq!(group.examples, ["old/report.doc"]);
+    assert_eq!(group.examples, [path]);
     group.example_error.clone()
 }
 
-/// A `.doc`, which ragd cannot read, is skipped by ragd's own index and
-/// uploaded to the knowledge base as it is (issue 22). `reads_doc`: whether
-/// the server reads doc files, `None` for "find out from its answer".
-async fn legacy_doc_published(url: &str, key: &str, reads_doc: Option<bool>) {
+/// A `.doc` or `.ppt`, which ragd cannot read, is skipped by ragd's own
+/// index and uploaded to the knowledge base as it is (issue 22). `reads`:
+/// whether the server reads such files, `None` for "find out from its answer".
+async fn legacy_published(url: &str, key: &str, reads: Option<bool>, legacy: &Legacy) {
+    let path = legacy.path;
     let env = TestEnv::with_knowledge(url, key, &unique("legacy"), PROCESS_TIMEOUT_SECS).await;
-    let doc = std::fs::read(LEGACY_DOC).unwrap();
+    let doc = std::fs::read(legacy.fixture).unwrap();
     let doc_hash = ragd::document::sha256_hex(&doc);
-    env.write("old/report.doc", &doc);
+    env.write(path, &doc);
     env.write(
         "notes.md",
         format!("# Notes\n\nThe heron count is on {}.\n", unique("day")),
     );
     let s = env.index().await;
     assert_eq!((s.added, s.skipped, s.failed), (1, 1, 0), "{s:?}");
-    let row = env.app().ledger.get("docs", "old/report.doc").unwrap();
+    let row = env.app().ledger.get("docs", path).unwrap();
     let row = row.expect("a ledger row for the doc");
     assert_eq!(row.state, FileState::Skipped);
     assert_eq!(row.error_kind.as_deref(), Some("no_reader"));
     assert_eq!(
         row.error.as_deref(),
-        Some("not in ragd's own index: no reader for .doc")
+        Some(format!("not in ragd's own index: no reader for .{}", legacy.ext).as_str())
     );
     assert_eq!(row.content_hash.as_deref(), Some(doc_hash.as_str()));
     assert_eq!(row.chunk_count, 0);
-    assert!(env.points("old/report.doc").await.is_empty());
+    assert!(env.points(path).await.is_empty());
     let kb = s.knowledge.clone().expect("published");
     assert_eq!(kb.uploads, 2, "{kb:?}");
 
-    let kb_row =
-        |env: &TestEnv| env.app().ledger.kb_files("docs").unwrap()["old/report.doc"].clone();
+    let kb_row = |env: &TestEnv| env.app().ledger.kb_files("docs").unwrap()[path].clone();
     assert_eq!(kb_row(&env).content_hash, doc_hash);
-    let reads = reads_doc.unwrap_or(kb_row(&env).state == KbState::Linked);
-    eprintln!("the server reads .doc files: {reads}");
+    let reads = reads.unwrap_or(kb_row(&env).state == KbState::Linked);
+    eprintln!("the server reads .{} files: {reads}", legacy.ext);
     let c = client(url, key);
     if reads {
         assert_eq!((kb.linked, kb.failed), (2, 0), "{kb:?}");
         assert_eq!(kb_row(&env).state, KbState::Linked);
         let listed = listing(&c, &env).await;
-        assert_eq!(
-            entry_counts(&listed),
-            [("notes.md", 1), ("old/report.doc", 1)]
-        );
-        let upload = &listed["old/report.doc"][0];
+        assert_eq!(entry_counts(&listed), [("notes.md", 1), (path, 1)]);
+        let upload = &listed[path][0];
         assert_eq!(upload.file_hash.as_deref(), Some(doc_hash.as_str()));
-        assert_eq!(upload.filename, "report.doc");
+        assert_eq!(upload.filename, legacy.name);
         assert_eq!(
-            no_reader_status(&env),
-            "published; not in ragd's own index: no reader for .doc"
+            no_reader_status(&env, path),
+            format!(
+                "published; not in ragd's own index: no reader for .{}",
+                legacy.ext
+            )
         );
     } else {
         // Refused by the server's processing: tried once more, then recorded
@@ -1091,14 +1138,17 @@ async fn legacy_doc_published(url: &str, key: &str, reads_doc: Option<bool>) {
         assert_eq!(r.state, KbState::Failed);
         assert_eq!(r.error_kind.as_deref(), Some("processing_failed"));
         let reason = r.error.clone().unwrap_or_default();
-        assert!(reason.contains("unstructured"), "{reason}");
+        assert!(reason.contains(legacy.refusal), "{reason}");
         let listed = listing(&c, &env).await;
         assert_eq!(entry_counts(&listed), [("notes.md", 1)]);
-        let note = no_reader_status(&env);
+        let note = no_reader_status(&env, path);
         assert!(
             note.starts_with("not published: the knowledge base refused it (processing_failed: ")
-                && note.contains("unstructured")
-                && note.ends_with("; not in ragd's own index: no reader for .doc"),
+                && note.contains(legacy.refusal)
+                && note.ends_with(&format!(
+                    "; not in ragd's own index: no reader for .{}",
+                    legacy.ext
+                )),
             "{note}"
         );
     }
@@ -1108,16 +1158,10 @@ async fn legacy_doc_published(url: &str, key: &str, reads_doc: Option<bool>) {
     assert_eq!(s.knowledge.unwrap().uploads, 0);
 
     // Gone from the folder: gone from the knowledge base and the ledger.
-    env.remove("old/report.doc");
+    env.remove(path);
     let s = env.index().await;
     assert_eq!(s.deleted, 1, "{s:?}");
-    assert!(
-        env.app()
-            .ledger
-            .get("docs", "old/report.doc")
-            .unwrap()
-            .is_none()
-    );
+    assert!(env.app().ledger.get("docs", path).unwrap().is_none());
     let listed = listing(&c, &env).await;
     assert_eq!(entry_counts(&listed), [("notes.md", 1)]);
 }

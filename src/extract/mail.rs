@@ -22,11 +22,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
     if bytes.contains(&0) {
         return Err(ExtractError::Binary);
     }
-    let message = MessageParser::default()
-        .parse(bytes)
-        .ok_or_else(|| ExtractError::Corrupt {
+    let message = super::guarded(|| MessageParser::default().parse(bytes))?.ok_or_else(|| {
+        ExtractError::Corrupt {
             detail: "not an e-mail message: no headers".into(),
-        })?;
+        }
+    })?;
     // A parse always "succeeds" on text; a message has at least one of these.
     if message.from().is_none() && message.subject().is_none() && message.date().is_none() {
         return Err(ExtractError::Corrupt {

@@ -195,6 +195,25 @@ impl ExtractError {
     }
 }
 
+/// Run a parser that may panic on malformed input (pdf-extract, calamine,
+/// mail-parser: other people's code), turning its panic into
+/// [`ExtractError::Panicked`], so that the file gets a kind even where no
+/// worker process stands between the parser and the daemon
+/// (`limits.isolate = false`). ragd's own readers are not run under it: the
+/// fuzz targets treat their panics as bugs.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ExtractError> {
+    // The closures only read the input and build fresh values, so a panic
+    // leaves nothing half-updated behind: asserting unwind safety is sound.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        ExtractError::Panicked { detail }
+    })
+}
+
 /// The format of a file, decided by its extension (case-insensitive), or
 /// `None` for a file ragd does not read.
 pub fn format_for(path: &Path) -> Option<Format> {

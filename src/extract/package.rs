@@ -14,11 +14,14 @@ use zip::result::ZipError;
 
 use super::ExtractError;
 
-/// Largest part of a package that is decompressed. A zip bomb (a tiny file
-/// that inflates to gigabytes) stops here with a clear error instead of
-/// running the worker out of memory; real parts are far smaller (the text of
-/// a 1,000-page Word document is some 10 MiB of XML).
-const MAX_PART_BYTES: u64 = 256 << 20;
+/// Most bytes the parts read from one package may inflate to, together. A
+/// zip bomb (a tiny file that inflates to gigabytes) stops here with a clear
+/// error instead of running the worker out of memory or time; real packages
+/// are far smaller (the text of a 1,000-page Word document is some 10 MiB of
+/// XML). Counted per package, not per part: a presentation or a book names
+/// the parts to read itself, and a crafted one names one part a thousand
+/// times (or holds a thousand entries sharing one compressed stream).
+const MAX_INFLATED_BYTES: u64 = 256 << 20;
 
 /// The first bytes of an OLE2 compound file: legacy Office files (doc, xls,
 /// ppt) and password-protected Office Open XML files, whose encrypted zip
@@ -30,6 +33,8 @@ pub(super) struct Package<'a> {
     zip: ZipArchive<Cursor<&'a [u8]>>,
     /// What the file is, for messages ("Word document").
     what: &'static str,
+    /// Bytes inflated so far, against [`MAX_INFLATED_BYTES`].
+    inflated: u64,
 }
 
 impl<'a> Package<'a> {
@@ -52,7 +57,11 @@ impl<'a> Package<'a> {
         let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| ExtractError::Corrupt {
             detail: format!("not a valid {what} (not a zip package): {e}"),
         })?;
-        Ok(Package { zip, what })
+        Ok(Package {
+            zip,
+            what,
+            inflated: 0,
+        })
     }
 
     /// True when the package has a part named `name`.
@@ -78,21 +87,29 @@ impl<'a> Package<'a> {
         if entry.encrypted() {
             return Err(ExtractError::Encrypted { what: what.into() });
         }
+        let bomb = || ExtractError::Corrupt {
+            detail: format!(
+                "{name}: the package's parts inflate to more than {} MiB (a zip bomb?)",
+                MAX_INFLATED_BYTES >> 20
+            ),
+        };
+        let left = MAX_INFLATED_BYTES - self.inflated;
+        // The zip reader stops at the declared size, so a part declared too
+        // large is refused before anything is inflated.
+        if entry.size() > left {
+            return Err(bomb());
+        }
         let mut bytes = Vec::new();
         entry
-            .take(MAX_PART_BYTES + 1)
+            .take(left + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| ExtractError::Corrupt {
                 detail: format!("{name}: {e}"),
             })?;
-        if bytes.len() as u64 > MAX_PART_BYTES {
-            return Err(ExtractError::Corrupt {
-                detail: format!(
-                    "{name} inflates to more than {} MiB (a zip bomb?)",
-                    MAX_PART_BYTES >> 20
-                ),
-            });
+        if bytes.len() as u64 > left {
+            return Err(bomb());
         }
+        self.inflated += bytes.len() as u64;
         Ok(Some(bytes))
     }
 
@@ -103,6 +120,40 @@ impl<'a> Package<'a> {
             detail: format!("not a valid {what}: the package has no {name}"),
         })
     }
+}
+
+/// Refuse a zip package read by another crate (calamine reads xlsx and ods
+/// itself, without a cap) whose parts declare more than
+/// [`MAX_INFLATED_BYTES`] together: the zip reader stops each part at its
+/// declared size, so this bounds what those readers inflate. Pictures and
+/// thumbnails are left out of the sum: no reader looks at them, and a
+/// workbook may hold large ones. A file that is not a zip is left to the
+/// reader, which says so in its own words.
+pub(super) fn check_declared_sizes(bytes: &[u8], what: &str) -> Result<(), ExtractError> {
+    let Ok(zip) = ZipArchive::new(Cursor::new(bytes)) else {
+        return Ok(());
+    };
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let Ok(entry) = zip.by_index_data(i) else {
+            continue;
+        };
+        let picture = ["xl/media/", "Pictures/", "Thumbnails/"]
+            .iter()
+            .any(|dir| entry.name_raw().starts_with(dir.as_bytes()));
+        if !picture {
+            total = total.saturating_add(entry.size());
+        }
+        if total > MAX_INFLATED_BYTES {
+            return Err(ExtractError::Corrupt {
+                detail: format!(
+                    "not a valid {what}: its parts inflate to more than {} MiB (a zip bomb?)",
+                    MAX_INFLATED_BYTES >> 20
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Does `haystack` contain `needle` encoded as UTF-16LE (how compound files

@@ -15,14 +15,12 @@
 //! file's deadline: a PDF with text on some pages and not on others gets OCR
 //! on the missing pages only, and those sections say so (`ocr: true`).
 
-use std::panic::{self, AssertUnwindSafe};
-
 use std::time::Instant;
 
 use pdf_extract::{Document as PdfDocument, PlainTextOutput};
 
-use super::ExtractError;
 use super::ocr::{self, OcrSettings};
+use super::{ExtractError, guarded};
 use crate::document::Section;
 
 /// One section per page, `page: Some(n)` with `n` from 1.
@@ -153,20 +151,6 @@ fn page_text(doc: &PdfDocument, page: u32) -> Result<String, ExtractError> {
         detail: e.to_string(),
     })?;
     Ok(text.trim().to_owned())
-}
-
-/// Run `f`, turning a panic into [`ExtractError::Panicked`].
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ExtractError> {
-    // The closures only read the input and build fresh values, so a panic
-    // leaves nothing half-updated behind: asserting unwind safety is sound.
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        ExtractError::Panicked { detail }
-    })
 }
 
 /// Say which page failed (and how many did) in the error's detail.

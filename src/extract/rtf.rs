@@ -191,6 +191,19 @@ pub fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
                     if bytes.get(i) == Some(&b' ') {
                         i += 1;
                     }
+                    if word == "bin" {
+                        // `\binN`: the next N bytes are raw data (a picture,
+                        // an object), braces, backslashes and NULs included:
+                        // read as RTF they would unbalance the groups or make
+                        // the file "binary". They are never text.
+                        r.flush();
+                        let n = usize::try_from(param.unwrap_or(0)).unwrap_or(0);
+                        if n > bytes.len() - i {
+                            return Err(corrupt("truncated: \\bin data runs past the end"));
+                        }
+                        i += n;
+                        continue;
+                    }
                     r.control(word, param, &mut g);
                 } else {
                     i += 1;
@@ -393,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn bin_data_is_skipped_not_read_as_text() {
+        // A picture's raw bytes: a NUL, braces and a backslash, which would
+        // otherwise make the file binary or its groups unbalanced.
+        let mut rtf = br"{\rtf1 Before{\pict\pngblip\bin6 ".to_vec();
+        rtf.extend_from_slice(b"\0}{\\xy");
+        rtf.extend_from_slice(br"}After\par}");
+        assert_eq!(
+            extract(&rtf).map(|s| s[0].text.clone()),
+            Ok("BeforeAfter".to_owned())
+        );
+    }
+
+    #[test]
     fn broken_files_say_so() {
         let e = read(r"{\rtf1 cut off here").unwrap_err();
         assert!(
@@ -405,6 +431,12 @@ mod tests {
         ));
         assert!(matches!(read(r"{\rtf1}}"), Err(ExtractError::Empty)));
         let deep = format!("{{\\rtf1 {}x{}}}", "{".repeat(1000), "}".repeat(1000));
+        // A `\bin` that claims more bytes than the file has.
+        let e = read(r"{\rtf1 {\pict\bin999999999 abc}}").unwrap_err();
+        assert!(
+            matches!(&e, ExtractError::Corrupt { detail } if detail.contains("\\bin")),
+            "{e:?}"
+        );
         assert!(matches!(read(&deep), Err(ExtractError::Corrupt { .. })));
         assert_eq!(read("  \n"), Err(ExtractError::Empty));
     }

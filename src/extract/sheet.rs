@@ -11,7 +11,8 @@ use std::io::Cursor;
 
 use calamine::{Data, Ods, OdsError, Range, Reader, Xls, XlsError, Xlsx, XlsxError};
 
-use super::{ExtractError, text};
+use super::package::check_declared_sizes;
+use super::{ExtractError, guarded, text};
 use crate::document::{Format, Section};
 
 /// Separates cells on a row's line.
@@ -23,12 +24,22 @@ pub(super) fn workbook(bytes: &[u8], format: Format) -> Result<Vec<Section>, Ext
         return Err(ExtractError::Empty);
     }
     let cursor = Cursor::new(bytes);
-    let sheets = match format {
-        Format::Xlsx => read_all(Xlsx::new(cursor).map_err(xlsx_error)?, xlsx_error)?,
-        Format::Xls => read_all(Xls::new(cursor).map_err(xls_error)?, xls_error)?,
-        Format::Ods => read_all(Ods::new(cursor).map_err(ods_error)?, ods_error)?,
-        other => unreachable!("{other:?} is not a workbook"),
-    };
+    // calamine panics on some malformed files (a compound file whose sector
+    // chain runs past its end, found by the `sheet` fuzz target).
+    let sheets = guarded(|| -> Result<_, ExtractError> {
+        Ok(match format {
+            Format::Xlsx => {
+                check_declared_sizes(bytes, "Excel workbook")?;
+                read_all(Xlsx::new(cursor).map_err(xlsx_error)?, xlsx_error)?
+            }
+            Format::Xls => read_all(Xls::new(cursor).map_err(xls_error)?, xls_error)?,
+            Format::Ods => {
+                check_declared_sizes(bytes, "OpenDocument spreadsheet")?;
+                read_all(Ods::new(cursor).map_err(ods_error)?, ods_error)?
+            }
+            other => unreachable!("{other:?} is not a workbook"),
+        })
+    })??;
     let sections: Vec<Section> = sheets
         .into_iter()
         .enumerate()
@@ -190,6 +201,30 @@ mod tests {
         assert_eq!(sections[0].text, "1,2\n3,4");
         assert_eq!(sections[0].page, None);
         assert_eq!(delimited(b"  \n"), Err(ExtractError::Empty));
+    }
+
+    #[test]
+    fn a_panic_in_calamine_is_the_files_error() {
+        // Found by the `sheet` fuzz target: calamine 0.38's compound-file
+        // reader slices past the end of a sector chain, and asserts that a
+        // table of u32s has a length divisible by 4.
+        for (bytes, words) in [
+            (
+                &include_bytes!("../../tests/data/fuzz/xls-sector-chain-past-end.xls")[..],
+                "slice index",
+            ),
+            (
+                &include_bytes!("../../tests/data/fuzz/xls-u32-table-odd-length.xls")[..],
+                "assertion",
+            ),
+        ] {
+            match workbook(bytes, Format::Xls) {
+                Err(ExtractError::Panicked { detail }) => {
+                    assert!(detail.contains(words), "{detail}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

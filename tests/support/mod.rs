@@ -7,6 +7,7 @@ pub mod owui;
 pub mod pdf;
 pub mod qdrant_node;
 pub mod real;
+pub mod zipcraft;
 
 /// The ragd binary the tests run: cargo's build of it, or `RAGD_TEST_BIN` (a
 /// frozen copy, so a long soak is not changed under it by the next build).

@@ -19,8 +19,6 @@ pandoc "$src/report.md" --metadata title="Heron Survey" -o report.epub
 soffice --convert-to doc --outdir . report.docx
 # Rich Text Format, by LibreOffice Writer.
 soffice --convert-to rtf --outdir . report.docx
-# Rich Text Format, by LibreOffice Writer.
-soffice --convert-to rtf --outdir . report.docx
 # A Word file that needs a password to open (Office's encrypted package in a CFB
 # container), by msoffcrypto-tool 5 (PyPI).
 msoffcrypto-tool -e -p secret report.docx encrypted.docx
@@ -28,6 +26,8 @@ msoffcrypto-tool -e -p secret report.docx encrypted.docx
 # Presentations: one slide per level-1 heading, speaker notes on the first.
 pandoc "$src/slides.md" -o slides.pptx
 soffice --convert-to odp --outdir . slides.pptx
+# Legacy PowerPoint 97-2003 (no reader in ragd: published to a knowledge base as it is).
+soffice --convert-to ppt --outdir . slides.pptx
 
 # Spreadsheets: two sheets, written as flat ODF by a script, saved by LibreOffice Calc.
 python3 "$src/sheets.py" > "$tmp/sheets.fods"

@@ -1,0 +1,7 @@
+//! EPUB books: container, package document, spine, XHTML chapters through the HTML reader. See `ragd_fuzz::check` for what must hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ragd_fuzz::document::Format;
+
+fuzz_target!(|data: &[u8]| ragd_fuzz::check(Format::Epub, data));

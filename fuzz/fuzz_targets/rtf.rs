@@ -1,0 +1,7 @@
+//! RTF, ragd's own reader (`extract/rtf.rs`): groups, control words, code pages, `\bin`. See `ragd_fuzz::check` for what must hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ragd_fuzz::document::Format;
+
+fuzz_target!(|data: &[u8]| ragd_fuzz::check(Format::Rtf, data));
