@@ -11,8 +11,9 @@
 #   RAGD_SKIP_QDRANT=1 scripts/test.sh  without the Qdrant server (embedded store only)
 #   scripts/test.sh -- NAME             pass a filter to cargo test
 #
-# It ends with how many tests ran against each real part, the time of each phase and
-# one closing line 'tests: N passed, N failed'.
+# It runs clippy (`--all-targets -- -D warnings`) after the build, and ends with how
+# many tests ran against each real part, the clippy verdict, the time of each phase and
+# one closing line 'tests: N passed, N failed' (a clippy failure counts as one failed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ ${1:-} == -- ]] && shift
@@ -28,6 +29,21 @@ phase_end() { phases+=("$(printf '%-28s %5d s' "$1" $(($(date +%s) - phase_start
 phase "build (debug)"
 cargo build --bins --tests
 phase_end "build (debug)"
+
+# Lints: clippy's defaults and the [lints] table of Cargo.toml, on every target. A
+# failure fails the run but does not stop it, so the tests still report. Left out
+# when a filter is given, like the second pass and the cluster below.
+status=0
+if (($# == 0)); then
+    phase "clippy"
+    if cargo clippy --all-targets -- -D warnings; then
+        clippy="ok"
+    else
+        clippy="failed (cargo clippy --all-targets -- -D warnings)"
+        status=1
+    fi
+    phase_end "clippy"
+fi
 
 # The real sentence-transformers model for the local embedder's tests.
 phase "local model"
@@ -84,7 +100,6 @@ export RAGD_REAL_PARTS_LOG="$RAGD_CI_DIR/real-parts.log"
 out="$RAGD_CI_DIR/cargo-test.log"
 
 phase "cargo test"
-status=0
 cargo test "$@" 2>&1 | tee "$out" || status=$?
 phase_end "cargo test"
 
@@ -126,6 +141,7 @@ for part in qdrant openwebui model ocr; do
 done
 printf '%-10s %4d tests (end-to-end, second pass with RAGD_TEST_STORE=qdrant)\n' qdrant-e2e "$e2e_passed"
 [[ -n ${cluster:-} ]] && printf '%-10s %s (scripts/qdrant-cluster-test.sh)\n' cluster "$cluster"
+[[ -n ${clippy:-} ]] && printf '%-10s %s\n' clippy "$clippy"
 echo "== phases"
 printf '%s\n' "${phases[@]}"
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$out" "$e2e_out" | awk '{ s += $1 } END { print s + 0 }')

@@ -52,6 +52,10 @@ pub struct App {
     pub config: Config,
     pub ledger: Arc<Ledger>,
     pub store: Arc<dyn VectorStore>,
+    /// This installation's id ([`instance_id`]): marks its Qdrant collections
+    /// and its Open WebUI uploads, so that two installations sharing a server
+    /// never take each other's data for their own.
+    pub instance: String,
     /// The in-process model, loaded once and shared by every pipeline.
     local: OnceLock<Arc<LocalEmbedder>>,
     /// One Open WebUI client for every pipeline (shares connections).
@@ -91,6 +95,7 @@ impl App {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let ledger = Arc::new(Ledger::open(&dir.join("ledger.sqlite"))?);
+        let instance = instance_id(&dir).map_err(io)?;
         let store: Arc<dyn VectorStore> = match (store, &config.qdrant) {
             (Some(s), _) => s,
             (
@@ -114,7 +119,7 @@ impl App {
             ) => {
                 let options = ServerOptions {
                     adoptable: ledger.written_collections()?,
-                    instance: Some(instance_id(&dir).map_err(io)?),
+                    instance: Some(instance.clone()),
                     ..options.clone()
                 };
                 Arc::new(QdrantStore::connect(
@@ -138,6 +143,7 @@ impl App {
             config,
             ledger,
             store,
+            instance,
             local: OnceLock::new(),
             open_webui: OnceLock::new(),
             _lock: lock,
@@ -242,6 +248,7 @@ impl App {
             target.clone(),
             config.collection.clone(),
             api_key,
+            config.kb_access.clone(),
         ))))
     }
 
@@ -254,6 +261,7 @@ impl App {
         Ok(Some(Arc::new(Publisher::new(
             client,
             target.clone(),
+            Some(self.instance.clone()),
             settings.concurrency,
             settings.process_timeout,
             settings.verify_interval,

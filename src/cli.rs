@@ -215,21 +215,40 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// An operator command's verdict as the exit code scripts rely on.
+fn ops_exit(outcome: crate::ops::Outcome) -> u8 {
+    use crate::ops::Outcome;
+    match outcome {
+        Outcome::Done => EXIT_OK,
+        Outcome::ChecksFailed => EXIT_FILES_FAILED,
+        Outcome::ConfigInvalid => EXIT_CONFIG,
+        Outcome::NotFound => EXIT_NOT_FOUND,
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate => validate(&cli.config),
         Command::Status { json, pipeline } => {
             let view = crate::ops::View::open(load(&cli.config)?)?;
-            Ok(crate::ops::status::run(&view, pipeline.as_deref(), json)?)
+            Ok(ops_exit(crate::ops::status::run(
+                &view,
+                pipeline.as_deref(),
+                json,
+            )?))
         }
         Command::Why { path, json } => {
             let view = crate::ops::View::open(load(&cli.config)?)?;
-            Ok(crate::ops::why::run(&view, &path, json).await?)
+            Ok(ops_exit(crate::ops::why::run(&view, &path, json).await?))
         }
-        Command::Doctor { json } => Ok(crate::ops::doctor::run(&cli.config, json).await?),
+        Command::Doctor { json } => Ok(ops_exit(crate::ops::doctor::run(&cli.config, json).await?)),
         Command::Plan { pipeline, json } => {
             let view = crate::ops::View::open(load(&cli.config)?)?;
-            Ok(crate::ops::plan::run(&view, pipeline.as_deref(), json)?)
+            Ok(ops_exit(crate::ops::plan::run(
+                &view,
+                pipeline.as_deref(),
+                json,
+            )?))
         }
         Command::Index {
             pipeline,
@@ -474,11 +493,7 @@ fn plain_progress(name: String, bar: ProgressBar) -> tokio::task::JoinHandle<()>
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprintln!(
-                "{name}: {}/{} files",
-                bar.position(),
-                bar.length().unwrap_or(0)
-            );
+            telemetry::events::run_progress(&name, bar.position(), bar.length().unwrap_or(0));
         }
     })
 }

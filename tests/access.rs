@@ -7,13 +7,11 @@
 
 use std::collections::BTreeSet;
 
-use ragd::open_webui::OpenWebUi;
 use ragd::pipeline::RunOptions;
-use serde_json::{Value, json};
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-use crate::support::owui::{client, knowledge_id, real_server, unique};
+use crate::support::owui::{client, grant, grants, knowledge_id, principals, real_server, unique};
 
 macro_rules! against_both {
     ($name:ident, $case:ident) => {
@@ -37,59 +35,6 @@ against_both!(the_base_grants_what_the_config_says, follows_the_config);
 against_both!(doctor_fails_on_an_unknown_group, doctor_checks_names);
 
 const PROCESS_TIMEOUT_SECS: u64 = 120;
-
-/// `POST path` with the admin key, the answer's JSON.
-async fn admin_post(url: &str, key: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}/{path}", url.trim_end_matches('/')))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A new account and a new group, by the admin routes; their ids.
-async fn principals(url: &str, key: &str, tag: &str) -> (String, String) {
-    let user = admin_post(
-        url,
-        key,
-        "api/v1/auths/add",
-        json!({"name": format!("Ana {tag}"), "email": format!("ana-{tag}@example.com"),
-               "password": "Correct-horse-9", "role": "user"}),
-    )
-    .await;
-    let group = admin_post(
-        url,
-        key,
-        "api/v1/groups/create",
-        json!({"name": format!("staff-{tag}"), "description": "ragd access test"}),
-    )
-    .await;
-    (
-        user["id"].as_str().unwrap().to_owned(),
-        group["id"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// The base's grants as (principal type, principal id, permission).
-async fn grants(c: &OpenWebUi, kb: &str) -> BTreeSet<(String, String, String)> {
-    c.get_knowledge(kb)
-        .await
-        .unwrap()
-        .access_grants
-        .into_iter()
-        .map(|g| (g.principal_type, g.principal_id, g.permission))
-        .collect()
-}
-
-fn grant(t: &str, id: &str, p: &str) -> (String, String, String) {
-    (t.to_owned(), id.to_owned(), p.to_owned())
-}
 
 /// A pipeline publishing to `kb_name` with `access` (TOML array) as its access.
 async fn env_with_access(url: &str, key: &str, kb_name: &str, access: &str) -> TestEnv {

@@ -15,7 +15,7 @@ use rand::Rng;
 use crate::support::env::{Backend, TestEnv};
 use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
 use crate::support::owui::{
-    client, entry_counts, knowledge_id, listing, listing_of, real_server, unique,
+    client, entry_counts, knowledge_id, listing, listing_of, places, real_server, unique,
 };
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
@@ -223,6 +223,25 @@ fn flip_folders(env: &TestEnv) {
         );
         let (from, to) = if d.exists() { (d, e) } else { (e, d) };
         std::fs::rename(from, to).unwrap();
+    }
+}
+
+/// Rename every fifth file of the corpus in place (`file-N.md` ↔
+/// `renamed-N.md`), wherever its folder is now.
+fn flip_names(env: &TestEnv) {
+    for entry in walkdir::WalkDir::new(env.docs()) {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let (stem, other) = match name.split_once('-') {
+            Some(("file", n)) => (n.to_owned(), "renamed"),
+            Some(("renamed", n)) => (n.to_owned(), "file"),
+            _ => continue,
+        };
+        let index: usize = stem.trim_end_matches(".md").parse().unwrap();
+        if index.is_multiple_of(5) {
+            let to = entry.path().with_file_name(format!("{other}-{stem}"));
+            std::fs::rename(entry.path(), to).unwrap();
+        }
     }
 }
 
@@ -634,10 +653,10 @@ async fn every_publish_step_boundary_recovers_against_the_real_server() {
 }
 
 /// `ragd index` killed at random moments against the real Open WebUI, while
-/// folders are renamed back and forth and files edited: after a clean rerun the
-/// knowledge base lists every file once, at its current version, under its
-/// recorded id, with every row linked, nothing extra and no unlinked upload of
-/// ours left. The real server processes in the background, so a kill leaves
+/// folders and files are renamed back and forth and files edited: after a clean
+/// rerun the knowledge base lists every file once, at its current version, under
+/// its recorded id, in the directory of its path under its own name, with every
+/// row linked, nothing extra and no unlinked upload of ours left. The real server processes in the background, so a kill leaves
 /// uploads in states the fake only models. CI size: 30 files, 8 kills (about
 /// 25 s); `scripts/crash-soak.sh` runs it at 60 files and 25 kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,6 +676,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
         rounds += 1;
         if rounds % 2 == 1 {
             flip_folders(&env);
+            flip_names(&env);
         } else {
             // Edit about a third of the files, wherever they are now; half of
             // the edited ones go back to their previous text (a version that
@@ -707,6 +727,15 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
         })
         .collect();
     let extra: Vec<&String> = listed.keys().filter(|k| !on_disk.contains(k)).collect();
+    // The base's tree is the folder's: every file in the directory of its path,
+    // under its own name, after folders and files were renamed under the kills.
+    let placed: Vec<String> = places(&c, &kb).await.into_keys().collect();
+    let mut expected = on_disk.clone();
+    expected.sort();
+    assert_eq!(
+        placed, expected,
+        "the knowledge base's tree is not the folder's"
+    );
     // Uploads carrying this base's marker that it does not list.
     let linked: std::collections::HashSet<&str> =
         listed.values().flatten().map(|f| f.id.as_str()).collect();

@@ -567,3 +567,143 @@ async fn both_modes_on_one_pipeline_keep_two_bases() {
     assert_eq!(sources(&r)[0], "guide/install.md", "{r:?}");
     env.cleanup().await;
 }
+
+/// `[knowledge] access` applies to the external base as to a files base: who may
+/// chat with it is who may read the folder. Set on the first run, left alone
+/// (no request) when it already holds, and replaced when the config changes.
+async fn access_follows_the_config(real_owui: bool) {
+    let Some(env) = ExternalEnv::new(real_owui, "").await else {
+        return;
+    };
+    let (url, key) = match (&env.fake, real_owui) {
+        (Some(fake), _) => (fake.url.clone(), fake.api_key.clone()),
+        (None, _) => owui::real_server().expect("the real Open WebUI"),
+    };
+    let tag = owui::unique("extacc");
+    let (user, group) = owui::principals(&url, &key, &tag).await;
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let original = std::fs::read_to_string(&pipeline).unwrap();
+    let set_access = |access: &str| {
+        std::fs::write(
+            &pipeline,
+            original.replace(
+                "mode = \"external\"",
+                &format!("mode = \"external\"\naccess = {access}"),
+            ),
+        )
+        .unwrap()
+    };
+    set_access(&format!(
+        "[{{ group = \"staff-{tag}\", permission = \"read\" }}, \
+         {{ user = \"ana-{tag}@example.com\", permission = \"write\" }}]"
+    ));
+    env.write("guide/install.md", INSTALL);
+    let first = env.index().await.external.expect("external base synced");
+    assert!(first.access_updated, "{first:?}");
+    assert_eq!(
+        owui::grants(&env.client, &first.base_id).await,
+        [
+            owui::grant("group", &group, "read"),
+            owui::grant("user", &user, "read"),
+            owui::grant("user", &user, "write"),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let again = env.index().await.external.unwrap();
+    assert!(!again.access_updated, "nothing to change: {again:?}");
+
+    set_access(&format!(
+        "[{{ group = \"staff-{tag}\", permission = \"read\" }}]"
+    ));
+    let changed = env.index().await.external.unwrap();
+    assert!(changed.access_updated, "{changed:?}");
+    assert_eq!(
+        owui::grants(&env.client, &changed.base_id).await,
+        [owui::grant("group", &group, "read")].into_iter().collect()
+    );
+    // Still answering, with the grants in place.
+    let r = env.ask("walrus apt", 3).await;
+    assert_eq!(sources(&r)[0], "guide/install.md", "{r:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_base_grants_what_the_config_says() {
+    access_follows_the_config(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_external_base_grants_what_the_config_says() {
+    access_follows_the_config(true).await;
+}
+
+/// The chat path itself, on the real Open WebUI: a chat with the external base
+/// attached retrieves from ragd's collection through the base's *stored* source
+/// (the middleware's `get_sources_from_items`, not the retrieve-test route), and
+/// the model is given the right file's text under its name. The model is a pipe
+/// function that echoes what it is given: no language model is needed to see
+/// what one would be told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_chat_with_the_external_base_is_given_ragds_chunks() {
+    let Some(env) = ExternalEnv::new(true, "").await else {
+        return;
+    };
+    let (url, key) = owui::real_server().expect("the real Open WebUI");
+    env.write("guide/install.md", INSTALL);
+    env.write("notes/zebra.md", ZEBRA);
+    env.write(
+        "manual.pdf",
+        crate::support::pdf::make_pdf(&[
+            "The first page talks about llamas.",
+            "The second page explains the capybara feeding schedule in detail.",
+        ]),
+    );
+    let summary = env.index().await;
+    assert_eq!(summary.failed, 0, "{:?}", summary.failures);
+    let base = summary.external.expect("external base synced").base_id;
+
+    // The page a passage is on, as Open WebUI's citations read it (0-based
+    // `page`, shown as `page_label`).
+    let chat = owui::chat_context(&url, &key, &base, "capybara feeding schedule").await;
+    let page = chat
+        .citations
+        .iter()
+        .find(|m| m["source"] == "manual.pdf" && m["page_label"] == "2")
+        .unwrap_or_else(|| panic!("no citation of manual.pdf page 2: {:?}", chat.citations));
+    assert_eq!(page["page"], 1, "{page}");
+
+    let chat = owui::chat_context(&url, &key, &base, "How do I install walrus with apt?").await;
+    assert!(
+        chat.text.contains("walrus --configure"),
+        "the install guide's text is not in the chat's context: {}",
+        chat.text
+    );
+    let cited: Vec<&str> = chat
+        .citations
+        .iter()
+        .filter_map(|m| m["source"].as_str())
+        .collect();
+    assert!(
+        cited.contains(&"guide/install.md"),
+        "the chat does not cite guide/install.md: {:?}",
+        chat.citations
+    );
+    let install = chat
+        .citations
+        .iter()
+        .find(|m| m["source"] == "guide/install.md")
+        .unwrap();
+    assert_eq!(install["name"], "install.md", "{install}");
+
+    // A deleted file stops being told to the model.
+    env.remove("guide/install.md");
+    env.index().await;
+    let chat = owui::chat_context(&url, &key, &base, "How do I install walrus with apt?").await;
+    assert!(
+        !chat.text.contains("walrus --configure"),
+        "a deleted file is still in the chat's context: {}",
+        chat.text
+    );
+    env.cleanup().await;
+}

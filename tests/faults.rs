@@ -288,6 +288,11 @@ impl FlakyStore {
     }
 }
 
+/// The failure a backend reports when it cannot tell whether a write applied.
+/// Injected here to test the pipeline's answer to it; that each backend really
+/// classifies its own failures so is tested on the backends
+/// (`store::the_server_backend_classifies_real_failures`,
+/// `store::every_backend::a_vector_of_the_wrong_length_is_a_permanent_error`).
 fn unknown() -> ragd::store::StoreError {
     ragd::store::StoreError::Transient("injected: deadline exceeded".into())
 }

@@ -364,6 +364,25 @@ async fn an_upload_whose_answer_was_lost_is_not_uploaded_twice() {
     assert_eq!(fake.files()[0].id, file.id);
 }
 
+/// The lost upload is found by its name, bytes and metadata, not by the time
+/// the server stamped on it: a server whose clock is an hour behind (another
+/// machine, another time zone set wrong) made ragd upload a second copy.
+#[tokio::test]
+async fn a_lost_upload_is_found_whatever_the_servers_clock_says() {
+    let fake = spawn_fake("sk-k").await;
+    fake.set_clock_offset(-3600);
+    fake.drop_after_write(FakeOp::Upload, 1);
+    let owui = client(&fake.url, &fake.api_key);
+    let meta = json!({"ragd": {"path": "a.txt"}});
+    let file = owui
+        .upload_file("a.txt", b"abc".to_vec(), meta, true)
+        .await
+        .unwrap();
+    assert_eq!(fake.counters().uploads, 1);
+    assert_eq!(fake.files().len(), 1);
+    assert_eq!(fake.files()[0].id, file.id);
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_a_bounded_number_of_times() {
     let fake = spawn_fake("sk-k").await;

@@ -475,6 +475,48 @@ async fn metrics_after_a_run_name_every_stage_and_never_a_path() {
     );
 }
 
+/// `ragd index 2>file` filled the file with ANSI colour escapes: colour belongs on a
+/// terminal only. Stderr goes to a real file here, as in that report, with `NO_COLOR`
+/// unset; once with human lines, once with `--log-format json` (every line an object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_carry_no_colour_and_json_lines_stay_json() {
+    let env = Install::new(false).await;
+    env.write_corpus();
+    for format in ["human", "json"] {
+        let log = env.dir.path().join(format!("stderr-{format}.log"));
+        let status = tokio::process::Command::new(crate::support::ragd_bin())
+            .arg("--config")
+            .arg(env.dir.path().join("config/ragd.toml"))
+            .args(["--log-format", format, "index", "--force"])
+            .env_remove("RAGD_CONFIG")
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .await
+            .expect("run ragd");
+        let text = std::fs::read_to_string(&log).unwrap();
+        // broken.pdf fails: exit 1, and a WARN line with fields besides the INFO ones.
+        assert_eq!(status.code(), Some(1), "{format}:\n{text}");
+        assert!(
+            text.contains("run finished"),
+            "{format}: no log lines:\n{text}"
+        );
+        assert!(
+            !text.contains('\x1b'),
+            "{format}: ANSI escapes in a log file:\n{text:?}"
+        );
+        if format == "json" {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+                assert!(v.is_object(), "{line}");
+            }
+        }
+    }
+}
+
 /// Repository root (where Cargo.toml is).
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -544,6 +586,35 @@ fn compose_file_has_the_services_images_healthchecks_and_volumes() {
     }
     assert!(repo().join("Dockerfile").is_file());
     assert!(repo().join("deploy/ragd.service").is_file());
+}
+
+/// The quick start runs `docker compose up -d qdrant ollama open-webui` before the
+/// Open WebUI key exists. Compose interpolates the whole file for every command, so
+/// one required variable (`${VAR:?…}` or `${VAR?…}`) anywhere stops that first step.
+#[test]
+fn compose_file_requires_no_variable_before_the_key_exists() {
+    fn strings<'a>(v: &'a serde_norway::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_norway::Value::String(s) => out.push(s),
+            serde_norway::Value::Sequence(seq) => seq.iter().for_each(|v| strings(v, out)),
+            serde_norway::Value::Mapping(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("valid YAML");
+    let mut values = Vec::new();
+    strings(&doc, &mut values);
+    for v in values {
+        for reference in v.split("${").skip(1) {
+            let inner = reference.split('}').next().unwrap_or("");
+            assert!(
+                !inner.contains('?'),
+                "required variable ${{{inner}}} in docker-compose.yml: compose refuses every \
+                 command while it is unset"
+            );
+        }
+    }
 }
 
 /// The container's layout, rebuilt in a temp folder: `/etc/ragd/config/ragd.toml`

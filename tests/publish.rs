@@ -386,7 +386,7 @@ async fn an_upload_whose_id_was_never_recorded_is_adopted_not_repeated() {
         .unwrap();
     let rec = app.ledger.get("docs", "a.md").unwrap().unwrap();
     assert_eq!(rec.state, FileState::Indexed);
-    let marker = json!({"ragd": {"pipeline": "docs", "path": "a.md", "content_hash": rec.content_hash.clone().unwrap(), "kb": kb}});
+    let marker = env.upload_marker("a.md", rec.content_hash.as_deref().unwrap(), &kb);
     let bytes = std::fs::read(env.docs().join("a.md")).unwrap();
     let lost = c.upload_file("a.md", bytes, marker, true).await.unwrap();
     row.state = KbState::Uploading;
@@ -419,7 +419,7 @@ async fn a_marked_upload_unknown_to_the_ledger_is_deleted_as_an_orphan() {
         .await
         .unwrap();
     drop(app);
-    let marker = json!({"ragd": {"pipeline": "docs", "path": "gone.md", "content_hash": "x"}});
+    let marker = env.upload_marker("gone.md", "x", &kb);
     let orphan = c
         .upload_file(
             "gone.md",
@@ -441,6 +441,45 @@ async fn a_marked_upload_unknown_to_the_ledger_is_deleted_as_an_orphan() {
         c.get_file(&orphan.id).await,
         Err(OwuiError::NotFound { .. })
     ));
+}
+
+/// Two installations (two state directories, so two instance ids) with the
+/// same pipeline name, the default `docs`, publishing to one knowledge base:
+/// each one's uploads carry the same pipeline in their marker, and before
+/// markers carried the installation, each took the other's files for orphans
+/// of its own and deleted them — in every index run, and in a repair's sweep.
+#[tokio::test]
+async fn another_installations_uploads_are_not_taken_for_orphans() {
+    let fake = spawn_fake("sk-fake").await;
+    let first = TestEnv::with_knowledge(&fake.url, &fake.api_key, "shared", 30).await;
+    let second = TestEnv::with_knowledge(&fake.url, &fake.api_key, "shared", 30).await;
+    first.write("a.md", "# A\n\nThe heron of the first.\n");
+    second.write("b.md", "# B\n\nThe egret of the second.\n");
+    first.index().await;
+    let s = second.index().await;
+    assert_eq!(s.knowledge.unwrap().orphans_deleted, 0);
+    let app = second.app();
+    let (_, repaired) = second
+        .pipeline(&app)
+        .repair(RunOptions::default())
+        .await
+        .unwrap();
+    drop(app);
+    assert_eq!(repaired.knowledge.unwrap().orphans_deleted, 0);
+    let s = first.index().await;
+    assert_eq!(s.knowledge.unwrap().orphans_deleted, 0);
+    let c = client(&fake.url, &fake.api_key);
+    let kb = knowledge_id(&first).await;
+    assert_eq!(kb, knowledge_id(&second).await, "one base");
+    let mut names: Vec<String> = c
+        .knowledge_files(&kb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.filename)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.md", "b.md"]);
 }
 
 #[tokio::test]
@@ -576,7 +615,7 @@ async fn unlisted_orphans_deleted(url: &str, key: &str) {
             .id
         }
     };
-    let marker = |kb: &str| json!({ "ragd": {"pipeline": "docs", "path": "gone.md", "content_hash": "0", "kb": kb} });
+    let marker = |kb: &str| env.upload_marker("gone.md", "0", kb);
     let orphan = upload("gone.md", marker(&kb)).await;
     let elsewhere = upload("gone.md", marker("another-base")).await;
     let by_hand = upload("mine.md", json!({})).await;

@@ -5,6 +5,8 @@
 //! `QDRANT_API_KEY`), against that Qdrant server too, in collections with unique
 //! names that are deleted afterwards.
 
+use std::time::Duration;
+
 use ragd::store::edge::{EdgeStore, EdgeTuning};
 use ragd::store::qdrant::QdrantStore;
 use ragd::store::{
@@ -111,6 +113,22 @@ async fn missing_collection_is_reported(store: &dyn VectorStore, prefix: &str) {
     assert!(matches!(err, StoreError::NoSuchCollection(_)), "{err:?}");
     assert!(!err.is_transient());
     assert!(!store.delete_collection(&c).await.unwrap());
+}
+
+/// A request the backend refuses for its content is permanent, as the backend
+/// itself says (not an error this test makes up): retrying it can only fail
+/// again, and the retry layer must not spend its budget on it.
+async fn a_vector_of_the_wrong_length_is_a_permanent_error(store: &dyn VectorStore, prefix: &str) {
+    let c = format!("{prefix}_dim");
+    store.ensure_collection(&c, DIM).await.unwrap();
+    let mut points = file_points("p", "a.md", "h1", 1);
+    points[0].vector.pop();
+    let err = store
+        .upsert(&c, points)
+        .await
+        .expect_err("a vector shorter than the collection's");
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(store.count(&c, &PointFilter::default()).await.unwrap(), 0);
 }
 
 async fn upsert_then_count_per_file(store: &dyn VectorStore, prefix: &str) {
@@ -534,6 +552,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     ensure_collection_is_idempotent_and_checks_dimension,
     missing_collection_is_reported,
+    a_vector_of_the_wrong_length_is_a_permanent_error,
     upsert_then_count_per_file,
     upserting_the_same_ids_twice_overwrites,
     delete_old_versions_keeps_the_current_one,
@@ -543,6 +562,50 @@ on_every_backend!(
     scroll_with_and_without_vectors,
     alias_switch_moves_readers_to_the_new_collection,
 );
+
+// ---- server store only --------------------------------------------------------
+
+/// The server backend's own classification of failures it really meets (the
+/// faults suite injects `StoreError::Transient` and so never sees it): no
+/// server listening, and a server that takes the connection but never
+/// answers, are transient — the retry layer waits them out, as it does a
+/// restarting node (`qdrant_server::server_killed_and_restarted_*`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_backend_classifies_real_failures() {
+    // Nothing listening: the port of a listener just closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let options = ragd::store::qdrant::ServerOptions {
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let store = QdrantStore::connect(&url, None, &options).unwrap();
+    let err = store.collection_dim("c").await.unwrap_err();
+    assert!(err.is_transient(), "no server: {err:?}");
+    let err = store
+        .upsert("c", file_points("p", "a.md", "h1", 1))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "no server: {err:?}");
+
+    // A server that accepts and then says nothing (hung, or a half-open link).
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", mute.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((conn, _)) = mute.accept().await {
+            conns.push(conn);
+        }
+    });
+    let store = QdrantStore::connect(&url, None, &options).unwrap();
+    let err = store
+        .upsert("c", file_points("p", "a.md", "h1", 1))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "no answer: {err:?}");
+    held.abort();
+}
 
 // ---- embedded store only ------------------------------------------------------
 

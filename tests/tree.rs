@@ -5,7 +5,6 @@
 //! (`sync/diff`) finding nothing to do. Each case runs against the fake and,
 //! when it is up, the real Open WebUI 0.12.4.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use ragd::document::sha256_hex;
@@ -13,7 +12,7 @@ use ragd::open_webui::{ManifestEntry, OpenWebUi, SyncDiff};
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
-use crate::support::owui::{client, knowledge_id, real_server, unique};
+use crate::support::owui::{client, knowledge_id, places, real_server, unique};
 
 macro_rules! against_both {
     ($name:ident, $case:ident) => {
@@ -96,24 +95,6 @@ async fn assert_nothing_to_sync(c: &OpenWebUi, kb: &str, env: &TestEnv) {
         "{diff:?}"
     );
     assert_eq!(*unmodified_count, m.len() as u64, "{diff:?}");
-}
-
-/// Each linked file's place in the knowledge base (`dir/name`) → its file id.
-async fn places(c: &OpenWebUi, kb: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for f in c.knowledge_files(kb).await.unwrap() {
-        let dir = f.directory_path.clone().unwrap_or_default();
-        let place = if dir.is_empty() {
-            f.filename.clone()
-        } else {
-            format!("{dir}/{}", f.filename)
-        };
-        assert!(
-            out.insert(place.clone(), f.id).is_none(),
-            "two files at {place}"
-        );
-    }
-    out
 }
 
 /// Texts no earlier run against the same server used (the server refuses a

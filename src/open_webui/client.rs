@@ -79,8 +79,6 @@ const POLL_MAX: Duration = Duration::from_secs(2);
 fn next_poll_delay(delay: Duration) -> Duration {
     delay.mul_f64(POLL_GROWTH).min(POLL_MAX)
 }
-/// How far back an upload lost in transit is looked for, in seconds of server time.
-const LOST_UPLOAD_WINDOW_SECS: i64 = 600;
 
 /// How transient failures are retried inside the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -778,26 +776,30 @@ impl OpenWebUi {
         Ok(found)
     }
 
+    /// The upload a lost answer may have stored: same name, same bytes, and the
+    /// same metadata — which ragd's marker makes unique to this version of this
+    /// file of this installation. Matched by that alone, never by time: the
+    /// server's `created_at` is its clock, not ours (a skewed clock made a
+    /// window compared with the local time miss the upload, and upload again).
+    /// An upload without metadata has nothing to tell it from someone else's
+    /// identical file, so it is not looked for.
     async fn find_lost_upload(
         &self,
         filename: &str,
         bytes: &[u8],
         metadata: &Value,
     ) -> Result<Option<FileInfo>, OwuiError> {
+        if metadata.as_object().is_none_or(|m| m.is_empty()) {
+            return Ok(None);
+        }
         let expected_hash = metadata
             .get("file_hash")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| hex::encode(Sha256::digest(bytes)));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         let candidates = self.find_files_by_name(filename).await?;
         Ok(candidates.into_iter().find(|f| {
-            f.file_hash.as_deref() == Some(expected_hash.as_str())
-                && &f.metadata == metadata
-                && f.created_at
-                    .is_none_or(|t| now - t <= LOST_UPLOAD_WINDOW_SECS)
+            f.file_hash.as_deref() == Some(expected_hash.as_str()) && &f.metadata == metadata
         }))
     }
 

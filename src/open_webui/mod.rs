@@ -7,6 +7,8 @@
 //!   itself), their connections, retrieval and Open WebUI's RAG embedding settings.
 //! - [`error`]: [`OwuiError`], failures classified by what the caller must do.
 //! - [`filename`]: [`sanitize_filename`], the name a source file is uploaded under.
+//! - [`marker`]: [`UploadMarker`], ragd's mark on its uploads, and the one test of
+//!   whose an upload is.
 //! - [`access`]: [`access::keep_access`], who may read or write a knowledge base, kept
 //!   equal to `[knowledge] access`.
 
@@ -15,6 +17,7 @@ pub mod client;
 pub mod error;
 pub mod external;
 pub mod filename;
+pub mod marker;
 
 pub use client::{
     FileInfo, FileStatus, GroupInfo, KnowledgeBase, KnowledgeDirectory, ManifestEntry, OpenWebUi,
@@ -22,3 +25,4 @@ pub use client::{
 };
 pub use error::OwuiError;
 pub use filename::sanitize_filename;
+pub use marker::{MARKER, UploadMarker};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::View;
+use super::{Outcome, View};
 use crate::config::{self, Config, EmbedProvider, KnowledgeTarget, PipelineConfig, QdrantSettings};
 use crate::embed::local::LocalEmbedder;
 use crate::embed::{OllamaEmbedder, OllamaSettings};
@@ -865,9 +865,9 @@ async fn write_access(
         .and_then(serde_json::Value::as_bool))
 }
 
-/// `ragd doctor`: [`crate::cli::EXIT_FILES_FAILED`] when any check fails,
-/// [`crate::cli::EXIT_CONFIG`] when the config itself is invalid.
-pub async fn run(path: &Path, json: bool) -> Result<u8, super::OpsError> {
+/// `ragd doctor`: [`Outcome::ChecksFailed`] when any check fails,
+/// [`Outcome::ConfigInvalid`] when the config itself is invalid.
+pub async fn run(path: &Path, json: bool) -> Result<Outcome, super::OpsError> {
     let report = check(path).await;
     let mut out = std::io::stdout().lock();
     if json {
@@ -881,11 +881,11 @@ pub async fn run(path: &Path, json: bool) -> Result<u8, super::OpsError> {
         .first()
         .is_some_and(|c| c.name == "config" && c.verdict == Verdict::Fail);
     Ok(if config_failed {
-        crate::cli::EXIT_CONFIG
+        Outcome::ConfigInvalid
     } else if report.failed() {
-        crate::cli::EXIT_FILES_FAILED
+        Outcome::ChecksFailed
     } else {
-        crate::cli::EXIT_OK
+        Outcome::Done
     })
 }
 

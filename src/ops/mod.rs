@@ -34,6 +34,20 @@ pub enum OpsError {
     Json(#[from] serde_json::Error),
 }
 
+/// An operator command's verdict; `cli` maps it to the process's exit code, so the
+/// commands know nothing of exit codes (as in ripgrep's `main.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The report was written and nothing in it is a failure.
+    Done,
+    /// `doctor`: at least one check failed.
+    ChecksFailed,
+    /// `doctor`: the configuration itself is invalid.
+    ConfigInvalid,
+    /// `why`: no pipeline knows the path.
+    NotFound,
+}
+
 /// What the operator commands read: validated config and the ledger.
 pub struct View {
     pub config: Config,

@@ -280,7 +280,7 @@ pub fn render(out: &mut dyn Write, plans: &[PipelinePlan]) -> std::io::Result<()
 }
 
 /// `ragd plan`: print the plan of every pipeline (or one).
-pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsError> {
+pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<super::Outcome, OpsError> {
     let mut plans = Vec::new();
     for p in view.pipelines(pipeline)? {
         plans.push(compute(p, &view.ledger, view.config.limits.max_file_bytes)?);
@@ -292,5 +292,5 @@ pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsErr
     } else {
         render(&mut out, &plans)?;
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(super::Outcome::Done)
 }

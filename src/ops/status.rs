@@ -509,7 +509,7 @@ fn write_groups(out: &mut dyn Write, title: &str, groups: &[Group]) -> std::io::
 }
 
 /// `ragd status`.
-pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsError> {
+pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<super::Outcome, OpsError> {
     let mut pipelines = Vec::new();
     for p in view.pipelines(pipeline)? {
         pipelines.push(pipeline_status(view, p)?);
@@ -526,5 +526,5 @@ pub fn run(view: &View, pipeline: Option<&str>, json: bool) -> Result<u8, OpsErr
     } else {
         render(&mut out, &status)?;
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(super::Outcome::Done)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{OpsError, StoreAccess, View, human_bytes, human_time};
+use super::{OpsError, Outcome, StoreAccess, View, human_bytes, human_time};
 use crate::config::PipelineConfig;
 use crate::ledger::{FileRecord, FileState, KbRecord};
 use crate::pipeline::plan::{MAX_TRANSIENT_ATTEMPTS, TRANSIENT_KIND};
@@ -416,9 +416,8 @@ fn or_dash(s: Option<&String>) -> &str {
     }
 }
 
-/// `ragd why PATH`. Exit [`crate::cli::EXIT_NOT_FOUND`] when no pipeline knows
-/// the path.
-pub async fn run(view: &View, input: &Path, json: bool) -> Result<u8, OpsError> {
+/// `ragd why PATH`: [`Outcome::NotFound`] when no pipeline knows the path.
+pub async fn run(view: &View, input: &Path, json: bool) -> Result<Outcome, OpsError> {
     let found = candidates(view, input);
     let store = if found.is_empty() {
         Err("not needed".to_owned())
@@ -447,8 +446,8 @@ pub async fn run(view: &View, input: &Path, json: bool) -> Result<u8, OpsError> 
         render(&mut out, &journeys)?;
     }
     Ok(if journeys.is_empty() {
-        crate::cli::EXIT_NOT_FOUND
+        Outcome::NotFound
     } else {
-        crate::cli::EXIT_OK
+        Outcome::Done
     })
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::ExternalKnowledge;
+use crate::open_webui::access::{AccessError, AccessRule, keep_access};
 use crate::open_webui::external::{ExternalBase, ExternalConnection};
 use crate::open_webui::{OpenWebUi, OwuiError};
 use crate::store::{StoreError, VectorStore};
@@ -30,6 +31,12 @@ pub enum ExternalError {
         name: String,
         #[source]
         source: OwuiError,
+    },
+    #[error("external knowledge base {name:?}: {source}")]
+    Access {
+        name: String,
+        #[source]
+        source: AccessError,
     },
     #[error("external knowledge base {name:?}: adding citation metadata to older points: {source}")]
     Store {
@@ -50,6 +57,8 @@ pub struct ExternalSummary {
     pub repaired: bool,
     /// Older points given their citation metadata.
     pub citations_added: u64,
+    /// The base's access was changed to match `[knowledge] access`.
+    pub access_updated: bool,
 }
 
 /// Keeps one pipeline's external knowledge base registered.
@@ -60,6 +69,8 @@ pub struct ExternalPublisher {
     collection: String,
     /// ragd's Qdrant API key, handed to Open WebUI for the same server.
     qdrant_api_key: Option<String>,
+    /// `[knowledge] access`: kept on the base as on a files-mode base.
+    access: Option<Vec<AccessRule>>,
     /// Older points were given citations by this process.
     citations_done: AtomicBool,
 }
@@ -70,12 +81,14 @@ impl ExternalPublisher {
         target: ExternalKnowledge,
         collection: String,
         qdrant_api_key: Option<String>,
+        access: Option<Vec<AccessRule>>,
     ) -> Self {
         ExternalPublisher {
             client,
             target,
             collection,
             qdrant_api_key,
+            access,
             citations_done: AtomicBool::new(false),
         }
     }
@@ -113,8 +126,17 @@ impl ExternalPublisher {
         };
         let connection = self.connection(&mut summary).await.map_err(owui)?;
         let base = self.base(&connection, &mut summary).await.map_err(owui)?;
-        // `[knowledge] access` (branch `kb`) applies here too: the same grants,
-        // set on `base.id` with the same idempotent call as the files base.
+        // The same grants as a files-mode base, by the same idempotent call:
+        // who may chat with the base is who may read the folder's text.
+        if let Some(rules) = &self.access {
+            summary.access_updated =
+                keep_access(&self.client, &base.id, rules)
+                    .await
+                    .map_err(|source| ExternalError::Access {
+                        name: self.target.name.clone(),
+                        source,
+                    })?;
+        }
         summary.connection_id = connection.id;
         summary.base_id = base.id;
         Ok(summary)

@@ -130,6 +130,34 @@ pub struct RunSummary {
     pub external: Option<external::ExternalSummary>,
 }
 
+impl RunSummary {
+    /// The totals telemetry reports (its own type: telemetry imports nothing of the
+    /// pipeline's).
+    fn totals(&self) -> crate::telemetry::events::RunTotals<'_> {
+        crate::telemetry::events::RunTotals {
+            pipeline: &self.pipeline,
+            added: self.added,
+            updated: self.updated,
+            deleted: self.deleted,
+            unchanged: self.unchanged,
+            failed: self.failed,
+            chunks_written: self.chunks_written,
+            bytes_read: self.bytes_read,
+            elapsed: self.elapsed,
+            knowledge: self.knowledge.as_ref().map(|kb| {
+                crate::telemetry::events::KnowledgeTotals {
+                    linked: kb.linked,
+                    removed: kb.removed,
+                    moved: kb.moved,
+                    placed: kb.placed,
+                    refused: kb.failed,
+                    deferred: kb.deferred,
+                }
+            }),
+        }
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -185,7 +213,7 @@ impl Pipeline {
     /// status`. `kind` is `index` or `reconcile`. A failure to write the row is
     /// logged, not returned: the run itself succeeded.
     pub fn record_run(&self, kind: &str, started_at: i64, summary: &RunSummary) {
-        crate::telemetry::events::run_finished(summary);
+        crate::telemetry::events::run_finished(&summary.totals());
         let run = crate::ledger::RunRecord {
             pipeline: self.name().to_owned(),
             kind: kind.to_owned(),

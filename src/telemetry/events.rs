@@ -11,7 +11,6 @@ use metrics::{counter, gauge, histogram};
 
 use super::metrics as m;
 use crate::ledger::unix_now;
-use crate::pipeline::RunSummary;
 
 /// A failure kind as a metric label. Kinds come from a closed set in the code
 /// (`pdf_encrypted`, `transient`, …); anything that does not look like one is
@@ -27,6 +26,13 @@ fn kind_label(kind: &str) -> String {
     } else {
         "other".to_owned()
     }
+}
+
+/// How far a run is, every few seconds when stderr is not a terminal (a terminal
+/// gets a progress bar instead). A log line, not a bare `eprintln!`, so that under
+/// `--log-format json` every line on stderr stays a JSON object.
+pub fn run_progress(pipeline: &str, done: u64, total: u64) {
+    tracing::info!(pipeline, done, total, "progress");
 }
 
 /// A file's new text is in Qdrant.
@@ -169,9 +175,38 @@ pub fn backlog(pipeline: &str, files: usize) {
     gauge!(m::BACKLOG, "pipeline" => pipeline.to_owned()).set(files as f64);
 }
 
+/// A finished run's totals as telemetry reports them. Telemetry's own type, filled in
+/// by the pipeline, so that telemetry imports nothing of the pipeline's (its import of
+/// `pipeline::RunSummary` closed a cycle through most of the crate).
+#[derive(Debug, Clone, Copy)]
+pub struct RunTotals<'a> {
+    pub pipeline: &'a str,
+    pub added: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub chunks_written: usize,
+    pub bytes_read: u64,
+    pub elapsed: Duration,
+    /// What publishing did, when the pipeline has a knowledge base.
+    pub knowledge: Option<KnowledgeTotals>,
+}
+
+/// A run's knowledge-base results, one count per `ragd_knowledge_files_total` outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct KnowledgeTotals {
+    pub linked: usize,
+    pub removed: usize,
+    pub moved: usize,
+    pub placed: usize,
+    pub refused: usize,
+    pub deferred: usize,
+}
+
 /// A run (index or reconcile) finished: its totals, and the backlog is done.
-pub fn run_finished(summary: &RunSummary) {
-    let pipeline = summary.pipeline.as_str();
+pub fn run_finished(summary: &RunTotals<'_>) {
+    let pipeline = summary.pipeline;
     let outcome = if summary.failed > 0 {
         "files_failed"
     } else {
@@ -200,7 +235,7 @@ pub fn run_finished(summary: &RunSummary) {
             ("removed", kb.removed),
             ("moved", kb.moved),
             ("placed", kb.placed),
-            ("refused", kb.failed),
+            ("refused", kb.refused),
             ("deferred", kb.deferred),
         ] {
             counter!(m::KB_FILES, "pipeline" => pipeline.to_owned(), "outcome" => outcome)

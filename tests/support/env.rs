@@ -218,6 +218,22 @@ impl TestEnv {
         std::fs::remove_file(self.docs().join(rel)).unwrap();
     }
 
+    /// Upload metadata carrying the marker this installation's pipeline
+    /// `docs` stamps on an upload of `path` at `content_hash` for `kb`: what a
+    /// crash between an upload and recording it leaves on the server.
+    pub fn upload_marker(&self, path: &str, content_hash: &str, kb: &str) -> serde_json::Value {
+        let instance = ragd::app::instance_id(&self.dir.path().join("state"))
+            .expect("the state directory's instance id");
+        let marker = ragd::open_webui::UploadMarker {
+            pipeline: "docs".into(),
+            path: path.into(),
+            content_hash: content_hash.into(),
+            kb: kb.into(),
+            instance: Some(instance),
+        };
+        serde_json::json!({ ragd::open_webui::MARKER: marker.to_json() })
+    }
+
     /// Open the app the way the CLI does, but over the counting store.
     pub fn app(&self) -> App {
         self.app_with(|_| {})

@@ -224,6 +224,9 @@ struct Inner {
     /// The server has `open-webui[unstructured]` (and LibreOffice): it reads
     /// legacy doc and ppt files.
     unstructured: bool,
+    /// Seconds the server's clock is ahead of ours (negative: behind); its
+    /// `created_at` stamps are its own time, as a real server's are.
+    clock_offset: i64,
 }
 
 struct Shared {
@@ -274,6 +277,12 @@ impl FakeHandle {
     /// Next `n` uploads answer the locked-database 400.
     pub fn fail_uploads_locked(&self, n: u32) {
         self.inject(FakeOp::Upload, Fault::LockedDb, n);
+    }
+
+    /// The server's clock runs `secs` ahead of this machine's (negative:
+    /// behind), as on a server that is not this machine.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.lock().clock_offset = secs;
     }
 
     /// Next `n` calls of `op` do their work and then drop the connection.
@@ -406,6 +415,7 @@ pub async fn spawn_fake(api_key: &str) -> FakeHandle {
             ),
             rag_query_prefix: String::new(),
             unstructured: false,
+            clock_offset: 0,
         }),
     });
     let app = Router::new()
@@ -907,7 +917,7 @@ async fn upload(
             .content_type
             .clone()
             .unwrap_or_else(|| "application/octet-stream".into()),
-        created_at: now_secs(),
+        created_at: now_secs() + inner.clock_offset,
         polls_left: inner.polls_to_complete,
         ready_at: Instant::now() + inner.processing_delay,
         auto_link_duplicate: None,
