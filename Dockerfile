@@ -9,6 +9,8 @@ WORKDIR /src
 # Dependencies first, so a code change does not rebuild them: build a dummy
 # crate with the real manifest and lock file, then the real sources.
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other crate (the local embedder's forward pass) is a real dependency.
+COPY crates ./crates
 RUN mkdir -p src tests examples \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

@@ -5,8 +5,10 @@
 //! `config.json`, `tokenizer.json`, `model.safetensors`, and optionally `modules.json`,
 //! the pooling module's `config.json` and `sentence_bert_config.json`. We reproduce
 //! sentence-transformers' pipeline exactly — truncate to `max_seq_length`, run BERT,
-//! pool over the attention mask, L2-normalise when the model has a `Normalize`
+//! pool over each text's tokens, L2-normalise when the model has a `Normalize`
 //! module — so the vectors match the Python reference (`tests/local_embed.rs`).
+//! The forward pass itself is `crates/ragd-bert`: texts packed without padding, on
+//! every core (issue 27; figures in docs/performance.md).
 //!
 //! Inference is CPU-bound and blocking, so it runs on tokio's blocking pool, one batch
 //! at a time (see [`LocalEmbedder::embed`] for why not several).
@@ -16,14 +18,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 use tokio::sync::Semaphore;
 
 use super::{EmbedError, Embedder};
+use ragd_bert::{Bert, BertError, Sequence};
 
 /// Where `scripts/fetch-model.sh` puts all-MiniLM-L6-v2, relative to the repository:
 /// a sensible default for `model_dir` in development.
@@ -48,14 +51,12 @@ pub struct LocalEmbedder {
 
 /// What the blocking pool needs; everything is read-only after load.
 struct Model {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
     dimension: usize,
     max_tokens: usize,
-    pad_id: u32,
-    device: Device,
 }
 
 /// How token vectors become one text vector (sentence-transformers `Pooling` modes).
@@ -167,8 +168,9 @@ impl Embedder for LocalEmbedder {
         &self.model_name
     }
 
-    /// Tokenises everything, then runs length-sorted batches (similar lengths waste
-    /// less padding) one at a time on the blocking pool. Each batch takes the compute
+    /// Tokenises everything, then runs length-sorted batches (nothing is padded, but
+    /// batches of similar lengths split attention evenly over the cores) one at a time
+    /// on the blocking pool. Each batch takes the compute
     /// permit into its blocking task, so a caller that gives up releases the model only
     /// when that batch has really finished, and later batches are never started.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -258,7 +260,7 @@ impl Model {
             .map_err(|e| err(format!("{}: {e}", tokenizer_path.display())))?;
         // tokenizer.json carries its own truncation and fixed padding (128 for
         // all-MiniLM-L6-v2); replace both: truncate as sentence-transformers does, and
-        // pad per batch ourselves.
+        // never pad (the forward pass packs texts of any lengths, crates/ragd-bert).
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
@@ -268,19 +270,16 @@ impl Model {
             }))
             .map_err(|e| err(format!("{}: {e}", tokenizer_path.display())))?;
         tokenizer.with_padding(None);
-        let pad_id = u32::try_from(config.pad_token_id)
-            .map_err(|_| err(format!("pad_token_id {} out of range", config.pad_token_id)))?;
 
         let weights_path = dir.join("model.safetensors");
         // Read rather than mmap: mmap would need `unsafe` and the guarantee that nobody
         // rewrites the file while we run; 90 MB read once at startup is cheap.
         let weights =
             fs::read(&weights_path).map_err(|e| err(format!("{}: {e}", weights_path.display())))?;
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| err(format!("{}: {e}", weights_path.display())))?;
-        let bert = BertModel::load(vb, &config)
-            .map_err(|e| err(format!("{}: {e}", weights_path.display())))?;
+        let bert =
+            Bert::load(vb, &config).map_err(|e| err(format!("{}: {e}", weights_path.display())))?;
 
         Ok(Self {
             bert,
@@ -289,61 +288,68 @@ impl Model {
             normalize: pipeline.normalize,
             dimension,
             max_tokens,
-            pad_id,
-            device,
         })
     }
 
-    /// Embeds one batch: pads to its longest text, runs BERT, pools, normalises.
-    fn forward(&self, batch: &[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let rows = batch.len();
-        let width = batch.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut types = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        for encoding in batch {
-            let pad = width - encoding.len();
-            ids.extend_from_slice(encoding.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            types.extend_from_slice(encoding.get_type_ids());
-            types.extend(std::iter::repeat_n(0, pad));
-            mask.extend_from_slice(encoding.get_attention_mask());
-            mask.extend(std::iter::repeat_n(0, pad));
-        }
-        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
-        let types = Tensor::from_vec(types, (rows, width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
+    /// Embeds one batch: runs BERT over the texts packed without padding, then pools
+    /// each text's token vectors and normalises.
+    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, BertError> {
+        let sequences: Vec<Sequence> = batch
+            .iter()
+            .map(|e| Sequence {
+                ids: e.get_ids(),
+                type_ids: e.get_type_ids(),
+            })
+            .collect();
+        let hidden = self.bert.forward(&sequences)?; // (Σ len × dim)
+        let mut offset = 0;
+        Ok(batch
+            .iter()
+            .map(|e| {
+                let rows = &hidden[offset * self.dimension..(offset + e.len()) * self.dimension];
+                offset += e.len();
+                self.pool(rows)
+            })
+            .collect())
+    }
 
-        let hidden = self.bert.forward(&ids, &types, Some(&mask))?; // (rows, width, dim)
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, width, 1)
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+    /// One text's vector from its tokens' rows (`len × dim`). Every row is a real token:
+    /// nothing was padded, so sentence-transformers' attention mask is all ones here.
+    fn pool(&self, rows: &[f32]) -> Vec<f32> {
+        let dim = self.dimension;
+        let tokens = rows.len() / dim;
+        let mut pooled = match self.pooling {
+            Pooling::Cls => rows[..dim.min(rows.len())].to_vec(),
             Pooling::Mean | Pooling::MeanSqrtLen => {
-                let sum = hidden.broadcast_mul(&mask)?.sum(1)?;
-                // Same floor as sentence-transformers, so an all-padding row cannot
-                // divide by zero (it cannot happen: every text has [CLS] and [SEP]).
-                let count = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                let mut sum = vec![0f32; dim];
+                for row in rows.chunks_exact(dim) {
+                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                // Same floor as sentence-transformers (a text always has [CLS] and
+                // [SEP], so it never applies).
+                let count = (tokens as f32).max(1e-9);
                 let count = if self.pooling == Pooling::MeanSqrtLen {
-                    count.sqrt()?
+                    count.sqrt()
                 } else {
                     count
                 };
-                sum.broadcast_div(&count)?
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
             }
             Pooling::Max => {
-                // Push padding far below any real activation before taking the max,
-                // as sentence-transformers does.
-                let penalty = ((mask.ones_like()? - &mask)? * -1e9)?;
-                hidden.broadcast_add(&penalty)?.max(1)?
+                let mut max = vec![f32::NEG_INFINITY; dim];
+                for row in rows.chunks_exact(dim) {
+                    max.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(*v));
+                }
+                max
             }
         };
-        let pooled = if self.normalize {
-            let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-            pooled.broadcast_div(&norm.clamp(1e-12f32, f32::MAX)?)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>()
+        pooled.resize(dim, 0.0);
+        if self.normalize {
+            let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|v| *v /= norm);
+        }
+        pooled
     }
 }
 
