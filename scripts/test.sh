@@ -36,10 +36,10 @@ phase_end "build (debug)"
 status=0
 if (($# == 0)); then
     phase "clippy"
-    if cargo clippy --all-targets -- -D warnings; then
+    if cargo clippy --workspace --all-targets -- -D warnings; then
         clippy="ok"
     else
-        clippy="failed (cargo clippy --all-targets -- -D warnings)"
+        clippy="failed (cargo clippy --workspace --all-targets -- -D warnings)"
         status=1
     fi
     phase_end "clippy"
@@ -100,7 +100,7 @@ export RAGD_REAL_PARTS_LOG="$RAGD_CI_DIR/real-parts.log"
 out="$RAGD_CI_DIR/cargo-test.log"
 
 phase "cargo test"
-cargo test "$@" 2>&1 | tee "$out" || status=$?
+cargo test --workspace "$@" 2>&1 | tee "$out" || status=$?
 phase_end "cargo test"
 
 # The end-to-end tests that take a store, again on the Qdrant server: TestEnv
