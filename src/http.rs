@@ -9,12 +9,31 @@
 //! - an answer is read only up to a limit: a server (or whatever answers on its
 //!   port) cannot make ragd buffer without end;
 //! - a URL in an error or a log line never shows the `user:password@` it may
-//!   carry.
+//!   carry;
+//! - a request retried after a transient failure is logged and counted
+//!   ([`retrying`]), so the clients need nothing of ragd's but this module.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+
+/// Requests retried after a transient failure. Labels: target (embed|open_webui).
+pub const RETRIES_METRIC: &str = "ragd_retries_total";
+
+/// A request to `endpoint` (a base URL, never carrying a key) is retried after a
+/// transient failure. `target` is `embed` or `open_webui`.
+pub fn retrying(
+    target: &'static str,
+    endpoint: &str,
+    attempt: u32,
+    delay: Duration,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::warn!(service = target, endpoint, attempt, delay_ms = delay.as_millis() as u64,
+        error = %error, "request failed, retrying");
+    metrics::counter!(RETRIES_METRIC, "target" => target).increment(1);
+}
 
 /// Failures of building a client or reading an answer.
 #[derive(Debug, thiserror::Error)]

@@ -393,13 +393,7 @@ impl OllamaEmbedder {
                         });
                     }
                     let delay = self.backoff(attempt, retry_after);
-                    crate::telemetry::events::retry(
-                        "embed",
-                        &self.endpoint,
-                        attempt + 1,
-                        delay,
-                        &detail,
-                    );
+                    crate::http::retrying("embed", &self.endpoint, attempt + 1, delay, &detail);
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(delay).await;
                     attempt += 1;

@@ -717,7 +717,7 @@ impl OpenWebUi {
                 Ok(body) => return decode::<RawFile>("upload", &body).map(FileInfo::from),
                 Err(err) if err.is_transient() && attempt < attempts => {
                     let delay = self.retry.delay(attempt);
-                    crate::telemetry::events::retry(
+                    crate::http::retrying(
                         "open_webui",
                         &crate::http::redact_url(self.base.as_str()),
                         attempt,
@@ -1435,7 +1435,7 @@ impl OpenWebUi {
                         && (retry == Retry::Always || !err.maybe_applied()) =>
                 {
                     let delay = self.retry.delay(attempt);
-                    crate::telemetry::events::retry(
+                    crate::http::retrying(
                         "open_webui",
                         &crate::http::redact_url(self.base.as_str()),
                         attempt,

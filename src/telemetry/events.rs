@@ -129,19 +129,8 @@ pub fn openwebui_processed(pipeline: &str, path: &str, outcome: &'static str, to
         .record(took.as_secs_f64());
 }
 
-/// A request to `endpoint` (a base URL, never carrying a key) is retried after a
-/// transient failure. `target` is `embed` or `open_webui`.
-pub fn retry(
-    target: &'static str,
-    endpoint: &str,
-    attempt: u32,
-    delay: Duration,
-    error: &dyn std::fmt::Display,
-) {
-    tracing::warn!(service = target, endpoint, attempt, delay_ms = delay.as_millis() as u64,
-        error = %error, "request failed, retrying");
-    counter!(m::RETRIES, "target" => target).increment(1);
-}
+// A retried HTTP request is reported by `crate::http::retrying`: the HTTP
+// clients (Open WebUI, Ollama) depend on nothing of ragd's but `http`.
 
 /// A plan held deletions back: `unreadable` under folders or files the scan
 /// could not read, and `mass` (would delete, of files) by the mass-delete rail.

@@ -41,8 +41,8 @@ pub const UPSERT_SECONDS: &str = "ragd_upsert_duration_seconds";
 pub const OWUI_PROCESS_SECONDS: &str = "ragd_openwebui_processing_duration_seconds";
 /// Files published to a knowledge base, by result. Labels: pipeline, outcome (linked|removed|moved|refused|deferred).
 pub const KB_FILES: &str = "ragd_knowledge_files_total";
-/// Requests retried after a transient failure. Labels: target (embed|open_webui).
-pub const RETRIES: &str = "ragd_retries_total";
+/// Requests retried after a transient failure (counted by `http::retrying`).
+pub const RETRIES: &str = crate::http::RETRIES_METRIC;
 /// Deletions a plan held back (nothing deleted). Labels: pipeline, reason
 /// (unreadable: under a folder the scan could not read | mass_delete: the rail).
 pub const DELETES_HELD_BACK: &str = "ragd_deletes_held_back_total";
