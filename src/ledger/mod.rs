@@ -115,6 +115,10 @@ pub struct FileRecord {
 /// index, published to a knowledge base as it is.
 pub const NO_READER: &str = "no_reader";
 
+/// `error_kind` of failures that may go away by themselves (server down,
+/// timeouts), in `files` and in `kb_files` rows alike.
+pub const TRANSIENT_KIND: &str = "transient";
+
 impl FileRecord {
     /// The version of this file a knowledge base should hold, if any: the text
     /// Qdrant holds (a file that failed after an earlier success keeps its

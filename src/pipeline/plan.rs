@@ -192,8 +192,7 @@ fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
     }
 }
 
-/// `error_kind` of failures that may go away by themselves (server down, timeouts).
-pub const TRANSIENT_KIND: &str = "transient";
+pub use crate::ledger::TRANSIENT_KIND;
 
 /// `error_kind` of a file whose format ragd neither reads nor publishes.
 pub const UNSUPPORTED_KIND: &str = "unsupported_type";

@@ -446,7 +446,7 @@ impl Publisher {
             return Err(PublishError::Unauthorized(e));
         }
         row.attempts += 1;
-        row.error_kind = Some("transient".into());
+        row.error_kind = Some(crate::ledger::TRANSIENT_KIND.into());
         row.error = Some(e.to_string());
         if row.attempts >= MAX_TRANSIENT_ATTEMPTS {
             row.state = KbState::Failed;

@@ -180,7 +180,7 @@ impl Publisher {
 pub(super) fn may_hold_lost_upload(r: &KbRecord) -> bool {
     match r.state {
         KbState::Uploading | KbState::Removing => true,
-        KbState::Failed => r.error_kind.as_deref() == Some("transient"),
+        KbState::Failed => r.error_kind.as_deref() == Some(crate::ledger::TRANSIENT_KIND),
         KbState::Uploaded | KbState::Linked => false,
     }
 }
