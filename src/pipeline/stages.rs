@@ -359,7 +359,8 @@ struct Slot {
     /// Cache keys of the chunk texts.
     hashes: Vec<[u8; 32]>,
     remaining: usize,
-    error: Option<String>,
+    /// The first embedding failure of the file: its `error_kind` and message.
+    error: Option<(&'static str, String)>,
     reason: Reason,
 }
 
@@ -542,7 +543,8 @@ async fn embed_loop(
                             if let Some(s) = slots.get_mut(slot) {
                                 s.remaining -= 1;
                                 s.error.get_or_insert_with(|| {
-                                    if transient { format!("{TRANSIENT_KIND}:{e}") } else { format!("embed:{e}") }
+                                    let kind = if transient { TRANSIENT_KIND } else { "embed" };
+                                    (kind, e.to_string())
                                 });
                             }
                         }
@@ -579,12 +581,11 @@ fn is_fatal(e: &EmbedError) -> bool {
 }
 
 fn finish_slot(s: Slot) -> Embedded {
-    if let Some(err) = s.error {
-        let (kind, message) = err.split_once(':').unwrap_or(("embed", &err));
+    if let Some((kind, message)) = s.error {
         let mut r = s.record;
         r.state = FileState::Failed;
         r.error_kind = Some(kind.to_owned());
-        r.error = Some(message.to_owned());
+        r.error = Some(message);
         r.attempts += 1;
         r.target_hash = None;
         return Embedded::Failed(r);
