@@ -119,6 +119,11 @@ pub const NO_READER: &str = "no_reader";
 /// timeouts), in `files` and in `kb_files` rows alike.
 pub const TRANSIENT_KIND: &str = "transient";
 
+/// How many failed attempts of a transient kind before a file is left alone
+/// until it changes (or an operator retries it): indexing and publishing alike
+/// (a call to a server is retried within the attempt already).
+pub const MAX_TRANSIENT_ATTEMPTS: u32 = 5;
+
 impl FileRecord {
     /// The version of this file a knowledge base should hold, if any: the text
     /// Qdrant holds (a file that failed after an earlier success keeps its

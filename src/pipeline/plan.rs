@@ -8,9 +8,7 @@ use std::collections::{HashMap, HashSet};
 use crate::ledger::{FileRecord, FileState};
 use crate::triggers::scan::{ScanResult, ScannedFile};
 
-/// How many failed attempts of a transient kind before a file is left alone
-/// until it changes (or an operator retries it).
-pub const MAX_TRANSIENT_ATTEMPTS: u32 = 5;
+pub use crate::ledger::MAX_TRANSIENT_ATTEMPTS;
 
 /// Why a file is in the work list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

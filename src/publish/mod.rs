@@ -39,7 +39,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use crate::config::{KnowledgeTarget, PipelineConfig};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, MAX_TRANSIENT_ATTEMPTS};
 use crate::open_webui::{FileInfo, OpenWebUi, OwuiError};
 use plan::{Action, is_refused_copy, plan, publish_text};
 use tree::Place;
@@ -47,8 +47,6 @@ use tree::Place;
 use crate::open_webui::{MARKER, UploadMarker};
 /// Processing failures allowed per version before it counts as permanent.
 const MAX_PROCESSING_FAILURES: u32 = 2;
-/// Transient failures per version before the file waits for a change or `ragd retry`.
-const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
 /// Duplicate-content refusals after which a file is not retried even with no
 /// linked twin left in the ledger: the twin may be a file someone else put in
 /// the knowledge base, which ragd cannot see go.
