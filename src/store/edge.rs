@@ -22,7 +22,7 @@
 //! `EdgeShard::flush` (WAL msync plus a synchronous forced flush of all segments)
 //! before returning; that is the only way a write is durable when the call returns.
 //! `write` does not: a flush costs 10–20 ms however little changed, so a bulk run
-//! writes groups and calls `sync` about once a second (see `pipeline/stages.rs`).
+//! writes groups and calls `sync` about once a second (see `pipeline/stages/commit.rs`).
 //!
 //! # WAL
 //!
