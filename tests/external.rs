@@ -191,6 +191,17 @@ impl ExternalEnv {
     }
 }
 
+/// `manual.pdf`: two pages, the capybara schedule on the second.
+fn write_manual(env: &ExternalEnv) {
+    env.write(
+        "manual.pdf",
+        crate::support::pdf::make_pdf(&[
+            "The first page talks about llamas.",
+            "The second page explains the capybara feeding schedule in detail.",
+        ]),
+    );
+}
+
 fn sources(r: &Retrieved) -> Vec<String> {
     r.metadatas
         .iter()
@@ -208,13 +219,7 @@ async fn citations_edits_and_deletes(real_owui: bool) {
     };
     env.write("guide/install.md", INSTALL);
     env.write("notes/zebra.md", ZEBRA);
-    env.write(
-        "manual.pdf",
-        crate::support::pdf::make_pdf(&[
-            "The first page talks about llamas.",
-            "The second page explains the capybara feeding schedule in detail.",
-        ]),
-    );
+    write_manual(&env);
 
     let first = env.index().await;
     assert_eq!(first.failed, 0, "{:?}", first.failures);
@@ -652,13 +657,7 @@ async fn real_open_webui_chat_with_the_external_base_is_given_ragds_chunks() {
     let (url, key) = owui::real_server().expect("the real Open WebUI");
     env.write("guide/install.md", INSTALL);
     env.write("notes/zebra.md", ZEBRA);
-    env.write(
-        "manual.pdf",
-        crate::support::pdf::make_pdf(&[
-            "The first page talks about llamas.",
-            "The second page explains the capybara feeding schedule in detail.",
-        ]),
-    );
+    write_manual(&env);
     let summary = env.index().await;
     assert_eq!(summary.failed, 0, "{:?}", summary.failures);
     let base = summary.external.expect("external base synced").base_id;
