@@ -19,7 +19,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::external::ExternalPublisher;
 use crate::publish::Publisher;
 use crate::store::edge::{EdgeStore, EdgeTuning};
-use crate::store::qdrant::{QdrantStore, ServerOptions};
+use crate::store::qdrant::{CreationJournal, QdrantStore, ServerOptions};
 use crate::store::retry::Retrying;
 use crate::store::{StoreError, VectorStore};
 
@@ -63,6 +63,25 @@ pub struct App {
     /// Held for the life of the process: one ragd per state directory, because
     /// embedded Qdrant and the ledger's write-ahead states assume one writer.
     _lock: File,
+}
+
+/// The ledger as the record of collections being created on a server.
+struct LedgerJournal(Arc<Ledger>);
+
+impl CreationJournal for LedgerJournal {
+    fn begin(&self, collection: &str) -> Result<(), String> {
+        self.0
+            .begin_collection(collection)
+            .map_err(|e| e.to_string())
+    }
+    fn begun(&self, collection: &str) -> Result<bool, String> {
+        self.0
+            .collection_begun(collection)
+            .map_err(|e| e.to_string())
+    }
+    fn end(&self, collection: &str) -> Result<(), String> {
+        self.0.end_collection(collection).map_err(|e| e.to_string())
+    }
 }
 
 impl App {
@@ -122,11 +141,14 @@ impl App {
                     instance: Some(instance.clone()),
                     ..options.clone()
                 };
-                Arc::new(QdrantStore::connect(
-                    url,
-                    api_key.as_ref().map(|k| k.expose().to_owned()),
-                    &options,
-                )?)
+                Arc::new(
+                    QdrantStore::connect(
+                        url,
+                        api_key.as_ref().map(|k| k.expose().to_owned()),
+                        &options,
+                    )?
+                    .with_journal(Arc::new(LedgerJournal(ledger.clone()))),
+                )
             }
         };
         // Transient store failures (server restarts, timeouts whose write did

@@ -182,6 +182,21 @@ pub enum Command {
 }
 
 /// Parse, run, map the outcome to an exit code.
+/// An error and its causes, each cause added only when the message so far
+/// does not already say it: ragd's typed errors name their source in their
+/// own message, while `anyhow` context does not.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The extraction worker runs before logging and the async runtime: one
@@ -204,7 +219,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             let code = if e.downcast_ref::<config::ConfigErrors>().is_some() {
                 EXIT_CONFIG
             } else {
@@ -624,5 +639,28 @@ fn snippet(text: &str, max: usize) -> String {
     match flat.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &flat[..i]),
         None => flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("pipeline p: {source}")]
+    struct Named {
+        #[source]
+        source: std::io::Error,
+    }
+
+    /// A typed error that names its source is printed once, while a cause
+    /// only `anyhow` context wraps is still shown.
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::other("disk full");
+        let named = anyhow::Error::new(Named { source: io() });
+        assert_eq!(error_chain(&named), "pipeline p: disk full");
+        let wrapped = anyhow::Error::new(io()).context("writing the ledger");
+        assert_eq!(error_chain(&wrapped), "writing the ledger: disk full");
     }
 }

@@ -24,6 +24,10 @@ pub const ALL: &[&str] = &[
     "kb.before_remove_old",
 ];
 
+/// Failpoints of the Qdrant-server store only; `crash::a_crash_between_*`
+/// crashes at each.
+pub const SERVER: &[&str] = &["qdrant.after_create"];
+
 /// Failpoints inside an embedded-store vacuum, which a round of small changes
 /// does not reach; `crash::a_crash_during_a_vacuum_*` crashes at each.
 pub const VACUUM: &[&str] = &["vacuum.after_copy", "vacuum.after_exchange"];

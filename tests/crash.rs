@@ -17,6 +17,7 @@ use crate::support::fake_openwebui::{FakeHandle, spawn_fake};
 use crate::support::owui::{
     client, entry_counts, knowledge_id, listing, listing_of, places, real_server, unique,
 };
+use crate::support::real;
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -197,19 +198,45 @@ fn write_corpus(env: &TestEnv, n: usize, round: usize) {
 }
 
 /// Start `ragd index` and SIGKILL it after `delay`; false if it had finished.
-fn run_and_kill(env: &TestEnv, delay: Duration) -> bool {
+/// How one run of [`run_and_kill`] ended.
+enum Run {
+    Killed,
+    /// It exited on its own before the kill: finished, or failed (with why).
+    Exited(Result<(), String>),
+}
+
+impl Run {
+    /// Whether the kill landed; a run that exited on its own must have
+    /// finished: after a kill ragd recovers, it does not fail.
+    fn landed(self, kills_so_far: usize) -> bool {
+        match self {
+            Run::Killed => true,
+            Run::Exited(Ok(())) => false,
+            Run::Exited(Err(why)) => panic!("ragd index after {kills_so_far} kills failed: {why}"),
+        }
+    }
+}
+
+/// Start `ragd index`, SIGKILL it after `delay` unless it already exited.
+fn run_and_kill(env: &TestEnv, delay: Duration) -> Run {
+    // stderr to a file, not a pipe: nobody reads it while the run goes on.
+    let log = env.dir.path().join("kill-run.stderr");
     let mut child = ragd(env)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("stderr file"))
         .spawn()
         .expect("spawn ragd");
     std::thread::sleep(delay);
     match child.try_wait() {
-        Ok(Some(_)) => false,
+        Ok(Some(status)) if status.success() => Run::Exited(Ok(())),
+        Ok(Some(status)) => Run::Exited(Err(format!(
+            "{status}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))),
         _ => {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
-            true
+            Run::Killed
         }
     }
 }
@@ -269,7 +296,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // every stage (scan, extract, embed, upsert, upload, link).
     while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
-        if run_and_kill(&env, Duration::from_millis(rng.random_range(100..1500))) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(100..1500))).landed(kills) {
             kills += 1;
         } else {
             // It finished before the kill: change some files so there is work again.
@@ -393,6 +420,47 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
     }
 }
 
+/// A crash between creating the collection on a Qdrant server and marking it
+/// as ragd's leaves an empty unmarked collection. The ledger recorded the
+/// creation before it was made, so the next run marks it and goes on instead
+/// of refusing its own collection as somebody else's (seen in CI: every run
+/// after such a kill failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_creating_the_collection_and_marking_it_recovers() {
+    let Some((url, key)) = real::qdrant() else {
+        return;
+    };
+    for point in ragd::failpoint::SERVER {
+        let env = TestEnv::on(
+            Backend::Server {
+                url: url.clone(),
+                key: key.clone(),
+            },
+            "",
+            "",
+        )
+        .await;
+        env.write("a.md", "# A\n\nThe dugong grazes on seagrass.\n");
+        crash_at(&env, point, "the first run");
+        index_to_completion(&env);
+        let points = env
+            .fresh_store()
+            .count(&env.collection, &PointFilter::pipeline("docs"))
+            .await
+            .unwrap();
+        assert!(points > 0, "{point}: nothing indexed");
+        let ledger = Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+        // `ragd index` creates the collection under the pipeline's name; the
+        // daemon creates `<name>_v1` behind an alias.
+        for name in [env.collection.clone(), format!("{}_v1", env.collection)] {
+            assert!(
+                !ledger.collection_begun(&name).unwrap(),
+                "{point}: the record of creating {name} outlived it"
+            );
+        }
+    }
+}
+
 /// A vacuum killed after its copy is made, or after the directories are
 /// swapped, leaves the collection's name holding a complete shard (old or
 /// new) and its scratch directory as a leftover: the next runs remove the
@@ -487,7 +555,7 @@ async fn kill_9_while_folders_move_and_vacuums_run_loses_and_duplicates_nothing(
     while kills < want_kills && attempts < want_kills * 4 {
         attempts += 1;
         flip_folders(&env);
-        if run_and_kill(&env, Duration::from_millis(rng.random_range(10..whole))) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(10..whole))).landed(kills) {
             kills += 1;
         }
     }
@@ -693,7 +761,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
                 }
             }
         }
-        if run_and_kill(&env, Duration::from_millis(rng.random_range(200..4000))) {
+        if run_and_kill(&env, Duration::from_millis(rng.random_range(200..4000))).landed(kills) {
             kills += 1;
         }
     }

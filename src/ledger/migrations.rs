@@ -100,6 +100,13 @@ const MIGRATIONS: &[&str] = &[
     // but not its text is uploaded again only for that. NULL: not known (a row
     // written before), taken as current.
     "ALTER TABLE kb_files ADD COLUMN file_hash TEXT;",
+    // 8: collections on a Qdrant server this installation sent a create request
+    // for, written before the request: a crash between the creation and ragd's
+    // mark leaves an unmarked collection that this row proves is ragd's own.
+    "CREATE TABLE collections_begun (
+        collection TEXT    PRIMARY KEY,
+        begun_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

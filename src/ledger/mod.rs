@@ -865,6 +865,34 @@ impl Ledger {
         Ok(names)
     }
 
+    /// Record that this installation is about to create `collection` on a
+    /// server (see [`Ledger::collection_begun`]).
+    pub fn begin_collection(&self, collection: &str) -> Result<(), LedgerError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO collections_begun (collection, begun_at) VALUES (?1, ?2)",
+            params![collection, unix_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether this installation began creating `collection` and has not
+    /// seen it through ([`Ledger::end_collection`]).
+    pub fn collection_begun(&self, collection: &str) -> Result<bool, LedgerError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT 1 FROM collections_begun WHERE collection = ?1")?;
+        Ok(stmt.exists([collection])?)
+    }
+
+    /// The creation of `collection` is complete (it carries ragd's mark).
+    pub fn end_collection(&self, collection: &str) -> Result<(), LedgerError> {
+        self.conn().execute(
+            "DELETE FROM collections_begun WHERE collection = ?1",
+            [collection],
+        )?;
+        Ok(())
+    }
+
     /// Names of the pipelines on record that write to `collection`.
     pub fn pipelines_using(&self, collection: &str) -> Result<Vec<String>, LedgerError> {
         let conn = self.conn();

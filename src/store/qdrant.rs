@@ -143,6 +143,17 @@ impl tonic::service::Interceptor for ApiKey {
     }
 }
 
+/// Where this installation writes down, before the request, that it is
+/// creating a collection (the ledger). Qdrant creates a collection and ragd's
+/// mark in two requests; a crash between them leaves an unmarked collection
+/// that only this record proves is ragd's own, not somebody else's.
+pub trait CreationJournal: Send + Sync {
+    fn begin(&self, collection: &str) -> Result<(), String>;
+    fn begun(&self, collection: &str) -> Result<bool, String>;
+    /// The collection carries its marks: the record is no longer needed.
+    fn end(&self, collection: &str) -> Result<(), String>;
+}
+
 /// A Qdrant server reached over gRPC (usually port 6334).
 pub struct QdrantStore {
     client: Qdrant,
@@ -158,6 +169,7 @@ pub struct QdrantStore {
     layout: Layout,
     adoptable: std::collections::BTreeSet<String>,
     instance: Option<String>,
+    journal: Option<std::sync::Arc<dyn CreationJournal>>,
 }
 
 impl QdrantStore {
@@ -211,7 +223,29 @@ impl QdrantStore {
             layout: options.layout.clone(),
             adoptable: options.adoptable.clone(),
             instance: options.instance.clone(),
+            journal: None,
         })
+    }
+
+    /// Record each creation in `journal` before making it (see
+    /// [`CreationJournal`]); without one, a creation a crash cut short before
+    /// ragd's mark leaves a collection ragd then refuses.
+    pub fn with_journal(mut self, journal: std::sync::Arc<dyn CreationJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    fn journal(
+        &self,
+        collection: &str,
+        step: impl FnOnce(&dyn CreationJournal) -> Result<bool, String>,
+    ) -> Result<bool, StoreError> {
+        match &self.journal {
+            None => Ok(false),
+            Some(j) => step(j.as_ref()).map_err(|e| {
+                StoreError::Backend(format!("recording the creation of {collection:?}: {e}"))
+            }),
+        }
     }
 
     /// The collection `name` points at, or `name` itself.
@@ -274,7 +308,10 @@ impl QdrantStore {
     ///
     /// 1. ragd's at all ([`OWNER_FIELD`]): marked when this store just created
     ///    it, or when an older ragd did (the ledger records writing into it and
-    ///    its points carry ragd-derived ids); otherwise [`StoreError::Foreign`].
+    ///    its points carry ragd-derived ids), or when the [`CreationJournal`]
+    ///    records this installation creating it and it is still empty (a
+    ///    crash between the creation and the mark); otherwise
+    ///    [`StoreError::Foreign`].
     /// 2. this installation's ([`INSTANCE_FIELD_PREFIX`]): marked when it
     ///    carries no installation's mark yet and this store created it, the
     ///    ledger records it, or it is empty (a creation that stopped before
@@ -286,8 +323,15 @@ impl QdrantStore {
             .unwrap_or_else(|e| e.into_inner())
             .contains(real);
         let recorded = self.adoptable.contains(name) || self.adoptable.contains(real);
+        let begun = self.journal(real, |j| j.begun(real))?;
         if !owned(info) {
             if created_here {
+                self.create_keyword_index(real, OWNER_FIELD, false).await?;
+            } else if begun && self.is_empty(real).await? {
+                tracing::info!(
+                    collection = %real,
+                    "marking a collection this installation created before a crash cut its creation short"
+                );
                 self.create_keyword_index(real, OWNER_FIELD, false).await?;
             } else if recorded && self.points_are_ragds(real).await? {
                 tracing::info!(
@@ -301,21 +345,22 @@ impl QdrantStore {
                 });
             }
         }
-        let Some(me) = &self.instance else {
-            return Ok(());
-        };
-        let marks = instances(info);
-        if marks.iter().any(|m| m == me) {
-            return Ok(());
+        if let Some(me) = &self.instance {
+            let marks = instances(info);
+            if !marks.iter().any(|m| m == me) {
+                if !(marks.is_empty() && (created_here || recorded || self.is_empty(real).await?)) {
+                    return Err(StoreError::OtherInstallation {
+                        collection: real.to_owned(),
+                    });
+                }
+                self.create_keyword_index(real, &format!("{INSTANCE_FIELD_PREFIX}{me}"), false)
+                    .await?;
+            }
         }
-        if marks.is_empty() && (created_here || recorded || self.is_empty(real).await?) {
-            return self
-                .create_keyword_index(real, &format!("{INSTANCE_FIELD_PREFIX}{me}"), false)
-                .await;
+        if begun {
+            self.journal(real, |j| j.end(real).map(|()| true))?;
         }
-        Err(StoreError::OtherInstallation {
-            collection: real.to_owned(),
-        })
+        Ok(())
     }
 
     async fn is_empty(&self, collection: &str) -> Result<bool, StoreError> {
@@ -395,6 +440,7 @@ impl QdrantStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(collection.to_owned());
+        self.journal(collection, |j| j.begin(collection).map(|()| true))?;
         let mut request = CreateCollectionBuilder::new(collection)
             .vectors_config(VectorParamsBuilder::new(dim as u64, Distance::Cosine))
             .metadata(metadata);
@@ -419,8 +465,9 @@ impl QdrantStore {
             Err(e) if status_code(&e) == Some(grpc_code::ALREADY_EXISTS) => return Ok(()),
             Err(e) => return Err(map_err(collection, e)),
         }
-        // The mark right after the creation: a crash in between leaves an empty
-        // collection that ragd then refuses, saying how to mark it.
+        crate::failpoint::hit("qdrant.after_create");
+        // The mark right after the creation; a crash in between leaves an empty
+        // unmarked collection, which the journal's record lets `claim` mark.
         self.create_keyword_index(collection, OWNER_FIELD, false)
             .await
     }
