@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ragd::document::point_id;
-use ragd::ledger::FileState;
+use ragd::ledger::{FailKind, FileState};
 use ragd::pipeline::RunOptions;
 use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore, WriteOp};
 
@@ -165,7 +165,7 @@ async fn transient_failures_are_quarantined_after_the_limit_and_retry_puts_them_
         "# A\n\nThe embedder is down for this one: the aye-aye.\n",
     );
     env.embed.set_fail_rate(1.0);
-    let limit = ragd::pipeline::plan::MAX_TRANSIENT_ATTEMPTS;
+    let limit = ragd::ledger::MAX_TRANSIENT_ATTEMPTS;
     for run in 1..=limit {
         let s = env.index().await;
         assert_eq!(s.failed, 1, "run {run}");
@@ -173,7 +173,10 @@ async fn transient_failures_are_quarantined_after_the_limit_and_retry_puts_them_
     let app = env.app();
     let rec = app.ledger.get("docs", "a.md").unwrap().unwrap();
     assert_eq!((rec.state, rec.attempts), (FileState::Failed, limit));
-    assert_eq!(rec.error_kind.as_deref(), Some("transient"));
+    assert_eq!(
+        rec.error_kind.as_ref().map(FailKind::as_str),
+        Some("transient")
+    );
     drop(app);
 
     // Quarantined: the next run leaves it alone (no embedding request at all).

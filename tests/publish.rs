@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ragd::ledger::{FileState, KbRecord, KbState};
+use ragd::ledger::{FailKind, FileState, KbRecord, KbState};
 use ragd::open_webui::OwuiError;
 use ragd::pipeline::{ReconcileOptions, RunOptions};
 use ragd::publish::Verify;
@@ -88,7 +88,8 @@ async fn kb_equals_folder(url: &str, key: &str) {
             .unwrap()
             .unwrap()
             .error_kind
-            .as_deref(),
+            .as_ref()
+            .map(FailKind::as_str),
         Some("empty")
     );
 
@@ -165,7 +166,10 @@ async fn duplicate_recorded(url: &str, key: &str) {
         .filter(|r| r.state == KbState::Failed)
         .collect();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].error_kind.as_deref(), Some("duplicate_content"));
+    assert_eq!(
+        failed[0].error_kind.as_ref().map(FailKind::as_str),
+        Some("duplicate_content")
+    );
     let twin = if failed[0].path == "one.md" {
         "two.md"
     } else {
@@ -235,7 +239,7 @@ async fn copies_linked_once(url: &str, key: &str) {
     assert_eq!(rows[copies[0]].state, KbState::Linked);
     let refused = rows
         .values()
-        .filter(|r| r.error_kind.as_deref() == Some("duplicate_content"))
+        .filter(|r| r.error_kind.as_ref().map(FailKind::as_str) == Some("duplicate_content"))
         .count();
     assert_eq!(refused, 5);
 }
@@ -1096,7 +1100,10 @@ async fn legacy_published(url: &str, key: &str, reads: Option<bool>, legacy: &Le
     let row = env.app().ledger.get("docs", path).unwrap();
     let row = row.expect("a ledger row for the doc");
     assert_eq!(row.state, FileState::Skipped);
-    assert_eq!(row.error_kind.as_deref(), Some("no_reader"));
+    assert_eq!(
+        row.error_kind.as_ref().map(FailKind::as_str),
+        Some("no_reader")
+    );
     assert_eq!(
         row.error.as_deref(),
         Some(format!("not in ragd's own index: no reader for .{}", legacy.ext).as_str())
@@ -1136,7 +1143,10 @@ async fn legacy_published(url: &str, key: &str, reads: Option<bool>, legacy: &Le
         assert_eq!((kb.uploads, kb.failed), (1, 1), "{kb:?}");
         let r = kb_row(&env);
         assert_eq!(r.state, KbState::Failed);
-        assert_eq!(r.error_kind.as_deref(), Some("processing_failed"));
+        assert_eq!(
+            r.error_kind.as_ref().map(FailKind::as_str),
+            Some("processing_failed")
+        );
         let reason = r.error.clone().unwrap_or_default();
         assert!(reason.contains(legacy.refusal), "{reason}");
         let listed = listing(&c, &env).await;

@@ -7,6 +7,8 @@
 
 use async_trait::async_trait;
 
+use crate::ledger::FailKind;
+
 pub mod local;
 pub mod ollama;
 pub mod server;
@@ -46,6 +48,16 @@ impl EmbedError {
     /// True when the same request may succeed later (5xx, timeouts, resets).
     pub fn is_transient(&self) -> bool {
         matches!(self, EmbedError::Transient { .. })
+    }
+
+    /// The kind recorded for the files whose texts this failure left without
+    /// vectors: retried when transient.
+    pub fn fail_kind(&self) -> FailKind {
+        if self.is_transient() {
+            FailKind::Transient
+        } else {
+            FailKind::Embed
+        }
     }
 }
 

@@ -219,7 +219,7 @@ pub fn extract_isolated(
     tracing::debug!(
         path = %path.display(),
         took_ms = started.elapsed().as_millis() as u64,
-        outcome = match &result { Ok(_) => "ok", Err(e) => e.kind() },
+        outcome = match &result { Ok(_) => "ok", Err(e) => e.kind().label() },
         "extraction worker finished"
     );
     result
@@ -1216,7 +1216,7 @@ mod tests {
             ..IsolationLimits::default()
         };
         let err = extract_isolated(Path::new("a.pdf"), b"%PDF", Format::Pdf, &limits).unwrap_err();
-        assert_eq!(err.kind(), "worker_unavailable");
+        assert_eq!(err.kind().as_str(), "worker_unavailable");
         assert!(!err.is_permanent());
     }
 

@@ -30,6 +30,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::document::{Document, Format, Language, Section};
+use crate::ledger::FailKind;
 
 pub use ocr::{
     DEFAULT_DPI as DEFAULT_OCR_DPI, DEFAULT_MAX_PAGES as DEFAULT_OCR_MAX_PAGES, OcrMode,
@@ -174,23 +175,23 @@ impl ExtractError {
         }
     }
 
-    /// A short, stable name for the kind of error, for metrics labels and the
-    /// ledger (bounded, unlike the message).
-    pub const fn kind(&self) -> &'static str {
+    /// The kind of error as the ledger records it and metrics label it
+    /// (bounded, unlike the message).
+    pub const fn kind(&self) -> FailKind {
         match self {
-            ExtractError::Encrypted { .. } => "encrypted",
-            ExtractError::NoTextLayer { .. } => "no_text_layer",
-            ExtractError::OcrUnavailable { .. } => "ocr_unavailable",
-            ExtractError::OcrFailed { .. } => "ocr_failed",
-            ExtractError::Corrupt { .. } => "corrupt",
-            ExtractError::Binary => "binary",
-            ExtractError::Empty => "empty",
-            ExtractError::Panicked { .. } => "panicked",
-            ExtractError::Timeout { .. } => "timeout",
-            ExtractError::OutOfMemory { .. } => "out_of_memory",
-            ExtractError::Crashed { .. } => "crashed",
-            ExtractError::TooMuchText { .. } => "too_large",
-            ExtractError::WorkerUnavailable { .. } => "worker_unavailable",
+            ExtractError::Encrypted { .. } => FailKind::Encrypted,
+            ExtractError::NoTextLayer { .. } => FailKind::NoTextLayer,
+            ExtractError::OcrUnavailable { .. } => FailKind::OcrUnavailable,
+            ExtractError::OcrFailed { .. } => FailKind::OcrFailed,
+            ExtractError::Corrupt { .. } => FailKind::Corrupt,
+            ExtractError::Binary => FailKind::Binary,
+            ExtractError::Empty => FailKind::Empty,
+            ExtractError::Panicked { .. } => FailKind::Panicked,
+            ExtractError::Timeout { .. } => FailKind::Timeout,
+            ExtractError::OutOfMemory { .. } => FailKind::OutOfMemory,
+            ExtractError::Crashed { .. } => FailKind::Crashed,
+            ExtractError::TooMuchText { .. } => FailKind::TooLarge,
+            ExtractError::WorkerUnavailable { .. } => FailKind::WorkerUnavailable,
         }
     }
 }
@@ -473,7 +474,7 @@ mod tests {
             "encrypted PDF: it needs a password to be read"
         );
         assert!(ExtractError::Binary.is_permanent());
-        assert_eq!(ExtractError::Empty.kind(), "empty");
+        assert_eq!(ExtractError::Empty.kind().as_str(), "empty");
     }
 
     #[test]

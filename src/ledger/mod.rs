@@ -11,7 +11,10 @@
 //! lost (the reindex switch), [`Ledger::make_durable`] puts every commit so far
 //! on disk first.
 
+mod kind;
 mod migrations;
+
+pub use kind::FailKind;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,30 +97,21 @@ pub struct FileRecord {
     /// SHA-256 of the bytes last seen.
     pub file_hash: String,
     /// Text hash whose points Qdrant holds (when indexed). For a file ragd has
-    /// no reader for ([`NO_READER`]), the SHA-256 of its bytes: the version a
+    /// no reader for ([`FailKind::NoReader`]), the SHA-256 of its bytes: the version a
     /// knowledge base gets, with no points behind it.
     pub content_hash: Option<String>,
     /// Text hash being written (when indexing).
     pub target_hash: Option<String>,
     pub chunk_count: u32,
     pub state: FileState,
-    /// Machine-readable failure class, e.g. `pdf-encrypted`.
-    pub error_kind: Option<String>,
+    /// Machine-readable failure class, e.g. `encrypted`.
+    pub error_kind: Option<FailKind>,
     /// Human-readable reason.
     pub error: Option<String>,
     pub attempts: u32,
     /// Unix seconds of the last change to this row.
     pub updated_at: i64,
 }
-
-/// `error_kind` of a file ragd has no reader for but Open WebUI reads (legacy
-/// doc, ppt: see `extract::published_without_reader`). Skipped by ragd's own
-/// index, published to a knowledge base as it is.
-pub const NO_READER: &str = "no_reader";
-
-/// `error_kind` of failures that may go away by themselves (server down,
-/// timeouts), in `files` and in `kb_files` rows alike.
-pub const TRANSIENT_KIND: &str = "transient";
 
 /// How many failed attempts of a transient kind before a file is left alone
 /// until it changes (or an operator retries it): indexing and publishing alike
@@ -136,9 +130,19 @@ impl FileRecord {
         }
     }
 
-    /// Skipped because ragd has no reader for its format ([`NO_READER`]).
+    /// Skipped because ragd has no reader for its format, though Open WebUI
+    /// reads it (legacy doc, ppt: see `extract::published_without_reader`):
+    /// not in ragd's own index, published to a knowledge base as it is.
     pub fn has_no_reader(&self) -> bool {
-        self.state == FileState::Skipped && self.error_kind.as_deref() == Some(NO_READER)
+        self.state == FileState::Skipped && self.error_kind == Some(FailKind::NoReader)
+    }
+
+    /// Whether this failed file is tried again without changing: a transient
+    /// kind with attempts left ([`MAX_TRANSIENT_ATTEMPTS`]).
+    pub fn is_retried(&self) -> bool {
+        self.state == FileState::Failed
+            && self.error_kind.as_ref().is_some_and(FailKind::is_transient)
+            && self.attempts < MAX_TRANSIENT_ATTEMPTS
     }
 
     pub fn new(
@@ -207,6 +211,28 @@ impl KbState {
     }
 }
 
+// A kind is stored (and shown in JSON) as its text; unknown text reads as
+// `FailKind::Other`, so no row of another ragd fails to read.
+impl serde::Serialize for FailKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for FailKind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(self.as_str().as_bytes()),
+        ))
+    }
+}
+
+impl rusqlite::types::FromSql for FailKind {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value.as_str().map(FailKind::parse)
+    }
+}
+
 /// One file's knowledge-base record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KbRecord {
@@ -220,7 +246,7 @@ pub struct KbRecord {
     /// The previously linked version, removed once the new one is linked.
     pub old_file_id: Option<String>,
     pub state: KbState,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<FailKind>,
     pub error: Option<String>,
     pub attempts: u32,
     /// Where the file sits in the knowledge base (`dir/name`, see
@@ -1073,6 +1099,39 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_kinds_are_stored_as_their_text_and_unknown_ones_kept() {
+        let l = Ledger::in_memory().unwrap();
+        let mut r = FileRecord::new("p", "a.pdf", 0, 1, 1, "h".into());
+        r.state = FileState::Failed;
+        r.error_kind = Some(FailKind::Corrupt);
+        l.put(&r).unwrap();
+        let text: String = l
+            .conn()
+            .query_row(
+                "SELECT error_kind FROM files WHERE path = 'a.pdf'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(text, "corrupt");
+        // A kind another ragd wrote reads, and is written back as it was.
+        l.conn()
+            .execute(
+                "UPDATE files SET error_kind = 'someday' WHERE path = 'a.pdf'",
+                [],
+            )
+            .unwrap();
+        let back = l.get("p", "a.pdf").unwrap().unwrap();
+        assert_eq!(back.error_kind, Some(FailKind::Other("someday".into())));
+        assert!(!back.is_retried());
+        l.put(&back).unwrap();
+        assert_eq!(
+            l.get("p", "a.pdf").unwrap().unwrap().error_kind,
+            back.error_kind
+        );
+    }
 
     #[test]
     fn put_get_and_states_roundtrip() {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Config, PipelineConfig, QdrantSettings};
-use crate::ledger::{FileRecord, KbRecord, KbState, Ledger, LedgerError};
+use crate::ledger::{FailKind, FileRecord, KbRecord, KbState, Ledger, LedgerError};
 use crate::store::VectorStore;
 use crate::store::edge::{EdgeStore, EdgeTuning};
 use crate::store::qdrant::QdrantStore;
@@ -184,7 +184,7 @@ pub(crate) fn no_reader_note(r: &FileRecord, kb: Option<&KbRecord>, publishes: b
         }
         Some(k) if k.state == KbState::Failed && this_version(k) => format!(
             "not published: the knowledge base refused it ({}: {})",
-            k.error_kind.as_deref().unwrap_or("?"),
+            k.error_kind.as_ref().map_or("?", FailKind::as_str),
             k.error.as_deref().unwrap_or("")
         ),
         Some(k) if this_version(k) && k.error.is_some() => format!(
@@ -254,7 +254,7 @@ mod tests {
     fn a_file_without_a_reader_says_whether_it_is_published() {
         let mut r = FileRecord::new("p", "old.doc", 0, 1, 1, "b1".into());
         r.state = crate::ledger::FileState::Skipped;
-        r.error_kind = Some(crate::ledger::NO_READER.into());
+        r.error_kind = Some(FailKind::NoReader);
         r.error = Some("not in ragd's own index: no reader for .doc".into());
         r.content_hash = Some("b1".into());
         let mut kb = KbRecord::uploading("p", "old.doc", "kb", "b1");
@@ -281,7 +281,7 @@ mod tests {
         assert!(note(Some(&kb), true).starts_with("an earlier version published"));
         kb.content_hash = "b1".into();
         kb.state = KbState::Failed;
-        kb.error_kind = Some("processing_failed".into());
+        kb.error_kind = Some(FailKind::ProcessingFailed);
         assert!(
             note(Some(&kb), true).starts_with("not published: the knowledge base refused it"),
             "{}",

@@ -10,7 +10,7 @@ use super::plan::{self, PipelinePlan};
 use super::{OpsError, View, human_age, human_bytes, human_time};
 use crate::config::QdrantSettings;
 use crate::config::{KnowledgeTarget, PipelineConfig};
-use crate::ledger::{FileState, KbState, RunRecord};
+use crate::ledger::{FailKind, FileState, KbState, RunRecord};
 use crate::publish::tree::Place;
 use crate::store::edge::{DiskUsage, disk_usage};
 
@@ -178,11 +178,13 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
         }
     }
     let group_rows = |state: FileState| {
-        group(
-            rows.values()
-                .filter(|r| r.state == state)
-                .map(|r| (r.error_kind.as_deref(), r.path.as_str(), r.error.as_deref())),
-        )
+        group(rows.values().filter(|r| r.state == state).map(|r| {
+            (
+                r.error_kind.as_ref().map(FailKind::as_str),
+                r.path.as_str(),
+                r.error.as_deref(),
+            )
+        }))
     };
     let plan = plan::compute(p, &view.ledger, view.config.limits.max_file_bytes)?;
     let kb_rows = match &p.knowledge {
@@ -204,80 +206,84 @@ pub fn pipeline_status(view: &View, p: &PipelineConfig) -> Result<PipelineStatus
             .map(|r| {
                 let error = notes.get(r.path.as_str()).map(String::as_str);
                 (
-                    r.error_kind.as_deref(),
+                    r.error_kind.as_ref().map(FailKind::as_str),
                     r.path.as_str(),
                     error.or(r.error.as_deref()),
                 )
             }),
     );
-    let knowledge = match &p.knowledge {
-        None => None,
-        Some(target) => {
-            let mut kb_files: BTreeMap<&'static str, u64> = [
-                KbState::Linked,
-                KbState::Uploading,
-                KbState::Uploaded,
-                KbState::Failed,
-                KbState::Removing,
-            ]
-            .into_iter()
-            .map(|s| (s.as_str(), 0))
-            .collect();
-            for r in kb_rows.values() {
-                *kb_files.entry(r.state.as_str()).or_default() += 1;
-            }
-            let kb_id = kb_rows.values().next().map(|r| r.kb_id.clone());
-            let dirs = match &kb_id {
-                Some(id) => view.ledger.kb_dirs(&p.name, id)?,
-                None => Default::default(),
-            };
-            let mut placed = 0;
-            let mut unplaced: Vec<Placement> = Vec::new();
-            for r in kb_rows.values().filter(|r| r.state == KbState::Linked) {
-                let at = Place::recorded(r.kb_path.as_deref(), &r.path).kb_path();
-                let wanted = Place::of(&r.path, p.kb_directories).kb_path();
-                if at == wanted {
-                    placed += 1;
-                } else {
-                    unplaced.push(Placement {
-                        path: r.path.clone(),
-                        kb_path: at,
-                        wanted,
-                    });
+    let knowledge =
+        match &p.knowledge {
+            None => None,
+            Some(target) => {
+                let mut kb_files: BTreeMap<&'static str, u64> = [
+                    KbState::Linked,
+                    KbState::Uploading,
+                    KbState::Uploaded,
+                    KbState::Failed,
+                    KbState::Removing,
+                ]
+                .into_iter()
+                .map(|s| (s.as_str(), 0))
+                .collect();
+                for r in kb_rows.values() {
+                    *kb_files.entry(r.state.as_str()).or_default() += 1;
                 }
-            }
-            let unplaced_count = unplaced.len() as u64;
-            unplaced.sort_by(|a, b| a.path.cmp(&b.path));
-            unplaced.truncate(EXAMPLES);
-            let unpublished = rows
-                .values()
-                .filter(|r| {
-                    (r.state == FileState::Indexed || r.has_no_reader())
-                        && !kb_rows.contains_key(&r.path)
+                let kb_id = kb_rows.values().next().map(|r| r.kb_id.clone());
+                let dirs = match &kb_id {
+                    Some(id) => view.ledger.kb_dirs(&p.name, id)?,
+                    None => Default::default(),
+                };
+                let mut placed = 0;
+                let mut unplaced: Vec<Placement> = Vec::new();
+                for r in kb_rows.values().filter(|r| r.state == KbState::Linked) {
+                    let at = Place::recorded(r.kb_path.as_deref(), &r.path).kb_path();
+                    let wanted = Place::of(&r.path, p.kb_directories).kb_path();
+                    if at == wanted {
+                        placed += 1;
+                    } else {
+                        unplaced.push(Placement {
+                            path: r.path.clone(),
+                            kb_path: at,
+                            wanted,
+                        });
+                    }
+                }
+                let unplaced_count = unplaced.len() as u64;
+                unplaced.sort_by(|a, b| a.path.cmp(&b.path));
+                unplaced.truncate(EXAMPLES);
+                let unpublished = rows
+                    .values()
+                    .filter(|r| {
+                        (r.state == FileState::Indexed || r.has_no_reader())
+                            && !kb_rows.contains_key(&r.path)
+                    })
+                    .count() as u64;
+                Some(KnowledgeStatus {
+                    target: match target {
+                        KnowledgeTarget::Id(id) => format!("id {id}"),
+                        KnowledgeTarget::Name { name, .. } => format!("name {name:?}"),
+                    },
+                    kb_id,
+                    files: kb_files,
+                    unpublished,
+                    placed,
+                    unplaced: unplaced_count,
+                    unplaced_examples: unplaced,
+                    directories: dirs.len() as u64,
+                    directories_made: dirs.values().filter(|d| d.made).count() as u64,
+                    failures: group(kb_rows.values().filter(|r| r.state == KbState::Failed).map(
+                        |r| {
+                            (
+                                r.error_kind.as_ref().map(FailKind::as_str),
+                                r.path.as_str(),
+                                r.error.as_deref(),
+                            )
+                        },
+                    )),
                 })
-                .count() as u64;
-            Some(KnowledgeStatus {
-                target: match target {
-                    KnowledgeTarget::Id(id) => format!("id {id}"),
-                    KnowledgeTarget::Name { name, .. } => format!("name {name:?}"),
-                },
-                kb_id,
-                files: kb_files,
-                unpublished,
-                placed,
-                unplaced: unplaced_count,
-                unplaced_examples: unplaced,
-                directories: dirs.len() as u64,
-                directories_made: dirs.values().filter(|d| d.made).count() as u64,
-                failures: group(
-                    kb_rows
-                        .values()
-                        .filter(|r| r.state == KbState::Failed)
-                        .map(|r| (r.error_kind.as_deref(), r.path.as_str(), r.error.as_deref())),
-                ),
-            })
-        }
-    };
+            }
+        };
     Ok(PipelineStatus {
         pipeline: p.name.clone(),
         collection: p.collection.clone(),

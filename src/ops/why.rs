@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use super::{OpsError, Outcome, StoreAccess, View, human_bytes, human_time};
 use crate::config::PipelineConfig;
-use crate::ledger::{FileRecord, FileState, KbRecord};
-use crate::pipeline::plan::{MAX_TRANSIENT_ATTEMPTS, TRANSIENT_KIND};
+use crate::ledger::{FailKind, FileRecord, FileState, KbRecord, MAX_TRANSIENT_ATTEMPTS};
 use crate::triggers::scan;
 
 /// One file as one pipeline sees it.
@@ -46,7 +45,7 @@ pub struct LedgerRow {
     pub content_hash: Option<String>,
     pub target_hash: Option<String>,
     pub chunks: u32,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<FailKind>,
     pub error: Option<String>,
     pub attempts: u32,
     pub updated_at: i64,
@@ -86,7 +85,7 @@ pub struct KbRow {
     pub state: &'static str,
     pub file_id: Option<String>,
     pub old_file_id: Option<String>,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<FailKind>,
     pub error: Option<String>,
     pub attempts: u32,
     /// Where the file sits in the knowledge base (`dir/name`), as ragd last put it.
@@ -274,11 +273,11 @@ fn verdict(r: Option<&FileRecord>, disk: Option<&DiskFile>, wanted: bool) -> Str
             FileState::Indexed => "indexed and up to date".into(),
             FileState::Skipped => format!(
                 "skipped on purpose ({}): change the limits or the file",
-                r.error_kind.as_deref().unwrap_or("?")
+                r.error_kind.as_ref().map_or("?", FailKind::as_str)
             ),
             FileState::Failed => {
-                let kind = r.error_kind.as_deref().unwrap_or("?");
-                if kind == TRANSIENT_KIND && r.attempts < MAX_TRANSIENT_ATTEMPTS {
+                let kind = r.error_kind.as_ref().map_or("?", FailKind::as_str);
+                if r.is_retried() {
                     format!(
                         "failed ({kind}), attempt {} of {MAX_TRANSIENT_ATTEMPTS}: the next run retries it",
                         r.attempts

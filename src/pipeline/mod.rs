@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::chunk::Chunker;
 use crate::config::{ChunkUnit, Limits, PipelineConfig};
 use crate::embed::{EmbedError, Embedder};
-use crate::ledger::{FileRecord, FileState, Ledger, LedgerError, PipelineMeta};
+use crate::ledger::{FailKind, FileRecord, FileState, Ledger, LedgerError, PipelineMeta};
 use crate::publish::{PublishSummary, Publisher, SyncStop, Verify};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore, WriteOp};
 use crate::triggers::scan;
@@ -92,7 +92,7 @@ pub enum PipelineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFailure {
     pub path: String,
-    pub kind: String,
+    pub kind: FailKind,
     pub message: String,
 }
 

@@ -5,10 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::ledger::{FileRecord, FileState};
+use crate::ledger::{FailKind, FileRecord, FileState};
 use crate::triggers::scan::{ScanResult, ScannedFile};
-
-pub use crate::ledger::MAX_TRANSIENT_ATTEMPTS;
 
 /// Why a file is in the work list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,24 +174,16 @@ fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
         _ if !same_meta => Some(Reason::Changed),
         // Skipped as unsupported by a ragd that could not read or publish its
         // format: this one looks again.
-        FileState::Skipped if r.error_kind.as_deref() == Some(UNSUPPORTED_KIND) => {
+        FileState::Skipped if r.error_kind == Some(FailKind::UnsupportedType) => {
             let path = std::path::Path::new(&r.path);
             (crate::extract::format_for(path).is_some()
                 || crate::extract::published_without_reader(path))
             .then_some(Reason::Resume)
         }
         FileState::Indexed | FileState::Skipped => None,
-        FileState::Failed => {
-            let transient = r.error_kind.as_deref() == Some(TRANSIENT_KIND);
-            (transient && r.attempts < MAX_TRANSIENT_ATTEMPTS).then_some(Reason::Resume)
-        }
+        FileState::Failed => r.is_retried().then_some(Reason::Resume),
     }
 }
-
-pub use crate::ledger::TRANSIENT_KIND;
-
-/// `error_kind` of a file whose format ragd neither reads nor publishes.
-pub const UNSUPPORTED_KIND: &str = "unsupported_type";
 
 #[cfg(test)]
 mod tests {
@@ -264,7 +254,7 @@ mod tests {
                 .iter()
                 .map(|n| {
                     let mut r = record(n, 1, 1, FileState::Skipped);
-                    r.error_kind = Some(UNSUPPORTED_KIND.into());
+                    r.error_kind = Some(FailKind::UnsupportedType);
                     r
                 })
                 .collect(),
@@ -402,9 +392,9 @@ mod tests {
             ..Default::default()
         };
         let mut bad = record("bad.pdf", 1, 1, FileState::Failed);
-        bad.error_kind = Some("encrypted".into());
+        bad.error_kind = Some(FailKind::Encrypted);
         let mut flaky = record("flaky.md", 1, 1, FileState::Failed);
-        flaky.error_kind = Some(TRANSIENT_KIND.into());
+        flaky.error_kind = Some(FailKind::Transient);
         flaky.attempts = 1;
         let ledger = sorted(vec![bad, flaky]);
         let p = plan(&scan, ledger.clone(), false, DeleteRail::default());

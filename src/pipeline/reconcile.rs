@@ -10,9 +10,8 @@
 
 use std::collections::HashMap;
 
-use super::plan::TRANSIENT_KIND;
 use super::{Pipeline, PipelineError, RunOptions, RunSummary, Verify};
-use crate::ledger::{FileState, KbState};
+use crate::ledger::{FailKind, FileState, KbState};
 use crate::store::PointFilter;
 use uuid::Uuid;
 
@@ -142,7 +141,7 @@ impl Pipeline {
                 continue;
             }
             // A transient kind with no attempts is what the planner retries.
-            r.error_kind = Some(TRANSIENT_KIND.to_owned());
+            r.error_kind = Some(FailKind::Transient);
             r.attempts = 0;
             self.ledger.put(&r).map_err(|e| self.ledger_err(e))?;
             files += 1;

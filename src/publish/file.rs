@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 use super::recover::{Probes, may_hold_lost_upload};
 use super::tree::Place;
 use super::{
-    DUPLICATE_KIND, MARKER, MAX_PROCESSING_FAILURES, MAX_TRANSIENT_ATTEMPTS, Outcome, PublishError,
-    Publisher, UNKNOWN_PLACE,
+    MARKER, MAX_PROCESSING_FAILURES, MAX_TRANSIENT_ATTEMPTS, Outcome, PublishError, Publisher,
+    UNKNOWN_PLACE,
 };
 use crate::config::PipelineConfig;
 use crate::document::sha256_hex;
 use crate::failpoint;
-use crate::ledger::{FileRecord, KbRecord, KbState, Ledger};
+use crate::ledger::{FailKind, FileRecord, KbRecord, KbState, Ledger};
 use crate::open_webui::{OwuiError, ProcessOutcome, sanitize_filename};
 use crate::triggers::scan::source_path;
 
@@ -120,7 +120,7 @@ impl Publisher {
             let reason =
                 format!("same text as {twin:?}, already in the knowledge base; not uploaded");
             row.state = KbState::Failed;
-            row.error_kind = Some(DUPLICATE_KIND.to_owned());
+            row.error_kind = Some(FailKind::DuplicateContent);
             row.error = Some(reason.clone());
             ledger.put_kb(&row)?;
             out.failed = Some(reason);
@@ -445,9 +445,7 @@ impl Publisher {
         if e.stops_pipeline() {
             return Err(PublishError::Unauthorized(e));
         }
-        row.attempts += 1;
-        row.error_kind = Some(crate::ledger::TRANSIENT_KIND.into());
-        row.error = Some(e.to_string());
+        count_attempt(&mut row, FailKind::Transient, e.to_string());
         if row.attempts >= MAX_TRANSIENT_ATTEMPTS {
             row.state = KbState::Failed;
             out.failed = Some(format!("gave up after {} attempts: {e}", row.attempts));
@@ -491,23 +489,23 @@ impl Publisher {
                     .unwrap_or_else(|| {
                         "same text as another file in the knowledge base".to_owned()
                     });
-                (DUPLICATE_KIND, format!("{twin} ({e})"))
+                (FailKind::DuplicateContent, format!("{twin} ({e})"))
             }
-            OwuiError::EmptyContent { .. } => ("empty_content", e.to_string()),
-            _ => ("processing_failed", e.to_string()),
+            OwuiError::EmptyContent { .. } => (FailKind::EmptyContent, e.to_string()),
+            _ => (FailKind::ProcessingFailed, e.to_string()),
         };
-        row.attempts += 1;
-        let permanent = kind != "processing_failed" || row.attempts >= MAX_PROCESSING_FAILURES;
+        // Processing may fail once by chance; a refusal of the content is final.
+        let processing = kind == FailKind::ProcessingFailed;
+        count_attempt(&mut row, kind, reason.clone());
+        let permanent = !processing || row.attempts >= MAX_PROCESSING_FAILURES;
         row.state = if permanent {
             KbState::Failed
         } else {
             KbState::Uploaded
         };
-        row.error_kind = Some(kind.to_owned());
-        row.error = Some(reason.clone());
         // A refused upload is deleted at once so it cannot linger as an orphan.
         if let Some(id) = row.file_id.clone()
-            && (permanent || kind == "processing_failed")
+            && (permanent || processing)
         {
             match self.remove_file(&row.kb_id, &id).await {
                 Ok(()) => row.file_id = None,
@@ -527,6 +525,14 @@ impl Publisher {
         }
         Ok(out)
     }
+}
+
+/// One more failed attempt at `row`'s version, and why: what a deferral and a
+/// refusal both record.
+fn count_attempt(row: &mut KbRecord, kind: FailKind, error: String) {
+    row.attempts += 1;
+    row.error_kind = Some(kind);
+    row.error = Some(error);
 }
 
 /// How [`Publisher::upload_and_link`] ended.

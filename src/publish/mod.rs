@@ -51,8 +51,6 @@ const MAX_PROCESSING_FAILURES: u32 = 2;
 /// linked twin left in the ledger: the twin may be a file someone else put in
 /// the knowledge base, which ragd cannot see go.
 const MAX_DUPLICATE_ATTEMPTS: u32 = 3;
-/// `error_kind` of a duplicate-content refusal.
-const DUPLICATE_KIND: &str = "duplicate_content";
 /// `kb_path` of a row whose upload's place in the knowledge base is not known
 /// (adopted after a crash, or linked again at the root): it matches no place,
 /// so [`Publisher::place_files`] moves and names it where it belongs.

@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{DUPLICATE_KIND, MAX_DUPLICATE_ATTEMPTS};
-use crate::ledger::{FileRecord, KbRecord, KbState};
+use super::MAX_DUPLICATE_ATTEMPTS;
+use crate::ledger::{FailKind, FileRecord, KbRecord, KbState};
 use crate::open_webui::sanitize_filename;
 
 /// What to do with one path.
@@ -44,7 +44,7 @@ pub(super) fn is_refused_copy(a: &Action) -> bool {
             prev: Some(r),
         } => {
             r.state == KbState::Failed
-                && r.error_kind.as_deref() == Some(DUPLICATE_KIND)
+                && r.error_kind == Some(FailKind::DuplicateContent)
                 && file.content_hash.as_deref() == Some(r.content_hash.as_str())
         }
         _ => false,
@@ -114,7 +114,7 @@ pub(super) fn plan(
             Some(r)
                 if r.content_hash == hash
                     && r.state == KbState::Failed
-                    && r.error_kind.as_deref() == Some(DUPLICATE_KIND)
+                    && r.error_kind == Some(FailKind::DuplicateContent)
                     && r.attempts < MAX_DUPLICATE_ATTEMPTS =>
             {
                 refused.push((file, r));
@@ -325,7 +325,7 @@ mod tests {
 
     fn refused(path: &str, hash: &str, attempts: u32) -> KbRecord {
         KbRecord {
-            error_kind: Some(DUPLICATE_KIND.into()),
+            error_kind: Some(FailKind::DuplicateContent),
             attempts,
             ..row(path, hash, KbState::Failed)
         }
@@ -562,7 +562,7 @@ mod tests {
         assert_eq!(done, []);
         // Other permanent refusals wait for new text.
         let empty = KbRecord {
-            error_kind: Some("empty_content".into()),
+            error_kind: Some(FailKind::EmptyContent),
             ..refused("b.md", "h", 1)
         };
         assert_eq!(planned(vec![file("b.md", "h")], vec![empty]), []);

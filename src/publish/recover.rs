@@ -5,7 +5,7 @@
 
 use super::tree::upload_names;
 use super::{PublishError, Publisher, UploadMarker};
-use crate::ledger::{KbRecord, KbState, Ledger};
+use crate::ledger::{FailKind, KbRecord, KbState, Ledger};
 use crate::open_webui::{FileInfo, OwuiError};
 
 /// One place a lost upload of a version may be.
@@ -180,7 +180,7 @@ impl Publisher {
 pub(super) fn may_hold_lost_upload(r: &KbRecord) -> bool {
     match r.state {
         KbState::Uploading | KbState::Removing => true,
-        KbState::Failed => r.error_kind.as_deref() == Some(crate::ledger::TRANSIENT_KIND),
+        KbState::Failed => r.error_kind.as_ref().is_some_and(FailKind::is_transient),
         KbState::Uploaded | KbState::Linked => false,
     }
 }

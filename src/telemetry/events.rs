@@ -10,22 +10,12 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 
 use super::metrics as m;
-use crate::ledger::unix_now;
+use crate::ledger::{FailKind, unix_now};
 
-/// A failure kind as a metric label. Kinds come from a closed set in the code
-/// (`pdf_encrypted`, `transient`, …); anything that does not look like one is
-/// folded into `other` so a label can never grow without bound.
-fn kind_label(kind: &str) -> String {
-    let plain = !kind.is_empty()
-        && kind.len() <= 32
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if plain {
-        kind.to_owned()
-    } else {
-        "other".to_owned()
-    }
+/// A failure kind as a metric label: the closed set [`FailKind::label`] names,
+/// `other` for none, so a label can never grow without bound.
+fn kind_label(kind: Option<&FailKind>) -> &'static str {
+    kind.map_or("other", FailKind::label)
 }
 
 /// How far a run is, every few seconds when stderr is not a terminal (a terminal
@@ -45,15 +35,26 @@ pub fn file_indexed(pipeline: &str, path: &str, chunks: usize, updated: bool) {
 }
 
 /// A file could not be indexed; the ledger keeps `kind` and `error`.
-pub fn file_failed(pipeline: &str, path: &str, kind: &str, error: &str) {
-    tracing::warn!(pipeline, path, kind, error, "file failed");
+pub fn file_failed(pipeline: &str, path: &str, kind: Option<&FailKind>, error: &str) {
+    tracing::warn!(
+        pipeline,
+        path,
+        kind = kind.map_or("", FailKind::as_str),
+        error,
+        "file failed"
+    );
     counter!(m::FILES_FAILED, "pipeline" => pipeline.to_owned(), "kind" => kind_label(kind))
         .increment(1);
 }
 
 /// A file was left out on purpose (too large, unsupported type).
-pub fn file_skipped(pipeline: &str, path: &str, kind: &str) {
-    tracing::debug!(pipeline, path, kind, "skipped");
+pub fn file_skipped(pipeline: &str, path: &str, kind: Option<&FailKind>) {
+    tracing::debug!(
+        pipeline,
+        path,
+        kind = kind.map_or("", FailKind::as_str),
+        "skipped"
+    );
     counter!(m::FILES_SKIPPED, "pipeline" => pipeline.to_owned(), "kind" => kind_label(kind))
         .increment(1);
 }
@@ -236,13 +237,15 @@ pub fn run_finished(summary: &RunTotals<'_>) {
 #[cfg(test)]
 mod tests {
     use super::kind_label;
+    use crate::ledger::FailKind;
 
     #[test]
     fn kind_labels_stay_bounded() {
-        assert_eq!(kind_label("pdf_encrypted"), "pdf_encrypted");
-        assert_eq!(kind_label("too-large"), "too-large");
-        assert_eq!(kind_label("/srv/docs/secret.pdf"), "other");
-        assert_eq!(kind_label(""), "other");
-        assert_eq!(kind_label(&"x".repeat(100)), "other");
+        assert_eq!(kind_label(Some(&FailKind::Encrypted)), "encrypted");
+        assert_eq!(kind_label(Some(&FailKind::TooLarge)), "too_large");
+        // A ledger's unknown text is not a label.
+        let stray = FailKind::parse("/srv/docs/secret.pdf");
+        assert_eq!(kind_label(Some(&stray)), "other");
+        assert_eq!(kind_label(None), "other");
     }
 }

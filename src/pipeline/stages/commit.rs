@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::{Embedded, GROUP_MAX_POINTS, LEDGER_BATCH, SYNC_INTERVAL, SYNC_MAX_POINTS};
 use crate::document::{Chunk, point_id};
 use crate::failpoint;
-use crate::ledger::{FileRecord, FileState};
+use crate::ledger::{FailKind, FileRecord, FileState};
 use crate::pipeline::plan::Reason;
 use crate::pipeline::{FileFailure, Pipeline, PipelineError, RunSummary, points};
 use crate::store::{PointPayload, StoredPoint, WriteOp};
@@ -160,23 +160,23 @@ pub(super) fn settle(
     match record.state {
         FileState::Skipped => {
             summary.skipped += 1;
-            events::file_skipped(
-                name,
-                &record.path,
-                record.error_kind.as_deref().unwrap_or(""),
-            );
+            events::file_skipped(name, &record.path, record.error_kind.as_ref());
         }
         FileState::Failed => {
             summary.failed += 1;
             summary.failures.push(FileFailure {
                 path: record.path.clone(),
-                kind: record.error_kind.clone().unwrap_or_default(),
+                // Every failed row names its kind; none reads as an empty one.
+                kind: record
+                    .error_kind
+                    .clone()
+                    .unwrap_or_else(|| FailKind::Other(String::new())),
                 message: record.error.clone().unwrap_or_default(),
             });
             events::file_failed(
                 name,
                 &record.path,
-                record.error_kind.as_deref().unwrap_or(""),
+                record.error_kind.as_ref(),
                 record.error.as_deref().unwrap_or(""),
             );
         }

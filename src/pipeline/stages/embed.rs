@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use super::{CACHE_WRITE_BATCH, EMBED_CACHE_ENTRIES, Embedded, Prepared};
 use crate::document::Chunk;
 use crate::embed::EmbedError;
-use crate::ledger::{FileRecord, FileState};
-use crate::pipeline::plan::{Reason, TRANSIENT_KIND};
+use crate::ledger::{FailKind, FileRecord, FileState};
+use crate::pipeline::plan::Reason;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::events;
 
@@ -33,7 +33,7 @@ pub(super) struct Slot {
     hashes: Vec<[u8; 32]>,
     remaining: usize,
     /// The first embedding failure of the file: its `error_kind` and message.
-    error: Option<(&'static str, String)>,
+    error: Option<(FailKind, String)>,
     reason: Reason,
 }
 
@@ -215,10 +215,7 @@ pub(super) async fn embed_loop(
                         for (slot, _) in &items {
                             if let Some(s) = slots.get_mut(slot) {
                                 s.remaining -= 1;
-                                s.error.get_or_insert_with(|| {
-                                    let kind = if transient { TRANSIENT_KIND } else { "embed" };
-                                    (kind, e.to_string())
-                                });
+                                s.error.get_or_insert_with(|| (e.fail_kind(), e.to_string()));
                             }
                         }
                     }
@@ -257,7 +254,7 @@ pub(super) fn finish_slot(s: Slot) -> Embedded {
     if let Some((kind, message)) = s.error {
         let mut r = s.record;
         r.state = FileState::Failed;
-        r.error_kind = Some(kind.to_owned());
+        r.error_kind = Some(kind);
         r.error = Some(message);
         r.attempts += 1;
         r.target_hash = None;

@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 use super::Prepared;
 use crate::document::{Document, sha256_hex};
 use crate::extract;
-use crate::ledger::{FileRecord, FileState, NO_READER};
+use crate::ledger::{FailKind, FileRecord, FileState};
 use crate::pipeline::Pipeline;
-use crate::pipeline::plan::{Reason, TRANSIENT_KIND, UNSUPPORTED_KIND, WorkItem};
+use crate::pipeline::plan::{Reason, WorkItem};
 use crate::telemetry::events;
 use crate::triggers::scan::ReadError;
 
@@ -65,7 +65,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             String::new(),
         )
     });
-    let settle = |state: FileState, kind: &str, message: String| {
+    let settle = |state: FileState, kind: FailKind, message: String| {
         let mut r = base.clone();
         r.size = file.size;
         r.mtime_ns = file.mtime_ns;
@@ -73,7 +73,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         // A previously indexed version keeps its points (and `content_hash`):
         // nothing already indexed is lost because a new version is bad.
         r.state = state;
-        r.error_kind = Some(kind.to_owned());
+        r.error_kind = Some(kind);
         r.error = Some(message);
         r.attempts = if state == FileState::Failed {
             base.attempts + 1
@@ -87,7 +87,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if file.size > pipeline.limits.max_file_bytes {
         return Prepared::Settled(settle(
             FileState::Skipped,
-            "too_large",
+            FailKind::TooLarge,
             format!(
                 "file is {} bytes, over the limit of {} (limits.max_file_bytes)",
                 file.size, pipeline.limits.max_file_bytes
@@ -100,7 +100,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         // counted no attempt, forever. Refused until it is renamed.
         return Prepared::Settled(settle(
             FileState::Skipped,
-            "file_name_not_utf8",
+            FailKind::FileNameNotUtf8,
             "the file's path is not valid UTF-8; rename it to index and publish it".to_owned(),
         ));
     }
@@ -113,7 +113,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if format.is_none() && !extract::published_without_reader(&file.abs_path) {
         return Prepared::Settled(settle(
             FileState::Skipped,
-            UNSUPPORTED_KIND,
+            FailKind::UnsupportedType,
             format!(
                 "unsupported file type {ext:?} (supported: pdf, Office (docx, xlsx, pptx, odt, ods, \
                  odp, xls, rtf), epub, eml, csv, images by OCR, html, md, txt, code and other plain text; \
@@ -131,7 +131,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         Err(ReadError::NotRegular) => {
             return Prepared::Settled(settle(
                 FileState::Skipped,
-                "not_a_regular_file",
+                FailKind::NotARegularFile,
                 "not read: it is a symbolic link, device or pipe now (swapped since the scan)"
                     .to_owned(),
             ));
@@ -139,18 +139,18 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         Err(e @ ReadError::TooLarge { .. }) => {
             return Prepared::Settled(settle(
                 FileState::Skipped,
-                "too_large",
+                FailKind::TooLarge,
                 format!("file grew since the scan: {e}"),
             ));
         }
         Err(ReadError::Io(e)) => {
             let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "permission_denied"
+                FailKind::PermissionDenied
             } else if e.kind() == std::io::ErrorKind::NotFound {
                 // Deleted between scan and read: the next scan sees it gone.
-                TRANSIENT_KIND
+                FailKind::Transient
             } else {
-                "read_error"
+                FailKind::ReadError
             };
             return Prepared::Settled(settle(
                 FileState::Failed,
@@ -167,7 +167,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         // without a knowledge base, so that one configured later gets the file.
         let mut r = settle(
             FileState::Skipped,
-            NO_READER,
+            FailKind::NoReader,
             format!("not in ragd's own index: no reader for .{ext}"),
         );
         r.size = bytes.len() as u64;
@@ -188,6 +188,13 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     if unchanged_bytes {
         return Prepared::Touch(record);
     }
+    // A failure once the bytes are read keeps their hash: the file is not
+    // read again until it changes.
+    let failed = |kind: FailKind, message: String| {
+        let mut r = settle(FileState::Failed, kind, message);
+        r.file_hash = record.file_hash.clone();
+        Prepared::Settled(r)
+    };
 
     let extract_started = Instant::now();
     let extracted = extract::isolate::extract_isolated(
@@ -204,25 +211,20 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
             let kind = if e.gives_up_after(base.attempts + 1) {
                 e.kind()
             } else {
-                TRANSIENT_KIND
+                FailKind::Transient
             };
-            let mut r = settle(FileState::Failed, kind, e.to_string());
-            r.file_hash = record.file_hash;
-            return Prepared::Settled(r);
+            return failed(kind, e.to_string());
         }
     };
     if doc.text_len() as u64 > pipeline.limits.max_text_bytes {
-        let mut r = settle(
-            FileState::Failed,
-            "text_too_large",
+        return failed(
+            FailKind::TextTooLarge,
             format!(
                 "extracted text is {} bytes, over the limit of {} (limits.max_text_bytes)",
                 doc.text_len(),
                 pipeline.limits.max_text_bytes
             ),
         );
-        r.file_hash = record.file_hash;
-        return Prepared::Settled(r);
     }
     let text_hash = doc.text_hash();
     let same_text = reason != Reason::Forced
@@ -234,22 +236,17 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     }
     let chunks = pipeline.chunker.chunk(&doc);
     if chunks.is_empty() {
-        let mut r = settle(FileState::Failed, "empty", "no text to index".to_owned());
-        r.file_hash = record.file_hash;
-        return Prepared::Settled(r);
+        return failed(FailKind::Empty, "no text to index".to_owned());
     }
     if chunks.len() > pipeline.limits.max_chunks_per_file as usize {
-        let mut r = settle(
-            FileState::Failed,
-            "too_many_chunks",
+        return failed(
+            FailKind::TooManyChunks,
             format!(
                 "{} chunks, over the limit of {} (limits.max_chunks_per_file)",
                 chunks.len(),
                 pipeline.limits.max_chunks_per_file
             ),
         );
-        r.file_hash = record.file_hash;
-        return Prepared::Settled(r);
     }
     record.target_hash = Some(text_hash);
     Prepared::Chunks {
