@@ -10,7 +10,8 @@
 //! - [`document`]: the data that flows (source file, extracted document, chunk,
 //!   embedded chunk) and the derivation of stable ids.
 //! - [`triggers`]: when a file must be looked at — the folder scan (walk + globs),
-//!   the debounced file watcher and cron schedules.
+//!   the debounced file watcher and cron schedules; a file's ledger key
+//!   ([`triggers::key::FileKey`]) and its way back to the path on disk.
 //! - [`pipeline`]: one run — the planner (ledger says skip/add/update/delete), then
 //!   extract → chunk → embed → store → register → ledger commit.
 //! - [`extract`]: bytes → text, per format (PDF, Markdown, plain text, HTML).
@@ -28,8 +29,8 @@
 //! - [`publish`]: the stage after the ledger — the knowledge base kept equal to the
 //!   folder (plan from the ledger, write-ahead upload states, lost-upload recovery,
 //!   the verify sweep, the directory tree).
-//! - [`ledger`]: the SQLite record of every file's state; what makes reruns free
-//!   and restarts safe.
+//! - [`ledger`]: the SQLite record of every file's state, and why one failed
+//!   ([`ledger::FailKind`]); what makes reruns free and restarts safe.
 //! - [`daemon`]: `ragd run` — the supervisor, one worker per pipeline, graceful
 //!   shutdown, and full reindexes into versioned collections behind an alias.
 //! - [`server`]: the daemon's HTTP endpoint (`/healthz`, `/readyz`).

@@ -97,7 +97,7 @@ pub async fn check_with(env: &TestEnv, fake: &FakeHandle, store: &dyn VectorStor
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
-        .map(|e| ragd::triggers::scan::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
+        .map(|e| ragd::triggers::key::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
         .collect();
     inv.files = on_disk.len();
 
@@ -778,7 +778,7 @@ async fn kill_9_against_the_real_server_while_files_move_and_change() {
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
-        .map(|e| ragd::triggers::scan::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
+        .map(|e| ragd::triggers::key::rel_to_string(e.path().strip_prefix(env.docs()).unwrap()))
         .collect();
     let wrong: Vec<&String> = on_disk
         .iter()

@@ -217,26 +217,6 @@ pub struct PipelineConfig {
     pub settle: Duration,
 }
 
-impl PipelineConfig {
-    /// What the ledger keys (and point ids) of source `source`'s files start
-    /// with: nothing for a single source; with several, the folder's own name
-    /// and a `/`, so two sources with the same file never share a key.
-    pub fn key_prefix(&self, source: usize) -> String {
-        if self.sources.len() > 1 {
-            source_prefix(&self.sources[source], source)
-        } else {
-            String::new()
-        }
-    }
-}
-
-/// [`PipelineConfig::key_prefix`] of a pipeline with several sources.
-fn source_prefix(root: &Path, index: usize) -> String {
-    root.file_name()
-        .map(|n| format!("{}/", n.to_string_lossy()))
-        .unwrap_or_else(|| format!("source{index}/"))
-}
-
 /// How the daemon notices changes in a pipeline's sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
@@ -699,10 +679,11 @@ fn validate_pipeline(
     let sources: Vec<PathBuf> = raw.sources.iter().map(|s| base.join(s)).collect();
     if sources.len() > 1 {
         // Keys are prefixed by the folder's name: `a/docs` and `b/docs` would
-        // give their two `x.md` one key and one set of point ids.
+        // give their two `x.md` one key and one set of point ids. (The rule is
+        // the key's: `triggers/key.rs` is a leaf, importing nothing of ragd.)
         let mut seen: HashMap<String, &str> = HashMap::new();
-        for (i, (path, raw_path)) in sources.iter().zip(&raw.sources).enumerate() {
-            let prefix = source_prefix(path, i);
+        for (i, raw_path) in raw.sources.iter().enumerate() {
+            let prefix = crate::triggers::key::prefix(&sources, i);
             if let Some(first) = seen.insert(prefix.clone(), raw_path) {
                 errs.push(
                     "sources",
@@ -1367,10 +1348,8 @@ mod tests {
         )
         .unwrap();
         let p = &c.pipelines[0];
-        assert_eq!(
-            (p.key_prefix(0), p.key_prefix(1)),
-            ("docs/".into(), "notes/".into())
-        );
+        let prefix = |i| crate::triggers::key::prefix(&p.sources, i);
+        assert_eq!((prefix(0), prefix(1)), ("docs/".into(), "notes/".into()));
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub fn compute(
                 Reason::Resume => Action::Retry,
                 Reason::Forced => Action::Rebuild,
             },
-            path: w.file.rel_path.clone(),
+            path: w.file.key.to_string(),
             from: None,
             kb_path: None,
             kb_from: None,
@@ -177,7 +177,7 @@ fn find_moves(p: &mut plan::Plan, max_file_bytes: u64) -> Vec<Change> {
         .into_iter()
         .map(|m| Change {
             action: Action::Move,
-            path: m.to.file.rel_path,
+            path: m.to.file.key.into_string(),
             from: Some(m.from.path),
             kb_path: None,
             kb_from: None,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{OpsError, Outcome, StoreAccess, View, human_bytes, human_time};
 use crate::config::PipelineConfig;
 use crate::ledger::{FailKind, FileRecord, FileState, KbRecord, MAX_TRANSIENT_ATTEMPTS};
+use crate::triggers::key::{FileKey, rel_to_string};
 use crate::triggers::scan;
 
 /// One file as one pipeline sees it.
@@ -110,9 +111,9 @@ impl From<&KbRecord> for KbRow {
 /// The (pipeline, ledger key) pairs `input` may mean: an absolute path (or one
 /// relative to the working directory that exists) under a source folder, or a
 /// path relative to a source folder.
-fn candidates<'a>(view: &'a View, input: &Path) -> Vec<(&'a PipelineConfig, String)> {
-    let mut out: Vec<(&PipelineConfig, String)> = Vec::new();
-    let mut push = |p: &'a PipelineConfig, key: String| {
+fn candidates<'a>(view: &'a View, input: &Path) -> Vec<(&'a PipelineConfig, FileKey)> {
+    let mut out: Vec<(&PipelineConfig, FileKey)> = Vec::new();
+    let mut push = |p: &'a PipelineConfig, key: FileKey| {
         if !out.iter().any(|(q, k)| q.name == p.name && *k == key) {
             out.push((p, key));
         }
@@ -140,16 +141,22 @@ fn candidates<'a>(view: &'a View, input: &Path) -> Vec<(&'a PipelineConfig, Stri
         };
         for abs in &absolutes {
             for cfg in [p, &canonical] {
-                if let Some(key) = crate::triggers::watch::ledger_key(cfg, abs) {
+                if let Some((_, key)) = FileKey::of(&cfg.sources, abs) {
                     push(p, key);
                 }
             }
         }
         if !input.is_absolute() {
-            let key = scan::rel_to_string(input);
-            let known = view.ledger.get(&p.name, &key).ok().flatten().is_some();
+            // Typed as the key itself.
+            let key = FileKey::stored(rel_to_string(input));
+            let known = view
+                .ledger
+                .get(&p.name, key.as_str())
+                .ok()
+                .flatten()
+                .is_some();
             let on_disk = (0..p.sources.len() as u32)
-                .any(|i| scan::source_path(p, i, &key).is_some_and(|f| f.exists()));
+                .any(|i| key.source_path(&p.sources, i).is_some_and(|f| f.exists()));
             if known || on_disk {
                 push(p, key);
             }
@@ -162,12 +169,15 @@ fn candidates<'a>(view: &'a View, input: &Path) -> Vec<(&'a PipelineConfig, Stri
 async fn trace(
     view: &View,
     p: &PipelineConfig,
-    key: &str,
+    file_key: &FileKey,
     store: &Result<StoreAccess, String>,
 ) -> Result<Journey, OpsError> {
+    let key = file_key.as_str();
     let record = view.ledger.get(&p.name, key)?;
     let source = record.as_ref().map_or(0, |r| r.source);
-    let abs = scan::source_path(p, source, key).unwrap_or_else(|| PathBuf::from(key));
+    let abs = file_key
+        .source_path(&p.sources, source)
+        .unwrap_or_else(|| PathBuf::from(key));
     let on_disk = std::fs::metadata(&abs)
         .ok()
         .filter(|m| m.is_file())
@@ -175,13 +185,7 @@ async fn trace(
             size: m.len(),
             modified: scan::mtime_ns(&m) / 1_000_000_000,
         });
-    // Globs match the path relative to its own source folder (no multi-source prefix).
-    let glob_key = if p.sources.len() > 1 {
-        key.split_once('/').map_or(key, |(_, rest)| rest)
-    } else {
-        key
-    };
-    let matches_globs = scan::wanted(&p.include, &p.exclude, glob_key);
+    let matches_globs = scan::wanted(&p.include, &p.exclude, file_key.in_source(&p.sources));
     let qdrant = match store {
         Err(why) => Qdrant {
             collection: p.collection.clone(),

@@ -199,14 +199,14 @@ async fn prepare(pipeline: &Pipeline, mv: &Move) -> Result<Option<Prepared>, Pip
             .iter()
             .all(|p| p.payload.content_hash == content_hash && !p.vector.is_empty());
     if !complete {
-        tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.rel_path,
+        tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.key,
             "move: old points incomplete; indexing the new path instead");
         return Ok(None);
     }
     let old_ids = points::ids(&old);
     let file = &mv.to.file;
     let mut record = mv.from.clone();
-    record.path = file.rel_path.clone();
+    record.path = file.key.to_string();
     record.source = file.source;
     record.size = file.size;
     record.mtime_ns = file.mtime_ns;
@@ -217,10 +217,10 @@ async fn prepare(pipeline: &Pipeline, mv: &Move) -> Result<Option<Prepared>, Pip
         .into_iter()
         .map(|p| {
             let mut payload = p.payload;
-            payload.path = file.rel_path.clone();
+            payload.path = file.key.to_string();
             payload.modified = modified;
             StoredPoint {
-                id: point_id(name, &file.rel_path, payload.chunk_index),
+                id: point_id(name, file.key.as_str(), payload.chunk_index),
                 vector: p.vector,
                 payload,
             }
@@ -289,7 +289,7 @@ impl Batch {
             .remove_many(name, &old_paths)
             .map_err(|e| pipeline.ledger_err(e))?;
         for mv in &self.moves {
-            tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.rel_path, "moved");
+            tracing::info!(pipeline = %name, from = %mv.from.path, to = %mv.to.file.key, "moved");
         }
         Ok(self.moves.len())
     }

@@ -86,16 +86,16 @@ pub fn plan(
     // The scan comes sorted; sorting references again is cheap and keeps the
     // merge right whatever the caller passed.
     let mut files: Vec<&ScannedFile> = scan.files.iter().collect();
-    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    files.sort_by(|a, b| a.key.cmp(&b.key));
     let mut rows = ledger.into_iter().peekable();
     let mut total = 0usize;
     let mut gone = Vec::new();
     for file in files {
-        while let Some(row) = rows.next_if(|r| r.path < file.rel_path) {
+        while let Some(row) = rows.next_if(|r| r.path.as_str() < file.key.as_str()) {
             total += 1;
             gone.push(row);
         }
-        let previous = rows.next_if(|r| r.path == file.rel_path);
+        let previous = rows.next_if(|r| r.path == file.key.as_str());
         total += usize::from(previous.is_some());
         let reason = match &previous {
             None => Some(Reason::New),
@@ -152,7 +152,7 @@ fn unpaired_deletes(plan: &Plan) -> usize {
     let mut new_files: HashMap<(u64, String), usize> = HashMap::new();
     for w in plan.work.iter().filter(|w| w.reason == Reason::New) {
         *new_files
-            .entry((w.file.size, base(&w.file.rel_path)))
+            .entry((w.file.size, base(w.file.key.as_str())))
             .or_default() += 1;
     }
     plan.deletes
@@ -189,11 +189,12 @@ fn needs_work(r: &FileRecord, file: &ScannedFile) -> Option<Reason> {
 mod tests {
     use super::*;
     use crate::ledger::FileRecord;
+    use crate::triggers::key::FileKey;
 
     fn scanned(path: &str, size: u64, mtime: i64) -> ScannedFile {
         ScannedFile {
             source: 0,
-            rel_path: path.into(),
+            key: FileKey::stored(path),
             abs_path: path.into(),
             size,
             mtime_ns: mtime,
@@ -231,7 +232,7 @@ mod tests {
         let work: Vec<_> = p
             .work
             .iter()
-            .map(|w| (w.file.rel_path.as_str(), w.reason))
+            .map(|w| (w.file.key.as_str(), w.reason))
             .collect();
         assert_eq!(
             work,
@@ -260,7 +261,7 @@ mod tests {
                 .collect(),
         );
         let p = plan(&scan, ledger, false, DeleteRail::default());
-        let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
+        let work: Vec<_> = p.work.iter().map(|w| w.file.key.as_str()).collect();
         // doc is published now, docx read; .xyz is still nobody's.
         assert_eq!(work, ["old.doc", "old.docx"]);
         assert_eq!(p.unchanged, 1);
@@ -368,7 +369,7 @@ mod tests {
         // same name) are deleted.
         let scan = ScanResult {
             files: vec![scanned("keep.md", 1, 1)],
-            incomplete: vec![(0, "sub".into()), (0, "odd.md".into())],
+            incomplete: vec![(0, FileKey::stored("sub")), (0, FileKey::stored("odd.md"))],
             ..Default::default()
         };
         let ledger = sorted(vec![
@@ -398,7 +399,7 @@ mod tests {
         flaky.attempts = 1;
         let ledger = sorted(vec![bad, flaky]);
         let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
-        let work: Vec<_> = p.work.iter().map(|w| w.file.rel_path.as_str()).collect();
+        let work: Vec<_> = p.work.iter().map(|w| w.file.key.as_str()).collect();
         assert_eq!(work, vec!["flaky.md"]);
     }
 }

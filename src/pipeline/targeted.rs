@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
 use crate::publish::{NewerWork, SyncStop, Verify};
-use crate::triggers::watch;
+use crate::triggers::key::FileKey;
 
 /// Files per batch between cancellation checks: big enough to keep the embedder
 /// busy across files, small enough that a shutdown waits for little.
@@ -87,10 +87,10 @@ impl Pipeline {
             tracing::warn!(pipeline = %self.name(), problem = %p, "scan problem");
         }
 
-        let held: HashSet<String> = options
+        let held: HashSet<FileKey> = options
             .hold
             .iter()
-            .filter_map(|p| watch::ledger_key(&self.config, p))
+            .filter_map(|p| FileKey::of(&self.config.sources, p).map(|(_, key)| key))
             .collect();
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -98,9 +98,9 @@ impl Pipeline {
         let min_age_ns = options.min_age.as_nanos() as i64;
         let before = plan.work.len() + plan.deletes.len();
         plan.work.retain(|w| {
-            !held.contains(&w.file.rel_path) && now_ns.saturating_sub(w.file.mtime_ns) >= min_age_ns
+            !held.contains(&w.file.key) && now_ns.saturating_sub(w.file.mtime_ns) >= min_age_ns
         });
-        plan.deletes.retain(|r| !held.contains(&r.path));
+        plan.deletes.retain(|r| !held.contains(r.path.as_str()));
         out.deferred = before - plan.work.len() - plan.deletes.len();
 
         if options.detect_moves {

@@ -16,7 +16,7 @@ use crate::document::sha256_hex;
 use crate::failpoint;
 use crate::ledger::{FailKind, FileRecord, KbRecord, KbState, Ledger};
 use crate::open_webui::{OwuiError, ProcessOutcome, sanitize_filename};
-use crate::triggers::scan::source_path;
+use crate::triggers::key::FileKey;
 
 impl Publisher {
     pub(super) async fn publish(
@@ -230,7 +230,8 @@ impl Publisher {
                 row.file_id = Some(found.id);
                 row.kb_path = Some(UNKNOWN_PLACE.to_owned());
             } else {
-                let Some(path) = source_path(pipeline, file.source, &file.path) else {
+                let key = FileKey::stored(file.path.as_str());
+                let Some(path) = key.source_path(&pipeline.sources, file.source) else {
                     out.deferred = Some("source folder not in the pipeline any more".into());
                     return Ok(Step::Done);
                 };

@@ -3,12 +3,13 @@
 //! The scan reads metadata only (size, mtime): deciding whether content changed is
 //! the planner's job, so a scan of 10,000 unchanged files costs 10,000 `stat`s.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use globset::GlobSet;
 use walkdir::WalkDir;
 
+use super::key::{FileKey, rel_to_string};
 use crate::config::PipelineConfig;
 use crate::extract;
 
@@ -17,9 +18,8 @@ use crate::extract;
 pub struct ScannedFile {
     /// Index of the source folder it was found in.
     pub source: u32,
-    /// Key in the ledger and payloads: relative to the source folder, `/`-separated.
-    /// With several source folders, prefixed by the folder's name.
-    pub rel_path: String,
+    /// Its key in the ledger and payloads.
+    pub key: FileKey,
     pub abs_path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
@@ -45,7 +45,7 @@ pub struct ScanResult {
     /// Ledger keys under which the scan is incomplete: a folder that could not
     /// be read, a file whose metadata could not be. Its files are missing from
     /// `files` without being gone, so nothing under these keys may be deleted.
-    pub incomplete: Vec<(u32, String)>,
+    pub incomplete: Vec<(u32, FileKey)>,
 }
 
 impl ScanResult {
@@ -53,14 +53,10 @@ impl ScanResult {
     /// source could not be opened, or it is at or under an incomplete key.
     pub fn unsure_of(&self, source: u32, key: &str) -> bool {
         self.missing_sources.contains(&source)
-            || self.incomplete.iter().any(|(s, k)| {
-                *s == source
-                    && (k.is_empty()
-                        || key == k
-                        || key
-                            .strip_prefix(k.as_str())
-                            .is_some_and(|r| r.starts_with('/')))
-            })
+            || self
+                .incomplete
+                .iter()
+                .any(|(s, k)| *s == source && k.covers(key))
     }
 }
 
@@ -112,20 +108,14 @@ pub fn wanted(include: &GlobSet, exclude: &GlobSet, rel: &str) -> bool {
 pub fn scan(pipeline: &PipelineConfig) -> ScanResult {
     let mut result = ScanResult::default();
     for (i, root) in pipeline.sources.iter().enumerate() {
-        let prefix = pipeline.key_prefix(i);
-        scan_source(pipeline, i as u32, root, &prefix, &mut result);
+        scan_source(pipeline, i as u32, root, &mut result);
     }
-    result.files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    result.files.sort_by(|a, b| a.key.cmp(&b.key));
     result
 }
 
-fn scan_source(
-    pipeline: &PipelineConfig,
-    source: u32,
-    root: &Path,
-    prefix: &str,
-    out: &mut ScanResult,
-) {
+fn scan_source(pipeline: &PipelineConfig, source: u32, root: &Path, out: &mut ScanResult) {
+    let key = |rel: &Path| FileKey::new(&pipeline.sources, source as usize, rel);
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -160,7 +150,11 @@ fn scan_source(
                 // Loops and unreadable folders land here; walkdir reports a loop
                 // instead of following it forever.
                 let path = e.path().unwrap_or(root).to_owned();
-                out.incomplete.push((source, key_of(prefix, root, &path)));
+                // Outside the root (cannot be): the whole source is unsure.
+                let folder = path
+                    .strip_prefix(root)
+                    .map_or_else(|_| FileKey::default(), key);
+                out.incomplete.push((source, folder));
                 out.problems.push(ScanProblem {
                     source,
                     path,
@@ -198,7 +192,7 @@ fn scan_source(
         let meta = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
-                out.incomplete.push((source, format!("{prefix}{rel_str}")));
+                out.incomplete.push((source, key(rel)));
                 out.problems.push(ScanProblem {
                     source,
                     path: entry.path().to_owned(),
@@ -209,7 +203,7 @@ fn scan_source(
         };
         out.files.push(ScannedFile {
             source,
-            rel_path: format!("{prefix}{rel_str}"),
+            key: key(rel),
             abs_path: entry.path().to_owned(),
             size: meta.len(),
             mtime_ns: mtime_ns(&meta),
@@ -281,42 +275,6 @@ pub fn read_source(path: &Path, follow_symlinks: bool, limit: u64) -> Result<Vec
     Ok(bytes)
 }
 
-/// The ledger key (or key prefix, for a folder) of `path` under `root`; `""`
-/// stands for the whole source (a single source's root, or a path outside it).
-fn key_of(prefix: &str, root: &Path, path: &Path) -> String {
-    match path.strip_prefix(root) {
-        Ok(rel) if rel.as_os_str().is_empty() => prefix.trim_end_matches('/').to_owned(),
-        Ok(rel) => format!("{prefix}{}", rel_to_string(rel)),
-        Err(_) => String::new(),
-    }
-}
-
-/// The file on disk behind a ledger key: the inverse of the naming in [`scan`].
-pub fn source_path(pipeline: &PipelineConfig, source: u32, rel_path: &str) -> Option<PathBuf> {
-    let root = pipeline.sources.get(source as usize)?;
-    let rel = if pipeline.sources.len() > 1 {
-        rel_path.split_once('/').map_or(rel_path, |(_, rest)| rest)
-    } else {
-        rel_path
-    };
-    Some(rel.split('/').fold(root.clone(), |p, part| p.join(part)))
-}
-
-/// `/`-separated relative path. Non-UTF-8 bytes are replaced, which only matters
-/// for display and keys; reading uses the real path.
-pub fn rel_to_string(rel: &Path) -> String {
-    let mut s = String::new();
-    for c in rel.components() {
-        if let Component::Normal(part) = c {
-            if !s.is_empty() {
-                s.push('/');
-            }
-            s.push_str(&part.to_string_lossy());
-        }
-    }
-    s
-}
-
 /// Modification time in nanoseconds since the epoch (0 if unknown).
 pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
@@ -348,23 +306,9 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_keys_name_the_folder_or_file_the_scan_could_not_read() {
-        let root = Path::new("/data/docs");
-        assert_eq!(
-            key_of("", root, Path::new("/data/docs/sub/deep")),
-            "sub/deep"
-        );
-        assert_eq!(
-            key_of("docs/", root, Path::new("/data/docs/sub")),
-            "docs/sub"
-        );
-        // The root itself: the whole source (the key prefix of every file).
-        assert_eq!(key_of("", root, root), "");
-        assert_eq!(key_of("docs/", root, root), "docs");
-        assert_eq!(key_of("", root, Path::new("/elsewhere")), "");
-
+    fn files_under_an_incomplete_folder_or_a_missing_source_are_unsure() {
         let scan = ScanResult {
-            incomplete: vec![(0, "sub".into()), (1, "".into())],
+            incomplete: vec![(0, FileKey::stored("sub")), (1, FileKey::default())],
             missing_sources: vec![2],
             ..Default::default()
         };

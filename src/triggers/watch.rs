@@ -348,7 +348,7 @@ pub fn relevant(config: &PipelineConfig, path: &Path) -> bool {
     else {
         return false;
     };
-    let rel = scan::rel_to_string(rel);
+    let rel = super::key::rel_to_string(rel);
     if rel.is_empty() {
         return true; // the source folder itself
     }
@@ -363,19 +363,6 @@ pub fn relevant(config: &PipelineConfig, path: &Path) -> bool {
             path.extension().is_none() || scan::wanted(&config.include, &config.exclude, &rel)
         }
     }
-}
-
-/// The ledger key of an absolute path under one of `config`'s sources, the way
-/// [`scan::scan`] builds it.
-pub fn ledger_key(config: &PipelineConfig, path: &Path) -> Option<String> {
-    config.sources.iter().enumerate().find_map(|(i, root)| {
-        let rel = path.strip_prefix(root).ok()?;
-        Some(format!(
-            "{}{}",
-            config.key_prefix(i),
-            scan::rel_to_string(rel)
-        ))
-    })
 }
 
 #[cfg(test)]

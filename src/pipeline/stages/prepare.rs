@@ -26,7 +26,7 @@ pub(super) async fn prepare_all(
     let mut results = futures::stream::iter(work.into_iter().map(|item| {
         let p = pipeline.clone();
         async move {
-            let path = item.file.rel_path.clone();
+            let path = item.file.key.clone();
             match tokio::task::spawn_blocking(move || prepare(&p, item)).await {
                 Ok(prepared) => Some(prepared),
                 Err(e) => {
@@ -58,7 +58,7 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
     let base = previous.as_deref().cloned().unwrap_or_else(|| {
         FileRecord::new(
             name,
-            &file.rel_path,
+            file.key.as_str(),
             file.source,
             file.size,
             file.mtime_ns,
