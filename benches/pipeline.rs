@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use ragd::app::App;
 use ragd::chunk::{ChunkSettings, Chunker, SizeUnit};
 use ragd::embed::server::{EmbedServerConfig, EmbedServerHandle, spawn};
-use ragd::pipeline::{RunOptions, RunSummary};
+use ragd::pipeline::{RunRequest, RunSummary};
 
 /// Files in the main folder unless `RAGD_BENCH_FILES` says otherwise.
 const DEFAULT_FILES: usize = 2_000;
@@ -1238,7 +1238,7 @@ async fn run_once(app: &App) -> Result<RunSummary, String> {
     let config = app.config.pipeline("bench").ok_or("no pipeline bench")?;
     let pipeline = app.pipeline(config).map_err(|e| e.to_string())?;
     let summary = pipeline
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .map_err(|e| e.to_string())?;
     for f in summary.failures.iter().take(5) {

@@ -12,6 +12,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::app::App;
 use crate::config::{self, Config};
 use crate::embed::server::{EmbedServerConfig, parse_model_spec, serve_forever};
-use crate::pipeline::{RunOptions, RunSummary};
+use crate::pipeline::{Progress, RunRequest, RunSummary};
 use crate::telemetry::{self, LogFormat};
 
 pub const EXIT_OK: u8 = 0;
@@ -362,10 +363,11 @@ async fn index(
         let progress = progress_bar(&pc.name, terminal);
         let ticker = (!terminal).then(|| plain_progress(pc.name.clone(), progress.clone()));
         let result = pipeline
-            .run(RunOptions {
+            .run(&RunRequest {
                 force,
-                progress: progress.clone(),
                 allow_mass_delete,
+                progress: Arc::new(progress.clone()),
+                ..RunRequest::default()
             })
             .await;
         if let Some(t) = ticker {
@@ -440,9 +442,9 @@ async fn reconcile(
     for pc in app.select(only)? {
         let pipeline = app.pipeline(pc)?;
         let (report, summary) = pipeline
-            .repair(RunOptions {
+            .repair(RunRequest {
                 allow_mass_delete,
-                ..RunOptions::default()
+                ..RunRequest::default()
             })
             .await?;
         println!(
@@ -501,6 +503,19 @@ fn progress_bar(name: &str, terminal: bool) -> ProgressBar {
     bar
 }
 
+/// The bar follows the run (hidden when not on a terminal).
+impl Progress for ProgressBar {
+    fn planned(&self, files: u64) {
+        self.set_length(files);
+    }
+    fn advanced(&self, files: u64) {
+        self.inc(files);
+    }
+    fn finished(&self) {
+        self.finish_and_clear();
+    }
+}
+
 /// Without a terminal, a plain line every 10 s instead of a bar.
 fn plain_progress(name: String, bar: ProgressBar) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -530,6 +545,12 @@ fn print_summary(s: &RunSummary) {
         s.chunks_written as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs,
     );
+    if s.moved > 0 {
+        println!(
+            "  {} file(s) moved or renamed: their vectors kept, nothing re-embedded",
+            s.moved
+        );
+    }
     if s.embed_requests > 0 || s.cache_hits > 0 {
         println!(
             "  embedding: {:.2}s waiting on {} request(s) (summed over overlapping requests), {} chunk(s) from the cache",

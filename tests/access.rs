@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use ragd::pipeline::RunOptions;
+use ragd::pipeline::RunRequest;
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
@@ -130,7 +130,7 @@ async fn follows_the_config(url: &str, key: &str) {
     let app = env.app();
     let err = env
         .pipeline(&app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .unwrap_err()
         .to_string();

@@ -771,11 +771,11 @@ async fn the_daemons_reconcile_holds_a_mass_delete_back() {
     let app = env.app();
     let s = env
         .pipeline(&app)
-        .reconcile(&ragd::pipeline::ReconcileOptions::default())
+        .run(&ragd::pipeline::RunRequest::reconcile())
         .await
         .unwrap();
-    assert_eq!(s.run.mass_delete_blocked, Some((8, 10)));
-    assert_eq!(s.run.deleted, 0);
+    assert_eq!(s.mass_delete_blocked, Some((8, 10)));
+    assert_eq!(s.deleted, 0);
     assert_eq!(app.ledger.files("docs").unwrap().len(), 10);
     assert_eq!(env.points("n0.md").await.len(), 1);
 }

@@ -11,7 +11,7 @@ use ragd::app::App;
 use ragd::embed::server::{EmbedServerHandle, HashEmbedder};
 use ragd::open_webui::OpenWebUi;
 use ragd::open_webui::external::Retrieved;
-use ragd::pipeline::{RunOptions, RunSummary};
+use ragd::pipeline::{RunRequest, RunSummary};
 use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore};
 use serde_json::Value;
 use uuid::Uuid;
@@ -135,7 +135,7 @@ impl ExternalEnv {
         let pipeline = app
             .pipeline(app.config.pipeline("docs").unwrap())
             .expect("pipeline");
-        pipeline.run(RunOptions::default()).await.expect("run")
+        pipeline.run(&RunRequest::default()).await.expect("run")
     }
 
     /// The id of the one connection ragd registered for the base named `base`.

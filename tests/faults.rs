@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ragd::document::point_id;
 use ragd::ledger::{FailKind, FileState};
-use ragd::pipeline::RunOptions;
+use ragd::pipeline::RunRequest;
 use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore, WriteOp};
 
 use crate::crash::{Invariants, check_with};
@@ -114,7 +114,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
     let app = env.app();
     let (report, summary) = env
         .pipeline(&app)
-        .repair(RunOptions::default())
+        .repair(RunRequest::default())
         .await
         .unwrap();
     assert_eq!(
@@ -144,7 +144,7 @@ async fn reconcile_repairs_missing_stale_and_orphan_points() {
     // A second reconcile finds nothing.
     let (report, _) = env
         .pipeline(&app)
-        .repair(RunOptions::default())
+        .repair(RunRequest::default())
         .await
         .unwrap();
     assert_eq!(
@@ -400,7 +400,7 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
     let run = || async {
         let config = ragd::config::load(&env.config_path()).unwrap();
         let app = ragd::app::App::open_with(config, Some(flaky.clone())).unwrap();
-        env.pipeline(&app).run(RunOptions::default()).await
+        env.pipeline(&app).run(&RunRequest::default()).await
     };
     run()
         .await
@@ -443,7 +443,7 @@ async fn files_are_indexed_only_once_a_store_sync_covers_them() {
     let app = ragd::app::App::open_with(config, Some(broken)).unwrap();
     let err = env
         .pipeline(&app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .expect_err("a store that cannot sync fails the run");
     assert!(err.to_string().contains("flush failed"), "{err}");
@@ -458,7 +458,7 @@ async fn files_are_indexed_only_once_a_store_sync_covers_them() {
 
     let app = env.app();
     env.pipeline(&app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .expect("the next run completes");
     for i in 0..12 {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use ragd::app::App;
 use ragd::ledger::{FailKind, FileState};
-use ragd::pipeline::{RunOptions, RunSummary};
+use ragd::pipeline::{RunRequest, RunSummary};
 use ragd::store::StoredPoint;
 
 use crate::support::env::TestEnv;
@@ -26,7 +26,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 async fn run(env: &TestEnv, app: &App) -> RunSummary {
     env.pipeline(app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .expect("run")
 }

@@ -13,7 +13,7 @@ use ragd::extract::isolate::{
 };
 use ragd::extract::{self, ExtractError};
 use ragd::ledger::{FailKind, FileRecord, FileState};
-use ragd::pipeline::{RunOptions, RunSummary};
+use ragd::pipeline::{RunRequest, RunSummary};
 
 use crate::support::env::TestEnv;
 use crate::support::fake_openwebui::spawn_fake;
@@ -31,7 +31,7 @@ async fn env_with(pipeline_toml: &str, daemon_toml: &str) -> TestEnv {
 
 async fn run(env: &TestEnv, app: &App) -> RunSummary {
     env.pipeline(app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .expect("run")
 }
@@ -408,7 +408,7 @@ async fn files_deleted_replaced_or_truncated_while_a_run_reads() {
             .push((TEST_FAULT_ENV.to_owned(), "sleep".to_owned()));
     });
     let pipeline = env.pipeline(&app);
-    let running = tokio::spawn(async move { pipeline.run(RunOptions::default()).await });
+    let running = tokio::spawn(async move { pipeline.run(&RunRequest::default()).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     env.remove("b-deleted.md");
     env.write(

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use ragd::ledger::{FailKind, FileState};
-use ragd::pipeline::RunOptions;
+use ragd::pipeline::RunRequest;
 
 use crate::support::env::TestEnv;
 use crate::support::pdf::make_pdf;
@@ -247,7 +247,7 @@ async fn unknown_model_is_a_clear_error_naming_the_model() {
     let app = env.app();
     let err = env
         .pipeline(&app)
-        .run(RunOptions::default())
+        .run(&RunRequest::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no-such-model"), "{err}");
@@ -296,6 +296,9 @@ async fn duplicate_and_moved_files_are_not_embedded_again() {
     std::fs::rename(env.docs().join("other.md"), env.docs().join("moved.md")).unwrap();
     let s = env.index().await;
     assert_eq!(env.embed.stats().texts, before, "{s:?}");
+    // `ragd index` takes the rename as a move, as the daemon does: the points
+    // are carried over, nothing is read, extracted or embedded.
+    assert_eq!((s.added, s.moved, s.deleted), (1, 1, 0), "{s:?}");
     assert_eq!(env.points("b/copy.md").await.len(), 1);
     assert_eq!(env.points("moved.md").await.len(), 1);
     assert!(env.points("other.md").await.is_empty());
@@ -331,7 +334,7 @@ async fn search_stays_within_its_pipeline_in_a_shared_collection() {
     for name in ["docs", "other"] {
         let p = app.pipeline(app.config.pipeline(name).unwrap()).unwrap();
         assert!(p.shares_collection);
-        p.run(RunOptions::default()).await.unwrap();
+        p.run(&RunRequest::default()).await.unwrap();
     }
     let docs = env.pipeline(&app);
     let hits = docs.search("walrus migration", 5).await.unwrap();
@@ -371,9 +374,9 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     let app = env.app();
     let s = env
         .pipeline(&app)
-        .run(RunOptions {
+        .run(&RunRequest {
             allow_mass_delete: true,
-            ..RunOptions::default()
+            ..RunRequest::default()
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ragd::ledger::{FailKind, FileState, KbRecord, KbState};
 use ragd::open_webui::OwuiError;
-use ragd::pipeline::{ReconcileOptions, RunOptions};
+use ragd::pipeline::RunRequest;
 use ragd::publish::Verify;
 use serde_json::json;
 
@@ -465,7 +465,7 @@ async fn another_installations_uploads_are_not_taken_for_orphans() {
     let app = second.app();
     let (_, repaired) = second
         .pipeline(&app)
-        .repair(RunOptions::default())
+        .repair(RunRequest::default())
         .await
         .unwrap();
     drop(app);
@@ -494,7 +494,7 @@ async fn a_wrong_key_stops_the_pipeline_with_a_clear_message() {
     let app = env.app();
     let err = env
         .pipeline(&app)
-        .run(Default::default())
+        .run(&Default::default())
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -526,10 +526,10 @@ async fn an_identical_upload_in_another_knowledge_base_is_not_adopted() {
     assert_eq!((b.uploads, b.adopted), (1, 0), "{b:?}");
 }
 
-fn change_run() -> ReconcileOptions {
-    ReconcileOptions {
+fn change_run() -> RunRequest {
+    RunRequest {
         verify_knowledge: Verify::WhenDue,
-        ..Default::default()
+        ..RunRequest::reconcile()
     }
 }
 
@@ -546,13 +546,13 @@ async fn change_runs_list_the_knowledge_base_only_when_due() {
     let p = env.pipeline(&app);
 
     // Never listed yet: even a change run lists.
-    p.reconcile(&change_run()).await.unwrap();
+    p.run(&change_run()).await.unwrap();
     let listed = fake.counters().listings;
     assert!(listed >= 1, "the first run lists the knowledge base");
 
     env.write("b.md", "# B\n\nThe stork nests.\n");
-    let s = p.reconcile(&change_run()).await.unwrap();
-    let kbs = s.run.knowledge.unwrap();
+    let s = p.run(&change_run()).await.unwrap();
+    let kbs = s.knowledge.unwrap();
     assert_eq!((kbs.uploads, kbs.linked), (1, 1), "{kbs:?}");
     assert_eq!(fake.counters().listings, listed, "a change run listed");
 
@@ -564,12 +564,12 @@ async fn change_runs_list_the_knowledge_base_only_when_due() {
         .unwrap();
     let c = client(&fake.url, &fake.api_key);
     c.remove_file_from_knowledge(&kb, &a, false).await.unwrap();
-    p.reconcile(&change_run()).await.unwrap();
+    p.run(&change_run()).await.unwrap();
     assert!(!fake.knowledge_file_ids(&kb).contains(&a));
     assert_eq!(fake.counters().listings, listed);
 
-    let s = p.reconcile(&ReconcileOptions::default()).await.unwrap();
-    assert_eq!(s.run.knowledge.unwrap().linked, 1);
+    let s = p.run(&RunRequest::reconcile()).await.unwrap();
+    assert_eq!(s.knowledge.unwrap().linked, 1);
     assert!(fake.knowledge_file_ids(&kb).contains(&a));
     assert!(fake.counters().listings > listed);
 }
@@ -589,9 +589,9 @@ async fn a_zero_verify_interval_lists_the_knowledge_base_on_every_run() {
     env.write("a.md", "# A\n\nThe ibis probes.\n");
     let app = env.app();
     let p = env.pipeline(&app);
-    p.reconcile(&change_run()).await.unwrap();
+    p.run(&change_run()).await.unwrap();
     let listed = fake.counters().listings;
-    p.reconcile(&change_run()).await.unwrap();
+    p.run(&change_run()).await.unwrap();
     assert!(fake.counters().listings > listed);
 }
 
@@ -632,7 +632,7 @@ async fn unlisted_orphans_deleted(url: &str, key: &str) {
     let app = env.app();
     let (_, summary) = env
         .pipeline(&app)
-        .repair(RunOptions::default())
+        .repair(RunRequest::default())
         .await
         .unwrap();
     drop(app);

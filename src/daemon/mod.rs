@@ -282,10 +282,9 @@ pub async fn reindex_pipelines(
         let outcome =
             reindex::reindex(&pipeline, &app.config.state_dir, Duration::ZERO, &cancel).await?;
         pipeline
-            .reconcile(&crate::pipeline::ReconcileOptions {
+            .run(&crate::pipeline::RunRequest {
                 cancel: cancel.clone(),
-                detect_moves: true,
-                ..Default::default()
+                ..crate::pipeline::RunRequest::reconcile()
             })
             .await?;
         outcomes.push(outcome);

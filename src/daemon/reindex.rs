@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{Ledger, LedgerError, PipelineMeta};
-use crate::pipeline::{Pipeline, PipelineError, ReconcileOptions};
+use crate::pipeline::{Pipeline, PipelineError, RunRequest};
 use crate::store::StoreError;
 
 /// Failures of a reindex. The live collection is untouched by every one of them
@@ -263,17 +263,17 @@ pub async fn reindex(
         // The external base searches the alias, which the switch moves.
         build.external = None;
         let summary = build
-            .reconcile(&ReconcileOptions {
+            .run(&RunRequest {
                 min_age: settle,
                 cancel: cancel.clone(),
-                ..Default::default()
+                ..RunRequest::reconcile()
             })
             .await?;
         if summary.interrupted {
             return Err(ReindexError::Interrupted(name));
         }
-        indexed = summary.run.added + summary.run.updated + summary.run.touched;
-        failed = summary.run.failed;
+        indexed = summary.added + summary.updated + summary.touched;
+        failed = summary.failed;
         let held_back = lost_by_switch(pipeline, &build_ledger)?;
         if !held_back.is_empty() {
             tracing::warn!(

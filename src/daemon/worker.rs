@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reindex;
 use crate::config::PipelineConfig;
-use crate::pipeline::{Pipeline, PipelineError, ReconcileOptions};
+use crate::pipeline::{Pipeline, PipelineError, RunRequest};
 use crate::publish::{NewerWork, Verify};
 use crate::store::StoreError;
 use crate::triggers::schedule::{self, SystemClock};
@@ -224,16 +224,14 @@ impl PipelineTasks {
             self.full_rebuild(auto.unwrap_or("requested"), cancel)
                 .await?;
         }
-        let options = ReconcileOptions {
+        let request = RunRequest {
             hold: self
                 .unsettled
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             min_age: self.settle,
-            detect_moves: true,
             cancel: cancel.clone(),
-            force: false,
             // Settled files alone: the ledger says what to publish; the full
             // listing of the knowledge base waits for its interval.
             verify_knowledge: if pending.verify {
@@ -247,29 +245,29 @@ impl PipelineTasks {
                 let queue = self.queue.clone();
                 NewerWork(Some(Arc::new(move || queue.has_pending())))
             },
+            ..RunRequest::reconcile()
         };
-        let summary = match p.reconcile(&options).await {
+        let s = match p.run(&request).await {
             Err(PipelineError::Store {
                 source: StoreError::DimensionMismatch { .. },
                 ..
             }) if !self.shared_collection => {
                 self.full_rebuild("the vector dimension changed", cancel)
                     .await?;
-                p.reconcile(&options).await?
+                p.run(&request).await?
             }
             other => other?,
         };
-        let s = &summary.run;
-        let changed = s.added + s.updated + s.deleted + s.touched + s.failed + summary.moved;
-        if changed > 0 || summary.deferred > 0 {
+        let changed = s.added + s.updated + s.deleted + s.touched + s.failed + s.moved;
+        if changed > 0 || s.deferred > 0 {
             tracing::info!(pipeline = %p.name(), added = s.added, updated = s.updated, deleted = s.deleted,
-                moved = summary.moved, metadata_only = s.touched, failed = s.failed,
-                deferred = summary.deferred, elapsed_ms = s.elapsed.as_millis() as u64, "reconciled");
+                moved = s.moved, metadata_only = s.touched, failed = s.failed,
+                deferred = s.deferred, elapsed_ms = s.elapsed.as_millis() as u64, "reconciled");
         }
         // Publishing that paused for newer work resumes with the next reconcile
         // (that work's trigger is already queued; this covers a shutdown race).
         let postponed = s.knowledge.as_ref().map_or(0, |k| k.postponed);
-        Ok(summary.deferred + postponed)
+        Ok(s.deferred + postponed)
     }
 
     async fn full_rebuild(&self, why: &str, cancel: &CancellationToken) -> Result<(), WorkerError> {
@@ -278,11 +276,11 @@ impl PipelineTasks {
             // See reindex's module doc: re-embed in place instead.
             tracing::warn!(pipeline = %p.name(), reason = why,
                 "collection shared with another pipeline: re-embedding in place");
-            p.reconcile(&ReconcileOptions {
+            p.run(&RunRequest {
                 force: true,
                 min_age: self.settle,
                 cancel: cancel.clone(),
-                ..Default::default()
+                ..RunRequest::reconcile()
             })
             .await?;
             return Ok(());

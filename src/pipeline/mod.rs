@@ -26,13 +26,12 @@ pub mod moves;
 pub mod plan;
 pub mod points;
 pub mod reconcile;
+mod run;
 mod stages;
-mod targeted;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use crate::chunk::Chunker;
@@ -44,7 +43,7 @@ use crate::store::{PointFilter, SearchHit, StoreError, VectorStore, WriteOp};
 use crate::triggers::scan;
 
 pub use plan::{DeleteRail, Plan, Reason, WorkItem};
-pub use targeted::{ReconcileOptions, ReconcileSummary};
+pub use run::{Progress, RunKind, RunRequest, Unobserved};
 
 /// Deleted files per store sync and ledger transaction.
 const DELETE_BATCH: usize = 256;
@@ -128,6 +127,12 @@ pub struct RunSummary {
     pub knowledge: Option<PublishSummary>,
     /// What keeping the external knowledge base registered did, when configured.
     pub external: Option<external::ExternalSummary>,
+    /// Files moved without re-embedding.
+    pub moved: usize,
+    /// Files left for a later run because they were still changing.
+    pub deferred: usize,
+    /// Stopped early by the request's `cancel`; some planned work was not started.
+    pub interrupted: bool,
 }
 
 impl RunSummary {
@@ -154,27 +159,6 @@ impl RunSummary {
                     deferred: kb.deferred,
                 }
             }),
-        }
-    }
-}
-
-/// How to run.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Re-process every file even if unchanged.
-    pub force: bool,
-    /// Advanced once per file handled; hidden when not on a terminal.
-    pub progress: ProgressBar,
-    /// `--allow-mass-delete`: lift the mass-delete safety rail for this run.
-    pub allow_mass_delete: bool,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            force: false,
-            progress: ProgressBar::hidden(),
-            allow_mass_delete: false,
         }
     }
 }
@@ -277,8 +261,7 @@ impl Pipeline {
         Ok((plan, scanned.problems))
     }
 
-    /// [`Pipeline::plan`] for a run that acts on it (`ragd index` and the
-    /// daemon's reconcile alike): deletions held back are logged and counted,
+    /// [`Pipeline::plan`] for a run that acts on it: deletions held back are logged and counted,
     /// and the backlog reported.
     pub(crate) async fn plan_run(
         &self,
@@ -303,64 +286,6 @@ impl Pipeline {
         Ok(meta.is_some_and(|m| {
             m.fingerprint != self.fingerprint() || m.collection != self.config.collection
         }))
-    }
-
-    /// Bring the collection in line with the folder.
-    pub async fn run(&self, options: RunOptions) -> Result<RunSummary, PipelineError> {
-        self.run_verified(options, Verify::Always).await
-    }
-
-    /// [`Pipeline::run`], checking the knowledge base as `verify` says.
-    pub(crate) async fn run_verified(
-        &self,
-        options: RunOptions,
-        verify: Verify,
-    ) -> Result<RunSummary, PipelineError> {
-        let started = Instant::now();
-        let started_at = crate::ledger::unix_now();
-        if self.external.is_some() {
-            // Open WebUI searches the name `C`: make it an alias of `C_v1` before the
-            // first write, so no reindex ever has to drop a real `C` (the moment
-            // Open WebUI would find no collection).
-            crate::daemon::reindex::ensure_layout(self)
-                .await
-                .map_err(|e| PipelineError::Setup {
-                    pipeline: self.name().to_owned(),
-                    message: e.to_string(),
-                })?;
-        }
-        let (plan, scan_problems) = self
-            .plan_run(options.force, options.allow_mass_delete)
-            .await?;
-        let mut summary = RunSummary {
-            pipeline: self.name().to_owned(),
-            unchanged: plan.unchanged,
-            held_back: plan.held_back,
-            mass_delete_blocked: plan.mass_delete_blocked,
-            scan_problems: scan_problems
-                .iter()
-                .map(|p| format!("{}: {}", p.path.display(), p.message))
-                .collect(),
-            ..Default::default()
-        };
-        for p in &summary.scan_problems {
-            tracing::warn!(pipeline = %self.name(), problem = %p, "scan problem");
-        }
-        options
-            .progress
-            .set_length((plan.work.len() + plan.deletes.len()) as u64);
-
-        self.delete_files(&plan, &mut summary, &options.progress)
-            .await?;
-        let dim = stages::process(self, plan.work, &mut summary, &options.progress).await?;
-
-        self.record_settings(dim)?;
-        options.progress.finish_and_clear();
-        self.publish(verify, &SyncStop::default(), &mut summary)
-            .await?;
-        summary.elapsed = started.elapsed();
-        self.record_run("index", started_at, &summary);
-        Ok(summary)
     }
 
     /// Record that every file now reflects the current settings (fingerprint,
@@ -425,7 +350,7 @@ impl Pipeline {
         &self,
         plan: &Plan,
         summary: &mut RunSummary,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> Result<(), PipelineError> {
         if plan.deletes.is_empty() {
             return Ok(());
@@ -480,7 +405,7 @@ impl Pipeline {
                 .map_err(|e| self.ledger_err(e))?;
             for record in batch {
                 summary.deleted += 1;
-                progress.inc(1);
+                progress.advanced(1);
                 crate::telemetry::events::file_deleted(self.name(), &record.path);
             }
         }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::{Pipeline, PipelineError, RunOptions, RunSummary, Verify};
+use super::{Pipeline, PipelineError, RunRequest, RunSummary, Verify};
 use crate::ledger::{FailKind, FileState, KbState};
 use crate::store::PointFilter;
 use uuid::Uuid;
@@ -33,11 +33,16 @@ impl Pipeline {
     /// re-checks the knowledge base).
     pub async fn repair(
         &self,
-        options: RunOptions,
+        request: RunRequest,
     ) -> Result<(ReconcileReport, RunSummary), PipelineError> {
         let report = self.repair_vectors().await?;
         // Deep: also the uploads the knowledge base does not list.
-        let summary = self.run_verified(options, Verify::Deep).await?;
+        let summary = self
+            .run(&RunRequest {
+                verify_knowledge: Verify::Deep,
+                ..request
+            })
+            .await?;
         Ok((report, summary))
     }
 

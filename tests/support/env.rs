@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use ragd::app::App;
 use ragd::embed::server::EmbedServerHandle;
-use ragd::pipeline::{Pipeline, RunOptions, RunSummary};
+use ragd::pipeline::{Pipeline, RunRequest, RunSummary};
 use ragd::store::edge::EdgeStore;
 use ragd::store::qdrant::{QdrantStore, ServerOptions};
 use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
@@ -267,7 +267,7 @@ impl TestEnv {
     pub async fn index(&self) -> RunSummary {
         let app = self.app();
         let pipeline = self.pipeline(&app);
-        pipeline.run(RunOptions::default()).await.expect("run")
+        pipeline.run(&RunRequest::default()).await.expect("run")
     }
 
     pub fn pipeline(&self, app: &App) -> Pipeline {

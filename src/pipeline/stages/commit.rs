@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::{Embedded, GROUP_MAX_POINTS, LEDGER_BATCH, SYNC_INTERVAL, SYNC_MAX_POINTS};
@@ -11,7 +10,7 @@ use crate::document::{Chunk, point_id};
 use crate::failpoint;
 use crate::ledger::{FailKind, FileRecord, FileState};
 use crate::pipeline::plan::Reason;
-use crate::pipeline::{FileFailure, Pipeline, PipelineError, RunSummary, points};
+use crate::pipeline::{FileFailure, Pipeline, PipelineError, Progress, RunSummary, points};
 use crate::store::{PointPayload, StoredPoint, WriteOp};
 use crate::telemetry::events;
 
@@ -28,7 +27,7 @@ pub(super) async fn commit_all(
     pipeline: &Pipeline,
     mut rx: mpsc::Receiver<Embedded>,
     summary: &mut RunSummary,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<Option<usize>, PipelineError> {
     let mut dim: Option<usize> = None;
     let mut pending_rows: Vec<FileRecord> = Vec::new();
@@ -68,7 +67,7 @@ pub(super) async fn commit_all(
                     None => input_open = false,
                     Some(Embedded::Settled(record) | Embedded::Failed(record)) => {
                         settle(pipeline, record, summary, &mut pending_rows)?;
-                        progress.inc(1);
+                        progress.advanced(1);
                     }
                     Some(Embedded::Ready { record, chunks, vectors, reason }) => {
                         gathered_points += chunks.len();
@@ -85,7 +84,7 @@ pub(super) async fn commit_all(
                         unsynced.extend(files);
                     }
                     StoreDone::Synced(files) => {
-                        progress.inc(files.len() as u64);
+                        progress.advanced(files.len() as u64);
                         finish_group(pipeline, files, summary, &mut pending_rows);
                     }
                 }

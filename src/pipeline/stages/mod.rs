@@ -12,11 +12,10 @@ use prepare::prepare_all;
 
 use std::time::Duration;
 
-use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::plan::{Reason, WorkItem};
-use super::{Pipeline, PipelineError, RunSummary};
+use super::{Pipeline, PipelineError, Progress, RunSummary};
 use crate::document::Chunk;
 use crate::ledger::FileRecord;
 
@@ -76,7 +75,7 @@ pub(super) async fn process(
     pipeline: &Pipeline,
     work: Vec<WorkItem>,
     summary: &mut RunSummary,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<Option<usize>, PipelineError> {
     if work.is_empty() {
         return Ok(None);
