@@ -264,7 +264,7 @@ pub fn format_for(path: &Path) -> Option<Format> {
 /// crate reads, and Outlook messages (msg_parser 0.3.6, the msg crate, carries
 /// its own compound-file reader with `unwrap`s on header fields, and no tool
 /// here writes a .msg to test a reader on). The pipeline publishes such a file to a knowledge base as it is
-/// and leaves it out of its own index (`ledger::NO_READER`).
+/// and leaves it out of its own index (`ledger::FailKind::NoReader`).
 pub fn published_without_reader(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())

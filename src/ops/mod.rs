@@ -165,7 +165,7 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<File, String> {
     }
 }
 
-/// What became of a file ragd has no reader for ([`crate::ledger::NO_READER`]):
+/// What became of a file ragd has no reader for ([`crate::ledger::FailKind::NoReader`]):
 /// Open WebUI reads such files itself, so a knowledge base gets them as they
 /// are, and ragd's own index does not. `kb` is its knowledge-base row, if the
 /// pipeline has a knowledge base (`publishes`). E.g. "published; not in ragd's
