@@ -42,6 +42,13 @@ if (($# == 0)); then
         clippy="failed (cargo clippy --workspace --all-targets -- -D warnings)"
         status=1
     fi
+    # Dependencies point one way: no two files or modules of src/ use each other.
+    if python3 scripts/import-cycles.py src; then
+        clippy="$clippy; no import cycles"
+    else
+        clippy="$clippy; import cycles (scripts/import-cycles.py)"
+        status=1
+    fi
     phase_end "clippy"
 fi
 

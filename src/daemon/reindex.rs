@@ -61,6 +61,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{Ledger, LedgerError, PipelineMeta};
+use crate::pipeline::layout::{version_of, versioned};
 use crate::pipeline::{Pipeline, PipelineError, RunRequest};
 use crate::store::StoreError;
 
@@ -160,40 +161,6 @@ pub fn needed(pipeline: &Pipeline, state_dir: &Path) -> Result<Option<&'static s
         }
         _ => None,
     })
-}
-
-/// `C_v<N>`: the version naming of collection `alias`.
-fn version_of(alias: &str, name: &str) -> Option<u64> {
-    name.strip_prefix(alias)?.strip_prefix("_v")?.parse().ok()
-}
-
-/// On a fresh install, create `C_v1` and the alias `C`, so that the first reindex
-/// needs no migration. Learns the dimension by embedding one probe text; if the
-/// embedder is down, does nothing (the ordinary run then reports the problem).
-pub async fn ensure_layout(pipeline: &Pipeline) -> Result<(), ReindexError> {
-    let alias = &pipeline.config.collection;
-    let store = &pipeline.store;
-    let serr = |e| store_err(pipeline, e);
-    if store.collection_dim(alias).await.map_err(serr)?.is_some() {
-        return Ok(()); // an alias or a (pre-alias) real collection already
-    }
-    let dim = match pipeline
-        .embedder
-        .embed(&["ragd dimension probe".to_owned()])
-        .await
-    {
-        Ok(v) if v.first().is_some_and(|v| !v.is_empty()) => v[0].len(),
-        Ok(_) => return Ok(()),
-        Err(e) => {
-            tracing::debug!(pipeline = %pipeline.name(), error = %e, "dimension probe failed");
-            return Ok(());
-        }
-    };
-    let target = format!("{alias}_v1");
-    store.ensure_collection(&target, dim).await.map_err(serr)?;
-    store.set_alias(alias, &target).await.map_err(serr)?;
-    tracing::info!(pipeline = %pipeline.name(), %alias, %target, dim, "created versioned collection");
-    Ok(())
 }
 
 /// Rebuild `pipeline` into a new versioned collection and switch to it, or finish
@@ -445,7 +412,7 @@ async fn next_version(pipeline: &Pipeline) -> Result<String, ReindexError> {
         .max()
         .unwrap_or(0)
         + 1;
-    Ok(format!("{alias}_v{n}"))
+    Ok(versioned(alias, n))
 }
 
 fn read_marker(path: &Path) -> std::io::Result<Option<Marker>> {
@@ -506,14 +473,6 @@ fn store_err(pipeline: &Pipeline, source: StoreError) -> ReindexError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_parse_only_for_this_alias() {
-        assert_eq!(version_of("docs", "docs_v3"), Some(3));
-        assert_eq!(version_of("docs", "docs_v"), None);
-        assert_eq!(version_of("docs", "docs2_v3"), None);
-        assert_eq!(version_of("docs", "docs"), None);
-    }
 
     #[test]
     fn marker_roundtrips_atomically() {

@@ -184,7 +184,7 @@ impl PipelineTasks {
                 "reconciling");
             if first && !self.shared_collection {
                 first = false;
-                if let Err(e) = reindex::ensure_layout(&self.pipeline).await {
+                if let Err(e) = self.pipeline.ensure_layout().await {
                     tracing::warn!(pipeline = %name, error = %e, "could not set up a versioned collection");
                 }
             }

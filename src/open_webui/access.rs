@@ -13,9 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-
-use super::client::OpenWebUi;
+use super::client::{Grant, OpenWebUi};
 use super::error::OwuiError;
 
 /// What a rule grants.
@@ -60,15 +58,6 @@ impl std::fmt::Display for Principal {
 pub struct AccessRule {
     pub principal: Principal,
     pub permission: Permission,
-}
-
-/// A grant as the server stores it: ids, not names.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-pub struct Grant {
-    /// `user` or `group` (the server also knows `anyone`, for public bases).
-    pub principal_type: String,
-    pub principal_id: String,
-    pub permission: String,
 }
 
 /// Why the access could not be applied.

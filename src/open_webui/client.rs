@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::access::Grant;
 use super::error::OwuiError;
 
 /// The first version whose uploads link themselves to `metadata.knowledge_id` *and* report
@@ -318,6 +317,15 @@ impl From<RawFile> for FileInfo {
             directory_path: raw.directory_path,
         }
     }
+}
+
+/// A grant as the server stores it: ids, not names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub struct Grant {
+    /// `user` or `group` (the server also knows `anyone`, for public bases).
+    pub principal_type: String,
+    pub principal_id: String,
+    pub permission: String,
 }
 
 /// A knowledge base.

@@ -22,6 +22,7 @@
 //! extracted text only updates the ledger.
 
 pub mod external;
+pub mod layout;
 pub mod moves;
 pub mod plan;
 pub mod points;

@@ -126,12 +126,7 @@ impl Pipeline {
             // Open WebUI searches the name `C`: make it an alias of `C_v1` before the
             // first write, so no reindex ever has to drop a real `C` (the moment
             // Open WebUI would find no collection).
-            crate::daemon::reindex::ensure_layout(self)
-                .await
-                .map_err(|e| PipelineError::Setup {
-                    pipeline: self.name().to_owned(),
-                    message: e.to_string(),
-                })?;
+            self.ensure_layout().await?;
         }
         let (mut plan, scan_problems) = self
             .plan_run(request.force, request.allow_mass_delete)
