@@ -88,7 +88,8 @@ impl FileState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     pub pipeline: String,
-    /// Relative to the pipeline's source folder, `/`-separated.
+    /// The file's key, as text: a [`crate::triggers::key::FileKey`] built by
+    /// the scan (rows are what the ledger stores, so they keep the text).
     pub path: String,
     /// Index of the source folder (pipelines may have several).
     pub source: u32,
