@@ -11,6 +11,7 @@
 //! Nothing here touches the network. Relative paths are relative to the folder of
 //! the file they are written in.
 
+pub mod defaults;
 pub mod raw;
 mod secret;
 pub mod validate;

@@ -8,28 +8,16 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::defaults::*;
 use super::raw::*;
 use super::{ConfigError, ConfigErrors, Secret};
-use crate::extract::isolate::{
-    DEFAULT_MEMORY_MB as DEFAULT_EXTRACT_MEMORY_MB, DEFAULT_TIMEOUT as DEFAULT_EXTRACT_TIMEOUT,
-    IsolationLimits, default_worker_exe,
-};
-use crate::extract::{DEFAULT_OCR_DPI, DEFAULT_OCR_MAX_PAGES, OcrMode, OcrSettings};
+use crate::extract::isolate::{IsolationLimits, default_worker_exe};
+use crate::extract::{OcrMode, OcrSettings};
 use crate::open_webui::access::{AccessRule, Permission, Principal};
 
-/// Default embedding endpoint: a local Ollama.
-pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
-/// Default address of the daemon's HTTP endpoint.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9321";
-const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
-const DEFAULT_MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
-const DEFAULT_MAX_CHUNKS: u32 = 50_000;
 /// Smallest `limits.extract_memory_mb`: the worker's own binary and libc need
 /// some address space before any parser runs.
 const MIN_EXTRACT_MEMORY_MB: u64 = 64;
-const DEFAULT_CHUNK_CHARS: usize = 1200;
-const DEFAULT_CHUNK_OVERLAP: usize = 100;
-const DEFAULT_BATCH: usize = 32;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -80,10 +68,6 @@ pub enum QdrantSettings {
         retry: Duration,
     },
 }
-
-/// Default of `[qdrant] retry_secs`: a restarted Qdrant loads its collections
-/// before it answers, which takes seconds to a minute.
-pub const DEFAULT_QDRANT_RETRY_SECS: u64 = 120;
 
 /// Which API embeddings are requested from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +211,6 @@ pub enum WatchMode {
     Poll { interval: Duration },
 }
 
-/// Default for `settle_ms`: long enough for a local copy to finish writing.
-pub const DEFAULT_SETTLE: Duration = Duration::from_millis(1000);
-/// Default for `poll_interval_secs`.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Check raw config; `read_secret` reads `*_file` keys.
 pub fn validate(
     config_path: &Path,
@@ -252,7 +231,7 @@ pub fn validate(
             let vacuum_min_dead = daemon
                 .qdrant
                 .vacuum_min_dead_points
-                .unwrap_or(crate::store::edge::DEFAULT_VACUUM_MIN_DEAD);
+                .unwrap_or(DEFAULT_VACUUM_MIN_DEAD);
             if vacuum_min_dead == 0 {
                 errs.push("qdrant.vacuum_min_dead_points", "must be at least 1");
             }
@@ -308,7 +287,7 @@ pub fn validate(
                     &mut errs,
                     "qdrant.timeout_secs",
                     daemon.qdrant.timeout_secs,
-                    crate::store::qdrant::DEFAULT_TIMEOUT_SECS,
+                    DEFAULT_QDRANT_TIMEOUT_SECS,
                 )),
                 layout,
                 // Filled from the ledger and the state directory when the app opens.
@@ -358,30 +337,35 @@ pub fn validate(
         OpenWebUiSettings {
             url,
             api_key: api_key.unwrap_or_else(|| Secret::new("")),
-            concurrency: positive(&mut errs, "open_webui.concurrency", o.concurrency, 4),
+            concurrency: positive(
+                &mut errs,
+                "open_webui.concurrency",
+                o.concurrency,
+                DEFAULT_OWUI_CONCURRENCY,
+            ),
             process_timeout: secs(
                 &mut errs,
                 "open_webui.process_timeout_secs",
                 o.process_timeout_secs,
-                900,
+                DEFAULT_OWUI_PROCESS_TIMEOUT_SECS,
             ),
             request_timeout: secs(
                 &mut errs,
                 "open_webui.request_timeout_secs",
                 o.request_timeout_secs,
-                120,
+                DEFAULT_OWUI_REQUEST_TIMEOUT_SECS,
             ),
             verify_interval: secs(
                 &mut errs,
                 "open_webui.verify_interval_secs",
                 o.verify_interval_secs,
-                600,
+                DEFAULT_OWUI_VERIFY_INTERVAL_SECS,
             ),
             publish_slice: secs(
                 &mut errs,
                 "open_webui.publish_slice_secs",
                 o.publish_slice_secs,
-                60,
+                DEFAULT_OWUI_PUBLISH_SLICE_SECS,
             ),
         }
     });
@@ -472,9 +456,19 @@ pub fn validate(
         model_dir,
         url,
         api_key: embed_key,
-        timeout: secs(&mut errs, "embedding.timeout_secs", e.timeout_secs, 120),
-        max_retries: e.max_retries.unwrap_or(5),
-        concurrency: positive(&mut errs, "embedding.concurrency", e.concurrency, 2),
+        timeout: secs(
+            &mut errs,
+            "embedding.timeout_secs",
+            e.timeout_secs,
+            DEFAULT_EMBED_TIMEOUT_SECS,
+        ),
+        max_retries: e.max_retries.unwrap_or(DEFAULT_EMBED_MAX_RETRIES),
+        concurrency: positive(
+            &mut errs,
+            "embedding.concurrency",
+            e.concurrency,
+            DEFAULT_EMBED_CONCURRENCY,
+        ),
     };
 
     let l = daemon.limits;
@@ -1287,7 +1281,7 @@ mod tests {
             c.qdrant,
             QdrantSettings::Embedded {
                 path: PathBuf::from("cfg/../.ragd/qdrant"),
-                vacuum_min_dead: crate::store::edge::DEFAULT_VACUUM_MIN_DEAD,
+                vacuum_min_dead: DEFAULT_VACUUM_MIN_DEAD,
             }
         );
         let p = &c.pipelines[0];

@@ -73,10 +73,6 @@ use serde::{Deserialize, Serialize};
 use super::{ExtractError, ExtractOptions, OcrSettings};
 use crate::document::{Document, Format, Section};
 
-/// Default for `limits.extract_timeout_secs`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default for `limits.extract_memory_mb`.
-pub const DEFAULT_MEMORY_MB: u64 = 1024;
 /// Timeouts of the same bytes after which a file is given up on until it
 /// changes. One timeout may be a loaded machine, so the file is retried once;
 /// a second one is taken as a property of the file.
@@ -162,20 +158,6 @@ impl IsolationLimits {
         ExtractOptions {
             ocr: self.ocr.clone(),
             budget: Some(self.timeout),
-        }
-    }
-}
-
-impl Default for IsolationLimits {
-    fn default() -> Self {
-        IsolationLimits {
-            isolate: true,
-            timeout: DEFAULT_TIMEOUT,
-            memory_mb: DEFAULT_MEMORY_MB,
-            worker_exe: default_worker_exe(),
-            worker_env: Vec::new(),
-            ocr: OcrSettings::default(),
-            max_reply_bytes: reply_cap(64 * 1024 * 1024),
         }
     }
 }

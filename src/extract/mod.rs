@@ -32,10 +32,7 @@ use std::time::{Duration, Instant};
 use crate::document::{Document, Format, Language, Section};
 use crate::ledger::FailKind;
 
-pub use ocr::{
-    DEFAULT_DPI as DEFAULT_OCR_DPI, DEFAULT_MAX_PAGES as DEFAULT_OCR_MAX_PAGES, OcrMode,
-    OcrSettings, pdftoppm_version, tesseract_languages, tesseract_version,
-};
+pub use ocr::{OcrMode, OcrSettings, pdftoppm_version, tesseract_languages, tesseract_version};
 
 /// Why a file's bytes could not be turned into text.
 ///

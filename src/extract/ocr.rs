@@ -22,15 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use super::ExtractError;
 
-/// Default for `ocr.languages`.
-pub const DEFAULT_LANGUAGES: &[&str] = &["eng"];
-/// Default for `ocr.dpi`: what Tesseract is trained for; below 200 its
-/// accuracy drops quickly, above 400 it only gets slower.
-pub const DEFAULT_DPI: u32 = 300;
-/// Default for `ocr.max_pages`: pages OCRed per file. At some 2–5 s a page on
-/// one core, more than this would not fit the default extraction timeout anyway.
-pub const DEFAULT_MAX_PAGES: u32 = 50;
-
 /// `[ocr] enabled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OcrMode {
@@ -52,17 +43,6 @@ pub struct OcrSettings {
     pub dpi: u32,
     /// Pages OCRed per file; later pages without text are left out.
     pub max_pages: u32,
-}
-
-impl Default for OcrSettings {
-    fn default() -> Self {
-        OcrSettings {
-            mode: OcrMode::Auto,
-            languages: DEFAULT_LANGUAGES.iter().map(|l| (*l).to_owned()).collect(),
-            dpi: DEFAULT_DPI,
-            max_pages: DEFAULT_MAX_PAGES,
-        }
-    }
 }
 
 impl OcrSettings {
@@ -100,12 +80,10 @@ impl OcrSettings {
         }
     }
 
+    /// Tesseract's `-l`: the languages tried together (validation makes sure
+    /// there is at least one).
     fn language_arg(&self) -> String {
-        if self.languages.is_empty() {
-            DEFAULT_LANGUAGES.join("+")
-        } else {
-            self.languages.join("+")
-        }
+        self.languages.join("+")
     }
 }
 

@@ -114,10 +114,6 @@ const WAL_COMPACT_BYTES: u64 = 64 << 20;
 /// at 4 MiB), so smaller segments keep less on disk and in memory. An entry
 /// larger than a segment (a big write group) gets a segment of its own size.
 const WAL_SEGMENT_BYTES: usize = 2 << 20;
-/// Fewest dead vector slots at which `sync` vacuums a shard (see "Vacuum"),
-/// unless configured (`[qdrant] vacuum_min_dead_points`): below this a
-/// rebuild costs more than the space it frees is worth.
-pub const DEFAULT_VACUUM_MIN_DEAD: u64 = 10_000;
 const ALIASES_FILE: &str = "aliases.json";
 /// Prefixes of scratch directories under `collections/`; never valid names, since
 /// names may not start with a dot.
@@ -148,22 +144,14 @@ pub struct EdgeTuning {
 }
 
 impl EdgeTuning {
-    /// The defaults with the configured vacuum threshold
-    /// (`[qdrant] vacuum_min_dead_points`).
+    /// The WAL's sizes with the configured vacuum threshold
+    /// (`[qdrant] vacuum_min_dead_points`; its default is config's, as
+    /// `EdgeTuning::default()`).
     pub fn with_vacuum_min_dead(vacuum_min_dead: u64) -> Self {
-        EdgeTuning {
-            vacuum_min_dead,
-            ..EdgeTuning::default()
-        }
-    }
-}
-
-impl Default for EdgeTuning {
-    fn default() -> Self {
         EdgeTuning {
             segment_bytes: WAL_SEGMENT_BYTES,
             compact_bytes: WAL_COMPACT_BYTES,
-            vacuum_min_dead: DEFAULT_VACUUM_MIN_DEAD,
+            vacuum_min_dead,
         }
     }
 }

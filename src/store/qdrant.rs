@@ -96,26 +96,10 @@ pub struct ServerOptions {
     pub instance: Option<String>,
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
-            layout: Layout::default(),
-            adoptable: Default::default(),
-            instance: None,
-        }
-    }
-}
-
 /// Points read to recognise an unmarked collection as ragd's: every one must
 /// carry ragd's payload and the id ragd derives from it (a UUIDv5 of pipeline,
 /// path and chunk index, which no other writer produces by chance).
 pub const ADOPT_SAMPLE: u32 = 64;
-
-/// Default of `[qdrant] timeout_secs`: a `wait=true` upsert of a batch on a
-/// busy server takes seconds; qdrant-client's own 5 s cut such writes off and
-/// re-sent them, adding load exactly when the server was slow.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
 /// The layout of a collection ragd creates; `None` leaves the server's default.
 /// Applied only at creation: an existing collection keeps its layout.
