@@ -19,8 +19,9 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::external::ExternalPublisher;
 use crate::publish::Publisher;
 use crate::store::edge::{EdgeStore, EdgeTuning};
+use crate::store::layer::Layered;
 use crate::store::qdrant::{CreationJournal, QdrantStore, ServerOptions};
-use crate::store::retry::Retrying;
+use crate::store::retry::Retry;
 use crate::store::{StoreError, VectorStore};
 
 /// Failures while building components. All are fatal for the command.
@@ -159,8 +160,10 @@ impl App {
             // like is transient, and briefly.
             QdrantSettings::Embedded { .. } => Duration::from_secs(10),
         };
-        let store: Arc<dyn VectorStore> =
-            Arc::new(Retrying::new(store, retry, Duration::from_millis(200)));
+        let store: Arc<dyn VectorStore> = Arc::new(Layered::new(
+            store,
+            Retry::new(retry, Duration::from_millis(200)),
+        ));
         Ok(App {
             config,
             ledger,

@@ -38,6 +38,8 @@
 //!   `RAGD_FAILPOINTS` is set).
 //! - [`telemetry`]: tracing initialisation, metric names, one function per
 //!   notable event (logs and counts together), the `/metrics` route.
+//! - [`pairing`]: a removal and an addition of the same thing are one move — the
+//!   one mechanism behind move detection in the index and in the knowledge base.
 //! - [`ops`]: the operator commands — `status`, `why`, `doctor`, `plan`.
 //! - [`cli`] and [`app`]: the command line and the composition root that wires
 //!   validated config into components.
@@ -58,6 +60,7 @@ pub mod http;
 pub mod ledger;
 pub mod open_webui;
 pub mod ops;
+pub mod pairing;
 pub mod pipeline;
 pub mod publish;
 pub mod server;

@@ -176,7 +176,7 @@ async fn a_renamed_folder_of_every_file_moves_in_batches() {
     })
     .await;
     let embeds = env.embed.stats().texts;
-    let upserts = env.store.upserts();
+    let upserts = env.store.layer().upserts();
     std::fs::rename(env.docs().join("inbox"), env.docs().join("outbox")).unwrap();
     eventually("the points and the ledger follow the rename", || async {
         env.points("outbox/f000.md").await.len() == 1
@@ -191,7 +191,7 @@ async fn a_renamed_folder_of_every_file_moves_in_batches() {
     .await;
     assert_eq!(env.embed.stats().texts, embeds, "moves must not re-embed");
     assert_eq!(env.total_points().await, 300);
-    let writes = env.store.upserts() - upserts;
+    let writes = env.store.layer().upserts() - upserts;
     assert!(
         writes <= 10,
         "300 moved files took {writes} store writes; two batches should do"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ragd::document::point_id;
 use ragd::ledger::{FailKind, FileState};
 use ragd::pipeline::RunRequest;
-use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore, WriteOp};
+use ragd::store::{PointFilter, PointPayload, StoredPoint, VectorStore};
 
 use crate::crash::{Invariants, check_with};
 use crate::support::env::{DIM, TestEnv};
@@ -221,10 +221,14 @@ fn an_unusable_state_directory_is_a_clear_fatal_error() {
     assert!(err.contains("state directory"), "{err}");
 }
 
-/// A store that fails a share of calls transiently — half of them after the
-/// write was applied ("outcome unknown", like a timeout) — over a real store.
-struct FlakyStore {
-    inner: std::sync::Arc<dyn VectorStore>,
+/// A store that fails a share of writes and syncs transiently — half of them
+/// after the write was applied ("outcome unknown", like a timeout) — over a
+/// real store.
+type FlakyStore = ragd::store::layer::Layered<Faults>;
+
+/// The faults [`FlakyStore`] injects.
+struct Faults {
+    /// Share of writes and syncs that fail.
     rate: f64,
     failures: std::sync::atomic::AtomicU64,
     /// Failures in a row so far; see [`MAX_FAILURES_IN_A_ROW`].
@@ -240,7 +244,9 @@ struct FlakyStore {
 /// time, so a streak across calls bounds each call's own.
 const MAX_FAILURES_IN_A_ROW: u32 = 3;
 
-impl FlakyStore {
+impl Faults {
+    /// `None`: no fault this time; `Some(applied)`: fail, after applying the
+    /// write if `applied`.
     fn roll(&self) -> Option<bool> {
         use rand::Rng;
         use std::sync::atomic::Ordering::SeqCst;
@@ -261,34 +267,17 @@ impl FlakyStore {
     }
 }
 
-impl FlakyStore {
-    /// Over `env`'s real store, failing a share `rate` of writes.
-    fn over(env: &TestEnv, rate: f64, sync_broken: bool) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(FlakyStore {
-            inner: env.store.clone(),
+/// Over `env`'s real store, failing a share `rate` of writes and syncs.
+fn flaky_over(env: &TestEnv, rate: f64, sync_broken: bool) -> std::sync::Arc<FlakyStore> {
+    std::sync::Arc::new(ragd::store::layer::Layered::new(
+        env.store.clone(),
+        Faults {
             rate,
             failures: Default::default(),
             streak: Default::default(),
             sync_broken,
-        })
-    }
-
-    /// Run `op`, or fail it: half the failures after `op` was applied.
-    async fn maybe_fail<F, Fut>(&self, op: F) -> Result<(), ragd::store::StoreError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(), ragd::store::StoreError>>,
-    {
-        match self.roll() {
-            None => op().await,
-            Some(applied) => {
-                if applied {
-                    op().await?;
-                }
-                Err(unknown())
-            }
-        }
-    }
+        },
+    ))
 }
 
 /// The failure a backend reports when it cannot tell whether a write applied.
@@ -300,95 +289,35 @@ fn unknown() -> ragd::store::StoreError {
     ragd::store::StoreError::Transient("injected: deadline exceeded".into())
 }
 
-#[async_trait::async_trait]
-impl VectorStore for FlakyStore {
-    fn backend(&self) -> &'static str {
-        "flaky"
-    }
-    async fn ensure_collection(&self, c: &str, dim: usize) -> Result<(), ragd::store::StoreError> {
-        self.inner.ensure_collection(c, dim).await
-    }
-    async fn collection_dim(&self, c: &str) -> Result<Option<usize>, ragd::store::StoreError> {
-        self.inner.collection_dim(c).await
-    }
-    async fn upsert(
-        &self,
-        c: &str,
-        points: Vec<StoredPoint>,
-    ) -> Result<(), ragd::store::StoreError> {
-        self.maybe_fail(|| self.inner.upsert(c, points)).await
-    }
-    async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), ragd::store::StoreError> {
-        self.maybe_fail(|| self.inner.delete(c, f)).await
-    }
-    async fn delete_points(
-        &self,
-        c: &str,
-        ids: Vec<uuid::Uuid>,
-    ) -> Result<(), ragd::store::StoreError> {
-        self.maybe_fail(|| self.inner.delete_points(c, ids)).await
-    }
-    async fn retrieve(
-        &self,
-        c: &str,
-        ids: &[uuid::Uuid],
-        v: bool,
-    ) -> Result<Vec<StoredPoint>, ragd::store::StoreError> {
-        self.inner.retrieve(c, ids, v).await
-    }
-    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), ragd::store::StoreError> {
-        self.maybe_fail(|| self.inner.write(c, ops)).await
-    }
-    async fn sync(&self, c: &str) -> Result<(), ragd::store::StoreError> {
-        if self.sync_broken {
-            return Err(ragd::store::StoreError::Backend(
-                "injected: flush failed".into(),
-            ));
+impl ragd::store::layer::Layer for Faults {
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: ragd::store::layer::Call<'a>,
+        attempt: impl Fn() -> ragd::store::layer::Attempt<'a, T> + Send + Sync + 'a,
+    ) -> Result<T, ragd::store::StoreError> {
+        use ragd::store::layer::CallKind;
+        let faulty = match call.kind {
+            CallKind::Sync if self.sync_broken => {
+                return Err(ragd::store::StoreError::Backend(
+                    "injected: flush failed".into(),
+                ));
+            }
+            CallKind::Upsert | CallKind::Delete | CallKind::Write(_) | CallKind::Sync => true,
+            CallKind::Read | CallKind::Collection => false,
+        };
+        match faulty.then(|| self.roll()).flatten() {
+            None => attempt().await,
+            Some(applied) => {
+                if applied {
+                    attempt().await?;
+                }
+                Err(unknown())
+            }
         }
-        self.maybe_fail(|| self.inner.sync(c)).await
-    }
-    async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, ragd::store::StoreError> {
-        self.inner.count(c, f).await
-    }
-    async fn scroll(
-        &self,
-        c: &str,
-        f: &PointFilter,
-        v: bool,
-    ) -> Result<Vec<StoredPoint>, ragd::store::StoreError> {
-        self.inner.scroll(c, f, v).await
-    }
-    async fn scroll_keys(
-        &self,
-        c: &str,
-        f: &PointFilter,
-    ) -> Result<Vec<ragd::store::PointKey>, ragd::store::StoreError> {
-        self.inner.scroll_keys(c, f).await
-    }
-    async fn search(
-        &self,
-        c: &str,
-        v: Vec<f32>,
-        k: usize,
-        f: Option<&PointFilter>,
-    ) -> Result<Vec<ragd::store::SearchHit>, ragd::store::StoreError> {
-        self.inner.search(c, v, k, f).await
-    }
-    async fn list_collections(&self) -> Result<Vec<String>, ragd::store::StoreError> {
-        self.inner.list_collections().await
-    }
-    async fn delete_collection(&self, c: &str) -> Result<bool, ragd::store::StoreError> {
-        self.inner.delete_collection(c).await
-    }
-    async fn set_alias(&self, a: &str, c: &str) -> Result<(), ragd::store::StoreError> {
-        self.inner.set_alias(a, c).await
-    }
-    async fn resolve_alias(&self, a: &str) -> Result<Option<String>, ragd::store::StoreError> {
-        self.inner.resolve_alias(a).await
     }
 
-    async fn add_citations(&self, c: &str) -> Result<u64, ragd::store::StoreError> {
-        self.inner.add_citations(c).await
+    fn backend(&self, _inner: &'static str) -> &'static str {
+        "flaky"
     }
 }
 
@@ -396,7 +325,7 @@ impl VectorStore for FlakyStore {
 async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
     let env = TestEnv::new("").await;
     corpus(&env, 30);
-    let flaky = FlakyStore::over(&env, 0.3, false);
+    let flaky = flaky_over(&env, 0.3, false);
     let run = || async {
         let config = ragd::config::load(&env.config_path()).unwrap();
         let app = ragd::app::App::open_with(config, Some(flaky.clone())).unwrap();
@@ -414,7 +343,11 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
     }
     run().await.expect("second run");
     assert!(
-        flaky.failures.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        flaky
+            .layer()
+            .failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0,
         "faults were injected"
     );
     let app = env.app();
@@ -438,7 +371,7 @@ async fn qdrant_timeouts_and_failures_are_retried_to_the_same_end_state() {
 async fn files_are_indexed_only_once_a_store_sync_covers_them() {
     let env = TestEnv::new("").await;
     corpus(&env, 12);
-    let broken = FlakyStore::over(&env, 0.0, true);
+    let broken = flaky_over(&env, 0.0, true);
     let config = ragd::config::load(&env.config_path()).unwrap();
     let app = ragd::app::App::open_with(config, Some(broken)).unwrap();
     let err = env

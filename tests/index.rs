@@ -116,15 +116,15 @@ async fn rerun_over_unchanged_folder_embeds_and_writes_nothing() {
     seed(&env).await;
     env.index().await;
     let embeds = env.embed.stats().requests;
-    let upserts = env.store.upserts();
-    let deletes = env.store.deletes();
+    let upserts = env.store.layer().upserts();
+    let deletes = env.store.layer().deletes();
 
     let s = env.index().await;
     assert_eq!(s.unchanged, 5, "{s:?}");
     assert_eq!((s.added, s.updated, s.deleted, s.touched), (0, 0, 0, 0));
     assert_eq!(env.embed.stats().requests, embeds, "no embedding calls");
-    assert_eq!(env.store.upserts(), upserts, "no upserts");
-    assert_eq!(env.store.deletes(), deletes, "no deletes");
+    assert_eq!(env.store.layer().upserts(), upserts, "no upserts");
+    assert_eq!(env.store.layer().deletes(), deletes, "no deletes");
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
     seed(&env).await;
     env.index().await;
     let embeds = env.embed.stats().requests;
-    let upserts = env.store.upserts();
+    let upserts = env.store.layer().upserts();
 
     // Same bytes, new mtime.
     let f = std::fs::File::options()
@@ -188,7 +188,7 @@ async fn same_text_with_new_bytes_or_mtime_is_not_re_embedded() {
     let s = env.index().await;
     assert_eq!(s.touched, 2, "{s:?}");
     assert_eq!(env.embed.stats().requests, embeds);
-    assert_eq!(env.store.upserts(), upserts);
+    assert_eq!(env.store.layer().upserts(), upserts);
     let rec = env.app().ledger.get("docs", "page.html").unwrap().unwrap();
     assert_eq!(
         rec.file_hash,
@@ -369,7 +369,7 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     }
     env.write("keep.md", "the one that stays\n");
     assert_eq!(env.index().await.added, 301);
-    let deletes = env.store.deletes();
+    let deletes = env.store.layer().deletes();
     std::fs::remove_dir_all(env.docs().join("many")).unwrap();
     let app = env.app();
     let s = env
@@ -383,7 +383,7 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     drop(app);
     assert_eq!(s.deleted, 300, "{s:?}");
     assert_eq!(
-        env.store.deletes() - deletes,
+        env.store.layer().deletes() - deletes,
         2,
         "300 files in batches of 256"
     );

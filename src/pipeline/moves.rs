@@ -19,13 +19,13 @@
 //!
 //! At no point does the ledger call a path `indexed` whose points are not there.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use super::plan::{Plan, Reason, WorkItem};
 use super::{Pipeline, PipelineError, points};
 use crate::document::point_id;
 use crate::ledger::{FileRecord, FileState};
+use crate::pairing::{Pairing, take_at};
 use crate::store::{StoredPoint, WriteOp};
 
 /// A planned delete and a planned add that are the same bytes.
@@ -59,52 +59,34 @@ pub(super) async fn detect(pipeline: &Pipeline, plan: &mut Plan) -> Vec<Move> {
 /// (no IO), then the SHA-256 of the new file against the ledger's `file_hash` —
 /// and take both out of `plan`. Blocking; also what `ragd plan` shows.
 pub fn take_moves(plan: &mut Plan, max_file_bytes: u64) -> Vec<Move> {
-    // Deletes whose points are known to be complete, by size.
-    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, r) in plan.deletes.iter().enumerate() {
-        if r.state == FileState::Indexed && r.content_hash.is_some() && !r.file_hash.is_empty() {
-            by_size.entry(r.size).or_default().push(i);
-        }
-    }
+    // Deletes whose points are known to be complete, by size (no IO).
+    let mut pairing = Pairing::new(plan.deletes.iter().enumerate().filter_map(|(i, r)| {
+        (r.state == FileState::Indexed && r.content_hash.is_some() && !r.file_hash.is_empty())
+            .then_some((r.size, i))
+    }));
     let mut taken_deletes = Vec::new();
     let mut taken_work = Vec::new();
     for (wi, w) in plan.work.iter().enumerate() {
-        if w.reason != Reason::New {
+        if w.reason != Reason::New || !pairing.may_pair(&w.file.size) {
             continue;
         }
-        let Some(slots) = by_size.get_mut(&w.file.size) else {
-            continue;
-        };
         let Some(hash) = hash_file(&w.file.abs_path, max_file_bytes) else {
             continue;
         };
-        if let Some(pos) = slots
-            .iter()
-            .position(|&di| plan.deletes[di].file_hash == hash)
-        {
-            taken_deletes.push(slots.remove(pos));
+        if let Some(di) = pairing.take(&w.file.size, |di| plan.deletes[di].file_hash == hash) {
+            taken_deletes.push(di);
             taken_work.push(wi);
         }
     }
-    let mut moves: Vec<Move> = taken_deletes
-        .iter()
-        .zip(&taken_work)
-        .map(|(&di, &wi)| Move {
-            from: plan.deletes[di].clone(),
-            to: plan.work[wi].clone(),
-        })
+    let from = take_at(&mut plan.deletes, &taken_deletes);
+    let to = take_at(&mut plan.work, &taken_work);
+    let mut moves: Vec<Move> = from
+        .into_iter()
+        .zip(to)
+        .map(|(from, to)| Move { from, to })
         .collect();
-    remove_indexes(&mut plan.deletes, taken_deletes);
-    remove_indexes(&mut plan.work, taken_work);
     moves.sort_by(|a, b| a.from.path.cmp(&b.from.path));
     moves
-}
-
-fn remove_indexes<T>(v: &mut Vec<T>, mut idx: Vec<usize>) {
-    idx.sort_unstable();
-    for i in idx.into_iter().rev() {
-        v.remove(i);
-    }
 }
 
 /// SHA-256 of a file's bytes, streamed; `None` if unreadable or over `limit`.
@@ -298,13 +280,6 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn remove_indexes_removes_exactly_those() {
-        let mut v = vec!['a', 'b', 'c', 'd', 'e'];
-        remove_indexes(&mut v, vec![3, 0, 2]);
-        assert_eq!(v, vec!['b', 'e']);
-    }
 
     #[test]
     fn hash_file_matches_sha256_of_bytes() {

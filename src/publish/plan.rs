@@ -3,11 +3,12 @@
 //! needs in the knowledge base — publish, remove, move (a linked upload follows
 //! its file), or replace (same text, other bytes). Pure: no I/O, unit-tested here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::MAX_DUPLICATE_ATTEMPTS;
 use crate::ledger::{FailKind, FileRecord, KbRecord, KbState};
 use crate::open_webui::sanitize_filename;
+use crate::pairing::Pairing;
 
 /// What to do with one path.
 pub(super) enum Action {
@@ -191,16 +192,12 @@ fn pair_moves(
             && r.old_file_id.is_none()
     };
     // (text, base name) → removals that could be the old place.
-    let mut gone: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    for (i, a) in removes.iter().enumerate() {
-        if let Action::Remove(r) = a
-            && movable(r)
-        {
-            gone.entry((r.content_hash.clone(), move_name(&r.path, renames)))
-                .or_default()
-                .push(i);
+    let mut gone = Pairing::new(removes.iter().enumerate().filter_map(|(i, a)| match a {
+        Action::Remove(r) if movable(r) => {
+            Some(((r.content_hash.clone(), move_name(&r.path, renames)), i))
         }
-    }
+        _ => None,
+    }));
     if gone.is_empty() {
         let mut out = removes;
         out.extend(publishes);
@@ -217,7 +214,7 @@ fn pair_moves(
             continue;
         };
         let key = (hash, move_name(&file.path, renames));
-        let Some(i) = gone.get_mut(&key).and_then(Vec::pop) else {
+        let Some(i) = gone.take(&key, |_| true) else {
             continue;
         };
         let (Some(Action::Remove(row)), Some(Action::Publish { file, .. })) =

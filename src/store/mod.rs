@@ -5,6 +5,7 @@
 //! by the same suite.
 
 pub mod edge;
+pub mod layer;
 pub mod qdrant;
 pub mod retry;
 

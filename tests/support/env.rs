@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
 use ragd::app::App;
 use ragd::embed::server::EmbedServerHandle;
 use ragd::pipeline::{Pipeline, RunRequest, RunSummary};
 use ragd::store::edge::EdgeStore;
+use ragd::store::layer::{Attempt, Call, CallKind, Layer, Layered};
 use ragd::store::qdrant::{QdrantStore, ServerOptions};
-use ragd::store::{PointFilter, SearchHit, StoreError, StoredPoint, VectorStore, WriteOp};
+use ragd::store::{PointFilter, StoreError, StoredPoint, VectorStore, WriteOp};
 use uuid::Uuid;
 
 use super::embed::{MODEL, start_embed_server};
@@ -182,12 +182,18 @@ impl TestEnv {
         )
         .unwrap();
         let store = match &backend {
-            Backend::Edge => CountingStore::new(
-                EdgeStore::open(&dir.path().join("state/qdrant")).expect("open edge store"),
+            Backend::Edge => Layered::new(
+                Arc::new(
+                    EdgeStore::open(&dir.path().join("state/qdrant")).expect("open edge store"),
+                ),
+                Counts::default(),
             ),
-            Backend::Server { url, key } => CountingStore::new(
-                QdrantStore::connect(url, key.clone(), &ServerOptions::default())
-                    .expect("connect to the Qdrant server"),
+            Backend::Server { url, key } => Layered::new(
+                Arc::new(
+                    QdrantStore::connect(url, key.clone(), &ServerOptions::default())
+                        .expect("connect to the Qdrant server"),
+                ),
+                Counts::default(),
             ),
         };
         TestEnv {
@@ -338,21 +344,17 @@ impl Drop for TestEnv {
 }
 
 /// A vector store that counts the calls that change data, over a real store.
-pub struct CountingStore {
-    inner: Box<dyn VectorStore>,
-    pub upserts: AtomicU64,
-    pub deletes: AtomicU64,
+pub type CountingStore = Layered<Counts>;
+
+/// The counts of a [`CountingStore`]: calls that write points, calls that delete
+/// them (a group of writes counts each of its ops).
+#[derive(Default)]
+pub struct Counts {
+    upserts: AtomicU64,
+    deletes: AtomicU64,
 }
 
-impl CountingStore {
-    pub fn new(inner: impl VectorStore + 'static) -> Self {
-        CountingStore {
-            inner: Box::new(inner),
-            upserts: AtomicU64::new(0),
-            deletes: AtomicU64::new(0),
-        }
-    }
-
+impl Counts {
     pub fn upserts(&self) -> u64 {
         self.upserts.load(Ordering::SeqCst)
     }
@@ -362,92 +364,26 @@ impl CountingStore {
     }
 }
 
-#[async_trait]
-impl VectorStore for CountingStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn ensure_collection(&self, c: &str, dim: usize) -> Result<(), StoreError> {
-        self.inner.ensure_collection(c, dim).await
-    }
-    async fn collection_dim(&self, c: &str) -> Result<Option<usize>, StoreError> {
-        self.inner.collection_dim(c).await
-    }
-    async fn upsert(&self, c: &str, points: Vec<StoredPoint>) -> Result<(), StoreError> {
-        self.upserts.fetch_add(1, Ordering::SeqCst);
-        self.inner.upsert(c, points).await
-    }
-    async fn delete(&self, c: &str, f: &PointFilter) -> Result<(), StoreError> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(c, f).await
-    }
-    async fn delete_points(&self, c: &str, ids: Vec<Uuid>) -> Result<(), StoreError> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete_points(c, ids).await
-    }
-    async fn retrieve(
-        &self,
-        c: &str,
-        ids: &[Uuid],
-        v: bool,
-    ) -> Result<Vec<StoredPoint>, StoreError> {
-        self.inner.retrieve(c, ids, v).await
-    }
-    async fn write(&self, c: &str, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        for op in &ops {
-            match op {
-                WriteOp::Upsert(_) => self.upserts.fetch_add(1, Ordering::SeqCst),
-                WriteOp::Delete(_) | WriteOp::DeletePoints(_) => {
-                    self.deletes.fetch_add(1, Ordering::SeqCst)
+impl Layer for Counts {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        attempt: impl Fn() -> Attempt<'a, T> + Send + Sync + 'a,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
+        let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::SeqCst);
+        match call.kind {
+            CallKind::Upsert => _ = count(&self.upserts),
+            CallKind::Delete => _ = count(&self.deletes),
+            CallKind::Write(ops) => {
+                for op in ops {
+                    match op {
+                        WriteOp::Upsert(_) => count(&self.upserts),
+                        WriteOp::Delete(_) | WriteOp::DeletePoints(_) => count(&self.deletes),
+                    };
                 }
-            };
+            }
+            _ => {}
         }
-        self.inner.write(c, ops).await
-    }
-    async fn sync(&self, c: &str) -> Result<(), StoreError> {
-        self.inner.sync(c).await
-    }
-    async fn count(&self, c: &str, f: &PointFilter) -> Result<u64, StoreError> {
-        self.inner.count(c, f).await
-    }
-    async fn scroll(
-        &self,
-        c: &str,
-        f: &PointFilter,
-        v: bool,
-    ) -> Result<Vec<StoredPoint>, StoreError> {
-        self.inner.scroll(c, f, v).await
-    }
-    async fn scroll_keys(
-        &self,
-        c: &str,
-        f: &PointFilter,
-    ) -> Result<Vec<ragd::store::PointKey>, StoreError> {
-        self.inner.scroll_keys(c, f).await
-    }
-    async fn search(
-        &self,
-        c: &str,
-        v: Vec<f32>,
-        k: usize,
-        f: Option<&PointFilter>,
-    ) -> Result<Vec<SearchHit>, StoreError> {
-        self.inner.search(c, v, k, f).await
-    }
-    async fn list_collections(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.list_collections().await
-    }
-    async fn delete_collection(&self, c: &str) -> Result<bool, StoreError> {
-        self.inner.delete_collection(c).await
-    }
-    async fn set_alias(&self, a: &str, c: &str) -> Result<(), StoreError> {
-        self.inner.set_alias(a, c).await
-    }
-    async fn resolve_alias(&self, a: &str) -> Result<Option<String>, StoreError> {
-        self.inner.resolve_alias(a).await
-    }
-
-    async fn add_citations(&self, c: &str) -> Result<u64, StoreError> {
-        self.inner.add_citations(c).await
+        attempt()
     }
 }
