@@ -32,40 +32,6 @@ use rayon::prelude::*;
 /// (tens of microseconds) that scheduling is noise, small enough to balance 2–64 cores.
 const ROWS_PER_TASK: usize = 32;
 
-/// EXPERIMENT (issue 27 gate, to be reverted): which products see bf16-rounded
-/// operands, from `RAGD_BERT_SIM` (off, ffn, dense, all, weights).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sim {
-    Off,
-    Ffn,
-    Dense,
-    All,
-    Weights,
-}
-
-fn sim() -> Sim {
-    match std::env::var("RAGD_BERT_SIM").as_deref() {
-        Ok("ffn") => Sim::Ffn,
-        Ok("dense") => Sim::Dense,
-        Ok("all") => Sim::All,
-        Ok("weights") => Sim::Weights,
-        _ => Sim::Off,
-    }
-}
-
-/// f32 → bf16 → f32, round to nearest even (what vcvtne2ps2bf16 does).
-fn bf16(x: f32) -> f32 {
-    let b = x.to_bits();
-    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1));
-    f32::from_bits(r & 0xffff_0000)
-}
-
-fn round_all(xs: &mut [f32]) {
-    for x in xs {
-        *x = bf16(*x);
-    }
-}
-
 /// Why the weights could not be used, or a text could not be embedded.
 #[derive(Debug, thiserror::Error)]
 pub enum BertError {
@@ -104,7 +70,6 @@ pub struct Bert {
     token_type: Vec<f32>,
     embedding_norm: Norm,
     layers: Vec<Layer>,
-    sim: Sim,
 }
 
 struct Layer {
@@ -124,7 +89,6 @@ struct Dense {
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
-    round_input: bool,
 }
 
 struct Norm {
@@ -194,25 +158,6 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<_>, BertError>>()?;
-        let sim = sim();
-        let mut layers = layers;
-        for l in &mut layers {
-            let mut dense: Vec<&mut Dense> = match sim {
-                Sim::Off => vec![],
-                Sim::Ffn => vec![&mut l.intermediate, &mut l.output],
-                _ => vec![
-                    &mut l.qkv,
-                    &mut l.attention_out,
-                    &mut l.intermediate,
-                    &mut l.output,
-                ],
-            };
-            for d in dense.iter_mut() {
-                round_all(&mut d.weight);
-                d.round_input = sim != Sim::Weights;
-            }
-        }
-        eprintln!("ragd-bert: bf16 simulation {sim:?}");
 
         Ok(Self {
             hidden: h,
@@ -224,7 +169,6 @@ impl Bert {
             token_type,
             embedding_norm,
             layers,
-            sim,
         })
     }
 
@@ -249,9 +193,6 @@ impl Bert {
 
         for layer in &self.layers {
             layer.qkv.apply(&x, tokens, &mut qkv, None);
-            if self.sim == Sim::All {
-                round_all(&mut qkv);
-            }
             self.attention(&qkv, &lengths, &mut context);
             // attended = LayerNorm(x + context · Wo + bo)
             layer
@@ -333,9 +274,6 @@ impl Bert {
                         Parallelism::None,
                     );
                     softmax_rows(scores, len);
-                    if self.sim == Sim::All {
-                        round_all(scores);
-                    }
                     // context[:, head] = scores · v  (len × d)
                     matmul(
                         Target {
@@ -388,21 +326,11 @@ impl Dense {
             bias,
             inputs,
             outputs: total,
-            round_input: false,
         })
     }
 
     /// `out = input · W + b (+ residual)` for `rows` rows.
     fn apply(&self, input: &[f32], rows: usize, out: &mut [f32], residual: Option<&[f32]>) {
-        let rounded;
-        let input = if self.round_input {
-            let mut v = input[..rows * self.inputs].to_vec();
-            round_all(&mut v);
-            rounded = v;
-            &rounded[..]
-        } else {
-            input
-        };
         let out = &mut out[..rows * self.outputs];
         match residual {
             Some(residual) => out
