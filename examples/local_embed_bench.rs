@@ -22,7 +22,8 @@
 //! ```
 //!
 //! Prints one line `ragd: N chunks (T tokens) in S s: R chunks/s, CPU C s, G GFLOP/s`,
-//! where GFLOP counts the model's real-token arithmetic (see [`flops`]).
+//! where GFLOP counts the model's real-token arithmetic (see [`flops`]), then the same
+//! per CPU-second against this CPU's measured limit (`ragd_bert::limit`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,6 +138,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gflop / wall.as_secs_f64(),
         o.batch,
     );
+
+    // How close to the FLOP limit: the same arithmetic per CPU-second, against what one
+    // core can do at most (measured now, under the same load).
+    let per_cpu_second = gflop / cpu.as_secs_f64();
+    match ragd_bert::limit::measure() {
+        Some(limit) => println!(
+            "ragd at {per_cpu_second:.0} GFLOP per CPU-second: {:.0}% of this CPU's f32 limit \
+             ({:.0} per core{})",
+            100.0 * per_cpu_second / limit.f32,
+            limit.f32,
+            limit
+                .bf16
+                .map_or(String::new(), |b| format!("; bf16: {b:.0}")),
+        ),
+        None => println!("ragd at {per_cpu_second:.0} GFLOP per CPU-second"),
+    }
 
     if let Some(path) = &o.write_vectors {
         std::fs::write(path, serde_json::to_vec(&vectors)?)?;
