@@ -11,16 +11,19 @@
 //!                        hidden folders left out), cut as the docs pipeline cuts them
 //!                        (Markdown, 1,200 characters, 100 overlap); default: synthetic
 //!                        prose, --chunks chunks of --chars characters
+//!   --texts FILE         embed the texts of a JSON array of strings instead
 //!   --chunks N --chars N synthetic texts (default 256 × 800)
 //!   --batch N            texts per forward pass (default DEFAULT_BATCH_SIZE)
 //!   --rounds N           timed passes after a warm-up; the best is reported (default 3)
 //!   --write-texts FILE   write the texts as a JSON array and exit (for the Python side)
 //!   --compare FILE       a JSON array of vectors for the same texts (sentence-transformers'):
 //!                        print the lowest and mean cosine against ours
+//!   --write-vectors FILE write our vectors of the last round as a JSON array
 //! ```
 //!
 //! Prints one line `ragd: N chunks (T tokens) in S s: R chunks/s, CPU C s, G GFLOP/s`,
-//! where GFLOP counts the model's real-token arithmetic (see [`flops`]).
+//! where GFLOP counts the model's real-token arithmetic (see [`flops`]), then the same
+//! per CPU-second against this CPU's measured limit (`ragd_bert::limit`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,24 +36,28 @@ use ragd::embed::local::{DEFAULT_BATCH_SIZE, DEFAULT_MODEL_DIR, LocalEmbedder};
 struct Options {
     model: PathBuf,
     markdown: Option<PathBuf>,
+    texts: Option<PathBuf>,
     chunks: usize,
     chars: usize,
     batch: usize,
     rounds: usize,
     write_texts: Option<PathBuf>,
     compare: Option<PathBuf>,
+    write_vectors: Option<PathBuf>,
 }
 
 fn options() -> Result<Options, Box<dyn std::error::Error>> {
     let mut o = Options {
         model: PathBuf::from(DEFAULT_MODEL_DIR),
         markdown: None,
+        texts: None,
         chunks: 256,
         chars: 800,
         batch: DEFAULT_BATCH_SIZE,
         rounds: 3,
         write_texts: None,
         compare: None,
+        write_vectors: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -58,12 +65,14 @@ fn options() -> Result<Options, Box<dyn std::error::Error>> {
         match flag.as_str() {
             "--model" => o.model = value()?.into(),
             "--markdown" => o.markdown = Some(value()?.into()),
+            "--texts" => o.texts = Some(value()?.into()),
             "--chunks" => o.chunks = value()?.parse()?,
             "--chars" => o.chars = value()?.parse()?,
             "--batch" => o.batch = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--write-texts" => o.write_texts = Some(value()?.into()),
             "--compare" => o.compare = Some(value()?.into()),
+            "--write-vectors" => o.write_vectors = Some(value()?.into()),
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -75,9 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The malloc settings `ragd` itself runs with, so page-fault costs are the daemon's.
     ragd::alloc::tune();
     let o = options()?;
-    let texts = match &o.markdown {
-        Some(dir) => markdown_chunks(dir)?,
-        None => synthetic(o.chunks, o.chars),
+    let texts = match (&o.texts, &o.markdown) {
+        (Some(file), _) => serde_json::from_slice(&std::fs::read(file)?)?,
+        (None, Some(dir)) => markdown_chunks(dir)?,
+        (None, None) => synthetic(o.chunks, o.chars),
     };
     if let Some(path) = &o.write_texts {
         std::fs::write(path, serde_json::to_vec(&texts)?)?;
@@ -129,6 +139,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         o.batch,
     );
 
+    // How close to the FLOP limit: the same arithmetic per CPU-second, against what one
+    // core can do at most (measured now, under the same load).
+    let per_cpu_second = gflop / cpu.as_secs_f64();
+    match ragd_bert::limit::measure() {
+        Some(limit) => println!(
+            "ragd at {per_cpu_second:.0} GFLOP per CPU-second: {:.0}% of this CPU's f32 limit \
+             ({:.0} per core{})",
+            100.0 * per_cpu_second / limit.f32,
+            limit.f32,
+            limit
+                .bf16
+                .map_or(String::new(), |b| format!("; bf16: {b:.0}")),
+        ),
+        None => println!("ragd at {per_cpu_second:.0} GFLOP per CPU-second"),
+    }
+
+    if let Some(path) = &o.write_vectors {
+        std::fs::write(path, serde_json::to_vec(&vectors)?)?;
+    }
     if let Some(path) = &o.compare {
         let theirs: Vec<Vec<f32>> = serde_json::from_slice(&std::fs::read(path)?)?;
         if theirs.len() != vectors.len() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The figure of issue 27: ragd's local embedder against sentence-transformers, the same
-# model folder and the same texts, in one run. Prints both rates and their ratio, how close
+# model folder and the same texts, in one run. Prints both rates and their ratio, the ratio
+# of their CPU times (the figure load elsewhere on the machine does not move), how close
 # ragd comes to the FLOP limit, and the cosine between the two engines' vectors.
 #
 # The texts are the chunks README command 1 embeds: the repository's Markdown cut as
@@ -66,7 +67,14 @@ best() { sed -nE "s|.* ([0-9.]+) $2.*|\\1|p" "$1" | sort -g | tail -1; }
 ragd_rate="$(best "$ragd_out" 'chunks/s')"
 ragd_gflops="$(best "$ragd_out" 'GFLOP/s')"
 st_rate="$(best "$st_out" 'chunks/s')"
-awk -v r="$ragd_rate" -v s="$st_rate" -v g="$ragd_gflops" 'BEGIN {
+# CPU time of the same texts, lowest of the passes: what a run costs whatever else the
+# machine is doing. On a shared machine the rates depend on how many cores each engine
+# happened to get; this ratio does not.
+least_cpu() { sed -nE 's|.* CPU ([0-9.]+) s.*|\1|p' "$1" | sort -g | head -1; }
+ragd_cpu="$(least_cpu "$ragd_out")"
+st_cpu="$(least_cpu "$st_out")"
+awk -v r="$ragd_rate" -v s="$st_rate" -v g="$ragd_gflops" -v rc="$ragd_cpu" -v sc="$st_cpu" 'BEGIN {
     printf "ragd %.1f chunks/s, sentence-transformers %.1f chunks/s: ratio %.2fx\n", r, s, r / s
+    printf "CPU time: ragd %.2f s, sentence-transformers %.2f s: ratio %.2fx\n", rc, sc, sc / rc
     printf "ragd at %.0f GFLOP/s of real-token arithmetic\n", g
 }'

@@ -22,6 +22,8 @@
 //! The arithmetic is BERT's as written in Hugging Face transformers (`modeling_bert.py`):
 //! the vectors match sentence-transformers' (ragd's `tests/local_embed.rs`).
 
+pub mod limit;
+
 use candle_core::DType;
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
