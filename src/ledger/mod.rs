@@ -43,6 +43,9 @@ pub enum LedgerError {
     BadState(String),
     #[error("ledger busy: {0}")]
     Busy(String),
+    /// A row that breaks what its state means (a bug in ragd, not in the data).
+    #[error("ledger: refusing to write {0}")]
+    Invalid(String),
 }
 
 /// Where a file is in its journey. Stored as text.
@@ -601,8 +604,17 @@ impl Ledger {
             .is_some())
     }
 
-    /// Insert or replace a knowledge-base row.
+    /// Insert or replace a knowledge-base row. An `uploaded` or `linked` row
+    /// names its upload, or it is refused: a row may never say a file is in
+    /// the knowledge base without saying which upload holds it.
     pub fn put_kb(&self, r: &KbRecord) -> Result<(), LedgerError> {
+        if matches!(r.state, KbState::Uploaded | KbState::Linked) && r.file_id.is_none() {
+            return Err(LedgerError::Invalid(format!(
+                "a {} row for {:?} without its file id",
+                r.state.as_str(),
+                r.path
+            )));
+        }
         self.conn()
             .prepare_cached(
                 "INSERT OR REPLACE INTO kb_files (pipeline, path, kb_id, content_hash, file_id, \
@@ -1100,6 +1112,25 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row that says its file is uploaded or linked names the upload: one
+    /// without a file id is refused, not written.
+    #[test]
+    fn a_linked_or_uploaded_row_without_its_file_id_is_refused() {
+        let l = Ledger::in_memory().unwrap();
+        for (state, path) in [(KbState::Uploaded, "a.md"), (KbState::Linked, "b.md")] {
+            let mut r = KbRecord::uploading("p", path, "kb", "t");
+            r.state = state;
+            assert!(
+                matches!(l.put_kb(&r), Err(LedgerError::Invalid(_))),
+                "{state:?}"
+            );
+            assert!(!l.kb_files("p").unwrap().contains_key(path));
+            r.file_id = Some("f1".into());
+            l.put_kb(&r).unwrap();
+            assert_eq!(l.kb_files("p").unwrap()[path].state, state);
+        }
+    }
 
     #[test]
     fn failure_kinds_are_stored_as_their_text_and_unknown_ones_kept() {

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::recover::{Probes, may_hold_lost_upload};
+use super::row::{After, KbRow};
 use super::tree::Place;
 use super::{
     MARKER, MAX_PROCESSING_FAILURES, MAX_TRANSIENT_ATTEMPTS, Outcome, PublishError, Publisher,
@@ -49,7 +50,7 @@ impl Publisher {
         let mut probes = Probes::after(search_first);
         // The row for this version: resume it, or start it keeping the linked old
         // version to remove once the new one is in.
-        let mut row = match prev {
+        let rec = match prev {
             Some(r) if r.content_hash == hash => r,
             Some(r) => {
                 // An unlinked upload of an older version is of no use: drop it,
@@ -94,9 +95,10 @@ impl Publisher {
             }
             None => KbRecord::uploading(&pipeline.name, &file.path, kb, &hash),
         };
+        let mut row = KbRow::new(ledger, rec);
         // A retry after a processing failure: the failed upload is discarded first.
         if row.state == KbState::Failed {
-            if let Some(id) = row.file_id.take()
+            if let Some(id) = row.file_id.clone()
                 && let Err(e) = self.remove_file(kb, &id).await
             {
                 if e.stops_pipeline() {
@@ -105,7 +107,7 @@ impl Publisher {
                 out.deferred = Some(e.to_string());
                 return Ok(out);
             }
-            row.state = KbState::Uploading;
+            row.upload_again()?;
         }
 
         // A linked file already holds this text: Open WebUI would refuse the
@@ -119,10 +121,7 @@ impl Publisher {
         {
             let reason =
                 format!("same text as {twin:?}, already in the knowledge base; not uploaded");
-            row.state = KbState::Failed;
-            row.error_kind = Some(FailKind::DuplicateContent);
-            row.error = Some(reason.clone());
-            ledger.put_kb(&row)?;
+            row.refused(FailKind::DuplicateContent, reason.clone())?;
             out.failed = Some(reason);
             return Ok(out);
         }
@@ -136,44 +135,30 @@ impl Publisher {
             {
                 Step::Linked => break,
                 Step::Done => return Ok(out),
-                Step::Defer(e) => return self.defer(row, e, ledger, out),
+                Step::Defer(e) => return self.defer(row, e, out),
                 Step::Refused(e) => e,
             };
             let mut lost = None;
             if matches!(refused, OwuiError::DuplicateContent { .. }) {
                 match self.find_lost(&mut probes, &row, kb, ledger).await? {
                     Ok(found) => lost = found,
-                    Err(e) => return self.defer(row, e, ledger, out),
+                    Err(e) => return self.defer(row, e, out),
                 }
             }
             let Some(found) = lost else {
                 return self.refuse_or_defer(row, refused, ledger, out).await;
             };
             // The refused upload is ours and unused: delete it, adopt the other.
-            if let Some(id) = row.file_id.take()
+            if let Some(id) = row.file_id.clone()
                 && let Err(e) = self.remove_file(kb, &id).await
             {
                 tracing::warn!(file_id = %id, error = %e, "could not delete a refused upload");
             }
             out.adopted += 1;
-            row.file_hash = found.file_hash.clone();
-            row.file_id = Some(found.id);
-            row.state = KbState::Uploaded;
-            row.kb_path = Some(UNKNOWN_PLACE.to_owned());
-            ledger.put_kb(&row)?;
+            row.uploaded(found.id, found.file_hash, UNKNOWN_PLACE.to_owned())?;
         }
         failpoint::hit("kb.after_link");
-        // A change reverted after a crash: the upload found by this version's
-        // marker is the replaced version's own, still linked. It is this
-        // version; removing it as the old one would empty the file's entry.
-        if row.old_file_id.is_some() && row.old_file_id == row.file_id {
-            row.old_file_id = None;
-        }
-        row.state = KbState::Linked;
-        row.error = None;
-        row.error_kind = None;
-        row.attempts = 0;
-        ledger.put_kb(&row)?;
+        row.linked()?;
         out.linked += 1;
 
         // Only now may the old version go.
@@ -182,8 +167,7 @@ impl Publisher {
             match self.remove_file(kb, &old).await {
                 Ok(()) => {
                     out.removed += 1;
-                    row.old_file_id = None;
-                    ledger.put_kb(&row)?;
+                    row.old_removed()?;
                 }
                 Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
                 Err(e) => out.deferred = Some(format!("removing the previous version: {e}")),
@@ -198,7 +182,7 @@ impl Publisher {
     #[allow(clippy::too_many_arguments)] // one publish's state, borrowed
     pub(super) async fn upload_and_link(
         &self,
-        row: &mut KbRecord,
+        row: &mut KbRow<'_>,
         file: &FileRecord,
         pipeline: &PipelineConfig,
         ledger: &Ledger,
@@ -210,8 +194,7 @@ impl Publisher {
         // (upload metadata `knowledge_id`, 0.12+): then `completed` means linked.
         let mut auto_linked = false;
         if row.state == KbState::Uploading {
-            // Intent first: from here a crash is resolved by the marker search.
-            ledger.put_kb(row)?;
+            row.intend()?;
             failpoint::hit("kb.after_intent");
             let adopted = if search_first {
                 match self
@@ -226,9 +209,7 @@ impl Publisher {
             };
             if let Some(found) = adopted {
                 out.adopted += 1;
-                row.file_hash = found.file_hash.clone();
-                row.file_id = Some(found.id);
-                row.kb_path = Some(UNKNOWN_PLACE.to_owned());
+                row.uploaded(found.id, found.file_hash, UNKNOWN_PLACE.to_owned())?;
             } else {
                 let key = FileKey::stored(file.path.as_str());
                 let Some(path) = key.source_path(&pipeline.sources, file.source) else {
@@ -300,26 +281,21 @@ impl Publisher {
                 {
                     Ok(info) => {
                         failpoint::hit("kb.after_upload");
-                        row.file_id = Some(info.id);
-                        row.file_hash = Some(file.file_hash.clone());
                         // `file/add` (older servers) links at the root.
                         let linked_in = match dir {
                             Some(_) if auto_linked => place.dir,
                             _ => String::new(),
                         };
-                        row.kb_path = Some(
-                            Place {
-                                dir: linked_in,
-                                name: upload_name,
-                            }
-                            .kb_path(),
-                        );
+                        let kb_path = Place {
+                            dir: linked_in,
+                            name: upload_name,
+                        }
+                        .kb_path();
+                        row.uploaded(info.id, Some(file.file_hash.clone()), kb_path)?;
                     }
                     Err(e) => return Ok(Step::Refused(e)),
                 }
             }
-            row.state = KbState::Uploaded;
-            ledger.put_kb(row)?;
         }
 
         // Uploaded: wait for processing, then link.
@@ -349,9 +325,7 @@ impl Publisher {
             }
             Err(OwuiError::NotFound { .. }) => {
                 // Our upload vanished (deleted by hand): start this version again.
-                row.state = KbState::Uploading;
-                row.file_id = None;
-                ledger.put_kb(row)?;
+                row.upload_again()?;
                 out.deferred =
                     Some("the uploaded file disappeared; uploading again next run".into());
                 return Ok(Step::Done);
@@ -375,9 +349,10 @@ impl Publisher {
 
     pub(super) async fn remove(
         &self,
-        mut row: KbRecord,
+        row: KbRecord,
         ledger: &Ledger,
     ) -> Result<Outcome, PublishError> {
+        let mut row = KbRow::new(ledger, row);
         let mut out = Outcome {
             path: row.path.clone(),
             ..Default::default()
@@ -386,8 +361,7 @@ impl Publisher {
         // Only a linked row's upload is known to be processed; any other may
         // still be in the server's hands (a crash before the wait).
         let settled = row.state == KbState::Linked;
-        row.state = KbState::Removing;
-        ledger.put_kb(&row)?;
+        row.removing()?;
         let mut ids: Vec<String> = [row.file_id.clone(), row.old_file_id.clone()]
             .into_iter()
             .flatten()
@@ -432,28 +406,27 @@ impl Publisher {
                 }
             }
         }
-        ledger.remove_kb(&row.pipeline, &row.path)?;
+        row.removed()?;
         Ok(out)
     }
 
     pub(super) fn defer(
         &self,
-        mut row: KbRecord,
+        mut row: KbRow<'_>,
         e: OwuiError,
-        ledger: &Ledger,
         mut out: Outcome,
     ) -> Result<Outcome, PublishError> {
         if e.stops_pipeline() {
             return Err(PublishError::Unauthorized(e));
         }
-        count_attempt(&mut row, FailKind::Transient, e.to_string());
-        if row.attempts >= MAX_TRANSIENT_ATTEMPTS {
-            row.state = KbState::Failed;
-            out.failed = Some(format!("gave up after {} attempts: {e}", row.attempts));
+        let give_up = row.attempts + 1 >= MAX_TRANSIENT_ATTEMPTS;
+        let after = if give_up { After::GiveUp } else { After::Retry };
+        let attempts = row.attempt_failed(FailKind::Transient, e.to_string(), after, false)?;
+        if give_up {
+            out.failed = Some(format!("gave up after {attempts} attempts: {e}"));
         } else {
             out.deferred = Some(e.to_string());
         }
-        ledger.put_kb(&row)?;
         Ok(out)
     }
 
@@ -461,13 +434,13 @@ impl Publisher {
     /// transient failure to the next sync.
     pub(super) async fn refuse_or_defer(
         &self,
-        mut row: KbRecord,
+        mut row: KbRow<'_>,
         e: OwuiError,
         ledger: &Ledger,
         mut out: Outcome,
     ) -> Result<Outcome, PublishError> {
         if !e.is_permanent_for_file() {
-            return self.defer(row, e, ledger, out);
+            return self.defer(row, e, out);
         }
         let (kind, reason) = match &e {
             OwuiError::DuplicateContent { .. } => {
@@ -497,28 +470,23 @@ impl Publisher {
         };
         // Processing may fail once by chance; a refusal of the content is final.
         let processing = kind == FailKind::ProcessingFailed;
-        count_attempt(&mut row, kind, reason.clone());
-        let permanent = !processing || row.attempts >= MAX_PROCESSING_FAILURES;
-        row.state = if permanent {
-            KbState::Failed
-        } else {
-            KbState::Uploaded
-        };
+        let permanent = !processing || row.attempts + 1 >= MAX_PROCESSING_FAILURES;
         // A refused upload is deleted at once so it cannot linger as an orphan.
-        if let Some(id) = row.file_id.clone()
-            && (permanent || processing)
-        {
+        let mut removed = false;
+        if let Some(id) = row.file_id.clone() {
             match self.remove_file(&row.kb_id, &id).await {
-                Ok(()) => row.file_id = None,
+                Ok(()) => removed = true,
                 Err(err) => {
                     tracing::warn!(file_id = %id, error = %err, "could not delete a refused upload")
                 }
             }
-            if !permanent {
-                row.state = KbState::Uploading;
-            }
         }
-        ledger.put_kb(&row)?;
+        let after = if permanent {
+            After::GiveUp
+        } else {
+            After::Retry
+        };
+        row.attempt_failed(kind, reason.clone(), after, removed)?;
         if permanent {
             out.failed = Some(reason);
         } else {
@@ -526,14 +494,6 @@ impl Publisher {
         }
         Ok(out)
     }
-}
-
-/// One more failed attempt at `row`'s version, and why: what a deferral and a
-/// refusal both record.
-fn count_attempt(row: &mut KbRecord, kind: FailKind, error: String) {
-    row.attempts += 1;
-    row.error_kind = Some(kind);
-    row.error = Some(error);
 }
 
 /// How [`Publisher::upload_and_link`] ended.

@@ -28,6 +28,7 @@ mod file;
 mod place;
 mod plan;
 mod recover;
+mod row;
 pub mod tree;
 mod verify;
 

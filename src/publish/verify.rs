@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::row::KbRow;
 use super::{PublishError, PublishSummary, Publisher, UNKNOWN_PLACE, Verify};
 use crate::config::PipelineConfig;
 use crate::ledger::{KbRecord, KbState, Ledger};
@@ -76,10 +77,11 @@ impl Publisher {
             .collect()
         })?;
         drop(listed);
-        for mut r in unlisted {
+        for r in unlisted {
             let Some(id) = r.file_id.clone() else {
                 continue;
             };
+            let mut r = KbRow::new(ledger, r);
             // Linked by us but not listed (unlinked by hand, or a lost link):
             // link again; if that fails, the next sync retries from `uploaded`.
             match self.client.add_file_to_knowledge(kb, &id).await {
@@ -91,16 +93,7 @@ impl Publisher {
                     }
                 }
                 Err(e) => {
-                    r.state = if matches!(e, OwuiError::NotFound { .. }) {
-                        KbState::Uploading
-                    } else {
-                        KbState::Uploaded
-                    };
-                    if r.state == KbState::Uploading {
-                        r.file_id = None;
-                    }
-                    r.error = Some(e.to_string());
-                    ledger.put_kb(&r)?;
+                    r.unlisted(e.to_string(), matches!(e, OwuiError::NotFound { .. }))?;
                     summary.deferred += 1;
                     summary.problems.push((
                         r.path.clone(),
