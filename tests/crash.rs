@@ -420,6 +420,41 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
     }
 }
 
+/// A crash right after Open WebUI renamed a directory, before the ledger
+/// recorded it, left the base's directory under the new name while the ledger
+/// kept the old; with the folder renamed back, nothing looked wrong to ragd
+/// and the base kept the wrong name for good (seen in the kill -9 soak
+/// against the real server). The rename is recorded before it is sent, and
+/// the next sync finishes it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_a_directory_rename_leaves_the_base_equal_to_the_folder() {
+    for point in ragd::failpoint::DIRECTORIES {
+        let fake = spawn_fake("sk-dirs").await;
+        let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "dirs", 60).await;
+        for (i, animal) in ["aardvark", "bison", "capybara"].iter().enumerate() {
+            env.write(
+                &format!("d3/note-{i}.md"),
+                format!("# Note {i}\n\nAbout the {animal}.\n"),
+            );
+        }
+        env.write("top.md", "# Top\n\nAt the root: the dugong.\n");
+        index_to_completion(&env);
+        std::fs::rename(env.docs().join("d3"), env.docs().join("e3")).unwrap();
+        crash_at(&env, point, "renaming the folder's directory");
+        std::fs::rename(env.docs().join("e3"), env.docs().join("d3")).unwrap();
+        index_to_completion(&env);
+        let c = client(&fake.url, &fake.api_key);
+        let kb = knowledge_id(&env).await;
+        let placed: Vec<String> = places(&c, &kb).await.into_keys().collect();
+        assert_eq!(
+            placed,
+            ["d3/note-0.md", "d3/note-1.md", "d3/note-2.md", "top.md"],
+            "{point}: the base's tree is not the folder's"
+        );
+        assert_eq!(check(&env, &fake).await, intact(4), "{point}");
+    }
+}
+
 /// A crash between creating the collection on a Qdrant server and marking it
 /// as ragd's leaves an empty unmarked collection. The ledger recorded the
 /// creation before it was made, so the next run marks it and goes on instead

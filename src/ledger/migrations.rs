@@ -107,6 +107,16 @@ const MIGRATIONS: &[&str] = &[
         collection TEXT    PRIMARY KEY,
         begun_at   INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 9: directory renames sent to Open WebUI, written before the request: a crash
+    // between the rename and its record left the base's directory under the new
+    // name while the ledger kept the old one (seen in the kill -9 soak).
+    "CREATE TABLE kb_dir_renames (
+        pipeline  TEXT NOT NULL,
+        kb_id     TEXT NOT NULL,
+        from_path TEXT NOT NULL,
+        to_path   TEXT NOT NULL,
+        PRIMARY KEY (pipeline, kb_id, from_path)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -745,6 +745,10 @@ impl Ledger {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
         tx.execute(
+            "DELETE FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 AND from_path = ?3",
+            params![pipeline, kb, from],
+        )?;
+        tx.execute(
             "UPDATE kb_dirs SET path = ?4 || substr(path, length(?3) + 1) \
              WHERE pipeline = ?1 AND kb_id = ?2 \
              AND (path = ?3 OR substr(path, 1, length(?3) + 1) = ?3 || '/')",
@@ -756,6 +760,49 @@ impl Ledger {
             params![pipeline, kb, from, to, unix_now()],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Record, before asking Open WebUI, that directory `from` is being renamed
+    /// (or moved) to `to`; [`Ledger::rename_kb_dirs`] ends it.
+    pub fn begin_dir_rename(
+        &self,
+        pipeline: &str,
+        kb: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO kb_dir_renames (pipeline, kb_id, from_path, to_path)                  VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![pipeline, kb, from, to])?;
+        Ok(())
+    }
+
+    /// Directory renames begun and not recorded as done: `(from, to)`.
+    pub fn pending_dir_renames(
+        &self,
+        pipeline: &str,
+        kb: &str,
+    ) -> Result<Vec<(String, String)>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT from_path, to_path FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2              ORDER BY from_path",
+        )?;
+        let rows = stmt
+            .query_map(params![pipeline, kb], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// A directory rename that did not happen (Open WebUI refused it).
+    pub fn drop_dir_rename(&self, pipeline: &str, kb: &str, from: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 AND from_path = ?3",
+            )?
+            .execute(params![pipeline, kb, from])?;
         Ok(())
     }
 

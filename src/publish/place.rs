@@ -124,6 +124,12 @@ impl Publisher {
             return Ok(());
         }
         let tree = pipeline.kb_directories;
+        // A directory rename a crash cut short is finished first: until it is,
+        // the ledger's tree and the base's differ without either knowing.
+        for (from, to) in ledger.pending_dir_renames(&pipeline.name, kb)? {
+            self.rename_dir(pipeline, ledger, kb, &from, &to, summary)
+                .await?;
+        }
         let misplaced_rows = || {
             ledger.with_kb_files(&pipeline.name, |rows| {
                 rows.filter(|r| r.kb_id == kb && r.state == KbState::Linked && r.file_id.is_some())
@@ -192,41 +198,66 @@ impl Publisher {
         })?;
         let mut renamed = false;
         for (from, to) in folder_renames(&moves, settled.iter()) {
-            let dirs = ledger.kb_dirs(&pipeline.name, kb)?;
-            let Some(dir) = dirs.get(&from).filter(|d| d.made && !d.dir_id.is_empty()) else {
-                continue;
-            };
-            if dirs.contains_key(&to) {
-                continue;
-            }
-            let (parent, name) = split_dir(&to);
-            let mut out = Outcome::default();
-            let parent_id = match self
-                .ensure_dir(ledger, &pipeline.name, kb, parent, &mut out)
-                .await?
-            {
-                Ok(id) => id,
-                Err(_) => continue,
-            };
-            summary.dirs_created += out.dirs_created;
-            match self
-                .client
-                .update_directory(kb, &dir.dir_id, Some(name), Some(parent_id.as_deref()))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
-                Err(e) => {
-                    tracing::info!(pipeline = %pipeline.name, from = %from, to = %to, error = %e,
-                        "could not rename the directory; moving its files one by one");
-                    continue;
-                }
-            }
-            ledger.rename_kb_dirs(&pipeline.name, kb, &from, &to)?;
-            summary.dirs_renamed += 1;
-            renamed = true;
+            renamed |= self
+                .rename_dir(pipeline, ledger, kb, &from, &to, summary)
+                .await?;
         }
         Ok(renamed)
+    }
+
+    /// Rename (or move) the directory ragd made at `from` to `to`, write-ahead:
+    /// the intent is recorded before the request and ended with the ledger's
+    /// rename, so a crash in between is finished by the next sync
+    /// ([`Self::place_files`]). Whether it was renamed; one that cannot be (not
+    /// ragd's, `to` taken, refused by the server) is left to the moves file by
+    /// file.
+    async fn rename_dir(
+        &self,
+        pipeline: &PipelineConfig,
+        ledger: &Ledger,
+        kb: &str,
+        from: &str,
+        to: &str,
+        summary: &mut PublishSummary,
+    ) -> Result<bool, PublishError> {
+        let dirs = ledger.kb_dirs(&pipeline.name, kb)?;
+        let Some(dir) = dirs.get(from).filter(|d| d.made && !d.dir_id.is_empty()) else {
+            ledger.drop_dir_rename(&pipeline.name, kb, from)?;
+            return Ok(false);
+        };
+        if dirs.contains_key(to) {
+            ledger.drop_dir_rename(&pipeline.name, kb, from)?;
+            return Ok(false);
+        }
+        let (parent, name) = split_dir(to);
+        let mut out = Outcome::default();
+        let parent_id = match self
+            .ensure_dir(ledger, &pipeline.name, kb, parent, &mut out)
+            .await?
+        {
+            Ok(id) => id,
+            Err(_) => return Ok(false),
+        };
+        summary.dirs_created += out.dirs_created;
+        ledger.begin_dir_rename(&pipeline.name, kb, from, to)?;
+        match self
+            .client
+            .update_directory(kb, &dir.dir_id, Some(name), Some(parent_id.as_deref()))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) => {
+                tracing::info!(pipeline = %pipeline.name, from = %from, to = %to, error = %e,
+                    "could not rename the directory; moving its files one by one");
+                ledger.drop_dir_rename(&pipeline.name, kb, from)?;
+                return Ok(false);
+            }
+        }
+        crate::failpoint::hit("kb.after_dir_rename");
+        ledger.rename_kb_dirs(&pipeline.name, kb, from, to)?;
+        summary.dirs_renamed += 1;
+        Ok(true)
     }
 
     /// Move and rename one linked file to `want`; see [`Self::place_files`].
