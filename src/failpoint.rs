@@ -27,7 +27,7 @@ pub const ALL: &[&str] = &[
 /// Failpoints of publishing that a round of small changes does not reach (a
 /// folder renamed whole); `crash::a_crash_after_a_directory_rename_*` crashes
 /// at each.
-pub const DIRECTORIES: &[&str] = &["kb.after_dir_rename"];
+pub const DIRECTORIES: &[&str] = &["kb.after_dir_rename", "kb.after_file_rename"];
 
 /// Failpoints of the Qdrant-server store only; `crash::a_crash_between_*`
 /// crashes at each.

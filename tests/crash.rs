@@ -420,15 +420,25 @@ async fn a_crash_at_every_step_boundary_recovers_exactly() {
     }
 }
 
-/// A crash right after Open WebUI renamed a directory, before the ledger
-/// recorded it, left the base's directory under the new name while the ledger
-/// kept the old; with the folder renamed back, nothing looked wrong to ragd
-/// and the base kept the wrong name for good (seen in the kill -9 soak
-/// against the real server). The rename is recorded before it is sent, and
-/// the next sync finishes it first.
+/// A crash right after Open WebUI renamed a directory or a file, before the
+/// ledger recorded it, left the base with the new name while the ledger kept
+/// the old; with the folder renamed back, nothing looked wrong to ragd and the
+/// base kept the wrong name for good (seen in the kill -9 soak against the
+/// real server). Directory renames are recorded before they are sent and
+/// finished by the next sync; a file being placed has an unknown place until
+/// it is recorded, and is placed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_after_a_directory_rename_leaves_the_base_equal_to_the_folder() {
-    for point in ragd::failpoint::DIRECTORIES {
+async fn a_crash_after_a_rename_in_the_base_leaves_it_equal_to_the_folder() {
+    let renames = [
+        ("kb.after_dir_rename", "d3", "e3"),
+        ("kb.after_file_rename", "d3/note-0.md", "d3/renamed-0.md"),
+    ];
+    assert_eq!(
+        renames.map(|(point, ..)| point),
+        ragd::failpoint::DIRECTORIES,
+        "one case per failpoint"
+    );
+    for (point, from, to) in renames {
         let fake = spawn_fake("sk-dirs").await;
         let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, "dirs", 60).await;
         for (i, animal) in ["aardvark", "bison", "capybara"].iter().enumerate() {
@@ -439,9 +449,9 @@ async fn a_crash_after_a_directory_rename_leaves_the_base_equal_to_the_folder() 
         }
         env.write("top.md", "# Top\n\nAt the root: the dugong.\n");
         index_to_completion(&env);
-        std::fs::rename(env.docs().join("d3"), env.docs().join("e3")).unwrap();
-        crash_at(&env, point, "renaming the folder's directory");
-        std::fs::rename(env.docs().join("e3"), env.docs().join("d3")).unwrap();
+        std::fs::rename(env.docs().join(from), env.docs().join(to)).unwrap();
+        crash_at(&env, point, "renaming in the knowledge base");
+        std::fs::rename(env.docs().join(to), env.docs().join(from)).unwrap();
         index_to_completion(&env);
         let c = client(&fake.url, &fake.api_key);
         let kb = knowledge_id(&env).await;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use futures::stream::{self, StreamExt};
 
 use super::tree::{Place, ancestry, folder_renames, split_dir};
-use super::{Outcome, PublishError, PublishSummary, Publisher};
+use super::{Outcome, PublishError, PublishSummary, Publisher, UNKNOWN_PLACE};
 use crate::config::PipelineConfig;
 use crate::ledger::{KbDir, KbRecord, KbState, Ledger};
 use crate::open_webui::OwuiError;
@@ -269,6 +269,19 @@ impl Publisher {
         kb: &str,
     ) -> Result<Outcome, PublishError> {
         let at = Place::recorded(row.kb_path.as_deref(), &row.path);
+        // Not known (an adopted upload, or a placement a crash cut short): it
+        // is moved and named where it belongs, whatever it was.
+        let unknown = row.kb_path.as_deref() == Some(UNKNOWN_PLACE);
+        // Write-ahead: the place is unknown from the first request on, so that
+        // a crash between Open WebUI's move or rename and the record below is
+        // placed again by the next sync, not taken as done or as never begun.
+        let moving = |ledger: &Ledger| {
+            if unknown {
+                Ok(())
+            } else {
+                ledger.set_kb_path(&row.pipeline, &row.path, UNKNOWN_PLACE)
+            }
+        };
         let file_id = row.file_id.clone().unwrap_or_default();
         let mut out = Outcome {
             path: row.path.clone(),
@@ -281,7 +294,7 @@ impl Publisher {
             out.deferred = Some(format!("{what}: {e}"));
             Ok(out)
         };
-        if at.dir != want.dir {
+        if unknown || at.dir != want.dir {
             let dir = match self
                 .ensure_dir(ledger, &row.pipeline, kb, &want.dir, &mut out)
                 .await?
@@ -290,6 +303,7 @@ impl Publisher {
                 Err(OwuiError::Unsupported { .. }) => return Ok(out),
                 Err(e) => return defer(e, "making its directory", out),
             };
+            moving(ledger)?;
             match self.client.move_file(kb, &file_id, dir.as_deref()).await {
                 Ok(()) => {}
                 Err(OwuiError::NotFound { detail }) if detail.contains("directory") => {
@@ -304,10 +318,12 @@ impl Publisher {
                 Err(e) => return defer(e, "moving it in the knowledge base", out),
             }
         }
-        if at.name != want.name
-            && let Err(e) = self.client.rename_file(&file_id, &want.name).await
-        {
-            return defer(e, "renaming it in the knowledge base", out);
+        if unknown || at.name != want.name {
+            moving(ledger)?;
+            if let Err(e) = self.client.rename_file(&file_id, &want.name).await {
+                return defer(e, "renaming it in the knowledge base", out);
+            }
+            crate::failpoint::hit("kb.after_file_rename");
         }
         ledger.set_kb_path(&row.pipeline, &row.path, &want.kb_path())?;
         out.placed = 1;
