@@ -233,6 +233,8 @@ pub async fn reindex(
             .run(&RunRequest {
                 min_age: settle,
                 cancel: cancel.clone(),
+                // A build into an empty collection: nothing to move.
+                detect_moves: false,
                 ..RunRequest::reconcile()
             })
             .await?;

@@ -280,6 +280,7 @@ impl PipelineTasks {
                 force: true,
                 min_age: self.settle,
                 cancel: cancel.clone(),
+                detect_moves: false,
                 ..RunRequest::reconcile()
             })
             .await?;

@@ -9,8 +9,11 @@
 //!   them and counted as `deferred`; the caller runs again once they settle. This
 //!   is what keeps a half-copied file out of the index when some *other* file
 //!   triggered the scan. `ragd index` holds nothing back.
-//! - **moves**: a delete and an add with the same bytes become a move (see
-//!   [`super::moves`]): no re-extraction, no re-embedding. Always.
+//! - **moves** (`detect_moves`): a delete and an add with the same bytes become
+//!   a move (see [`super::moves`]): no re-extraction, no re-embedding. The
+//!   daemon's runs; `ragd index` deletes and adds (the embedding cache still
+//!   spares the embedding), because moves under kill -9 on the embedded store
+//!   while it vacuums were seen to lose points (see `crash::kill_9_while_folders_*`).
 //! - **graceful stop** (`cancel`): work is processed in batches and `cancel` is
 //!   checked between them, so a shutdown lets the files in flight finish and
 //!   starts no new ones. Files never started keep their ledger rows; the next
@@ -80,6 +83,8 @@ pub struct RunRequest {
     pub hold: HashSet<PathBuf>,
     /// Files whose mtime is more recent than this are deferred too.
     pub min_age: Duration,
+    /// Pair deletes with same-bytes adds and move their points.
+    pub detect_moves: bool,
     /// Once cancelled, no new batch starts, and publishing stops.
     pub cancel: CancellationToken,
     /// Whether the knowledge base is listed to check it afterwards.
@@ -98,6 +103,7 @@ impl Default for RunRequest {
             allow_mass_delete: false,
             hold: HashSet::new(),
             min_age: Duration::ZERO,
+            detect_moves: false,
             cancel: CancellationToken::new(),
             verify_knowledge: Verify::Always,
             newer_work: NewerWork::default(),
@@ -107,10 +113,12 @@ impl Default for RunRequest {
 }
 
 impl RunRequest {
-    /// A daemon's run: recorded as a reconcile; the caller sets what it holds back.
+    /// A daemon's run: recorded as a reconcile, moves detected; the caller
+    /// sets what it holds back.
     pub fn reconcile() -> Self {
         RunRequest {
             kind: RunKind::Reconcile,
+            detect_moves: true,
             ..Default::default()
         }
     }
@@ -147,13 +155,15 @@ impl Pipeline {
         }
         summary.deferred = self.hold_back(&mut plan, request);
 
-        let found = moves::detect(self, &mut plan).await;
-        let (moved, fallback) = moves::execute(self, found).await?;
-        summary.moved += moved;
-        for mv in fallback {
-            // Old points incomplete: index and delete the ordinary way.
-            plan.work.push(mv.to);
-            plan.deletes.push(mv.from);
+        if request.detect_moves {
+            let found = moves::detect(self, &mut plan).await;
+            let (moved, fallback) = moves::execute(self, found).await?;
+            summary.moved += moved;
+            for mv in fallback {
+                // Old points incomplete: index and delete the ordinary way.
+                plan.work.push(mv.to);
+                plan.deletes.push(mv.from);
+            }
         }
 
         let progress = &*request.progress;
