@@ -23,6 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// Ends a directory rename's record: done ([`Ledger::rename_kb_dirs`]) or
+/// refused ([`Ledger::drop_dir_rename`]).
+const END_DIR_RENAME: &str =
+    "DELETE FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 AND from_path = ?3";
+
 /// [`Ledger::linked_with_text`]'s query; its plan is checked in `migrations`.
 const LINKED_WITH_TEXT: &str = "SELECT path FROM kb_files WHERE pipeline = ?1 AND content_hash = ?2 \
      AND kb_id = ?3 AND state = ?4 AND path != ?5 ORDER BY path LIMIT 1";
@@ -744,10 +749,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
-        tx.execute(
-            "DELETE FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 AND from_path = ?3",
-            params![pipeline, kb, from],
-        )?;
+        tx.execute(END_DIR_RENAME, params![pipeline, kb, from])?;
         tx.execute(
             "UPDATE kb_dirs SET path = ?4 || substr(path, length(?3) + 1) \
              WHERE pipeline = ?1 AND kb_id = ?2 \
@@ -774,7 +776,8 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         self.conn()
             .prepare_cached(
-                "INSERT OR REPLACE INTO kb_dir_renames (pipeline, kb_id, from_path, to_path)                  VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO kb_dir_renames (pipeline, kb_id, from_path, to_path) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![pipeline, kb, from, to])?;
         Ok(())
@@ -788,7 +791,8 @@ impl Ledger {
     ) -> Result<Vec<(String, String)>, LedgerError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT from_path, to_path FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2              ORDER BY from_path",
+            "SELECT from_path, to_path FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 \
+             ORDER BY from_path",
         )?;
         let rows = stmt
             .query_map(params![pipeline, kb], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -799,9 +803,7 @@ impl Ledger {
     /// A directory rename that did not happen (Open WebUI refused it).
     pub fn drop_dir_rename(&self, pipeline: &str, kb: &str, from: &str) -> Result<(), LedgerError> {
         self.conn()
-            .prepare_cached(
-                "DELETE FROM kb_dir_renames WHERE pipeline = ?1 AND kb_id = ?2 AND from_path = ?3",
-            )?
+            .prepare_cached(END_DIR_RENAME)?
             .execute(params![pipeline, kb, from])?;
         Ok(())
     }
