@@ -118,6 +118,9 @@ pub enum Command {
         /// Only this pipeline.
         #[arg(long, short)]
         pipeline: Option<String>,
+        /// Switch even when more than half of the live files are missing from the new build.
+        #[arg(long)]
+        allow_mass_delete: bool,
     },
     /// Check the configuration without touching the network; lists every problem.
     Validate,
@@ -290,7 +293,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             )
             .await
         }
-        Command::Reindex { pipeline } => reindex(&cli.config, pipeline.as_deref()).await,
+        Command::Reindex {
+            pipeline,
+            allow_mass_delete,
+        } => reindex(&cli.config, pipeline.as_deref(), allow_mass_delete).await,
         // Handled in `main` before the runtime starts; kept working here too.
         Command::ExtractWorker => Ok(match crate::extract::isolate::worker_main() {
             code if code == ExitCode::SUCCESS => EXIT_OK,
@@ -401,10 +407,14 @@ async fn run_daemon(
     Ok(EXIT_OK)
 }
 
-async fn reindex(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<u8> {
+async fn reindex(
+    path: &std::path::Path,
+    only: Option<&str>,
+    allow_mass_delete: bool,
+) -> anyhow::Result<u8> {
     let app = App::open(load(path)?)?;
     let mut any_failed = false;
-    for o in crate::daemon::reindex_pipelines(&app, only).await? {
+    for o in crate::daemon::reindex_pipelines(&app, only, allow_mass_delete).await? {
         if o.switched() {
             println!(
                 "collection {}: {} file(s) indexed, {} failed; alias switched",
@@ -412,16 +422,35 @@ async fn reindex(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<u
             );
         } else {
             println!(
-                "collection {}: {} file(s) indexed, {} failed; alias NOT switched: {} file(s) \
-                 indexed in the live collection failed in the new build (first: {}); the live \
-                 collection keeps serving, and the next `ragd reindex` retries them \
-                 (the log names their failures)",
-                o.collection,
-                o.files_indexed,
-                o.files_failed,
-                o.held_back.len(),
-                o.held_back[0]
+                "collection {}: {} file(s) indexed, {} failed; alias NOT switched: the new build \
+                 lacks files the live collection has. The live collection keeps serving, and the \
+                 next `ragd reindex` resumes the build",
+                o.collection, o.files_indexed, o.files_failed
             );
+            let h = &o.held_back;
+            if let Some(first) = h.failed.first() {
+                println!(
+                    "  {} file(s) indexed in the live collection failed in the new build (first: \
+                     {first}); the next reindex retries them (the log names their failures)",
+                    h.failed.len()
+                );
+            }
+            if h.unsure > 0 {
+                println!(
+                    "  {} live file(s) are under a folder the build could not read, or their \
+                     source folder turned up empty (see the scan problems)",
+                    h.unsure
+                );
+            }
+            if let Some((n, total)) = h.mass_delete {
+                println!(
+                    "  mass-delete rail: {n} of {total} live files are missing from the new \
+                     build. Check the source folders, then rerun with --allow-mass-delete"
+                );
+            }
+        }
+        for p in &o.scan_problems {
+            println!("  scan: {p}");
         }
         any_failed |= o.files_failed > 0 || !o.switched();
     }

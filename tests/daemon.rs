@@ -322,7 +322,7 @@ async fn changed_chunking_rebuilds_into_a_new_collection_behind_the_alias() {
 
     // `ragd reindex` by hand: v3, same content.
     let app = env.app();
-    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
         .await
         .unwrap();
     assert_eq!(outcomes[0].collection, format!("{}_v3", env.collection));
@@ -700,7 +700,7 @@ async fn a_rebuild_that_fails_indexed_files_is_not_switched_in() {
     env.write("b.md", note("egret"));
     {
         let app = env.app();
-        let first = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        let first = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
             .await
             .unwrap();
         assert!(first[0].switched());
@@ -712,11 +712,15 @@ async fn a_rebuild_that_fails_indexed_files_is_not_switched_in() {
     env.embed.set_fail_rate(1.0);
     {
         let app = env.app();
-        let held = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        let held = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
             .await
             .unwrap();
         assert!(!held[0].switched());
-        assert_eq!(held[0].held_back, vec!["a.md", "b.md"]);
+        assert_eq!(held[0].held_back.failed, vec!["a.md", "b.md"]);
+        assert_eq!(
+            (held[0].held_back.unsure, held[0].held_back.mass_delete),
+            (0, None)
+        );
         assert_eq!(
             app.ledger.count_by_state("docs").unwrap()[&FileState::Indexed],
             2
@@ -731,7 +735,7 @@ async fn a_rebuild_that_fails_indexed_files_is_not_switched_in() {
 
     env.embed.set_fail_rate(0.0);
     let app = env.app();
-    let done = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+    let done = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
         .await
         .unwrap();
     assert!(done[0].switched(), "{:?}", done[0].held_back);
@@ -756,26 +760,235 @@ fn held_target(live: &Option<String>) -> String {
     format!("{stem}_v{}", n.parse::<u64>().unwrap() + 1)
 }
 
-/// The daemon's reconcile holds a mass delete back as `ragd index` does, and
-/// its summary says so (the daemon logs and counts it from there).
+/// `ragd` ran; its exit status and output, for a failure message.
+fn report(out: &std::process::Output) -> String {
+    format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A rebuild whose source folder is gone (moved away: a vanished mount) or
+/// turned up empty would switch in an empty collection. `ragd reindex` refuses
+/// and says why; `ragd search` keeps answering from the live collection, and
+/// the marker stays, so the reindex once the folder is back resumes the build
+/// and switches. All through the binary, as an operator runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemons_reconcile_holds_a_mass_delete_back() {
+async fn a_rebuild_of_a_vanished_or_emptied_folder_is_not_switched_in() {
+    let env = TestEnv::new("").await;
+    env.write("a.md", note("heron"));
+    env.write("b.md", note("egret"));
+    let out = env.ragd(&["reindex"]);
+    assert!(out.status.success(), "{}", report(&out));
+    let search = || {
+        let out = env.ragd(&["search", "-p", "docs", "heron"]);
+        assert!(out.status.success(), "{}", report(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(search().contains("about the heron"), "{}", search());
+    let alias = || async {
+        let store = env.fresh_store();
+        store.resolve_alias(&env.collection).await.unwrap()
+    };
+    let live = alias().await;
+    assert!(live.is_some());
+    let marker = env.dir.path().join("state/reindex/docs.json");
+
+    let aside = env.dir.path().join("docs-aside");
+    std::fs::rename(env.docs(), &aside).unwrap();
+    for (what, emptied) in [("moved away", false), ("emptied", true)] {
+        if emptied {
+            std::fs::create_dir(env.docs()).unwrap();
+        }
+        let out = env.ragd(&["reindex"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", report(&out));
+        assert!(stdout.contains("alias NOT switched"), "{what}: {stdout}");
+        assert!(
+            stdout.contains(
+                "2 live file(s) are under a folder the build could not read, or their source \
+                 folder turned up empty"
+            ),
+            "{what}: {stdout}"
+        );
+        if !emptied {
+            assert!(
+                stdout.contains("scan: ") && stdout.contains("cannot open source folder"),
+                "{what}: {stdout}"
+            );
+        }
+        assert_eq!(alias().await, live, "{what}: the alias moved");
+        assert!(
+            search().contains("about the heron"),
+            "{what}: search lost the live collection"
+        );
+        assert!(marker.exists(), "{what}: the marker went");
+    }
+
+    std::fs::remove_dir(env.docs()).unwrap();
+    std::fs::rename(&aside, env.docs()).unwrap();
+    let out = env.ragd(&["reindex"]);
+    assert!(out.status.success(), "{}", report(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("alias switched"),
+        "{}",
+        report(&out)
+    );
+    assert_eq!(alias().await.as_deref(), Some(held_target(&live).as_str()));
+    assert!(!marker.exists());
+    assert!(search().contains("about the heron"));
+}
+
+/// A scan problem during the build (a folder behind a link whose target
+/// vanished: an unmounted share; root reads every folder, so an unreadable one
+/// cannot be made here) holds the switch back while live files are under it.
+/// The live collection keeps answering for them; once the folder is back the
+/// next reindex switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_whose_scan_could_not_read_a_folder_is_not_switched_in() {
+    use std::os::unix::fs::symlink;
+    let env = TestEnv::new("follow_symlinks = true").await;
+    env.write("a.md", note("heron"));
+    let share = env.docs().join(".share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("b.md"), note("egret")).unwrap();
+    std::fs::write(share.join("c.md"), note("ibis")).unwrap();
+    symlink(&share, env.docs().join("share")).unwrap();
+    {
+        let app = env.app();
+        let first = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
+            .await
+            .unwrap();
+        assert!(first[0].switched(), "{:?}", first[0].held_back);
+        assert_eq!(first[0].files_indexed, 3);
+    }
+    let live = env.store.resolve_alias(&env.collection).await.unwrap();
+    assert_eq!(env.points("share/b.md").await.len(), 1);
+
+    // The share is unmounted: the link's target is gone.
+    let aside = env.dir.path().join("share-aside");
+    std::fs::rename(&share, &aside).unwrap();
+    {
+        let app = env.app();
+        let held = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
+            .await
+            .unwrap();
+        assert!(!held[0].switched());
+        assert_eq!(held[0].held_back.unsure, 2, "{:?}", held[0].held_back);
+        assert!(held[0].held_back.failed.is_empty());
+        assert!(
+            held[0].scan_problems.iter().any(|p| p.contains("share")),
+            "{:?}",
+            held[0].scan_problems
+        );
+        let hits = env.pipeline(&app).search("egret", 3).await.unwrap();
+        assert!(
+            hits.iter().any(|h| h.payload.path == "share/b.md"),
+            "{hits:?}"
+        );
+    }
+    assert_eq!(
+        env.store.resolve_alias(&env.collection).await.unwrap(),
+        live
+    );
+    assert_eq!(env.points("share/b.md").await.len(), 1);
+    assert_eq!(env.points("share/c.md").await.len(), 1);
+
+    std::fs::rename(&aside, &share).unwrap();
+    let app = env.app();
+    let done = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
+        .await
+        .unwrap();
+    assert!(done[0].switched(), "{:?}", done[0].held_back);
+    assert_eq!(done[0].collection, held_target(&live));
+    assert_eq!(env.points("share/b.md").await.len(), 1);
+    assert_eq!(env.points("a.md").await.len(), 1);
+}
+
+/// A rebuild that lacks most of the live files (8 of 10 removed) trips the
+/// mass-delete rail `ragd index` has, and is not switched in; the operator's
+/// `--allow-mass-delete` lets the deliberate shrink switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_missing_most_files_is_switched_in_only_when_allowed() {
     let env = TestEnv::new("").await;
     for i in 0..10 {
         env.write(&format!("n{i}.md"), note(&format!("word{i}")));
     }
-    env.index().await;
+    {
+        let app = env.app();
+        let first = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
+            .await
+            .unwrap();
+        assert!(first[0].switched());
+    }
+    let live = env.store.resolve_alias(&env.collection).await.unwrap();
     for i in 0..8 {
         env.remove(&format!("n{i}.md"));
     }
+    {
+        let app = env.app();
+        let held = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
+            .await
+            .unwrap();
+        assert!(!held[0].switched());
+        assert_eq!(held[0].held_back.mass_delete, Some((8, 10)));
+        assert_eq!(held[0].held_back.unsure, 0);
+        // The reconcile after it holds the same deletes back in the live collection.
+        assert_eq!(app.ledger.files("docs").unwrap().len(), 10);
+    }
+    assert_eq!(
+        env.store.resolve_alias(&env.collection).await.unwrap(),
+        live
+    );
+    assert_eq!(env.points("n0.md").await.len(), 1);
+
     let app = env.app();
-    let s = env
-        .pipeline(&app)
-        .run(&ragd::pipeline::RunRequest::reconcile())
+    let done = ragd::daemon::reindex_pipelines(&app, Some("docs"), true)
         .await
         .unwrap();
-    assert_eq!(s.mass_delete_blocked, Some((8, 10)));
-    assert_eq!(s.deleted, 0);
-    assert_eq!(app.ledger.files("docs").unwrap().len(), 10);
-    assert_eq!(env.points("n0.md").await.len(), 1);
+    assert!(done[0].switched(), "{:?}", done[0].held_back);
+    assert_eq!(done[0].collection, held_target(&live));
+    assert_eq!(app.ledger.files("docs").unwrap().len(), 2);
+    assert!(env.points("n0.md").await.is_empty());
+    assert_eq!(env.points("n9.md").await.len(), 1);
+}
+
+/// The daemon's reconcile holds a mass delete back as `ragd index` does, and
+/// its summary says so (the daemon logs and counts it from there).
+///
+/// It is counted once, under its own reason: the metric read from a recorder
+/// of this test's own (what `/metrics` renders).
+#[test]
+fn the_daemons_reconcile_holds_a_mass_delete_back() {
+    let ((), metrics) = crate::support::metrics::own_metrics(async {
+        let env = TestEnv::new("").await;
+        for i in 0..10 {
+            env.write(&format!("n{i}.md"), note(&format!("word{i}")));
+        }
+        env.index().await;
+        for i in 0..8 {
+            env.remove(&format!("n{i}.md"));
+        }
+        let app = env.app();
+        let s = env
+            .pipeline(&app)
+            .run(&ragd::pipeline::RunRequest::reconcile())
+            .await
+            .unwrap();
+        assert_eq!(s.mass_delete_blocked, Some((8, 10)));
+        assert_eq!(s.held_back, 0, "a mass delete is not an unreadable folder");
+        assert_eq!(s.deleted, 0);
+        assert_eq!(app.ledger.files("docs").unwrap().len(), 10);
+        assert_eq!(env.points("n0.md").await.len(), 1);
+    });
+    let series = |reason: &str| {
+        crate::support::metrics::value(
+            &metrics,
+            &format!("ragd_deletes_held_back_total{{pipeline=\"docs\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(series("mass_delete"), Some(8.0), "{metrics}");
+    assert_eq!(series("unreadable"), None, "{metrics}");
 }

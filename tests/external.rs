@@ -342,7 +342,7 @@ async fn reindex_keeps_answering(real_owui: bool) {
     env.embed.set_delay(Duration::from_millis(40));
     let app = env.app();
     let rebuild = tokio::spawn(async move {
-        ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
             .await
             .map_err(|e| e.to_string())
     });

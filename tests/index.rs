@@ -388,6 +388,46 @@ async fn deleting_many_files_writes_to_the_store_once_per_batch() {
     assert!(env.points("keep.md").await.len() == 1);
 }
 
+/// A run that holds deletes back for both reasons (2 files under a folder the
+/// scan could not read, a link to an unmounted share; 8 of 12 files removed,
+/// the mass-delete rail) reports and counts each delete once, under its own
+/// reason: `ragd_deletes_held_back_total` from a recorder of this test's own.
+#[cfg(unix)]
+#[test]
+fn held_back_deletes_are_counted_once_under_their_own_reason() {
+    use std::os::unix::fs::symlink;
+    let (s, metrics) = crate::support::metrics::own_metrics(async {
+        let env = TestEnv::new("follow_symlinks = true").await;
+        for i in 0..10 {
+            env.write(&format!("n{i}.md"), format!("note number {i}\n"));
+        }
+        let share = env.docs().join(".share");
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join("s0.md"), "first shared note\n").unwrap();
+        std::fs::write(share.join("s1.md"), "second shared note\n").unwrap();
+        symlink(&share, env.docs().join("share")).unwrap();
+        assert_eq!(env.index().await.added, 12);
+        std::fs::rename(&share, env.dir.path().join("unmounted")).unwrap();
+        for i in 0..8 {
+            env.remove(&format!("n{i}.md"));
+        }
+        let s = env.index().await;
+        assert_eq!(env.total_points().await, 12, "nothing deleted");
+        s
+    });
+    assert_eq!(s.held_back, 2, "{s:?}");
+    assert_eq!(s.mass_delete_blocked, Some((8, 12)), "{s:?}");
+    assert_eq!(s.deleted, 0);
+    let series = |reason: &str| {
+        crate::support::metrics::value(
+            &metrics,
+            &format!("ragd_deletes_held_back_total{{pipeline=\"docs\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(series("unreadable"), Some(2.0), "{metrics}");
+    assert_eq!(series("mass_delete"), Some(8.0), "{metrics}");
+}
+
 /// The state directory holds the full text of every chunk (ledger, embedded
 /// Qdrant): it is created 0700, and one left open to others is closed.
 #[cfg(unix)]

@@ -259,9 +259,12 @@ pub fn control_from_signals() -> std::io::Result<Control> {
 
 /// `ragd reindex`: rebuild the selected pipelines into new collections, one after
 /// the other, then reconcile each (nothing changes if the folder did not).
+/// `allow_mass_delete` lets a build that lacks most of the live files switch
+/// in; the reconcile after it keeps the rail.
 pub async fn reindex_pipelines(
     app: &App,
     only: Option<&str>,
+    allow_mass_delete: bool,
 ) -> Result<Vec<reindex::ReindexOutcome>, anyhow::Error> {
     let mut per_collection: HashMap<&str, usize> = HashMap::new();
     for p in &app.config.pipelines {
@@ -279,8 +282,14 @@ pub async fn reindex_pipelines(
             );
         }
         let pipeline = app.pipeline(pc)?;
-        let outcome =
-            reindex::reindex(&pipeline, &app.config.state_dir, Duration::ZERO, &cancel).await?;
+        let outcome = reindex::reindex(
+            &pipeline,
+            &app.config.state_dir,
+            Duration::ZERO,
+            allow_mass_delete,
+            &cancel,
+        )
+        .await?;
         pipeline
             .run(&crate::pipeline::RunRequest {
                 cancel: cancel.clone(),

@@ -44,6 +44,15 @@
 //! file exists: the marker stays `building`, the live collection keeps serving,
 //! and the next reindex resumes the build, which retries just those files.
 //!
+//! The switch also drops every live row the build does not have, which is a
+//! run's delete by another name, so it is held back by the same rules
+//! ([`plan::plan`](crate::pipeline::plan::plan), the live ledger planned
+//! against the build's own scan, [`RunRequest::switch_from`]): not while a
+//! live file is under a folder that scan could not read or of a source that
+//! turned up empty (a vanished mount builds an empty collection), nor when the
+//! live files missing from the build trip the mass-delete rail, unless the
+//! operator allows it (`ragd reindex --allow-mass-delete`).
+//!
 //! A collection named `C` that is a real collection (made by `ragd index` before
 //! aliases, or by an older ragd) is migrated by the first reindex: it is dropped
 //! just before the alias is created, so `C` is missing for that one moment.
@@ -117,14 +126,33 @@ pub struct ReindexOutcome {
     pub collection: String,
     pub files_indexed: usize,
     pub files_failed: usize,
-    /// Files indexed in the live collection that the build failed: while there
-    /// are any, the alias is not switched (see the module doc).
-    pub held_back: Vec<String>,
+    /// Why the alias was not switched; empty when it was (see the module doc).
+    pub held_back: HeldBack,
+    /// Problems the build's scan met (unreadable folders, links outside).
+    pub scan_problems: Vec<String>,
 }
 
 impl ReindexOutcome {
     pub fn switched(&self) -> bool {
         self.held_back.is_empty()
+    }
+}
+
+/// What holds a switch back. Any one of them does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldBack {
+    /// Files indexed in the live collection that the build failed.
+    pub failed: Vec<String>,
+    /// Live files the build's scan cannot vouch for: under a folder it could
+    /// not read, or of a source folder that turned up empty.
+    pub unsure: usize,
+    /// The mass-delete rail: `(live files missing from the build, of live files)`.
+    pub mass_delete: Option<(usize, usize)>,
+}
+
+impl HeldBack {
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_empty() && self.unsure == 0 && self.mass_delete.is_none()
     }
 }
 
@@ -165,11 +193,13 @@ pub fn needed(pipeline: &Pipeline, state_dir: &Path) -> Result<Option<&'static s
 
 /// Rebuild `pipeline` into a new versioned collection and switch to it, or finish
 /// one a crash interrupted. `settle` defers files still being written (they are
-/// indexed by the reconcile that follows).
+/// indexed by the reconcile that follows). `allow_mass_delete` lets a build
+/// that lacks most of the live files switch (the operator confirmed the shrink).
 pub async fn reindex(
     pipeline: &Pipeline,
     state_dir: &Path,
     settle: Duration,
+    allow_mass_delete: bool,
     cancel: &CancellationToken,
 ) -> Result<ReindexOutcome, ReindexError> {
     let name = pipeline.name().to_owned();
@@ -219,6 +249,7 @@ pub async fn reindex(
 
     let mut indexed = 0;
     let mut failed = 0;
+    let mut scan_problems = Vec::new();
     if marker.phase == Phase::Building {
         let mut config = (*pipeline.config).clone();
         config.collection = marker.target.clone();
@@ -233,6 +264,10 @@ pub async fn reindex(
             .run(&RunRequest {
                 min_age: settle,
                 cancel: cancel.clone(),
+                allow_mass_delete,
+                // What the switch would drop of the live rows, judged on the
+                // scan this build ran on.
+                switch_from: Some(pipeline.ledger.clone()),
                 // A build into an empty collection: nothing to move.
                 detect_moves: false,
                 ..RunRequest::reconcile()
@@ -243,21 +278,35 @@ pub async fn reindex(
         }
         indexed = summary.added + summary.updated + summary.touched;
         failed = summary.failed;
-        let held_back = lost_by_switch(pipeline, &build_ledger)?;
+        scan_problems = summary.scan_problems;
+        let Some(verdict) = summary.switch else {
+            unreachable!("a run asked to judge the switch (switch_from) always does")
+        };
+        let held_back = HeldBack {
+            failed: lost_by_switch(pipeline, &build_ledger)?,
+            unsure: verdict.held_back,
+            mass_delete: verdict.mass_delete_blocked,
+        };
         if !held_back.is_empty() {
             tracing::warn!(
                 pipeline = %name,
                 collection = %marker.target,
-                files = held_back.len(),
-                first = %held_back[0],
-                "reindex: not switched; files indexed now failed in the new build (the live \
-                 collection keeps serving; the next reindex retries them)"
+                failed = held_back.failed.len(),
+                first_failed = held_back.failed.first().map_or("", String::as_str),
+                unsure = held_back.unsure,
+                mass_delete = ?held_back.mass_delete,
+                scan_problems = scan_problems.len(),
+                "reindex: not switched; the build lacks files the live collection has \
+                 (failed in the build, under a folder its scan could not read, or more than \
+                 the mass-delete rail allows); the live collection keeps serving and the \
+                 next reindex resumes the build"
             );
             return Ok(ReindexOutcome {
                 collection: marker.target,
                 files_indexed: indexed,
                 files_failed: failed,
                 held_back,
+                scan_problems,
             });
         }
         // An empty folder leaves nothing created; give the alias an empty
@@ -288,7 +337,8 @@ pub async fn reindex(
                         collection: marker.target,
                         files_indexed: 0,
                         files_failed: failed,
-                        held_back: Vec::new(),
+                        held_back: HeldBack::default(),
+                        scan_problems,
                     });
                 }
             }
@@ -317,7 +367,8 @@ pub async fn reindex(
         collection: marker.target,
         files_indexed: indexed,
         files_failed: failed,
-        held_back: Vec::new(),
+        held_back: HeldBack::default(),
+        scan_problems,
     })
 }
 

@@ -287,7 +287,9 @@ impl PipelineTasks {
             return Ok(());
         }
         tracing::info!(pipeline = %p.name(), reason = why, "full reindex");
-        reindex::reindex(p, &self.settings.state_dir, self.settle, cancel).await?;
+        // Unattended: a rebuild that lacks most of the live files is held
+        // back; only an operator's `ragd reindex --allow-mass-delete` switches it.
+        reindex::reindex(p, &self.settings.state_dir, self.settle, false, cancel).await?;
         Ok(())
     }
 

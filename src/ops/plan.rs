@@ -77,7 +77,8 @@ pub struct PipelinePlan {
     pub counts: std::collections::BTreeMap<&'static str, usize>,
     pub changes: Vec<Change>,
     pub unchanged: usize,
-    /// Deletions held back because a source folder could not be read.
+    /// Deletions held back because a source folder could not be read or turned
+    /// up empty (not those of the mass-delete rail).
     pub held_back: usize,
     /// The mass-delete rail would hold deletions back: `(would delete, of files)`.
     pub mass_delete_blocked: Option<(usize, usize)>,

@@ -93,6 +93,8 @@ pub struct Backlog {
     pub total: usize,
     pub counts: BTreeMap<&'static str, usize>,
     pub settings_changed: bool,
+    /// Deletions the next run would hold back, for either reason (an
+    /// unreadable folder or empty source, or the mass-delete rail).
     pub held_back: usize,
 }
 
@@ -102,7 +104,7 @@ impl From<&PipelinePlan> for Backlog {
             total: p.total(),
             counts: p.counts.clone(),
             settings_changed: p.settings_changed,
-            held_back: p.held_back,
+            held_back: p.held_back + p.mass_delete_blocked.map_or(0, |(n, _)| n),
         }
     }
 }

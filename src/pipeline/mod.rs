@@ -43,7 +43,7 @@ use crate::publish::{PublishSummary, Publisher, SyncStop, Verify};
 use crate::store::{PointFilter, SearchHit, StoreError, VectorStore, WriteOp};
 use crate::triggers::scan;
 
-pub use plan::{DeleteRail, Plan, Reason, WorkItem};
+pub use plan::{DeleteRail, DeleteVerdict, Plan, Reason, WorkItem};
 pub use run::{Progress, RunKind, RunRequest, Unobserved};
 
 /// Deleted files per store sync and ledger transaction.
@@ -108,10 +108,14 @@ pub struct RunSummary {
     pub touched: usize,
     pub skipped: usize,
     pub failed: usize,
-    /// Deletions not made because a source folder could not be read.
+    /// Deletions not made because a source folder could not be read or turned
+    /// up empty (not those of the mass-delete rail).
     pub held_back: usize,
     /// Set when the mass-delete rail held deletions back: `(would delete, of files)`.
     pub mass_delete_blocked: Option<(usize, usize)>,
+    /// For [`RunRequest::switch_from`]: that ledger's rows judged against this
+    /// run's scan, i.e. what replacing them with this run's rows would delete.
+    pub switch: Option<DeleteVerdict>,
     pub chunks_written: usize,
     pub texts_embedded: usize,
     /// Chunks whose vectors came from the embedding cache.
@@ -244,6 +248,20 @@ impl Pipeline {
         force: bool,
         allow_mass_delete: bool,
     ) -> Result<(Plan, Vec<scan::ScanProblem>), PipelineError> {
+        let (plan, problems, _) = self.plan_judging(force, allow_mass_delete, None).await?;
+        Ok((plan, problems))
+    }
+
+    /// [`Pipeline::plan`], and with `switch_from` that ledger's rows planned
+    /// against the same scan: a reindex's build learns what the switch would
+    /// delete from the scan it built from, judged by the same rules (held back
+    /// under an unreadable folder or an empty source, and by the rail).
+    async fn plan_judging(
+        &self,
+        force: bool,
+        allow_mass_delete: bool,
+        switch_from: Option<&Ledger>,
+    ) -> Result<(Plan, Vec<scan::ScanProblem>, Option<DeleteVerdict>), PipelineError> {
         let config = self.config.clone();
         let scanned = tokio::task::spawn_blocking(move || scan::scan(&config))
             .await
@@ -257,26 +275,40 @@ impl Pipeline {
             .ledger
             .with_files(self.name(), |rows| plan::plan(&scanned, rows, force, rail))
             .map_err(|e| self.ledger_err(e))?;
+        let switch = match switch_from {
+            Some(live) => Some(
+                live.with_files(self.name(), |rows| {
+                    plan::plan(&scanned, rows, false, rail).verdict()
+                })
+                .map_err(|e| self.ledger_err(e))?,
+            ),
+            None => None,
+        };
         // Only the problems outlive planning: the file list (about 120 bytes a
         // file) would otherwise be held for the whole run.
-        Ok((plan, scanned.problems))
+        Ok((plan, scanned.problems, switch))
     }
 
-    /// [`Pipeline::plan`] for a run that acts on it: deletions held back are logged and counted,
-    /// and the backlog reported.
+    /// [`Pipeline::plan_judging`] for a run that acts on it: deletions held back are logged and
+    /// counted, and the backlog reported.
     pub(crate) async fn plan_run(
         &self,
-        force: bool,
-        allow_mass_delete: bool,
-    ) -> Result<(Plan, Vec<scan::ScanProblem>), PipelineError> {
-        let (plan, problems) = self.plan(force, allow_mass_delete).await?;
+        request: &RunRequest,
+    ) -> Result<(Plan, Vec<scan::ScanProblem>, Option<DeleteVerdict>), PipelineError> {
+        let (plan, problems, switch) = self
+            .plan_judging(
+                request.force,
+                request.allow_mass_delete,
+                request.switch_from.as_deref(),
+            )
+            .await?;
         crate::telemetry::events::deletes_held_back(
             self.name(),
             plan.held_back,
             plan.mass_delete_blocked,
         );
         crate::telemetry::events::backlog(self.name(), plan.work.len() + plan.deletes.len());
-        Ok((plan, problems))
+        Ok((plan, problems, switch))
     }
 
     fn settings_changed(&self) -> Result<bool, PipelineError> {

@@ -40,10 +40,45 @@ pub struct Plan {
     /// Rows left as they are.
     pub unchanged: usize,
     /// Deletions held back because their source folder could not be read or
-    /// turned up empty.
+    /// turned up empty. Not those of the mass-delete rail, which are
+    /// `mass_delete_blocked`'s: each held-back delete has one reason, logged
+    /// and counted once under it.
     pub held_back: usize,
     /// Deletions held back by the mass-delete rail: `(would delete, of files)`.
     pub mass_delete_blocked: Option<(usize, usize)>,
+}
+
+impl Plan {
+    /// What became of the plan's deletes.
+    pub fn verdict(&self) -> DeleteVerdict {
+        DeleteVerdict {
+            deletes: self.deletes.len(),
+            held_back: self.held_back,
+            mass_delete_blocked: self.mass_delete_blocked,
+        }
+    }
+}
+
+/// A plan's deletes judged, without the plan. A reindex plans the live ledger
+/// against its build's scan to learn what switching to the build would delete
+/// (the switch drops every live row the build lacks), by the same rules as any
+/// run's deletes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteVerdict {
+    /// Deletes the rules let through.
+    pub deletes: usize,
+    /// Held back: under a folder the scan could not read, or of a source that
+    /// turned up empty ([`Plan::held_back`]).
+    pub held_back: usize,
+    /// Held back by the mass-delete rail: `(would delete, of files)`.
+    pub mass_delete_blocked: Option<(usize, usize)>,
+}
+
+impl DeleteVerdict {
+    /// Whether any delete was held back, for either reason.
+    pub fn holds_back(&self) -> bool {
+        self.held_back > 0 || self.mass_delete_blocked.is_some()
+    }
 }
 
 /// The mass-delete safety rail: a run that would delete more than `max_share` of a
@@ -134,7 +169,6 @@ pub fn plan(
     let share = unpaired_deletes(&plan) as f64 / total.max(1) as f64;
     if !rail.allow && total >= rail.min_files && share > rail.max_share {
         plan.mass_delete_blocked = Some((plan.deletes.len(), total));
-        plan.held_back += plan.deletes.len();
         plan.deletes.clear();
     }
     plan
@@ -304,6 +338,8 @@ mod tests {
         let p = plan(&scan, ledger.clone(), false, DeleteRail::default());
         assert!(p.deletes.is_empty());
         assert_eq!(p.mass_delete_blocked, Some((8, 12)));
+        // Held back by the rail, not as unreadable: counted once, under its reason.
+        assert_eq!(p.held_back, 0);
         let allowed = DeleteRail {
             allow: true,
             ..Default::default()

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, PipelineError, RunSummary, moves, stages};
+use crate::ledger::Ledger;
 use crate::publish::{NewerWork, SyncStop, Verify};
 use crate::triggers::key::FileKey;
 
@@ -79,6 +80,9 @@ pub struct RunRequest {
     pub force: bool,
     /// `--allow-mass-delete`: lift the mass-delete safety rail for this run.
     pub allow_mass_delete: bool,
+    /// A reindex's build: the live ledger, whose rows the switch replaces with
+    /// this run's. The summary's `switch` then says what that would delete.
+    pub switch_from: Option<Arc<Ledger>>,
     /// Absolute paths still settling: neither indexed nor deleted this time.
     pub hold: HashSet<PathBuf>,
     /// Files whose mtime is more recent than this are deferred too.
@@ -101,6 +105,7 @@ impl Default for RunRequest {
             kind: RunKind::Index,
             force: false,
             allow_mass_delete: false,
+            switch_from: None,
             hold: HashSet::new(),
             min_age: Duration::ZERO,
             detect_moves: false,
@@ -136,14 +141,13 @@ impl Pipeline {
             // Open WebUI would find no collection).
             self.ensure_layout().await?;
         }
-        let (mut plan, scan_problems) = self
-            .plan_run(request.force, request.allow_mass_delete)
-            .await?;
+        let (mut plan, scan_problems, switch) = self.plan_run(request).await?;
         let mut summary = RunSummary {
             pipeline: self.name().to_owned(),
             unchanged: plan.unchanged,
             held_back: plan.held_back,
             mass_delete_blocked: plan.mass_delete_blocked,
+            switch,
             scan_problems: scan_problems
                 .iter()
                 .map(|p| format!("{}: {}", p.path.display(), p.message))

@@ -224,6 +224,22 @@ impl TestEnv {
         std::fs::remove_file(self.docs().join(rel)).unwrap();
     }
 
+    /// Run the `ragd` binary on this installation: `ragd --config <config> ARGS`.
+    /// Nothing in this process may hold the embedded store meanwhile (its
+    /// shards admit one process): drive such a test through the binary alone,
+    /// and read the store afterwards with [`TestEnv::fresh_store`].
+    pub fn ragd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(super::ragd_bin())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("RAGD_CONFIG")
+            .env_remove("RAGD_FAILPOINTS")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run ragd")
+    }
+
     /// Upload metadata carrying the marker this installation's pipeline
     /// `docs` stamps on an upload of `path` at `content_hash` for `kb`: what a
     /// crash between an upload and recording it leaves on the server.

@@ -3,6 +3,7 @@ pub mod daemon;
 pub mod embed;
 pub mod env;
 pub mod fake_openwebui;
+pub mod metrics;
 pub mod owui;
 pub mod pdf;
 pub mod qdrant_node;
