@@ -166,8 +166,14 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     let docx = fixture("report.docx");
     env.write("truncated.docx", &docx[..docx.len() / 2]);
     env.write("encrypted.docx", fixture("encrypted.docx"));
-    // Password-protected by msoffcrypto-tool (xlsx) and LibreOffice (odt, ods).
-    for name in ["encrypted.xlsx", "encrypted.odt", "encrypted.ods"] {
+    // Password-protected by msoffcrypto-tool (xlsx) and LibreOffice (odt, ods);
+    // DRM's container form for the EPUB (src/drm_epub.py: no tool here writes DRM).
+    for name in [
+        "encrypted.xlsx",
+        "encrypted.odt",
+        "encrypted.ods",
+        "encrypted.epub",
+    ] {
         env.write(name, fixture(name));
     }
     env.write("not-a-zip.pptx", b"just some words, no presentation");
@@ -183,7 +189,7 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     env.write("truncated.odt", &odt[..odt.len() - 100]);
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed), (1, 13), "{s:?}");
+    assert_eq!((s.added, s.failed), (1, 14), "{s:?}");
     for (path, kind, reason) in [
         ("truncated.docx", "corrupt", "not a valid Word document"),
         (
@@ -205,6 +211,11 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
             "encrypted.ods",
             "encrypted",
             "encrypted OpenDocument spreadsheet: it needs a password",
+        ),
+        (
+            "encrypted.epub",
+            "encrypted",
+            "encrypted EPUB e-book: it needs a password",
         ),
         (
             "not-a-zip.pptx",
@@ -241,7 +252,7 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     assert_eq!(env.points("good.md").await.len(), 1);
     // Permanent: not retried while unchanged.
     let s = run(&env, &app).await;
-    assert_eq!((s.failed, s.unchanged), (0, 14), "{s:?}");
+    assert_eq!((s.failed, s.unchanged), (0, 15), "{s:?}");
 }
 
 /// Deterministic "random" bytes (xorshift).
