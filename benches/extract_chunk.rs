@@ -151,6 +151,7 @@ fn bench_chunk(c: &mut Criterion) {
     let doc = |format| Document {
         format,
         sections: vec![Section::new(long.clone(), None)],
+        warnings: Vec::new(),
     };
     // The shipped pipeline's settings: 1,200 characters, overlap 100.
     let chunker = |markdown| {

@@ -437,6 +437,7 @@ mod tests {
         Document {
             format,
             sections: sections.iter().map(|(t, p)| Section::new(*t, *p)).collect(),
+            warnings: Vec::new(),
         }
     }
 
@@ -605,6 +606,7 @@ mod tests {
         let d = Document {
             format: Format::Xlsx,
             sections: vec![section],
+            warnings: Vec::new(),
         };
         let chunks = chars(120, 20, true).chunk(&d);
         assert!(chunks.len() >= 6, "{chunks:#?}");
@@ -629,6 +631,7 @@ mod tests {
         let d = Document {
             format: Format::Delimited,
             sections: vec![section],
+            warnings: Vec::new(),
         };
         let chunks = chars(50, 0, true).chunk(&d);
         assert_eq!(chunks[0].text, "H\nshort row");
@@ -645,6 +648,7 @@ mod tests {
         let d = Document {
             format: Format::Pptx,
             sections: vec![section],
+            warnings: Vec::new(),
         };
         let chunks = chars(20, 0, true).chunk(&d);
         let body = chunks.iter().find(|c| c.text.contains("Body")).unwrap();

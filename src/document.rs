@@ -202,6 +202,12 @@ pub struct Document {
     pub format: Format,
     /// In reading order. PDFs have one section per page; other formats one section.
     pub sections: Vec<Section>,
+    /// What extraction left out while reading the rest, one line each ("page 2
+    /// is not indexed: OCR failed: ..."): one bad page costs that page, and the
+    /// file is indexed with what was read. The ledger keeps these lines for
+    /// `ragd why` (`FileRecord::warning`). Not part of the text hash: they say
+    /// what the text lacks, not what it is.
+    pub warnings: Vec<String>,
 }
 
 impl Document {
@@ -303,6 +309,7 @@ mod tests {
         let d = |t: &str, p| Document {
             format: Format::Pdf,
             sections: vec![Section::new(t, p)],
+            warnings: Vec::new(),
         };
         assert_eq!(d("x", Some(1)).text_hash(), d("x", Some(1)).text_hash());
         assert_ne!(d("x", Some(1)).text_hash(), d("x", Some(2)).text_hash());

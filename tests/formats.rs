@@ -166,6 +166,16 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     let docx = fixture("report.docx");
     env.write("truncated.docx", &docx[..docx.len() / 2]);
     env.write("encrypted.docx", fixture("encrypted.docx"));
+    // Password-protected by msoffcrypto-tool (xlsx) and LibreOffice (odt, ods);
+    // DRM's container form for the EPUB (src/drm_epub.py: no tool here writes DRM).
+    for name in [
+        "encrypted.xlsx",
+        "encrypted.odt",
+        "encrypted.ods",
+        "encrypted.epub",
+    ] {
+        env.write(name, fixture(name));
+    }
     env.write("not-a-zip.pptx", b"just some words, no presentation");
     env.write("docx-as.epub", &docx);
     let xlsx = fixture("sheets.xlsx");
@@ -179,13 +189,33 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     env.write("truncated.odt", &odt[..odt.len() - 100]);
     let app = env.app();
     let s = run(&env, &app).await;
-    assert_eq!((s.added, s.failed), (1, 10), "{s:?}");
+    assert_eq!((s.added, s.failed), (1, 14), "{s:?}");
     for (path, kind, reason) in [
         ("truncated.docx", "corrupt", "not a valid Word document"),
         (
             "encrypted.docx",
             "encrypted",
             "encrypted Word document: it needs a password",
+        ),
+        (
+            "encrypted.xlsx",
+            "encrypted",
+            "encrypted Excel workbook: it needs a password",
+        ),
+        (
+            "encrypted.odt",
+            "encrypted",
+            "encrypted OpenDocument text: it needs a password",
+        ),
+        (
+            "encrypted.ods",
+            "encrypted",
+            "encrypted OpenDocument spreadsheet: it needs a password",
+        ),
+        (
+            "encrypted.epub",
+            "encrypted",
+            "encrypted EPUB e-book: it needs a password",
         ),
         (
             "not-a-zip.pptx",
@@ -222,7 +252,7 @@ async fn broken_office_ebook_mail_and_sheet_files_get_their_own_reason() {
     assert_eq!(env.points("good.md").await.len(), 1);
     // Permanent: not retried while unchanged.
     let s = run(&env, &app).await;
-    assert_eq!((s.failed, s.unchanged), (0, 11), "{s:?}");
+    assert_eq!((s.failed, s.unchanged), (0, 15), "{s:?}");
 }
 
 /// Deterministic "random" bytes (xorshift).
@@ -339,10 +369,16 @@ async fn without_ocr_scanned_pages_and_images_say_why() {
         Some("ocr_unavailable")
     );
     assert!(r.error.unwrap().contains("OCR is off"));
-    // The text page of the mixed PDF is still indexed.
+    // The text page of the mixed PDF is still indexed, and the row says
+    // which page is not and why.
     let pts = env.points("mixed.pdf").await;
     assert_eq!(pts.len(), 1);
     assert!(pts[0].payload.text.contains("lighthouse keeper"));
+    let r = app.ledger.get("docs", "mixed.pdf").unwrap().unwrap();
+    assert_eq!(
+        r.warning.as_deref(),
+        Some("page 2 is not indexed: no text layer, and OCR is off ([ocr] enabled = false)")
+    );
 }
 
 /// Where a function starts and ends: its first line's start, its last line's end.
@@ -512,6 +548,7 @@ async fn source_code_is_chunked_along_its_syntax() {
         let as_text = text_chunker.chunk(&ragd::document::Document {
             format: ragd::document::Format::Text,
             sections: vec![ragd::document::Section::new(code.clone(), None)],
+            warnings: Vec::new(),
         });
         for f in functions(name, &code, spans) {
             assert!(
@@ -543,4 +580,133 @@ async fn source_code_is_chunked_along_its_syntax() {
         let p = point_with(&pts, needle);
         assert_eq!(p.payload.language, None, "{name}");
     }
+}
+
+/// A csv and a tsv longer than one chunk, written here (plain text: no
+/// fixture needed): every chunk starts with the header row, every row is in
+/// exactly one chunk, in order, and the file's one section has no sheet name or
+/// number (a single file has no sheets to tell apart).
+#[tokio::test]
+async fn csv_and_tsv_longer_than_a_chunk_repeat_the_header_in_every_chunk() {
+    let env = TestEnv::new("").await;
+    let rows = |sep: &str| -> Vec<String> {
+        (1..=150)
+            .map(|i| {
+                format!(
+                    "site {i:03}{sep}week {}{sep}{} nests{sep}observer {}",
+                    i % 12,
+                    i * 3 % 41,
+                    ["Ada", "Ben", "Cy"][i % 3]
+                )
+            })
+            .collect()
+    };
+    let files = [
+        ("counts.csv", "Site,Week,Nests,Observer", rows(",")),
+        ("counts.tsv", "Site\tWeek\tNests\tObserver", rows("\t")),
+    ];
+    for (name, header, rows) in &files {
+        // Windows line ends and a trailing blank line, as spreadsheets export.
+        env.write(name, format!("{header}\r\n{}\r\n\r\n", rows.join("\r\n")));
+    }
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (2, 0), "{s:?}");
+    for (name, header, rows) in &files {
+        let mut pts = env.points(name).await;
+        pts.sort_by_key(|p| p.payload.chunk_index);
+        // 150 rows of some 40 characters: about 6,000 characters in
+        // 400-character chunks.
+        assert!(pts.len() >= 15, "{name}: {} chunks", pts.len());
+        let mut seen = Vec::new();
+        for p in &pts {
+            let mut lines = p.payload.text.lines();
+            assert_eq!(lines.next(), Some(*header), "{name}: {:?}", p.payload.text);
+            assert!(p.payload.text.chars().count() <= 400, "{name}");
+            assert_eq!(p.payload.page, None, "{name}");
+            assert!(p.payload.headings.is_empty(), "{name}");
+            assert!(!p.payload.ocr && p.payload.language.is_none(), "{name}");
+            seen.extend(lines.map(str::to_owned));
+        }
+        // Every row exactly once, in order: no overlap repeats a row.
+        assert_eq!(&seen, rows, "{name}");
+        let r = app.ledger.get("docs", name).unwrap().unwrap();
+        assert_eq!(r.chunk_count as usize, pts.len(), "{name}");
+    }
+}
+
+/// One page OCR cannot read costs that page only: the middle page of
+/// `scanned-pages.pdf` is 111 inches wide, 33,300 pixels at 300 dpi, over
+/// Tesseract's 32,767 ("Image too large"). The pages before and after it are
+/// read and indexed, and the file's row says which page is missing and why
+/// (`ragd why` shows it: `ops::why_shows_the_pages_a_file_was_indexed_without`).
+#[tokio::test]
+async fn a_page_ocr_cannot_read_costs_that_page_and_is_recorded() {
+    if real::ocr().is_none() {
+        return;
+    }
+    // Two pages of OCR at some 1-13 s each on a loaded machine: room for both.
+    let env = TestEnv::with("", "[limits]\nextract_timeout_secs = 300\n").await;
+    env.write("scans.pdf", fixture("scanned-pages.pdf"));
+    env.write("good.md", "# Good\n\nThe kingfisher dives for fish.\n");
+    let app = env.app();
+    let s = run(&env, &app).await;
+    assert_eq!((s.added, s.failed), (2, 0), "{s:?}");
+
+    let pts = env.points("scans.pdf").await;
+    let first = point_with(&pts, "pumping station");
+    assert_eq!((first.payload.page, first.payload.ocr), (Some(1), true));
+    let third = point_with(&pts, "harbour lighthouse keeper");
+    assert_eq!((third.payload.page, third.payload.ocr), (Some(3), true));
+    assert!(pts.iter().all(|p| p.payload.page != Some(2)), "{pts:#?}");
+
+    let r = app.ledger.get("docs", "scans.pdf").unwrap().unwrap();
+    assert_eq!((r.state, r.error_kind.as_ref()), (FileState::Indexed, None));
+    let warning = r.warning.expect("the missing page is recorded");
+    assert!(
+        warning.starts_with("page 2 is not indexed: OCR failed: tesseract failed")
+            && warning.contains("Image too large")
+            && !warning.contains('\n'),
+        "{warning}"
+    );
+    // The same bytes are not read again.
+    let s = run(&env, &app).await;
+    assert_eq!((s.unchanged, s.failed), (2, 0), "{s:?}");
+}
+
+/// `[ocr] max_pages` stops OCR after that many pages without a text layer;
+/// the pages past it are left out and the file's row names them.
+#[tokio::test]
+async fn ocr_stops_at_max_pages_and_the_pages_past_it_are_named() {
+    if real::ocr().is_none() {
+        return;
+    }
+    let env = TestEnv::with("", "[ocr]\nmax_pages = 1\n").await;
+    env.write("scans.pdf", fixture("scanned-pages.pdf"));
+    // A text page does not count: only pages OCR reads do.
+    env.write("mixed.pdf", fixture("mixed.pdf"));
+    let app = env.app();
+    let started = std::time::Instant::now();
+    let s = run(&env, &app).await;
+    println!("two PDFs with max_pages = 1: {:.1?}", started.elapsed());
+    assert_eq!((s.added, s.failed), (2, 0), "{s:?}");
+
+    let pts = env.points("scans.pdf").await;
+    point_with(&pts, "pumping station");
+    assert!(pts.iter().all(|p| p.payload.page == Some(1)), "{pts:#?}");
+    let r = app.ledger.get("docs", "scans.pdf").unwrap().unwrap();
+    assert_eq!(r.state, FileState::Indexed);
+    assert_eq!(
+        r.warning.as_deref(),
+        Some(
+            "pages 2-3 are not indexed: no text layer, and OCR reads at most 1 page(s) \
+             per file (ocr.max_pages)"
+        )
+    );
+    // mixed.pdf: its text page, and its one scanned page within the limit.
+    let pts = env.points("mixed.pdf").await;
+    point_with(&pts, "harbour lighthouse keeper");
+    assert_eq!(point_with(&pts, "pumping station").payload.page, Some(2));
+    let r = app.ledger.get("docs", "mixed.pdf").unwrap().unwrap();
+    assert_eq!(r.warning, None);
 }

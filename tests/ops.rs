@@ -103,15 +103,38 @@ impl Install {
     async fn ragd(&self, args: &[&str]) -> Out {
         run_ragd(&self.dir.path().join("config/ragd.toml"), args).await
     }
+
+    /// [`Install::ragd`] with `PATH` set to `path` (ragd and its extraction
+    /// worker find tesseract and pdftoppm on it).
+    async fn ragd_with_path(&self, path: &Path, args: &[&str]) -> Out {
+        run_ragd_env(
+            &self.dir.path().join("config/ragd.toml"),
+            args,
+            &[("PATH", path.as_os_str())],
+        )
+        .await
+    }
+
+    /// Append `toml` to ragd.toml.
+    fn add_config(&self, toml: &str) {
+        let path = self.dir.path().join("config/ragd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{toml}")).unwrap();
+    }
 }
 
 async fn run_ragd(config: &Path, args: &[&str]) -> Out {
+    run_ragd_env(config, args, &[]).await
+}
+
+async fn run_ragd_env(config: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Out {
     let out = tokio::process::Command::new(crate::support::ragd_bin())
         .arg("--config")
         .arg(config)
         .args(args)
         .env_remove("RAGD_CONFIG")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run ragd");
@@ -383,6 +406,16 @@ async fn doctor_passes_against_live_servers_and_fails_on_a_dead_one() {
     ] {
         assert!(s.contains(line), "missing {line:?} in:\n{s}");
     }
+    // OCR: the real tools when they are here (a missing one is a warning:
+    // `doctor_and_index_without_tesseract_say_ocr_is_not_installed`).
+    if crate::support::real::ocr().is_some() {
+        assert!(s.contains("ok    ocr: on: tesseract 5."), "{s}");
+        assert!(
+            s.contains(", pdftoppm version ")
+                && s.contains("; languages eng, 300 dpi, at most 50 pages per file"),
+            "{s}"
+        );
+    }
     // Shown with --nocapture: the sample in docs/operations.md.
     println!("{s}");
     // The API key never shows.
@@ -426,6 +459,190 @@ async fn doctor_passes_against_live_servers_and_fails_on_a_dead_one() {
         broken.stdout.starts_with("FAIL  config: "),
         "{}",
         broken.stdout
+    );
+}
+
+const FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+
+/// Without tesseract on `PATH` (how ragd finds it), `ragd doctor` warns that
+/// scanned pages are not read (and fails when `[ocr] enabled = true` asked for
+/// OCR), and a scanned PDF fails `no_text_layer` saying OCR is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_and_index_without_tesseract_say_ocr_is_not_installed() {
+    let env = Install::new(false).await;
+    env.write("a.md", "# Cats\n\nCats sleep most of the day.\n");
+    env.write(
+        "scanned.pdf",
+        std::fs::read(format!("{FORMATS}/scanned.pdf")).unwrap(),
+    );
+    // A PATH with no tools at all: ragd itself is started by its full path.
+    let empty = tempfile::tempdir().unwrap();
+
+    let doctor = env.ragd_with_path(empty.path(), &["doctor"]).await;
+    let s = &doctor.stdout;
+    assert_eq!(doctor.code, 0, "{s}{}", doctor.stderr);
+    assert!(
+        s.contains(
+            "warn  ocr: tesseract not found on PATH: scanned PDF pages and images are not read \
+             (apt-get install tesseract-ocr tesseract-ocr-eng poppler-utils)"
+        ),
+        "{s}"
+    );
+
+    let index = env.ragd_with_path(empty.path(), &["index"]).await;
+    assert_eq!(index.code, 1, "{}{}", index.stdout, index.stderr);
+    let why = env.ragd(&["why", "scanned.pdf"]).await;
+    assert!(
+        why.stdout.contains(
+            "  error:     [no_text_layer] scanned PDF, no text layer: its pages hold no \
+             extractable text, and OCR is not available: tesseract was not found on PATH \
+             (install tesseract-ocr and a language pack such as tesseract-ocr-eng)"
+        ),
+        "{}",
+        why.stdout
+    );
+    assert!(
+        why.stdout
+            .contains("verdict:   failed (no_text_layer): left alone until the file changes"),
+        "{}",
+        why.stdout
+    );
+
+    // Asked for by name, a missing tesseract is a failure.
+    env.add_config("[ocr]\nenabled = true\n");
+    let doctor = env.ragd_with_path(empty.path(), &["doctor"]).await;
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    assert!(
+        doctor
+            .stdout
+            .contains("FAIL  ocr: tesseract not found on PATH"),
+        "{}",
+        doctor.stdout
+    );
+}
+
+/// `[ocr] languages` naming one Tesseract has no data for: `ragd doctor` fails
+/// and names it with the ones installed; `ragd index` then fails a scanned PDF
+/// with Tesseract's words. A language code that is not one (or no language, or
+/// a dpi out of range, or no pages) is refused by validation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocr_languages_without_data_and_bad_ocr_settings_are_refused_clearly() {
+    if crate::support::real::ocr().is_none() {
+        return;
+    }
+    let env = Install::new(false).await;
+    env.write(
+        "scanned.pdf",
+        std::fs::read(format!("{FORMATS}/scanned.pdf")).unwrap(),
+    );
+    let config = env.dir.path().join("config/ragd.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+
+    env.add_config("[ocr]\nlanguages = [\"eng\", \"qya\"]\n");
+    let doctor = env.ragd(&["doctor"]).await;
+    let s = &doctor.stdout;
+    assert_eq!(doctor.code, 1, "{s}{}", doctor.stderr);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("FAIL  ocr: tesseract 5."))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        line.contains(": no language data for qya (installed: ")
+            && line.ends_with("; Debian: tesseract-ocr-LANG)"),
+        "{line}"
+    );
+    // With eng beside it Tesseract reads with eng alone, which doctor's
+    // failure is there to catch; with no language it can load, every page
+    // fails, in Tesseract's words (before: "no text layer, and OCR found no
+    // text on them either", which sent one looking at the PDF).
+    std::fs::write(&config, format!("{base}\n[ocr]\nlanguages = [\"qya\"]\n")).unwrap();
+    let index = env.ragd(&["index"]).await;
+    assert_eq!(index.code, 1, "{}{}", index.stdout, index.stderr);
+    let why = env.ragd(&["why", "scanned.pdf"]).await;
+    assert!(
+        why.stdout
+            .contains("  error:     [ocr_failed] OCR failed: page 1: tesseract failed")
+            && why.stdout.contains("Failed loading language 'qya'"),
+        "{}",
+        why.stdout
+    );
+
+    for (toml, key, words) in [
+        (
+            "[ocr]\ndpi = 20\n",
+            "ocr.dpi",
+            "must be between 70 and 1200",
+        ),
+        (
+            "[ocr]\ndpi = 5000\n",
+            "ocr.dpi",
+            "must be between 70 and 1200",
+        ),
+        (
+            "[ocr]\nlanguages = []\n",
+            "ocr.languages",
+            "must name at least one language",
+        ),
+        (
+            "[ocr]\nlanguages = [\"eng+deu\"]\n",
+            "ocr.languages",
+            "\"eng+deu\" is not a Tesseract language code",
+        ),
+        (
+            "[ocr]\nmax_pages = 0\n",
+            "ocr.max_pages",
+            "must be at least 1 (to read no scanned pages, set enabled = false)",
+        ),
+    ] {
+        std::fs::write(&config, format!("{base}\n{toml}")).unwrap();
+        let out = env.ragd(&["validate"]).await;
+        assert_eq!(out.code, 2, "{toml}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!("ragd.toml: {key}: {words}")),
+            "{toml}: {}",
+            out.stderr
+        );
+        let doctor = env.ragd(&["doctor"]).await;
+        assert_eq!(doctor.code, 2, "{toml}");
+        assert!(
+            doctor.stdout.starts_with("FAIL  config: "),
+            "{}",
+            doctor.stdout
+        );
+    }
+}
+
+/// A file indexed with pages left out says so in `ragd why`: the verdict, and
+/// each left-out page with its reason (here: past `[ocr] max_pages`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_shows_the_pages_a_file_was_indexed_without() {
+    if crate::support::real::ocr().is_none() {
+        return;
+    }
+    let env = Install::new(false).await;
+    env.write(
+        "scans.pdf",
+        std::fs::read(format!("{FORMATS}/scanned-pages.pdf")).unwrap(),
+    );
+    env.add_config("[ocr]\nmax_pages = 1\n");
+    let index = env.ragd(&["index"]).await;
+    assert_eq!(index.code, 0, "{}{}", index.stdout, index.stderr);
+    let why = env.ragd(&["why", "scans.pdf"]).await;
+    let s = &why.stdout;
+    assert_eq!(why.code, 0, "{s}{}", why.stderr);
+    for line in [
+        "  verdict:   indexed and up to date, with parts left out (see warning)",
+        "  warning:   pages 2-3 are not indexed: no text layer, and OCR reads at most 1 page(s) \
+         per file (ocr.max_pages)",
+    ] {
+        assert!(s.contains(line), "missing {line:?} in:\n{s}");
+    }
+    println!("{s}");
+    let j = json(&env.ragd(&["why", "--json", "scans.pdf"]).await);
+    assert_eq!(
+        j["files"][0]["ledger"]["warnings"][0],
+        "pages 2-3 are not indexed: no text layer, and OCR reads at most 1 page(s) per file \
+         (ocr.max_pages)"
     );
 }
 

@@ -1175,3 +1175,137 @@ async fn legacy_published(url: &str, key: &str, reads: Option<bool>, legacy: &Le
     let listed = listing(&c, &env).await;
     assert_eq!(entry_counts(&listed), [("notes.md", 1)]);
 }
+
+/// The issue's folder (issue 22's "done when"): Office files, an e-book, a
+/// message, code and a scanned PDF, made by real tools (tests/data/formats),
+/// each indexed by ragd (found by the pipeline's search) and uploaded to the
+/// knowledge base and linked there, one entry each, under its path.
+const FORMATS_FOLDER: &[(&str, &str, &str)] = &[
+    // (fixture, path in the folder, a query that finds it)
+    (
+        "report.docx",
+        "word/report.docx",
+        "binoculars shared between two counters",
+    ),
+    (
+        "slides.pptx",
+        "slides.pptx",
+        "remember to thank the boardwalk volunteers",
+    ),
+    ("sheets.xlsx", "sheets.xlsx", "observation hide cost budget"),
+    (
+        "report.epub",
+        "books/report.epub",
+        "binoculars shared between two counters",
+    ),
+    (
+        "message.eml",
+        "mail/message.eml",
+        "heron count for sunday ada keeper",
+    ),
+    (
+        "code/nests.py",
+        "code/nests.py",
+        "nests counted at one site after removing the ones seen twice",
+    ),
+    (
+        "scanned.pdf",
+        "scans/scanned.pdf",
+        "pumping station main valve spare filter cartridges",
+    ),
+];
+
+/// What Open WebUI 0.12.4 as `pip install open-webui` makes of the folder: it
+/// reads every file but the scanned PDF, whose pages it does not OCR
+/// (`PDF_EXTRACT_IMAGES` is off by default); ragd records its refusal.
+const REFUSED_BY_THE_SERVER: &[(&str, &str)] =
+    &[("scans/scanned.pdf", "The content provided is empty")];
+
+#[tokio::test]
+async fn a_folder_of_every_format_is_published_fake_server() {
+    let fake = spawn_fake("sk-fake").await;
+    every_format_published(&fake.url, &fake.api_key, REFUSED_BY_THE_SERVER).await;
+}
+
+#[tokio::test]
+async fn a_folder_of_every_format_is_published_real_server() {
+    if let Some((url, key)) = real_server() {
+        every_format_published(&url, &key, REFUSED_BY_THE_SERVER).await;
+    }
+}
+
+/// `refused`: (path, words of the server's reason) for files the server's
+/// installation cannot process (its own loaders, not ragd's readers).
+async fn every_format_published(url: &str, key: &str, refused: &[(&str, &str)]) {
+    if crate::support::real::ocr().is_none() {
+        return;
+    }
+    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+    let env = TestEnv::with_knowledge_and(
+        url,
+        key,
+        &unique("formats"),
+        PROCESS_TIMEOUT_SECS,
+        // OCR of the scanned page takes some seconds on a loaded machine.
+        "[limits]\nextract_timeout_secs = 300\n",
+    )
+    .await;
+    for (fixture, path, _) in FORMATS_FOLDER {
+        env.write(path, std::fs::read(format!("{DATA}/{fixture}")).unwrap());
+    }
+    let s = env.index().await;
+    let n = FORMATS_FOLDER.len();
+    assert_eq!((s.added, s.failed, s.skipped), (n, 0, 0), "{s:?}");
+    let kb = s.knowledge.clone().expect("published");
+    let refusals = refused.len();
+    assert_eq!(
+        (kb.uploads, kb.linked, kb.failed),
+        (n, n - refusals, refusals),
+        "{kb:?}"
+    );
+
+    // In ragd's own index: each file found by a query of its own words.
+    let app = env.app();
+    let pipeline = env.pipeline(&app);
+    for (_, path, query) in FORMATS_FOLDER {
+        let hits = pipeline.search(query, 4).await.unwrap();
+        let paths: Vec<&str> = hits.iter().map(|h| h.payload.path.as_str()).collect();
+        assert!(paths.contains(path), "{query:?} → {paths:?}, not {path}");
+    }
+    let scanned = env.points("scans/scanned.pdf").await;
+    assert!(scanned.iter().all(|p| p.payload.ocr), "{scanned:#?}");
+
+    // In the knowledge base: each uploaded and linked once, under its path.
+    let rows = app.ledger.kb_files("docs").unwrap();
+    let records = app.ledger.files("docs").unwrap();
+    // One App at a time holds the state directory.
+    drop((pipeline, app));
+    let c = client(url, key);
+    let listed = listing(&c, &env).await;
+    for (_, path, _) in FORMATS_FOLDER {
+        let row = &rows[*path];
+        if let Some((_, words)) = refused.iter().find(|(p, _)| p == path) {
+            assert_eq!(row.state, KbState::Failed, "{path}: {row:?}");
+            let error = row.error.clone().unwrap_or_default();
+            assert!(error.contains(words), "{path}: {error}");
+            assert!(!listed.contains_key(*path), "{path}");
+            continue;
+        }
+        assert_eq!(row.state, KbState::Linked, "{path}: {row:?}");
+        let files = listed
+            .get(*path)
+            .unwrap_or_else(|| panic!("{path} not in {listed:#?}"));
+        assert_eq!(files.len(), 1, "{path}");
+        assert_eq!(
+            files[0].metadata["ragd"]["content_hash"],
+            json!(records[*path].content_hash),
+            "{path}"
+        );
+        assert_eq!(
+            files[0].filename,
+            path.rsplit('/').next().unwrap(),
+            "{path}"
+        );
+    }
+    assert_eq!(listed.len(), n - refused.len(), "{listed:#?}");
+}

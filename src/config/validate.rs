@@ -1079,7 +1079,19 @@ fn ocr_settings(errs: &mut Errors, raw: RawOcr) -> OcrSettings {
         },
         languages,
         dpi,
-        max_pages: raw.max_pages.unwrap_or(DEFAULT_OCR_MAX_PAGES),
+        max_pages: match raw.max_pages {
+            // No page at all would still OCR images and make every scanned
+            // PDF a failure that blames OCR: say what turns it off.
+            Some(0) => {
+                errs.push(
+                    "ocr.max_pages",
+                    "must be at least 1 (to read no scanned pages, set enabled = false)",
+                );
+                DEFAULT_OCR_MAX_PAGES
+            }
+            Some(n) => n,
+            None => DEFAULT_OCR_MAX_PAGES,
+        },
     }
 }
 

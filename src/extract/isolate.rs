@@ -212,6 +212,13 @@ pub fn extract_isolated(
 enum Reply {
     /// The sections of the document.
     Ok(Vec<WireSection>),
+    /// The sections read, and what was left out (`Document::warnings`). Sent
+    /// only when something was left out, so that a reply of a file read whole
+    /// is the same as before this variant existed.
+    Partial {
+        sections: Vec<WireSection>,
+        warnings: Vec<String>,
+    },
     /// Extraction failed the ordinary way.
     Err(ExtractError),
 }
@@ -274,6 +281,15 @@ fn run_worker(
             Ok(Document {
                 format,
                 sections: sections.into_iter().map(Section::from).collect(),
+                warnings: Vec::new(),
+            }),
+            true,
+        ),
+        Ok(Reply::Partial { sections, warnings }) => (
+            Ok(Document {
+                format,
+                sections: sections.into_iter().map(Section::from).collect(),
+                warnings,
             }),
             true,
         ),
@@ -1007,7 +1023,17 @@ pub fn worker_main() -> ExitCode {
             test_fault(fault, &bytes);
         }
         let reply = match super::extract_with(&bytes, format, &options) {
-            Ok(doc) => Reply::Ok(doc.sections.into_iter().map(WireSection::from).collect()),
+            Ok(doc) => {
+                let sections = doc.sections.into_iter().map(WireSection::from).collect();
+                if doc.warnings.is_empty() {
+                    Reply::Ok(sections)
+                } else {
+                    Reply::Partial {
+                        sections,
+                        warnings: doc.warnings,
+                    }
+                }
+            }
             Err(e) => Reply::Err(e),
         };
         drop(bytes);

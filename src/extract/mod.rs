@@ -315,8 +315,9 @@ pub fn extract_with(
     format: Format,
     options: &ExtractOptions,
 ) -> Result<Document, ExtractError> {
+    let mut warnings = Vec::new();
     let sections = match format {
-        Format::Pdf => pdf::extract(bytes, &options.ocr, deadline(options))?,
+        Format::Pdf => pdf::extract(bytes, &options.ocr, deadline(options), &mut warnings)?,
         Format::Markdown | Format::Text | Format::Code(_) => vec![text::extract(bytes)?],
         Format::Html => vec![html::extract(bytes)?],
         Format::Docx => office::docx(bytes)?,
@@ -330,7 +331,11 @@ pub fn extract_with(
         Format::Email => mail::extract(bytes)?,
         Format::Image => image(bytes, &options.ocr, deadline(options))?,
     };
-    let doc = Document { format, sections };
+    let doc = Document {
+        format,
+        sections,
+        warnings,
+    };
     // The format extractors already refuse blank input; this keeps the promise
     // above even if one of them is changed.
     if doc.is_blank() {

@@ -23,11 +23,15 @@ use super::ocr::{self, OcrSettings};
 use super::{ExtractError, guarded};
 use crate::document::Section;
 
-/// One section per page, `page: Some(n)` with `n` from 1.
+/// One section per page, `page: Some(n)` with `n` from 1. A page left out
+/// (its text could not be extracted and OCR did not read it, OCR failed on it,
+/// it is past `ocr.max_pages` or the file's deadline) is a line in `warnings`
+/// while the other pages are kept.
 pub(super) fn extract(
     bytes: &[u8],
     settings: &OcrSettings,
     deadline: Option<Instant>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<Section>, ExtractError> {
     if bytes.is_empty() {
         return Err(ExtractError::Empty);
@@ -39,75 +43,184 @@ pub(super) fn extract(
     }
 
     let mut sections = Vec::with_capacity(pages.len());
-    let mut first_failure = None;
-    let mut failed = 0usize;
+    // Pages whose text could not be extracted, with why: OCR may still read them.
+    let mut broken: Vec<(u32, ExtractError)> = Vec::new();
     for &page in pages.keys() {
         let text = match guarded(|| page_text(&doc, page)) {
             Ok(Ok(text)) => text,
             Ok(Err(err)) | Err(err) => {
                 tracing::warn!(page, error = %err, "PDF page skipped: its text could not be extracted");
-                failed += 1;
-                first_failure.get_or_insert((page, err));
+                broken.push((page, err));
                 String::new()
             }
         };
         sections.push(Section::new(text, Some(page)));
     }
 
-    let why_not = ocr_blank_pages(bytes, &mut sections, settings, deadline);
+    let ocr = ocr_blank_pages(bytes, &mut sections, settings, deadline);
     if sections.iter().all(|s| s.text.trim().is_empty()) {
-        return Err(match first_failure {
-            // Nothing was read and something broke: report the breakage, not
-            // "scanned", which would send the user looking for OCR.
-            Some((page, err)) => with_page(err, page, failed),
-            None => ExtractError::NoTextLayer {
-                why: why_not.unwrap_or_else(|| "OCR found no text on them either".into()),
+        let failed = broken.len();
+        return Err(
+            match (broken.into_iter().next(), ocr.failures.into_iter().next()) {
+                // Nothing was read and something broke: report the breakage, not
+                // "scanned", which would send the user looking for OCR.
+                (Some((page, err)), _) => with_page(err, page, failed),
+                (None, Some((page, err))) => ExtractError::OcrFailed {
+                    detail: format!("page {page}: {}", ocr_detail(err)),
+                },
+                (None, None) => ExtractError::NoTextLayer {
+                    why: ocr
+                        .why_not
+                        .unwrap_or_else(|| "OCR found no text on them either".into()),
+                },
             },
-        });
+        );
+    }
+    // Something was read: what was not is said, page by page.
+    let still_blank = |page: u32| {
+        sections
+            .iter()
+            .any(|s| s.page == Some(page) && s.text.trim().is_empty())
+    };
+    for (page, err) in broken {
+        if still_blank(page) {
+            warnings.push(format!(
+                "page {page} is not indexed: its text could not be extracted ({err})"
+            ));
+        }
+    }
+    for (page, err) in ocr.failures {
+        warnings.push(format!("page {page} is not indexed: {err}"));
+    }
+    if !ocr.over_limit.is_empty() {
+        warnings.push(format!(
+            "{}: no text layer, and OCR reads at most {} page(s) per file (ocr.max_pages)",
+            not_indexed(&ocr.over_limit),
+            settings.max_pages
+        ));
+    }
+    if !ocr.past_deadline.is_empty() {
+        warnings.push(format!(
+            "{}: OCR stopped at the file's deadline (limits.extract_timeout_secs)",
+            not_indexed(&ocr.past_deadline)
+        ));
+    }
+    if let Some(why) = ocr.why_not {
+        let blank: Vec<u32> = sections
+            .iter()
+            .filter(|s| s.text.trim().is_empty())
+            .filter_map(|s| s.page)
+            .collect();
+        if !blank.is_empty() {
+            warnings.push(format!("{}: no text layer, and {why}", not_indexed(&blank)));
+        }
     }
     Ok(sections)
 }
 
-/// OCR the pages without text, in place. Returns why OCR did not run, if it
-/// did not (off, not installed) and there were pages for it.
+/// "page 3 is not indexed" or "pages 2-4, 7 are not indexed".
+fn not_indexed(pages: &[u32]) -> String {
+    match pages {
+        [one] => format!("page {one} is not indexed"),
+        _ => format!("pages {} are not indexed", page_ranges(pages)),
+    }
+}
+
+/// Ascending page numbers as ranges: "2-4, 7".
+fn page_ranges(pages: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < pages.len() {
+        let start = pages[i];
+        let mut end = start;
+        while i + 1 < pages.len() && pages[i + 1] == end + 1 {
+            i += 1;
+            end = pages[i];
+        }
+        out.push(if end == start {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(", ")
+}
+
+/// An OCR error's detail without the "OCR failed: " its message starts with.
+fn ocr_detail(err: ExtractError) -> String {
+    match err {
+        ExtractError::OcrFailed { detail } => detail,
+        other => other.to_string(),
+    }
+}
+
+/// What OCR did with a PDF's pages without text.
+#[derive(Default)]
+struct OcrOutcome {
+    /// Why OCR did not run (off, not installed), when there were pages for it.
+    why_not: Option<String>,
+    /// Pages OCR failed on, with the error.
+    failures: Vec<(u32, ExtractError)>,
+    /// Pages without text past `ocr.max_pages`, not tried.
+    over_limit: Vec<u32>,
+    /// Pages not tried because the file's deadline had come.
+    past_deadline: Vec<u32>,
+}
+
+/// OCR the pages without text, in place, one page at a time: a page that
+/// fails costs that page.
 fn ocr_blank_pages(
     bytes: &[u8],
     sections: &mut [Section],
     settings: &OcrSettings,
     deadline: Option<Instant>,
-) -> Option<String> {
+) -> OcrOutcome {
+    let mut outcome = OcrOutcome::default();
     let blank: Vec<usize> = (0..sections.len())
         .filter(|&i| sections[i].text.trim().is_empty())
         .collect();
     if blank.is_empty() {
-        return None;
+        return outcome;
     }
     if let Err(why) = settings.pdf_availability() {
-        return Some(why);
+        outcome.why_not = Some(why);
+        return outcome;
     }
     let scratch = match ocr::Scratch::new() {
         Ok(s) => s,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => {
+            outcome.why_not = Some(e.to_string());
+            return outcome;
+        }
     };
     let path = match scratch.write("input.pdf", bytes) {
         Ok(p) => p,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => {
+            outcome.why_not = Some(e.to_string());
+            return outcome;
+        }
     };
+    let pages: Vec<u32> = sections.iter().map(|s| s.page.unwrap_or(1)).collect();
+    let page_of = |i: usize| pages[i];
     let limit = settings.max_pages as usize;
-    if blank.len() > limit {
+    outcome.over_limit = blank.iter().skip(limit).map(|&i| page_of(i)).collect();
+    if !outcome.over_limit.is_empty() {
         tracing::warn!(
             pages = blank.len(),
             limit,
             "PDF has more pages without text than ocr.max_pages; the rest are left out"
         );
     }
-    for &i in blank.iter().take(limit) {
-        let page = sections[i].page.unwrap_or(1);
+    let tried: Vec<usize> = blank.into_iter().take(limit).collect();
+    for (n, &i) in tried.iter().enumerate() {
+        let page = page_of(i);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             tracing::warn!(
                 page,
                 "OCR stopped at the file's deadline (limits.extract_timeout_secs); later pages are left out"
             );
+            outcome.past_deadline = tried[n..].iter().map(|&i| page_of(i)).collect();
             break;
         }
         match ocr::pdf_page(&scratch, &path, page, settings, deadline) {
@@ -116,11 +229,12 @@ fn ocr_blank_pages(
                 sections[i].ocr = true;
             }
             Err(err) => {
-                tracing::warn!(page, error = %err, "OCR of a PDF page failed; page skipped")
+                tracing::warn!(page, error = %err, "OCR of a PDF page failed; page skipped");
+                outcome.failures.push((page, err));
             }
         }
     }
-    None
+    outcome
 }
 
 /// Parse the file and make sure it can be read without a password.
@@ -179,7 +293,7 @@ mod tests {
 
     /// Without OCR, as the tests of parsing need.
     fn extract(bytes: &[u8]) -> Result<Vec<Section>, ExtractError> {
-        super::extract(bytes, &OcrSettings::off(), None)
+        super::extract(bytes, &OcrSettings::off(), None, &mut Vec::new())
     }
 
     #[test]

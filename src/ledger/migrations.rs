@@ -117,6 +117,9 @@ const MIGRATIONS: &[&str] = &[
         to_path   TEXT NOT NULL,
         PRIMARY KEY (pipeline, kb_id, from_path)
     ) WITHOUT ROWID;",
+    // 10: what a file's indexed text lacks (pages OCR could not read, pages past
+    // ocr.max_pages), one line each: the file is indexed with the rest.
+    "ALTER TABLE files ADD COLUMN warning TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -120,6 +120,11 @@ pub struct FileRecord {
     pub attempts: u32,
     /// Unix seconds of the last change to this row.
     pub updated_at: i64,
+    /// What the indexed text lacks, one line each: pages extraction left out
+    /// while reading the rest (`Document::warnings`), for `ragd why`. Set with
+    /// the text it describes (`target_hash`, then `content_hash`); a later
+    /// failure keeps it, as it keeps that text's points.
+    pub warning: Option<String>,
 }
 
 /// How many failed attempts of a transient kind before a file is left alone
@@ -177,6 +182,7 @@ impl FileRecord {
             error: None,
             attempts: 0,
             updated_at: 0,
+            warning: None,
         }
     }
 }
@@ -348,7 +354,7 @@ impl std::fmt::Debug for Ledger {
 }
 
 const FILE_COLUMNS: &str = "pipeline, path, source, size, mtime_ns, file_hash, content_hash, target_hash, \
-     chunk_count, state, error_kind, error, attempts, updated_at";
+     chunk_count, state, error_kind, error, attempts, updated_at, warning";
 
 impl Ledger {
     /// Open (creating and migrating) the ledger at `path`.
@@ -445,7 +451,7 @@ impl Ledger {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO files ({FILE_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))?;
             let now = unix_now();
             for r in records {
@@ -464,6 +470,7 @@ impl Ledger {
                     r.error,
                     r.attempts,
                     now,
+                    r.warning,
                 ])?;
             }
         }
@@ -1148,6 +1155,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FileRecord, L
         error: r.get(11)?,
         attempts: r.get(12)?,
         updated_at: r.get(13)?,
+        warning: r.get(14)?,
     }))
 }
 

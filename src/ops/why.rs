@@ -50,6 +50,9 @@ pub struct LedgerRow {
     pub error: Option<String>,
     pub attempts: u32,
     pub updated_at: i64,
+    /// What the indexed text lacks (pages left out), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<&FileRecord> for LedgerRow {
@@ -66,6 +69,11 @@ impl From<&FileRecord> for LedgerRow {
             error: r.error.clone(),
             attempts: r.attempts,
             updated_at: r.updated_at,
+            warnings: r
+                .warning
+                .as_deref()
+                .map(|w| w.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -274,6 +282,9 @@ fn verdict(r: Option<&FileRecord>, disk: Option<&DiskFile>, wanted: bool) -> Str
             _ if changed(r) => {
                 "changed on disk since it was indexed: the next run updates it".into()
             }
+            FileState::Indexed if r.warning.is_some() => {
+                "indexed and up to date, with parts left out (see warning)".into()
+            }
             FileState::Indexed => "indexed and up to date".into(),
             FileState::Skipped => format!(
                 "skipped on purpose ({}): change the limits or the file",
@@ -361,6 +372,9 @@ pub fn render(out: &mut dyn Write, journeys: &[Journey]) -> std::io::Result<()> 
                         "  error:     [{kind}] {}",
                         l.error.as_deref().unwrap_or("")
                     )?;
+                }
+                for w in &l.warnings {
+                    writeln!(out, "  warning:   {w}")?;
                 }
             }
         }

@@ -34,6 +34,15 @@ pub fn file_indexed(pipeline: &str, path: &str, chunks: usize, updated: bool) {
     counter!(m::CHUNKS_WRITTEN, "pipeline" => pipeline.to_owned()).increment(chunks as u64);
 }
 
+/// A file's text was extracted with parts left out (`Document::warnings`);
+/// the ledger keeps them for `ragd why`.
+pub fn file_read_in_part(pipeline: &str, path: &str, warnings: &[String]) {
+    for warning in warnings {
+        tracing::warn!(pipeline, path, warning, "file read in part");
+    }
+    counter!(m::FILES_READ_IN_PART, "pipeline" => pipeline.to_owned()).increment(1);
+}
+
 /// A file could not be indexed; the ledger keeps `kind` and `error`.
 pub fn file_failed(pipeline: &str, path: &str, kind: Option<&FailKind>, error: &str) {
     tracing::warn!(

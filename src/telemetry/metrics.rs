@@ -19,6 +19,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const FILES_INDEXED: &str = "ragd_files_indexed_total";
 /// Files that could not be indexed. Labels: pipeline, kind.
 pub const FILES_FAILED: &str = "ragd_files_failed_total";
+/// Files read in part: extraction left pages out (OCR failed on them, past
+/// `ocr.max_pages` or the deadline) and indexed the rest. Labels: pipeline.
+pub const FILES_READ_IN_PART: &str = "ragd_files_read_in_part_total";
 /// Files left out on purpose (too large, unsupported type). Labels: pipeline, kind.
 pub const FILES_SKIPPED: &str = "ragd_files_skipped_total";
 /// Files removed from the index because they left the folder. Labels: pipeline.
@@ -119,6 +122,10 @@ fn describe() {
         "Files that could not be indexed, by failure kind"
     );
     describe_counter!(FILES_SKIPPED, "Files left out on purpose, by reason");
+    describe_counter!(
+        FILES_READ_IN_PART,
+        "Files whose text was extracted with pages left out (see `ragd why`)"
+    );
     describe_counter!(FILES_DELETED, "Files removed from the index");
     describe_counter!(BYTES_READ, Unit::Bytes, "Bytes of source files read");
     describe_counter!(CHUNKS_WRITTEN, "Chunks written to Qdrant");

@@ -655,6 +655,19 @@ fn extract(file: &FakeFile, unstructured: bool) -> Result<String, String> {
     if name.ends_with(".pdf") && !file.bytes.starts_with(b"%PDF-") {
         return Err("Stream has ended unexpectedly".to_owned());
     }
+    // Open WebUI's PDF loader (pypdf) reads the text layer only, and OCRs
+    // nothing unless `PDF_EXTRACT_IMAGES` is on (off by default): an
+    // image-only PDF is empty content, as 0.12.4 answers for
+    // tests/data/formats/scanned.pdf. ragd's own reader without OCR finds the
+    // same text layer.
+    if name.ends_with(".pdf")
+        && matches!(
+            ragd::extract::extract(&file.bytes, ragd::document::Format::Pdf),
+            Err(ragd::extract::ExtractError::NoTextLayer { .. })
+        )
+    {
+        return Err(EMPTY_CONTENT.to_owned());
+    }
     // Legacy Word files go to `unstructured` only (`loaders/main.py`), which a
     // plain `pip install open-webui` lacks; legacy PowerPoint falls back to
     // python-pptx, which reads only pptx.

@@ -227,6 +227,11 @@ pub(super) fn prepare(pipeline: &Pipeline, item: WorkItem) -> Prepared {
         );
     }
     let text_hash = doc.text_hash();
+    // What this text lacks goes with it; one line per warning.
+    record.warning = (!doc.warnings.is_empty()).then(|| doc.warnings.join("\n"));
+    if !doc.warnings.is_empty() {
+        events::file_read_in_part(name, &record.path, &doc.warnings);
+    }
     let same_text = reason != Reason::Forced
         && previous.as_ref().is_some_and(|p| {
             p.state == FileState::Indexed && p.content_hash.as_deref() == Some(&text_hash)
