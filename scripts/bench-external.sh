@@ -5,8 +5,8 @@
 #   set -a; . /tmp/ragd-ci/qdrant.env; set +a; scripts/bench-external.sh [--release]
 #
 # (RAGD_BENCH_NO_BUILD=1: use the binary already in target/, RAGD_BENCH_BIN: another one;
-# RAGD_BENCH_FILES=N: files,
-# default 1000.) It starts its own Open WebUI 0.12.4 (venv of scripts/openwebui-up.sh,
+# RAGD_BENCH_FILES=N: files, default 1000; RAGD_BENCH_MODES="external": one mode only,
+# default "files external".) It starts its own Open WebUI 0.12.4 (venv of scripts/openwebui-up.sh,
 # with qdrant-client) on 127.0.0.1:${BENCH_OWUI_PORT:-18280} with a fresh data dir, whose
 # embedding server (`ragd embed-server`, port ${BENCH_OWUI_EMBED_PORT:-18211}) serves Open
 # WebUI alone, so its counters are Open WebUI's own embedding calls; ragd embeds through
@@ -18,7 +18,10 @@
 #             left at its default); timed until the knowledge base lists all N;
 #   external: `ragd index` embeds into Qdrant and registers the external base; timed
 #             until retrieve-test, asked the last file's opening lines, cites that file first.
-# For each: the time, and Open WebUI's embedding requests and texts during the sync.
+# For each: the time, and Open WebUI's embedding requests and texts during the sync; for
+# external also during a second `ragd index` with nothing changed (the base exists then:
+# Open WebUI embeds a base's name and description only when one is created or its source
+# is changed, `embed_knowledge_base_metadata` in its routers/knowledge.py).
 set -euo pipefail
 
 profile=debug
@@ -26,6 +29,7 @@ profile=debug
 : "${QDRANT_URL:?set QDRANT_URL (and QDRANT_REST_URL): . /tmp/ragd-ci/qdrant.env}"
 qdrant_rest=${QDRANT_REST_URL:-${QDRANT_URL/:6334/:6333}}
 files=${RAGD_BENCH_FILES:-1000}
+modes=${RAGD_BENCH_MODES:-files external}
 venv=${RAGD_OWUI_VENV:-/opt/ragd/owui-venv}
 owui_port=${BENCH_OWUI_PORT:-18280}
 owui_embed_port=${BENCH_OWUI_EMBED_PORT:-18211}
@@ -151,6 +155,7 @@ tag=$(date +%s)
 results=()
 
 # --- files --------------------------------------------------------------------------
+if [[ " $modes " == *" files "* ]]; then
 setup files "bench-files-$tag" "bench_files_$tag"
 before=$(stats)
 log "mode files: ragd index (uploads, Open WebUI processing, links)"
@@ -166,8 +171,10 @@ files_req=$(( $(json 'd["requests"]' <<<"$after") - $(json 'd["requests"]' <<<"$
 files_texts=$(( $(json 'd["texts"]' <<<"$after") - $(json 'd["texts"]' <<<"$before") ))
 grep -E 'knowledge base|indexed|files' "$work/files.out" >&2 || true
 log "files: ${files_secs}s, knowledge base lists $listed of $files, Open WebUI embedding: $files_req requests, $files_texts texts"
+fi
 
 # --- external -----------------------------------------------------------------------
+if [[ " $modes " == *" external "* ]]; then
 setup external "bench-external-$tag" "bench_ext_$tag"
 before=$(stats)
 log "mode external: ragd index (embed into Qdrant, register the external base)"
@@ -176,7 +183,8 @@ t0=$(now)
 t_index=$(now)
 during=$(stats)
 conn=$(curl -sf -H "Authorization: Bearer $key" "$owui/api/v1/knowledge/external/connections" \
-    | json "[c['id'] for c in d['items'] if c['name']=='ragd: bench-external-$tag'][0]")
+    | json "([c['id'] for c in d['items'] if c['name']=='ragd: bench-external-$tag'] + [''])[0]")
+[[ -n $conn ]] || { log "ragd registered no external connection"; tail -20 "$work/external.err" >&2; exit 1; }
 found=""
 for _ in $(seq 1 600); do
     top=$(curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
@@ -193,12 +201,21 @@ ext_req=$(( $(json 'd["requests"]' <<<"$during") - $(json 'd["requests"]' <<<"$b
 ext_texts=$(( $(json 'd["texts"]' <<<"$during") - $(json 'd["texts"]' <<<"$before") ))
 grep -E 'external|indexed|files' "$work/external.out" >&2 || true
 log "external: ${ext_secs}s (ragd index ${ext_index_secs}s), Open WebUI embedding during the sync: $ext_req requests, $ext_texts texts"
+before=$(stats)
+"$bin" --config "$work/external/config/ragd.toml" index >"$work/external2.out" 2>"$work/external2.err" || true
+after=$(stats)
+ext2_req=$(( $(json 'd["requests"]' <<<"$after") - $(json 'd["requests"]' <<<"$before") ))
+ext2_texts=$(( $(json 'd["texts"]' <<<"$after") - $(json 'd["texts"]' <<<"$before") ))
+log "external, second sync (nothing changed): Open WebUI embedding: $ext2_req requests, $ext2_texts texts"
+fi
 
-ratio=$(python3 -c "print(f'{$files_secs / $ext_secs:.0f}')")
 printf '\n| mode | folder → answerable | Open WebUI embedding calls during the sync (texts) |\n|---|---|---|\n'
-printf '| files | %s s (knowledge base lists %s of %s) | %s (%s) |\n' "$files_secs" "$listed" "$files" "$files_req" "$files_texts"
-printf '| external | %s s (ragd index %s s) | %s (%s) |\n' "$ext_secs" "$ext_index_secs" "$ext_req" "$ext_texts"
-printf '\nexternal is %s× sooner (%s files, %s, %s build)\n' "$ratio" "$files" "$(du -sh "$work/docs" | cut -f1)" "$profile"
+[[ -n ${files_secs:-} ]] && printf '| files | %s s (knowledge base lists %s of %s) | %s (%s) |\n' "$files_secs" "$listed" "$files" "$files_req" "$files_texts"
+[[ -n ${ext_secs:-} ]] && printf '| external | %s s (ragd index %s s) | %s (%s); second sync %s (%s) |\n' "$ext_secs" "$ext_index_secs" "$ext_req" "$ext_texts" "$ext2_req" "$ext2_texts"
+if [[ -n ${files_secs:-} && -n ${ext_secs:-} ]]; then
+    ratio=$(python3 -c "print(f'{$files_secs / $ext_secs:.0f}')")
+    printf '\nexternal is %s× sooner (%s files, %s, %s build)\n' "$ratio" "$files" "$(du -sh "$work/docs" | cut -f1)" "$profile"
+fi
 
 # Leave the shared Qdrant as it was.
 for c in "bench_files_$tag" "bench_ext_$tag"; do

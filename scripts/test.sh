@@ -113,13 +113,14 @@ phase_end "cargo test"
 # The end-to-end tests that take a store, again on the Qdrant server: TestEnv
 # reads RAGD_TEST_STORE and gives each test a collection of its own there (the
 # first pass ran them on embedded qdrant-edge). Child `ragd` processes get the
-# server from the test's config.
+# server from the test's config. `external::` is not here: it runs on the server
+# in the first pass already (its own environment, always the Qdrant server).
 e2e_out="$RAGD_CI_DIR/cargo-test-e2e-qdrant.log"
 : >"$e2e_out"
 if [[ -z ${RAGD_SKIP_QDRANT:-} && $# -eq 0 ]]; then
     phase "cargo test (end-to-end on Qdrant server)"
     RAGD_TEST_STORE=qdrant cargo test --test integration -- \
-        index:: daemon:: crash:: faults:: hostile:: ops:: formats:: 2>&1 | tee "$e2e_out" || status=$?
+        index:: daemon:: crash:: faults:: hostile:: ops:: formats:: publish:: tree:: access:: 2>&1 | tee "$e2e_out" || status=$?
     phase_end "cargo test (end-to-end on Qdrant server)"
 fi
 

@@ -525,6 +525,104 @@ async fn doctor_fails_when_open_webui_embeds_otherwise_than_ragd() {
     env.cleanup().await;
 }
 
+/// The cosine `ragd doctor` reports in a vector check's detail.
+fn reported_cosine(detail: &str) -> f64 {
+    let at = detail.find("cosine ").expect("a cosine in the detail") + "cosine ".len();
+    detail[at..]
+        .split(|c: char| c != '.' && !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after \"cosine\": {detail}"))
+}
+
+/// The same check on the real Open WebUI 0.12.4, whose RAG embedding is the
+/// test setup's `hash-embed` (`scripts/openwebui-up.sh`: Ollama engine, ragd's
+/// embed-server), the model ragd's pipeline uses: OK with cosine ≥ 0.999, and
+/// the engine and model read from `GET /api/v1/retrieval/embedding`. Then ragd
+/// embeds with another model of the same dimension (the real all-MiniLM-L6-v2,
+/// in-process) while Open WebUI keeps `hash-embed`: the vectors disagree and
+/// that is a FAIL naming what to set (for an in-process model, Open WebUI's
+/// built-in engine with the same model). Open WebUI's own settings are not
+/// changed: the server is shared by the other tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_doctor_compares_its_vectors_with_ragds() {
+    use ragd::ops::doctor::{Verdict, check};
+    let Some(env) = ExternalEnv::new(true, "").await else {
+        return;
+    };
+    let name = "external knowledge for docs";
+    env.write("guide/install.md", INSTALL);
+    env.index().await;
+    let report = check(&env.config_path()).await;
+    let find = |report: &ragd::ops::doctor::Report, name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} checked: {:?}", report.checks))
+            .clone()
+    };
+    let vectors = find(&report, name);
+    assert_eq!(vectors.verdict, Verdict::Ok, "{:?}", report.checks);
+    let cosine = reported_cosine(&vectors.detail);
+    assert!(cosine >= 0.999, "{vectors:?}");
+    let embedding = find(&report, "open webui embedding");
+    assert!(
+        embedding.detail.contains("engine ollama") && embedding.detail.contains("\"hash-embed\""),
+        "{embedding:?}"
+    );
+    assert!(embedding.detail.contains("query prefix"), "{embedding:?}");
+    env.cleanup().await;
+
+    let Some(model_dir) = real::model_dir() else {
+        return;
+    };
+    let Some(env) = ExternalEnv::new(true, "").await else {
+        return;
+    };
+    let config = env.config_path();
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let embed_url = format!("url = \"{}\"\n", env.embed.url());
+    assert!(toml.contains(&embed_url), "{toml}");
+    std::fs::write(
+        &config,
+        toml.replace(
+            &embed_url,
+            &format!(
+                "provider = \"local\"\nmodel_dir = \"{}\"\n",
+                model_dir.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let pipeline = env.dir.path().join("pipelines/docs.toml");
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    let model_line = format!("model = \"{MODEL}\"\n");
+    assert!(toml.contains(&model_line), "{toml}");
+    std::fs::write(&pipeline, toml.replace(&model_line, "")).unwrap();
+    env.write("guide/install.md", INSTALL);
+    let summary = env.index().await;
+    assert_eq!(summary.failed, 0, "{:?}", summary.failures);
+    let report = check(&env.config_path()).await;
+    let vectors = find(&report, name);
+    assert_eq!(vectors.verdict, Verdict::Fail, "{vectors:?}");
+    // ragd's model runs in-process: the fix is Open WebUI's built-in engine with
+    // the same model, not an Ollama server ragd does not use.
+    assert!(
+        vectors.detail.contains("(ollama \"hash-embed\")")
+            && vectors.detail.contains("RAG_EMBEDDING_ENGINE empty")
+            && vectors
+                .detail
+                .contains("RAG_EMBEDDING_MODEL to the hub name")
+            && vectors
+                .detail
+                .contains("sentence-transformers/all-MiniLM-L6-v2"),
+        "the fix is spelled out: {vectors:?}"
+    );
+    assert!(report.failed());
+    env.cleanup().await;
+}
+
 /// `mode = "both"`: the uploads' base and the external base side by side, told apart
 /// by name, each found again on the next run (the files base never mistaken for
 /// the external one of the same stem).

@@ -19,6 +19,7 @@ use ragd::store::{PointFilter, StoreError, VectorStore};
 use uuid::Uuid;
 
 use crate::support::daemon::{BinEnv, eventually_within, sigterm, wait_exit, write_many};
+use crate::support::env::{Backend, TestEnv};
 use crate::support::qdrant_node::QdrantNode;
 use crate::support::real;
 
@@ -573,4 +574,144 @@ async fn readers_never_miss_the_alias_during_switches() {
     assert_eq!(store.resolve_alias(&alias).await.unwrap(), Some(a.clone()));
     store.delete_collection(&a).await.unwrap();
     store.delete_collection(&b).await.unwrap();
+}
+
+/// A raw collection named like one of the pipeline's versions, `{alias}_v1`, made
+/// on the shared server by somebody else (no ragd mark, one point): a full
+/// reindex builds past it (`_v2`, then `_v3`), drops only its own old versions and
+/// leaves the foreign one holding its point; a fresh install whose first
+/// versioned collection would be that very name refuses it with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reindex_leaves_a_foreign_collection_named_like_a_version() {
+    let Some((url, key)) = shared() else {
+        return;
+    };
+    let raw = Qdrant::from_url(&url)
+        .api_key(key.clone())
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let server = || Backend::Server {
+        url: url.clone(),
+        key: key.clone(),
+    };
+    let env = TestEnv::on(server(), "", "").await;
+    env.write("a.md", "# A\n\nThe dugong grazes on seagrass.\n");
+    env.write("b.md", "# B\n\nThe okapi lives in the forest.\n");
+    let summary = env.index().await;
+    assert_eq!(summary.added, 2, "{summary:?}");
+    let ours = env.total_points().await;
+    assert!(ours >= 2);
+
+    let foreign = format!("{}_v1", env.collection);
+    make_foreign(&raw, &foreign).await;
+
+    let app = env.app();
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        .await
+        .expect("the reindex goes on past a foreign version");
+    assert_eq!(outcomes[0].collection, format!("{}_v2", env.collection));
+    assert!(outcomes[0].switched(), "{:?}", outcomes[0]);
+    assert_eq!(
+        env.store.resolve_alias(&env.collection).await.unwrap(),
+        Some(format!("{}_v2", env.collection))
+    );
+    assert_eq!(
+        env.total_points().await,
+        ours,
+        "ragd's points behind the alias"
+    );
+    assert_foreign_intact(&raw, &foreign).await;
+
+    // Again: ragd drops its own `_v2`, and tries (and declines) the foreign one.
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+        .await
+        .expect("a second reindex");
+    assert_eq!(outcomes[0].collection, format!("{}_v3", env.collection));
+    let mut left: Vec<String> = raw
+        .list_collections()
+        .await
+        .unwrap()
+        .collections
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|c| c.starts_with(&env.collection))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![foreign.clone(), format!("{}_v3", env.collection)],
+        "ragd's old versions dropped, the foreign one left"
+    );
+    assert_foreign_intact(&raw, &foreign).await;
+    drop(app);
+    raw.delete_collection(foreign.as_str()).await.unwrap();
+
+    // A fresh install (the daemon's layout: `C_v1` behind the alias `C`) whose
+    // `C_v1` is somebody else's: refused, named, nothing written into it.
+    let fresh = TestEnv::on(server(), "", "").await;
+    fresh.write("a.md", "# A\n\nThe dugong grazes on seagrass.\n");
+    let foreign = format!("{}_v1", fresh.collection);
+    make_foreign(&raw, &foreign).await;
+    let app = fresh.app();
+    let err = fresh
+        .pipeline(&app)
+        .ensure_layout()
+        .await
+        .expect_err("a foreign C_v1 is not ragd's to use");
+    let shown = format!("{err:#}");
+    assert!(
+        shown.contains("not created by ragd") && shown.contains(&foreign),
+        "{shown}"
+    );
+    assert_foreign_intact(&raw, &foreign).await;
+    drop(app);
+    raw.delete_collection(foreign.as_str()).await.unwrap();
+}
+
+/// A collection without ragd's mark, 64 dimensions like the test model's, with
+/// one point of somebody else's.
+async fn make_foreign(raw: &Qdrant, name: &str) {
+    raw.create_collection(
+        CreateCollectionBuilder::new(name)
+            .vectors_config(VectorParamsBuilder::new(64, Distance::Cosine)),
+    )
+    .await
+    .unwrap();
+    raw.upsert_points(
+        UpsertPointsBuilder::new(
+            name,
+            vec![PointStruct::new(
+                7,
+                vec![0.5; 64],
+                [("owner", "someone else".into())],
+            )],
+        )
+        .wait(true),
+    )
+    .await
+    .unwrap();
+}
+
+/// Still there with exactly its one point, untouched.
+async fn assert_foreign_intact(raw: &Qdrant, name: &str) {
+    let points = raw
+        .scroll(
+            qdrant_client::qdrant::ScrollPointsBuilder::new(name)
+                .limit(10)
+                .with_payload(true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} is gone: {e}"))
+        .result;
+    assert_eq!(points.len(), 1, "{name}: {points:?}");
+    assert_eq!(
+        points[0]
+            .payload
+            .get("owner")
+            .and_then(|v| v.as_str())
+            .map(String::as_str),
+        Some("someone else"),
+        "{points:?}"
+    );
 }

@@ -799,20 +799,35 @@ async fn external_knowledge(r: &mut Report, config: &Config, client: &OpenWebUi,
                 name,
                 format!(
                     "Open WebUI's RAG embedding ({engine} {:?}) gives other vectors than ragd's \
-                     ({:?}): a stored chunk asked for with its own text {}. Fix: in Open WebUI set \
-                     RAG_EMBEDDING_ENGINE=ollama and RAG_EMBEDDING_MODEL={} on the same server as \
-                     ragd's [embedding] url (Admin > Settings > Documents), and leave \
-                     RAG_EMBEDDING_QUERY_PREFIX unset",
+                     ({:?}): a stored chunk asked for with its own text {}. Fix: in Open WebUI \
+                     (Admin > Settings > Documents) {}, and leave RAG_EMBEDDING_QUERY_PREFIX unset",
                     rag.model,
                     p.model,
                     match other {
                         Some(s) => format!("scores only {s:.4}"),
                         None => "is not among the top 5".to_owned(),
                     },
-                    p.model
+                    same_model_advice(&config.embedding.provider, &p.model),
                 ),
             ),
         }
+    }
+}
+
+/// What to set in Open WebUI so that it embeds like ragd's `provider` and `model`.
+fn same_model_advice(provider: &EmbedProvider, model: &str) -> String {
+    match provider {
+        // ragd runs the sentence-transformers folder in-process; Open WebUI's
+        // built-in engine runs the same model by its hub name.
+        EmbedProvider::Local => format!(
+            "set RAG_EMBEDDING_ENGINE empty (its built-in sentence-transformers) and \
+             RAG_EMBEDDING_MODEL to the hub name of the model in ragd's model_dir \
+             (sentence-transformers/{model}), or serve one model to both through an Ollama API"
+        ),
+        EmbedProvider::Ollama | EmbedProvider::OpenWebUi => format!(
+            "set RAG_EMBEDDING_ENGINE=ollama and RAG_EMBEDDING_MODEL={model} on the same server \
+             as ragd's [embedding] url"
+        ),
     }
 }
 
