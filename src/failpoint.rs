@@ -33,6 +33,11 @@ pub const DIRECTORIES: &[&str] = &["kb.after_dir_rename", "kb.after_file_rename"
 /// crashes at each.
 pub const SERVER: &[&str] = &["qdrant.after_create"];
 
+/// Failpoints of a batch of moves, which a round of small changes does not
+/// reach (a folder renamed whole); `crash::a_crash_in_a_batch_of_moves_*`
+/// crashes at each.
+pub const MOVES: &[&str] = &["moves.after_store"];
+
 /// Failpoints inside an embedded-store vacuum, which a round of small changes
 /// does not reach; `crash::a_crash_during_a_vacuum_*` crashes at each.
 pub const VACUUM: &[&str] = &["vacuum.after_copy", "vacuum.after_exchange"];

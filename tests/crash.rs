@@ -511,6 +511,30 @@ async fn a_crash_between_creating_the_collection_and_marking_it_recovers() {
 /// new) and its scratch directory as a leftover: the next runs remove the
 /// leftover, finish the vacuum and end with everything in agreement and
 /// nothing twice.
+/// A crash after a batch of moves reached the store but before the ledger
+/// recorded it, then the folders renamed back before the rerun: the old rows
+/// still said `indexed` although their points were deleted, and the files
+/// were back at those paths with their old size and mtime, so nothing looked
+/// changed and every point was lost (seen in `kill_9_while_folders_*` when a
+/// vacuum in the batch's sync widened the window). The old rows are
+/// `deleting` from the batch's intent on, so the rerun indexes them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_a_batch_of_moves_then_a_rename_back_loses_nothing() {
+    for point in ragd::failpoint::MOVES {
+        let fake = spawn_fake("sk-moves").await;
+        let env = TestEnv::with_knowledge(&fake.url, &fake.api_key, point, 60).await;
+        let files = 20;
+        write_corpus(&env, files, 0);
+        index_to_completion(&env);
+        flip_folders(&env);
+        crash_at(&env, &format!("{point}:1"), "the batch of moves");
+        flip_folders(&env);
+        index_to_completion(&env);
+        let inv = check(&env, &fake).await;
+        assert_eq!(inv, intact(files), "{point}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_a_vacuum_loses_and_duplicates_nothing() {
     for point in ragd::failpoint::VACUUM {

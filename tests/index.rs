@@ -296,6 +296,9 @@ async fn duplicate_and_moved_files_are_not_embedded_again() {
     std::fs::rename(env.docs().join("other.md"), env.docs().join("moved.md")).unwrap();
     let s = env.index().await;
     assert_eq!(env.embed.stats().texts, before, "{s:?}");
+    // `ragd index` takes the rename as a move, as the daemon does: the points
+    // are carried over, nothing is read, extracted or embedded.
+    assert_eq!((s.added, s.moved, s.deleted), (1, 1, 0), "{s:?}");
     assert_eq!(env.points("b/copy.md").await.len(), 1);
     assert_eq!(env.points("moved.md").await.len(), 1);
     assert!(env.points("other.md").await.is_empty());

@@ -280,7 +280,6 @@ impl PipelineTasks {
                 force: true,
                 min_age: self.settle,
                 cancel: cancel.clone(),
-                detect_moves: false,
                 ..RunRequest::reconcile()
             })
             .await?;

@@ -9,13 +9,16 @@
 //!
 //! # Crash safety
 //!
-//! 1. The new path's row is written as `indexing` (target = the old content hash)
-//!    before any point is written: a crash from here on makes the next run redo the
-//!    new path the ordinary way (idempotent by point id).
+//! 1. In one ledger transaction, before any point is written, the new path's row
+//!    is written as `indexing` (target = the old content hash) and the old path's
+//!    row becomes `deleting`. A crash from here on makes the next run redo both
+//!    the ordinary way: the new path is indexed again (idempotent by point id),
+//!    and the old path is deleted if it is still gone, or indexed again if it
+//!    came back (a folder renamed back before the rerun: its points may already
+//!    be deleted, so an `indexed` old row would have vouched for nothing).
 //! 2. Points are upserted under the new ids, then the old points deleted.
 //! 3. The new row becomes `indexed`, then the old row is removed. A crash between
-//!    the two leaves an old row for a file that is gone: the next run deletes it
-//!    (its points are already gone; deleting nothing is fine).
+//!    the two leaves the old row `deleting`, handled as in 1.
 //!
 //! At no point does the ledger call a path `indexed` whose points are not there.
 
@@ -239,9 +242,19 @@ impl Batch {
         }
         let name = pipeline.name();
         let collection = &pipeline.config.collection;
+        // Step 1: the intents, new rows and old rows in one transaction.
+        let intents: Vec<FileRecord> = self
+            .records
+            .iter()
+            .cloned()
+            .chain(self.moves.iter().map(|m| FileRecord {
+                state: FileState::Deleting,
+                ..m.from.clone()
+            }))
+            .collect();
         pipeline
             .ledger
-            .put_many(&self.records)
+            .put_many(&intents)
             .map_err(|e| pipeline.ledger_err(e))?;
         let ops = vec![
             WriteOp::Upsert(std::mem::take(&mut self.points)),
@@ -257,6 +270,7 @@ impl Batch {
             .sync(collection)
             .await
             .map_err(|e| pipeline.store_err(e))?;
+        crate::failpoint::hit("moves.after_store");
         for record in &mut self.records {
             record.state = FileState::Indexed;
             record.target_hash = None;

@@ -9,11 +9,10 @@
 //!   them and counted as `deferred`; the caller runs again once they settle. This
 //!   is what keeps a half-copied file out of the index when some *other* file
 //!   triggered the scan. `ragd index` holds nothing back.
-//! - **moves** (`detect_moves`): a delete and an add with the same bytes become
-//!   a move (see [`super::moves`]): no re-extraction, no re-embedding. The
-//!   daemon's runs; `ragd index` deletes and adds (the embedding cache still
-//!   spares the embedding), because moves under kill -9 on the embedded store
-//!   while it vacuums were seen to lose points (see `crash::kill_9_while_folders_*`).
+//! - **moves** (`detect_moves`, on unless a caller turns it off): a delete and
+//!   an add with the same bytes become a move (see [`super::moves`]): no
+//!   re-extraction, no re-embedding. Never in a forced run, whose point is new
+//!   vectors: a move would carry the old ones over.
 //! - **graceful stop** (`cancel`): work is processed in batches and `cancel` is
 //!   checked between them, so a shutdown lets the files in flight finish and
 //!   starts no new ones. Files never started keep their ledger rows; the next
@@ -108,7 +107,7 @@ impl Default for RunRequest {
             switch_from: None,
             hold: HashSet::new(),
             min_age: Duration::ZERO,
-            detect_moves: false,
+            detect_moves: true,
             cancel: CancellationToken::new(),
             verify_knowledge: Verify::Always,
             newer_work: NewerWork::default(),
@@ -118,12 +117,11 @@ impl Default for RunRequest {
 }
 
 impl RunRequest {
-    /// A daemon's run: recorded as a reconcile, moves detected; the caller
-    /// sets what it holds back.
+    /// A daemon's run: recorded as a reconcile; the caller sets what it
+    /// holds back.
     pub fn reconcile() -> Self {
         RunRequest {
             kind: RunKind::Reconcile,
-            detect_moves: true,
             ..Default::default()
         }
     }
@@ -159,7 +157,7 @@ impl Pipeline {
         }
         summary.deferred = self.hold_back(&mut plan, request);
 
-        if request.detect_moves {
+        if request.detect_moves && !request.force {
             let found = moves::detect(self, &mut plan).await;
             let (moved, fallback) = moves::execute(self, found).await?;
             summary.moved += moved;
