@@ -100,8 +100,15 @@ const VACUUM_PAGE: usize = 64;
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const COLLECTIONS_DIR: &str = "collections";
-/// How long `load_collection` waits for a WAL lock held by a forked child.
-const WAL_LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How long opening the store waits for a collection's WAL lock: held, it is
+/// most likely another ragd process's, which holds it for good.
+const WAL_LOCK_WAIT_OPEN: Duration = Duration::from_secs(2);
+/// How long reloading a collection this process just closed (a compaction, a
+/// vacuum's swap, a create) waits for its WAL lock: then the only other
+/// holder can be a child this process forked before it closed the shard, and
+/// the child lets go at its exec. On a loaded 2-core machine that took over
+/// 2 s (seen in CI), and giving up costs the whole run.
+const WAL_LOCK_WAIT_RELOAD: Duration = Duration::from_secs(60);
 /// qdrant-edge's WAL directory inside a shard.
 const WAL_DIR: &str = "wal";
 /// Prunable WAL bytes at which a `sync` compacts the shard. The WAL's mapped
@@ -422,7 +429,7 @@ fn swap_in(
     if let Err(e) = swapped {
         // Nothing moved: the old shard is still at `path`.
         let _ = fs::remove_dir_all(&copy.scratch);
-        return match load_collection(&name, &path) {
+        return match load_collection(&name, &path, WAL_LOCK_WAIT_RELOAD) {
             Ok(old) => (Some(Arc::new(old)), Err(e)),
             Err(load) => (None, Err(load)),
         };
@@ -430,15 +437,15 @@ fn swap_in(
     // `scratch` now holds the old shard.
     crate::failpoint::hit("vacuum.after_exchange");
     release_freed_heap();
-    match load_collection(&name, &path) {
+    match load_collection(&name, &path, WAL_LOCK_WAIT_RELOAD) {
         Ok(new) => {
             let removed = remove_scratch(&copy.scratch);
             (Some(Arc::new(new)), removed.map(|()| Some(copy.points)))
         }
         Err(e) => {
             // Put the old shard back under the real name and carry on with it.
-            let back =
-                exchange_dirs(&copy.scratch, &path).and_then(|()| load_collection(&name, &path));
+            let back = exchange_dirs(&copy.scratch, &path)
+                .and_then(|()| load_collection(&name, &path, WAL_LOCK_WAIT_RELOAD));
             let _ = fs::remove_dir_all(&copy.scratch);
             match back {
                 Ok(old) => (Some(Arc::new(old)), Err(e)),
@@ -593,7 +600,7 @@ impl EdgeStore {
             if !path.is_dir() || validate_name(&name).is_err() {
                 continue;
             }
-            let collection = load_collection(&name, &path)?;
+            let collection = load_collection(&name, &path, WAL_LOCK_WAIT_OPEN)?;
             collections.insert(name, Arc::new(collection));
         }
 
@@ -661,7 +668,7 @@ impl EdgeStore {
             let path = collection.path.clone();
             drop(collection); // flushes and releases the WAL lock
             release_freed_heap();
-            load_collection(&name, &path).map(Arc::new)
+            load_collection(&name, &path, WAL_LOCK_WAIT_RELOAD).map(Arc::new)
         })
         .await?;
         catalog.collections.insert(real, reopened);
@@ -1132,18 +1139,19 @@ fn create_collection(
     let path = dir.join(name);
     fs::rename(&scratch, &path).map_err(|e| io_error(&path, e))?;
     sync_dir(dir)?;
-    load_collection(name, &path)
+    load_collection(name, &path, WAL_LOCK_WAIT_RELOAD)
 }
 
-fn load_collection(name: &str, path: &Path) -> Result<Collection, StoreError> {
+fn load_collection(name: &str, path: &Path, lock_wait: Duration) -> Result<Collection, StoreError> {
     prune_wal(path)?;
     // qdrant-edge takes an flock on the WAL directory and fails with "Can't
     // init WAL: WouldBlock" while anyone holds it. Another store (another ragd
     // process) holds it for good; but a child process forked at the moment the
     // previous holder (a closed shard, or the scratch shard of a create) had it
-    // open holds a copy of the lock until its exec, a few milliseconds. ragd forks
-    // extraction workers at any time, so wait that out before giving up.
-    let deadline = Instant::now() + WAL_LOCK_WAIT;
+    // open holds a copy of the lock until its exec, normally milliseconds. ragd
+    // forks extraction workers at any time, so wait that out (`lock_wait`)
+    // before giving up.
+    let deadline = Instant::now() + lock_wait;
     let shard = loop {
         match EdgeShard::load(path, None) {
             Ok(shard) => break shard,
