@@ -476,3 +476,36 @@ async fn a_file_name_that_is_not_utf8_is_refused_once() {
     let s = env.index().await;
     assert_eq!(s.unchanged, 2, "{s:?}");
 }
+
+/// Deleting files finds their points by id, without reading a payload, and
+/// all files' probes share requests: 40 files of up to 7 chunks are one
+/// `existing_ids` request (their windows come to fewer ids than one request
+/// holds), not a payload scroll or a retrieve per file. On the Qdrant server
+/// (the second pass) that is one round trip instead of forty, each with every
+/// chunk's text.
+#[tokio::test]
+async fn deleting_files_probes_ids_in_shared_requests_without_payloads() {
+    let env = TestEnv::new("").await;
+    for i in 0..100 {
+        let body: String = (0..(i % 7 + 1))
+            .map(|p| format!("## Part {p}\n\nFile {i} part {p}: the heron, item {i}-{p}.\n\n"))
+            .collect();
+        env.write(&format!("f{i:03}.md"), format!("# File {i}\n\n{body}"));
+    }
+    env.index().await;
+    for i in 0..40 {
+        env.remove(&format!("f{i:03}.md"));
+    }
+    let counts = env.store.layer();
+    let before = |name| counts.calls(name);
+    let (ids, retrieves, scrolls) = (before("existing_ids"), before("retrieve"), before("scroll"));
+    let s = env.index().await;
+    assert_eq!(s.deleted, 40, "{s:?}");
+    assert_eq!(counts.calls("existing_ids") - ids, 1, "id probes");
+    assert_eq!(counts.calls("retrieve") - retrieves, 0, "payload reads");
+    assert_eq!(counts.calls("scroll") - scrolls, 0, "payload scrolls");
+    for i in 0..40 {
+        assert!(env.points(&format!("f{i:03}.md")).await.is_empty());
+    }
+    assert!(!env.points("f040.md").await.is_empty());
+}

@@ -1,6 +1,7 @@
 //! A throwaway ragd installation: a temp folder with `config/ragd.toml`,
 //! `pipelines/*.toml`, a documents folder and the project's embedding server.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -363,14 +364,20 @@ impl Drop for TestEnv {
 pub type CountingStore = Layered<Counts>;
 
 /// The counts of a [`CountingStore`]: calls that write points, calls that delete
-/// them (a group of writes counts each of its ops).
+/// them (a group of writes counts each of its ops), and every call by its name.
 #[derive(Default)]
 pub struct Counts {
     upserts: AtomicU64,
     deletes: AtomicU64,
+    calls: std::sync::Mutex<HashMap<&'static str, u64>>,
 }
 
 impl Counts {
+    /// Calls of the store method `name` so far.
+    pub fn calls(&self, name: &str) -> u64 {
+        self.calls.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
     pub fn upserts(&self) -> u64 {
         self.upserts.load(Ordering::SeqCst)
     }
@@ -387,6 +394,7 @@ impl Layer for Counts {
         attempt: impl Fn() -> Attempt<'a, T> + Send + Sync + 'a,
     ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
         let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::SeqCst);
+        *self.calls.lock().unwrap().entry(call.name).or_default() += 1;
         match call.kind {
             CallKind::Upsert => _ = count(&self.upserts),
             CallKind::Delete => _ = count(&self.deletes),
