@@ -607,7 +607,7 @@ async fn a_reindex_leaves_a_foreign_collection_named_like_a_version() {
     make_foreign(&raw, &foreign).await;
 
     let app = env.app();
-    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
         .await
         .expect("the reindex goes on past a foreign version");
     assert_eq!(outcomes[0].collection, format!("{}_v2", env.collection));
@@ -624,7 +624,7 @@ async fn a_reindex_leaves_a_foreign_collection_named_like_a_version() {
     assert_foreign_intact(&raw, &foreign).await;
 
     // Again: ragd drops its own `_v2`, and tries (and declines) the foreign one.
-    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"))
+    let outcomes = ragd::daemon::reindex_pipelines(&app, Some("docs"), false)
         .await
         .expect("a second reindex");
     assert_eq!(outcomes[0].collection, format!("{}_v3", env.collection));
