@@ -804,3 +804,65 @@ async fn real_open_webui_chat_with_the_external_base_is_given_ragds_chunks() {
     );
     env.cleanup().await;
 }
+
+/// A scanned PDF (an image-only page, `tests/data/formats/scanned.pdf`) in an
+/// external base: Open WebUI reads nothing from such a file itself (in files mode
+/// 0.12.4 refuses it, see docs/formats.md), but here it searches ragd's own
+/// collection, where the page's OCR text is: `retrieve-test` on the real Open
+/// WebUI returns that text, cited with the file's name, path and page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_open_webui_external_base_returns_a_scanned_pdfs_ocr_text() {
+    if real::ocr().is_none() {
+        return;
+    }
+    let Some(env) = ExternalEnv::new(true, "").await else {
+        return;
+    };
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+    env.write(
+        "scans/inspection.pdf",
+        std::fs::read(format!("{data}/scanned.pdf")).unwrap(),
+    );
+    env.write("notes/zebra.md", ZEBRA);
+    let summary = env.index().await;
+    assert_eq!(
+        (summary.added, summary.failed),
+        (2, 0),
+        "{:?}",
+        summary.failures
+    );
+
+    let r = env
+        .ask(
+            "pumping station inspection main valve spare filter cartridges",
+            3,
+        )
+        .await;
+    let i = sources(&r)
+        .iter()
+        .position(|s| s == "scans/inspection.pdf")
+        .unwrap_or_else(|| panic!("the scanned PDF is not retrieved: {r:?}"));
+    assert_eq!(i, 0, "the scanned PDF is not the first hit: {r:?}");
+    // The words of the page (tests/data/formats/src/ocr.md), read by Tesseract.
+    for words in [
+        "pumping station",
+        "spare filter cartridges",
+        "northern outlet",
+    ] {
+        assert!(r.documents[0].contains(words), "{words:?}: {r:?}");
+    }
+    let m = &r.metadatas[0];
+    assert_eq!(m["name"], "inspection.pdf", "{m}");
+    assert_eq!(m["source"], "scans/inspection.pdf", "{m}");
+    // The one page, 0-based as Open WebUI counts it, shown as "1".
+    assert_eq!(m["page"], 0, "{m}");
+    assert_eq!(m["page_label"], "1", "{m}");
+    assert_eq!(m["ocr"], true, "{m}");
+
+    // The text file beside it is cited as itself.
+    let r = env.ask("zebra crossing stripes", 3).await;
+    assert_eq!(sources(&r)[0], "notes/zebra.md", "{r:?}");
+    assert_eq!(r.metadatas[0]["name"], "zebra.md", "{:?}", r.metadatas[0]);
+    assert!(r.metadatas[0].get("page").is_none(), "{:?}", r.metadatas[0]);
+    env.cleanup().await;
+}
