@@ -18,6 +18,7 @@ use crate::support::owui::{
     client, entry_counts, knowledge_id, listing, listing_of, places, real_server, unique,
 };
 use crate::support::real;
+use crate::support::report;
 
 /// What a check found; every count must be 0 except `files` and `uploads`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,17 +46,6 @@ fn ragd(env: &TestEnv) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
-}
-
-/// A finished run's exit status, stdout (the summary naming each failed file
-/// and why) and stderr, for a failure message.
-fn report(out: &std::process::Output) -> String {
-    format!(
-        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Run `ragd index` armed with `RAGD_FAILPOINTS=spec`; panics unless it

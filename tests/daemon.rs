@@ -14,6 +14,7 @@ use crate::support::daemon::{
     BinEnv, InProcessDaemon, eventually, eventually_within, sigterm, wait_exit, write_many,
 };
 use crate::support::env::TestEnv;
+use crate::support::report;
 
 fn note(word: &str) -> String {
     format!("# About {word}\n\nThis note is about the {word}, and only the {word}.\n")
@@ -758,16 +759,6 @@ fn held_target(live: &Option<String>) -> String {
     let live = live.as_deref().expect("an alias");
     let (stem, n) = live.rsplit_once("_v").expect("a versioned collection");
     format!("{stem}_v{}", n.parse::<u64>().unwrap() + 1)
-}
-
-/// `ragd` ran; its exit status and output, for a failure message.
-fn report(out: &std::process::Output) -> String {
-    format!(
-        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A rebuild whose source folder is gone (moved away: a vanished mount) or

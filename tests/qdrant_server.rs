@@ -22,6 +22,7 @@ use crate::support::daemon::{BinEnv, eventually_within, sigterm, wait_exit, writ
 use crate::support::env::{Backend, TestEnv};
 use crate::support::qdrant_node::QdrantNode;
 use crate::support::real;
+use crate::support::report;
 
 /// Files per restart test: a few hundred, as a real first index.
 const FILES: usize = 300;
@@ -95,16 +96,6 @@ fn ragd_index(env: &BinEnv) -> std::process::Command {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     c
-}
-
-/// A finished ragd's status and output, for a failure message.
-fn report(out: &std::process::Output) -> String {
-    format!(
-        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Indexed rows in the ledger next to a running ragd, read without opening it
@@ -238,6 +229,16 @@ fn unique(what: &str) -> String {
     )
 }
 
+/// A plain qdrant-client on the shared server, for what somebody other than
+/// ragd would do there.
+fn raw_client(url: &str, key: &Option<String>) -> Qdrant {
+    Qdrant::from_url(url)
+        .api_key(key.clone())
+        .skip_compatibility_check()
+        .build()
+        .unwrap()
+}
+
 /// Somebody else's collection on a shared server: refused for writes and
 /// never dropped, by the store and by `ragd index`; one with ragd's mark but a
 /// distance ragd cannot use is refused too.
@@ -246,11 +247,7 @@ async fn a_collection_ragd_did_not_create_is_never_touched() {
     let Some((url, key)) = shared() else {
         return;
     };
-    let raw = Qdrant::from_url(&url)
-        .api_key(key.clone())
-        .skip_compatibility_check()
-        .build()
-        .unwrap();
+    let raw = raw_client(&url, &key);
     let foreign = unique("foreign");
     raw.create_collection(
         CreateCollectionBuilder::new(&foreign)
@@ -348,11 +345,7 @@ async fn an_unmarked_collection_the_ledger_records_is_adopted_only_when_its_poin
     let Some((url, key)) = shared() else {
         return;
     };
-    let raw = Qdrant::from_url(&url)
-        .api_key(key.clone())
-        .skip_compatibility_check()
-        .build()
-        .unwrap();
+    let raw = raw_client(&url, &key);
     let collection = unique("older");
     let env = BinEnv::new(Duration::ZERO).await;
     use_server(&env, &url);
@@ -586,11 +579,7 @@ async fn a_reindex_leaves_a_foreign_collection_named_like_a_version() {
     let Some((url, key)) = shared() else {
         return;
     };
-    let raw = Qdrant::from_url(&url)
-        .api_key(key.clone())
-        .skip_compatibility_check()
-        .build()
-        .unwrap();
+    let raw = raw_client(&url, &key);
     let server = || Backend::Server {
         url: url.clone(),
         key: key.clone(),

@@ -17,3 +17,14 @@ pub fn ragd_bin() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_ragd").into())
 }
+
+/// A finished ragd's exit status, stdout (the summary naming each failed file
+/// and why) and stderr, for a failure message.
+pub fn report(out: &std::process::Output) -> String {
+    format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
