@@ -170,6 +170,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// What to do about a server certificate that is not trusted, for an error
+/// text that shows one (rustls says "invalid peer certificate: UnknownIssuer",
+/// or another reason after the colon); `None` for any other error.
+pub fn untrusted_certificate_hint(error_text: &str) -> Option<&'static str> {
+    error_text.contains("invalid peer certificate").then_some(
+        "the server's certificate is not one ragd trusts: if a private CA issued it, name the \
+         CA's PEM file in tls_ca_file (ragd.toml) or add it to the system's roots",
+    )
+}
+
 /// A reqwest error and its causes, joined (reqwest's top-level message alone,
 /// "error sending request", hides the cause), its URL without credentials.
 pub fn describe(err: &reqwest::Error) -> String {
@@ -186,6 +196,11 @@ pub fn describe(err: &reqwest::Error) -> String {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if let Some(hint) = untrusted_certificate_hint(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
     }
     text
 }

@@ -1094,7 +1094,14 @@ fn map_err(collection: &str, err: QdrantError) -> StoreError {
             detail: format!("{} ({hint})", status.message()),
         };
     }
-    let message = format!("collection {collection:?}: {err}");
+    let mut message = format!("collection {collection:?}: {err}");
+    // Permanent: the next attempt meets the same certificate.
+    if let Some(hint) = crate::http::untrusted_certificate_hint(&message) {
+        message.push_str(" (");
+        message.push_str(hint);
+        message.push(')');
+        return StoreError::Backend(message);
+    }
     if let QdrantError::ResourceExhaustedError {
         retry_after_seconds,
         ..
