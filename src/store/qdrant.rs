@@ -251,11 +251,12 @@ impl QdrantStore {
                     .map_err(|_| bad("the API key is not a valid header value".into()))
             })
             .transpose()?;
+        let url = url.trim();
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         if !matches!(scheme.as_deref(), Some("http" | "https")) {
             return Err(bad("the URL must start with http:// or https://".into()));
         }
-        let mut endpoint = Endpoint::from_shared(url.trim().to_owned())
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| bad(e.to_string()))?
             .timeout(options.timeout)
             .connect_timeout(connect_timeout)
