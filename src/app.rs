@@ -116,6 +116,9 @@ impl App {
         }
         let ledger = Arc::new(Ledger::open(&dir.join("ledger.sqlite"))?);
         let instance = instance_id(&dir).map_err(io)?;
+        for (service, url) in config.keys_in_clear() {
+            crate::http::warn_key_in_clear(service, url);
+        }
         let store: Arc<dyn VectorStore> = match (store, &config.qdrant) {
             (Some(s), _) => s,
             (
@@ -179,6 +182,13 @@ impl App {
     /// their settings changed (a rotated key, another url, another model), so
     /// nothing built from the old config goes on being used.
     pub fn reconfigure(&mut self, config: Config) {
+        // Said again only for what the reload changed, as at start.
+        let before = self.config.keys_in_clear();
+        for (service, url) in config.keys_in_clear() {
+            if !before.contains(&(service, url)) {
+                crate::http::warn_key_in_clear(service, url);
+            }
+        }
         if config.open_webui != self.config.open_webui
             || config.tls_ca_file != self.config.tls_ca_file
         {

@@ -10,6 +10,8 @@
 //!   port) cannot make ragd buffer without end;
 //! - a URL in an error or a log line never shows the `user:password@` it may
 //!   carry;
+//! - a key sent over plain `http://` to another host is warned about
+//!   ([`sends_in_clear`], [`warn_key_in_clear`]; the Qdrant key too);
 //! - a request retried after a transient failure is logged and counted
 //!   ([`retrying`]), so the clients need nothing of ragd's but this module.
 
@@ -104,6 +106,50 @@ fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> 
     Ok(certs)
 }
 
+/// The text of the CA file `tls_ca_file` names, checked as the HTTP clients
+/// check it (readable, at least one PEM certificate), for a client that takes
+/// PEM text: the Qdrant server's gRPC channel.
+pub fn ca_pem(path: &Path) -> Result<Vec<u8>, HttpError> {
+    ca_certificates(path)?;
+    std::fs::read(path).map_err(|source| HttpError::CaFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Whether a key sent to `url` crosses the network readable: plain `http://`
+/// to a host other than this machine (`localhost`, a loopback address).
+pub fn sends_in_clear(url: &str) -> bool {
+    let url = url.trim();
+    let Some(rest) = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &url[7..])
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    !(host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()))
+}
+
+/// The one warning that `service`'s key goes to `url` unencrypted, when
+/// [`sends_in_clear`] says it does. Said once per configuration, at start
+/// (and at a reload that changes it): see `Config::keys_in_clear`.
+pub fn warn_key_in_clear(service: &str, url: &str) {
+    if sends_in_clear(url) {
+        tracing::warn!(service, url = %redact_url(url),
+            "the API key is sent unencrypted over http:// to a host that is not this machine; use https://");
+    }
+}
+
 /// `url` with any `user:password@` replaced by `***@`, for errors and logs.
 /// Text that does not parse as a URL is returned with everything up to a `@`
 /// before the host masked all the same.
@@ -124,6 +170,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// What to do about a server certificate that is not trusted, for an error
+/// text that shows one (rustls says "invalid peer certificate: UnknownIssuer",
+/// or another reason after the colon); `None` for any other error.
+pub fn untrusted_certificate_hint(error_text: &str) -> Option<&'static str> {
+    error_text.contains("invalid peer certificate").then_some(
+        "the server's certificate is not one ragd trusts: if a private CA issued it, name the \
+         CA's PEM file in tls_ca_file (ragd.toml) or add it to the system's roots",
+    )
+}
+
 /// A reqwest error and its causes, joined (reqwest's top-level message alone,
 /// "error sending request", hides the cause), its URL without credentials.
 pub fn describe(err: &reqwest::Error) -> String {
@@ -140,6 +196,11 @@ pub fn describe(err: &reqwest::Error) -> String {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if let Some(hint) = untrusted_certificate_hint(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
     }
     text
 }
@@ -258,6 +319,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("127.0.0.1:9"), "{text}");
+    }
+
+    #[test]
+    fn keys_over_plain_http_to_another_host_are_noticed() {
+        for url in [
+            "http://qdrant:6334",
+            "http://10.0.0.5:6334/",
+            "HTTP://owui.example",
+            "http://user:pw@owui.example:8080/x",
+            "http://[2001:db8::1]:11434",
+            // A loopback name in the user part is not the host.
+            "http://localhost@owui.example/",
+        ] {
+            assert!(sends_in_clear(url), "{url}");
+        }
+        for url in [
+            "https://qdrant.example:6334",
+            "http://127.0.0.1:6334",
+            "http://127.8.9.10:8080",
+            "http://localhost:6334",
+            "http://LOCALHOST/",
+            "http://[::1]:6334",
+            "http://a:b@127.0.0.1:11434/",
+        ] {
+            assert!(!sends_in_clear(url), "{url}");
+        }
     }
 
     #[test]

@@ -620,3 +620,42 @@ async fn redirects_are_not_followed_with_the_key() {
     let _ = ragd::embed::Embedder::embed(&embedder, &["x".to_owned()]).await;
     assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// A private CA is trusted when `tls_ca_file` names it: the real Open WebUI
+/// behind a TLS proxy on loopback whose certificate (for 127.0.0.1) a CA made
+/// by the test issued. Without the file the certificate is refused, and the
+/// error says what to do.
+#[tokio::test]
+async fn a_private_ca_named_in_tls_ca_file_is_trusted() {
+    use crate::support::tls::{TlsProxy, target_of};
+    let Some((url, key)) = real_server() else {
+        return;
+    };
+    let proxy = TlsProxy::start(target_of(&url), &[b"http/1.1"]).await;
+    let trusting = ragd::http::ClientSettings {
+        ca_file: Some(proxy.ca_file.clone()),
+        ..Default::default()
+    };
+    let owui = ragd::open_webui::OpenWebUi::with_http(
+        &proxy.url(),
+        key.clone(),
+        Duration::from_secs(30),
+        &trusting,
+    )
+    .unwrap();
+    let version = owui.version().await.expect("version over TLS");
+    assert!(version >= ServerVersion::new(0, 12, 0), "{version}");
+    assert_eq!(owui.whoami().await.expect("whoami over TLS").role, "admin");
+
+    let bare = ragd::open_webui::OpenWebUi::with_http(
+        &proxy.url(),
+        key,
+        Duration::from_secs(30),
+        &ragd::http::ClientSettings::default(),
+    )
+    .unwrap();
+    let err = bare.version().await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("tls_ca_file"), "{text}");
+}

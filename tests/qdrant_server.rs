@@ -704,3 +704,64 @@ async fn assert_foreign_intact(raw: &Qdrant, name: &str) {
         "{points:?}"
     );
 }
+
+/// `tls_ca_file` is trusted by the Qdrant channel as by the HTTP clients: the
+/// real server behind a TLS proxy whose certificate a private CA issued is
+/// used through the config (writes and reads); without the CA file the
+/// certificate is refused at once, saying what to do, not retried as a server
+/// that is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_named_in_tls_ca_file_is_trusted_for_the_server() {
+    use crate::support::tls::{TlsProxy, target_of};
+    let Some((url, key)) = real::qdrant() else {
+        return;
+    };
+    let proxy = TlsProxy::start(target_of(&url), &[b"h2"]).await;
+    let root = proxy.dir.path();
+    std::fs::create_dir_all(root.join("config")).unwrap();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    let key_line = key
+        .as_ref()
+        .map(|k| format!("api_key = \"{k}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        root.join("config/ragd.toml"),
+        format!(
+            "state_dir = \"../state\"\ntls_ca_file = \"../ca.pem\"\n\
+             [qdrant]\nurl = \"{}\"\ntimeout_secs = 10\n{key_line}",
+            proxy.url()
+        ),
+    )
+    .unwrap();
+    let config = ragd::config::load(&root.join("config/ragd.toml")).unwrap();
+    let store = ragd::ops::open_store(&config).unwrap().store;
+    let collection = unique("tls");
+    store.ensure_collection(&collection, 4).await.unwrap();
+    assert!(
+        store
+            .list_collections()
+            .await
+            .unwrap()
+            .contains(&collection)
+    );
+    assert_eq!(
+        store
+            .count(&collection, &PointFilter::default())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.delete_collection(&collection).await.unwrap());
+
+    // The same server without the CA: the system's roots do not know it.
+    let options = ServerOptions {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let bare = QdrantStore::connect(&proxy.url(), key, &options).unwrap();
+    let err = bare.list_collections().await.unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("tls_ca_file"), "{text}");
+}

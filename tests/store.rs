@@ -607,6 +607,105 @@ async fn the_server_backend_classifies_real_failures() {
     held.abort();
 }
 
+/// Answers from a Qdrant server are read only up to ragd's message cap
+/// (`qdrant::MAX_MESSAGE_BYTES`), which qdrant-client alone leaves unlimited.
+/// The largest page ragd honestly asks for (512 points of 4096 dimensions with
+/// 32 KiB of text each, what the cap is sized by) is read under the normal cap;
+/// under a small cap the same scroll is refused with `MessageTooLarge`,
+/// permanently: the retry layer gives it up at once instead of asking again for
+/// its whole window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_answers_over_the_message_cap_are_refused_not_retried() {
+    use ragd::store::layer::Layered;
+    use ragd::store::retry::Retry;
+    let Some((url, key)) = crate::support::real::qdrant() else {
+        return;
+    };
+    const WIDE: usize = 4096;
+    const PAGE: u32 = 512;
+    let prefix = unique_prefix("message_cap");
+    let collection = format!("{prefix}_c");
+    let store = QdrantStore::connect(&url, key.clone(), &Default::default()).unwrap();
+    store.ensure_collection(&collection, WIDE).await.unwrap();
+    let path = format!("{}/file.md", "folder/".repeat(30));
+    let points: Vec<StoredPoint> = (0..PAGE)
+        .map(|i| {
+            let mut p = point("p", &path, i, "h1", [1.0, i as f32, 0.5, -1.0]);
+            p.vector = (0..WIDE)
+                .map(|d| ((d as u32 + i) % 97) as f32 + 1.0)
+                .collect();
+            p.payload.text = "x".repeat(32 << 10);
+            p.payload.headings = vec!["A heading of some length".repeat(4); 6];
+            p
+        })
+        .collect();
+    store.upsert(&collection, points).await.unwrap();
+
+    // The normal cap: the largest honest page is read whole.
+    let all = store
+        .scroll(&collection, &PointFilter::default(), true)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), PAGE as usize);
+    assert!(all.iter().all(|p| p.vector.len() == WIDE));
+
+    let small = QdrantStore::connect(&url, key, &Default::default())
+        .unwrap()
+        .with_message_cap(1 << 20);
+    // Small answers still pass under it: a count, the ids alone.
+    assert_eq!(
+        small
+            .count(&collection, &PointFilter::default())
+            .await
+            .unwrap(),
+        u64::from(PAGE)
+    );
+    let ids: Vec<Uuid> = all.iter().map(|p| p.id).collect();
+    assert_eq!(
+        small.existing_ids(&collection, &ids).await.unwrap().len(),
+        ids.len()
+    );
+    // A page over it is refused, with a reason, as permanent.
+    // (A failure names the count read, not the 24 MiB read.)
+    let refused = |read: Result<Vec<StoredPoint>, StoreError>| match read {
+        Ok(points) => panic!("{} points read past the cap", points.len()),
+        Err(e) => e,
+    };
+    for err in [
+        refused(
+            small
+                .scroll(&collection, &PointFilter::default(), true)
+                .await,
+        ),
+        refused(small.retrieve(&collection, &ids, true).await),
+    ] {
+        assert!(matches!(err, StoreError::MessageTooLarge { .. }), "{err:?}");
+        assert!(!err.is_transient(), "{err:?}");
+        assert!(
+            err.to_string().contains("not an answer to ragd's request"),
+            "{err}"
+        );
+    }
+    // Through the retry layer (as the app runs it): given up at once.
+    let retried = Layered::new(
+        std::sync::Arc::new(small),
+        Retry::new(Duration::from_secs(60), Duration::from_millis(200)),
+    );
+    let started = std::time::Instant::now();
+    let err = refused(
+        retried
+            .scroll(&collection, &PointFilter::default(), true)
+            .await,
+    );
+    assert!(matches!(err, StoreError::MessageTooLarge { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retried for {:?}",
+        started.elapsed()
+    );
+    clean_up(&store, &prefix).await;
+}
+
 // ---- embedded store only ------------------------------------------------------
 
 /// The payload fields a closed embedded collection has an index on.

@@ -110,6 +110,7 @@ impl Default for ServerOptions {
             layout: Layout::default(),
             adoptable: Default::default(),
             instance: None,
+            ca_file: None,
         }
     }
 }

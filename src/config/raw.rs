@@ -24,7 +24,8 @@ pub struct RawDaemon {
     #[serde(default)]
     pub server: RawServer,
     /// PEM file of CA certificates to trust besides the system's and the
-    /// bundled ones (a private CA in front of Open WebUI or Ollama). Relative
+    /// bundled ones (a private CA in front of Open WebUI, Ollama or an
+    /// `https://` Qdrant server). Relative
     /// to this file's folder.
     pub tls_ca_file: Option<String>,
 }

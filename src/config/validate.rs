@@ -48,6 +48,31 @@ impl Config {
 }
 
 impl Config {
+    /// `(service, url)` of every key this config sends over plain `http://` to
+    /// another host ([`crate::http::sends_in_clear`]): the Qdrant key, the Open
+    /// WebUI key, and the embedding key (the Open WebUI key again with
+    /// `provider = "open-webui"`). `App::open` warns about each once.
+    pub fn keys_in_clear(&self) -> Vec<(&'static str, &str)> {
+        let mut keyed = Vec::new();
+        if let QdrantSettings::Server {
+            url,
+            api_key: Some(_),
+            ..
+        } = &self.qdrant
+        {
+            keyed.push(("qdrant", url.as_str()));
+        }
+        if let Some(o) = &self.open_webui {
+            keyed.push(("open_webui", o.url.as_str()));
+        }
+        let e = &self.embedding;
+        if e.provider != EmbedProvider::Local && e.api_key.is_some() {
+            keyed.push(("embedding", e.url.as_str()));
+        }
+        keyed.retain(|(_, url)| crate::http::sends_in_clear(url));
+        keyed
+    }
+
     pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
         self.pipelines.iter().find(|p| p.name == name)
     }
@@ -226,7 +251,7 @@ pub fn validate(
 
     let state_dir = base.join(daemon.state_dir.as_deref().unwrap_or("../.ragd"));
 
-    let qdrant = match daemon.qdrant.url.as_deref().map(str::trim) {
+    let mut qdrant = match daemon.qdrant.url.as_deref().map(str::trim) {
         None | Some("") => {
             let vacuum_min_dead = daemon
                 .qdrant
@@ -293,6 +318,8 @@ pub fn validate(
                 // Filled from the ledger and the state directory when the app opens.
                 adoptable: Default::default(),
                 instance: None,
+                // `tls_ca_file`, set below.
+                ca_file: None,
             };
             let retry = Duration::from_secs(
                 daemon
@@ -530,6 +557,10 @@ pub fn validate(
             "tls_ca_file",
             &format!("{} is not a readable file", f.display()),
         );
+    }
+    // The Qdrant server's channel trusts it as the HTTP clients do.
+    if let QdrantSettings::Server { options, .. } = &mut qdrant {
+        options.ca_file = tls_ca_file.clone();
     }
     let listen_text = daemon
         .server
@@ -1452,6 +1483,67 @@ mod tests {
                 .expect("an error");
             assert!(e.message.contains("not sent there"), "{}", e.message);
         }
+    }
+
+    /// Which keys `App::open` warns about: each service's key going over plain
+    /// http to another host, and nothing else.
+    #[test]
+    fn keys_over_plain_http_to_another_host_are_the_ones_warned_about() {
+        let read = |_: &Path| Ok("sk-secret".to_owned());
+        let warned = |toml: &str| -> Vec<String> {
+            let c = validate(
+                Path::new("c/ragd.toml"),
+                toml::from_str(toml).unwrap(),
+                vec![],
+                &read,
+            )
+            .unwrap();
+            c.keys_in_clear()
+                .into_iter()
+                .map(|(service, url)| format!("{service} {url}"))
+                .collect()
+        };
+        // Every key over http to other hosts.
+        assert_eq!(
+            warned(
+                "[qdrant]\nurl = \"http://qdrant.lan:6334\"\napi_key = \"k\"\n\
+                 [open_webui]\nurl = \"http://owui.lan:8080\"\napi_key = \"k\"\n\
+                 [embedding]\nprovider = \"ollama\"\nurl = \"http://10.0.0.5:11434\"\napi_key = \"k\"\n"
+            ),
+            [
+                "qdrant http://qdrant.lan:6334",
+                "open_webui http://owui.lan:8080",
+                "embedding http://10.0.0.5:11434",
+            ]
+        );
+        // The Open WebUI key also goes out with embeddings through Open WebUI.
+        assert_eq!(
+            warned(
+                "[open_webui]\nurl = \"http://owui.lan:8080\"\napi_key = \"k\"\n\
+                 [embedding]\nprovider = \"open-webui\"\n"
+            ),
+            [
+                "open_webui http://owui.lan:8080",
+                "embedding http://owui.lan:8080"
+            ]
+        );
+        // https, loopback, or no key at all: nothing to say.
+        assert!(
+            warned(
+                "[qdrant]\nurl = \"https://qdrant.lan:6334\"\napi_key = \"k\"\n\
+                 [open_webui]\nurl = \"http://127.0.0.1:8080\"\napi_key = \"k\"\n\
+                 [embedding]\nprovider = \"ollama\"\nurl = \"http://ollama.lan:11434\"\n"
+            )
+            .is_empty()
+        );
+        assert!(
+            warned(
+                "[qdrant]\nurl = \"http://qdrant.lan:6334\"\n\
+                 [open_webui]\nurl = \"https://owui.lan\"\napi_key = \"k\"\n\
+                 [embedding]\nprovider = \"ollama\"\nurl = \"http://localhost:11434\"\napi_key = \"k\"\n"
+            )
+            .is_empty()
+        );
     }
 
     #[test]

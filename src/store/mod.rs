@@ -276,6 +276,11 @@ pub enum StoreError {
     /// An existing collection whose vectors ragd cannot use.
     #[error("collection {collection:?} cannot hold ragd's vectors: {detail}")]
     Incompatible { collection: String, detail: String },
+    /// A gRPC message to or from the Qdrant server over ragd's cap
+    /// (`qdrant::MAX_MESSAGE_BYTES`): far more than any page ragd asks for, so
+    /// the answer is not one, and asking again would only read as much again.
+    #[error("a gRPC message for collection {collection:?} is over ragd's limit: {detail}")]
+    MessageTooLarge { collection: String, detail: String },
     #[error("vector store error: {0}")]
     Backend(String),
     #[error("stored point {id} has an unreadable payload: {detail}")]

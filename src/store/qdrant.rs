@@ -1,4 +1,6 @@
-//! A Qdrant server (or cluster) over gRPC, through `qdrant-client`.
+//! A Qdrant server (or cluster) over gRPC: `qdrant-client`'s request types and
+//! builders, sent through gRPC clients ragd makes itself ([`Grpc`]) so that every
+//! answer is capped ([`MAX_MESSAGE_BYTES`]) and the channel trusts `tls_ca_file`.
 //!
 //! Thin on purpose: the server does the work, this maps types and errors. Every
 //! write waits for the server to apply it (`wait=true`), so a successful return
@@ -9,25 +11,28 @@
 //! collection-level operations resolve them here so both backends behave alike.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::alias_operations::Action as AliasAction;
 use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::point_id::PointIdOptions;
+use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::vector_output::Vector as VectorOutputKind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
     AliasOperations, ChangeAliases, CollectionInfo, Condition, CountPointsBuilder, CreateAlias,
-    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteAlias, DeletePointsBuilder,
-    Distance, FieldType, Filter, GetPointsBuilder, KeywordIndexParamsBuilder,
-    PayloadIncludeSelector, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder,
-    RetrievedPoint, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
+    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteAlias, DeleteCollection,
+    DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest, GetPointsBuilder,
+    KeywordIndexParamsBuilder, ListAliasesRequest, ListCollectionsRequest, PayloadIncludeSelector,
+    PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder, RetrievedPoint,
+    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsOutput,
 };
-use qdrant_client::{Payload, Qdrant, QdrantError};
+use qdrant_client::{Payload, QdrantError};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use uuid::Uuid;
 
 use super::{
@@ -57,11 +62,30 @@ pub const INSTANCE_FIELD_PREFIX: &str = "ragd_instance_";
 /// `(key, value)` of the collection metadata ragd writes on Qdrant 1.16+.
 const OWNER_METADATA: (&str, &str) = ("created_by", "ragd");
 
-/// Points per page when scrolling a whole filter.
-const SCROLL_PAGE: u32 = 512;
+/// Points per page of a read that returns payloads (a scroll, a retrieve by
+/// id): the page [`MAX_MESSAGE_BYTES`] is sized by.
+const READ_PAGE: usize = 512;
 
-/// gRPC status codes, by number: `tonic` is not a direct dependency of ragd, and
-/// these numbers are fixed by the gRPC spec.
+/// Ids per read that returns ids only (`existing_ids`): ~50 bytes a point, so
+/// a page is ~200 KiB.
+const ID_PAGE: usize = 4096;
+
+/// The largest gRPC message ragd reads from a Qdrant server (or sends to one).
+/// qdrant-client's own clients read answers of any size
+/// (`max_decoding_message_size(usize::MAX)`, with no setting), so a server, or
+/// whatever answers on its port, could make ragd buffer without end.
+///
+/// Sized from ragd's largest honest answer, one [`READ_PAGE`] of points with
+/// vectors and payload: 512 points × (a 4096-dimensional vector, 16 KiB, the
+/// widest dense embedding models give; + the chunk's text, under 32 KiB, as a
+/// chunk longer than an embedding model's 8192-token context is not embedded
+/// whole; + path, headings, hashes and model, under 4 KiB) ≈ 26 MiB. 64 MiB is
+/// more than twice that, so no page ragd asks for reaches it; an upsert
+/// ([`UPSERT_BATCH`] points) is a quarter of a page. The embedded store needs no
+/// cap: its answers are ragd's own reads of its own files.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// gRPC status codes, by number (fixed by the gRPC spec).
 mod grpc_code {
     pub const CANCELLED: i32 = 1;
     pub const INTERNAL: i32 = 13;
@@ -70,6 +94,7 @@ mod grpc_code {
     pub const NOT_FOUND: i32 = 5;
     pub const ALREADY_EXISTS: i32 = 6;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const OUT_OF_RANGE: i32 = 11;
     pub const UNAVAILABLE: i32 = 14;
 }
 
@@ -81,8 +106,8 @@ const UPSERT_BATCH: usize = 128;
 /// How ragd talks to a server and lays out the collections it creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
-    /// One request's deadline. qdrant-client re-sends a point request once after
-    /// a timeout or a dropped connection, so one call may take twice this.
+    /// One request's deadline. A call that outlives it is transient, retried by
+    /// the store's `Retry` layer.
     pub timeout: Duration,
     pub layout: Layout,
     /// Collections the ledger records ragd writing into (names or aliases). One
@@ -94,6 +119,9 @@ pub struct ServerOptions {
     /// get its mark, and one marked by another installation is refused. `None`
     /// (tools, tests reading a server) claims nothing and checks no instance.
     pub instance: Option<String>,
+    /// `tls_ca_file`: PEM certificates an `https://` server's certificate may be
+    /// issued by, besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Points read to recognise an unmarked collection as ragd's: every one must
@@ -111,7 +139,7 @@ pub struct Layout {
     pub on_disk_payload: Option<bool>,
 }
 
-/// The `api-key` header on the requests ragd makes itself (the alias switch).
+/// The `api-key` header on every request.
 #[derive(Clone)]
 struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
@@ -138,14 +166,59 @@ pub trait CreationJournal: Send + Sync {
     fn end(&self, collection: &str) -> Result<(), String>;
 }
 
+/// ragd's gRPC clients of one server, which every call goes through: one
+/// channel, the API key, [`MAX_MESSAGE_BYTES`] each way, and `tls_ca_file`
+/// trusted. Not qdrant-client's `Qdrant`: its clients read answers of any size
+/// and trust only the system's roots (its channel pool builds its own TLS
+/// settings and takes no certificate), and it sends one alias action per
+/// request where the switch needs several in one.
+struct Grpc {
+    endpoint: Endpoint,
+    /// Made on first use (a channel needs a runtime, `connect` does not), and
+    /// dropped after a transport failure so that the next call connects anew:
+    /// the host's name resolved again, a channel whose runtime has ended
+    /// replaced.
+    channel: std::sync::Mutex<Option<Channel>>,
+    api_key: ApiKey,
+    cap: usize,
+}
+
+type Service = InterceptedService<Channel, ApiKey>;
+
+impl Grpc {
+    fn channel(&self) -> Channel {
+        self.channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| self.endpoint.connect_lazy())
+            .clone()
+    }
+
+    fn points(&self) -> PointsClient<Service> {
+        PointsClient::with_interceptor(self.channel(), self.api_key.clone())
+            .max_decoding_message_size(self.cap)
+            .max_encoding_message_size(self.cap)
+    }
+
+    fn collections(&self) -> CollectionsClient<Service> {
+        CollectionsClient::with_interceptor(self.channel(), self.api_key.clone())
+            .max_decoding_message_size(self.cap)
+            .max_encoding_message_size(self.cap)
+    }
+
+    /// A failed call's [`StoreError`]; a transport failure also drops the channel.
+    fn fail(&self, collection: &str, status: tonic::Status) -> StoreError {
+        let err = map_err(collection, QdrantError::from(status));
+        if matches!(err, StoreError::Transient(_)) {
+            *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        err
+    }
+}
+
 /// A Qdrant server reached over gRPC (usually port 6334).
 pub struct QdrantStore {
-    client: Qdrant,
-    /// For the one call qdrant-client cannot make: several alias actions in one
-    /// `UpdateAliases` request (it sends one action per request). Connected
-    /// when used: a channel needs a runtime, `connect` does not.
-    aliases: Endpoint,
-    api_key: ApiKey,
+    grpc: Grpc,
     /// Collections this store sent a create request for. One whose answer was
     /// lost (a timeout, a restart) exists without the mark, which the retry
     /// then adds instead of refusing ragd's own collection.
@@ -168,9 +241,6 @@ impl QdrantStore {
     ) -> Result<Self, StoreError> {
         let shown = crate::http::redact_url(url);
         let bad = |e: String| StoreError::Backend(format!("qdrant client for {shown}: {e}"));
-        if api_key.is_some() && sends_in_clear(url) {
-            tracing::warn!(url = %shown, "the Qdrant API key is sent unencrypted over http://; use https:// for a server that is not on this machine");
-        }
         // Connecting is part of the request's time; a server that does not
         // accept within this is down or unreachable (transient either way).
         let connect_timeout = options.timeout.min(Duration::from_secs(10));
@@ -181,28 +251,32 @@ impl QdrantStore {
                     .map_err(|_| bad("the API key is not a valid header value".into()))
             })
             .transpose()?;
-        let client = Qdrant::from_url(url)
-            .api_key(api_key)
-            .timeout(options.timeout)
-            .connect_timeout(connect_timeout)
-            // The check prints to stdout and blocks on a side runtime; ragd reports
-            // an unreachable server through its own readiness checks instead.
-            .skip_compatibility_check()
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let url = url.trim();
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(bad("the URL must start with http:// or https://".into()));
+        }
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| bad(e.to_string()))?
             .timeout(options.timeout)
-            .connect_timeout(connect_timeout);
-        if url.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| bad(e.to_string()))?;
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("ragd/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| bad(e.to_string()))?;
+        if scheme.as_deref() == Some("https") {
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(path) = &options.ca_file {
+                let pem = crate::http::ca_pem(path).map_err(|e| bad(e.to_string()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
         }
         Ok(QdrantStore {
-            client,
-            aliases: endpoint,
-            api_key: ApiKey(key),
+            grpc: Grpc {
+                endpoint,
+                channel: Default::default(),
+                api_key: ApiKey(key),
+                cap: MAX_MESSAGE_BYTES,
+            },
             creating: Default::default(),
             layout: options.layout.clone(),
             adoptable: options.adoptable.clone(),
@@ -216,6 +290,13 @@ impl QdrantStore {
     /// ragd's mark leaves a collection ragd then refuses.
     pub fn with_journal(mut self, journal: std::sync::Arc<dyn CreationJournal>) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Another message cap than [`MAX_MESSAGE_BYTES`], for the tests that show
+    /// an answer over it refused; nothing configures it.
+    pub fn with_message_cap(mut self, bytes: usize) -> Self {
+        self.grpc.cap = bytes;
         self
     }
 
@@ -242,10 +323,13 @@ impl QdrantStore {
 
     /// Collection info, `None` if there is no such collection (or alias).
     async fn info(&self, collection: &str) -> Result<Option<CollectionInfo>, StoreError> {
-        match self.client.collection_info(collection).await {
-            Ok(response) => Ok(response.result),
-            Err(e) if status_code(&e) == Some(grpc_code::NOT_FOUND) => Ok(None),
-            Err(e) => Err(map_err(collection, e)),
+        let request = GetCollectionInfoRequest {
+            collection_name: collection.to_owned(),
+        };
+        match self.grpc.collections().get(request).await {
+            Ok(response) => Ok(response.into_inner().result),
+            Err(status) if status.code() as i32 == grpc_code::NOT_FOUND => Ok(None),
+            Err(status) => Err(self.grpc.fail(collection, status)),
         }
     }
 
@@ -263,7 +347,7 @@ impl QdrantStore {
         let mut offset: Option<PointId> = None;
         loop {
             let mut request = ScrollPointsBuilder::new(collection)
-                .limit(SCROLL_PAGE)
+                .limit(READ_PAGE as u32)
                 .with_payload(payload.clone())
                 .with_vectors(with_vectors);
             if let Some(filter) = &filter {
@@ -273,10 +357,12 @@ impl QdrantStore {
                 request = request.offset(offset);
             }
             let response = self
-                .client
-                .scroll(request)
+                .grpc
+                .points()
+                .scroll(request.build())
                 .await
-                .map_err(|e| map_err(collection, e))?;
+                .map_err(|s| self.grpc.fail(collection, s))?
+                .into_inner();
             for point in response.result {
                 out.push(map(point)?);
             }
@@ -360,10 +446,12 @@ impl QdrantStore {
             .with_payload(true)
             .with_vectors(false);
         let response = self
-            .client
-            .scroll(request)
+            .grpc
+            .points()
+            .scroll(request.build())
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?
+            .into_inner();
         if response.result.is_empty() {
             return Ok(false);
         }
@@ -407,10 +495,11 @@ impl QdrantStore {
             request =
                 request.field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true));
         }
-        self.client
-            .create_field_index(request)
+        self.grpc
+            .points()
+            .create_field_index(request.build())
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?;
         Ok(())
     }
 
@@ -441,13 +530,13 @@ impl QdrantStore {
         if let Some(on_disk) = layout.on_disk_payload {
             request = request.on_disk_payload(on_disk);
         }
-        match self.client.create_collection(request).await {
+        match self.grpc.collections().create(request.build()).await {
             Ok(_) => {}
-            // In practice qdrant-client's re-send of our own request whose
+            // In practice the retry layer's re-send of our own request whose
             // answer was lost (it stays in `creating`); the caller checks it
             // like an existing one.
-            Err(e) if status_code(&e) == Some(grpc_code::ALREADY_EXISTS) => return Ok(()),
-            Err(e) => return Err(map_err(collection, e)),
+            Err(status) if status.code() as i32 == grpc_code::ALREADY_EXISTS => return Ok(()),
+            Err(status) => return Err(self.grpc.fail(collection, status)),
         }
         crate::failpoint::hit("qdrant.after_create");
         // The mark right after the creation; a crash in between leaves an empty
@@ -513,10 +602,15 @@ impl VectorStore for QdrantStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         while !points.is_empty() {
             let rest = points.split_off(points.len().min(UPSERT_BATCH));
-            self.client
-                .upsert_points(UpsertPointsBuilder::new(collection, points).wait(true))
+            self.grpc
+                .points()
+                .upsert(
+                    UpsertPointsBuilder::new(collection, points)
+                        .wait(true)
+                        .build(),
+                )
                 .await
-                .map_err(|e| map_err(collection, e))?;
+                .map_err(|s| self.grpc.fail(collection, s))?;
             points = rest;
         }
         Ok(())
@@ -525,14 +619,16 @@ impl VectorStore for QdrantStore {
     async fn delete(&self, collection: &str, filter: &PointFilter) -> Result<(), StoreError> {
         // An empty `PointFilter` matches every point, as documented on the trait.
         let filter = to_filter(filter).unwrap_or_default();
-        self.client
-            .delete_points(
+        self.grpc
+            .points()
+            .delete(
                 DeletePointsBuilder::new(collection)
                     .points(filter)
-                    .wait(true),
+                    .wait(true)
+                    .build(),
             )
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?;
         Ok(())
     }
 
@@ -546,10 +642,16 @@ impl VectorStore for QdrantStore {
                 .map(|id| PointId::from(id.to_string()))
                 .collect::<Vec<_>>(),
         };
-        self.client
-            .delete_points(DeletePointsBuilder::new(collection).points(ids).wait(true))
+        self.grpc
+            .points()
+            .delete(
+                DeletePointsBuilder::new(collection)
+                    .points(ids)
+                    .wait(true)
+                    .build(),
+            )
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?;
         Ok(())
     }
 
@@ -559,54 +661,57 @@ impl VectorStore for QdrantStore {
         ids: &[Uuid],
         with_vectors: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let request = GetPointsBuilder::new(
-            collection,
-            ids.iter()
-                .map(|id| PointId::from(id.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .with_payload(true)
-        .with_vectors(with_vectors);
-        let response = self
-            .client
-            .get_points(request)
-            .await
-            .map_err(|e| map_err(collection, e))?;
-        let mut found = HashMap::with_capacity(response.result.len());
-        for point in response.result {
-            let point = from_retrieved(point, with_vectors)?;
-            found.insert(point.id, point);
+        let mut found = HashMap::with_capacity(ids.len());
+        // A page at a time: a file's points are asked for all at once, and a
+        // file may have thousands.
+        for page in ids.chunks(READ_PAGE) {
+            let request = GetPointsBuilder::new(
+                collection,
+                page.iter()
+                    .map(|id| PointId::from(id.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .with_payload(true)
+            .with_vectors(with_vectors);
+            let response = self
+                .grpc
+                .points()
+                .get(request.build())
+                .await
+                .map_err(|s| self.grpc.fail(collection, s))?
+                .into_inner();
+            for point in response.result {
+                let point = from_retrieved(point, with_vectors)?;
+                found.insert(point.id, point);
+            }
         }
         // The server answers in its own order; the trait promises the caller's.
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     async fn existing_ids(&self, collection: &str, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut found = std::collections::HashSet::with_capacity(ids.len());
+        for page in ids.chunks(ID_PAGE) {
+            // No payload, no vector: only the ids come back.
+            let request = GetPointsBuilder::new(
+                collection,
+                page.iter()
+                    .map(|id| PointId::from(id.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .with_payload(false)
+            .with_vectors(false);
+            let response = self
+                .grpc
+                .points()
+                .get(request.build())
+                .await
+                .map_err(|s| self.grpc.fail(collection, s))?
+                .into_inner();
+            for point in response.result {
+                found.insert(from_point_id(point.id)?);
+            }
         }
-        // No payload, no vector: only the ids come back.
-        let request = GetPointsBuilder::new(
-            collection,
-            ids.iter()
-                .map(|id| PointId::from(id.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .with_payload(false)
-        .with_vectors(false);
-        let response = self
-            .client
-            .get_points(request)
-            .await
-            .map_err(|e| map_err(collection, e))?;
-        let found = response
-            .result
-            .into_iter()
-            .map(|p| from_point_id(p.id))
-            .collect::<Result<std::collections::HashSet<Uuid>, _>>()?;
         Ok(ids
             .iter()
             .filter(|id| found.contains(id))
@@ -620,10 +725,12 @@ impl VectorStore for QdrantStore {
             request = request.filter(filter);
         }
         let response = self
-            .client
-            .count(request)
+            .grpc
+            .points()
+            .count(request.build())
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?
+            .into_inner();
         Ok(response.result.map(|r| r.count).unwrap_or(0))
     }
 
@@ -671,10 +778,12 @@ impl VectorStore for QdrantStore {
             request = request.filter(filter);
         }
         let response = self
-            .client
-            .query(request)
+            .grpc
+            .points()
+            .query(request.build())
             .await
-            .map_err(|e| map_err(collection, e))?;
+            .map_err(|s| self.grpc.fail(collection, s))?
+            .into_inner();
         response
             .result
             .into_iter()
@@ -691,10 +800,12 @@ impl VectorStore for QdrantStore {
 
     async fn list_collections(&self) -> Result<Vec<String>, StoreError> {
         let response = self
-            .client
-            .list_collections()
+            .grpc
+            .collections()
+            .list(ListCollectionsRequest {})
             .await
-            .map_err(|e| map_err("*", e))?;
+            .map_err(|s| self.grpc.fail("*", s))?
+            .into_inner();
         let mut names: Vec<String> = response.collections.into_iter().map(|c| c.name).collect();
         names.sort();
         Ok(names)
@@ -716,11 +827,17 @@ impl VectorStore for QdrantStore {
                 return Err(StoreError::OtherInstallation { collection: real });
             }
         }
+        let request = DeleteCollection {
+            collection_name: real.clone(),
+            timeout: None,
+        };
         let response = self
-            .client
-            .delete_collection(real.as_str())
+            .grpc
+            .collections()
+            .delete(request)
             .await
-            .map_err(|e| map_err(&real, e))?;
+            .map_err(|s| self.grpc.fail(&real, s))?
+            .into_inner();
         Ok(response.result)
     }
 
@@ -755,21 +872,22 @@ impl VectorStore for QdrantStore {
                 .collect(),
             timeout: None,
         };
-        let mut collections: CollectionsClient<InterceptedService<Channel, ApiKey>> =
-            CollectionsClient::with_interceptor(self.aliases.connect_lazy(), self.api_key.clone());
-        collections
+        self.grpc
+            .collections()
             .update_aliases(request)
             .await
-            .map_err(|status| map_err(collection, QdrantError::from(status)))?;
+            .map_err(|s| self.grpc.fail(collection, s))?;
         Ok(())
     }
 
     async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
         let response = self
-            .client
-            .list_aliases()
+            .grpc
+            .collections()
+            .list_aliases(ListAliasesRequest {})
             .await
-            .map_err(|e| map_err(alias, e))?;
+            .map_err(|s| self.grpc.fail(alias, s))?
+            .into_inner();
         Ok(response
             .aliases
             .into_iter()
@@ -784,15 +902,17 @@ impl VectorStore for QdrantStore {
         let mut done = 0u64;
         loop {
             let request = ScrollPointsBuilder::new(collection)
-                .limit(SCROLL_PAGE)
+                .limit(READ_PAGE as u32)
                 .filter(missing.clone())
                 .with_payload(true)
                 .with_vectors(true);
             let response = self
-                .client
-                .scroll(request)
+                .grpc
+                .points()
+                .scroll(request.build())
                 .await
-                .map_err(|e| map_err(collection, e))?;
+                .map_err(|s| self.grpc.fail(collection, s))?
+                .into_inner();
             if response.result.is_empty() {
                 return Ok(done);
             }
@@ -881,23 +1001,6 @@ fn check_owned(collection: &str, info: &CollectionInfo) -> Result<(), StoreError
     }
 }
 
-/// An `http://` URL to a host other than this machine.
-fn sends_in_clear(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    !(host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()))
-}
-
 fn to_payload(point: &StoredPoint) -> Result<Payload, StoreError> {
     let map = point.payload.to_json_object(point.id)?;
     Payload::try_from(serde_json::Value::Object(map)).map_err(|e| StoreError::BadPayload {
@@ -970,7 +1073,36 @@ fn map_err(collection: &str, err: QdrantError) -> StoreError {
     if status_code(&err) == Some(grpc_code::NOT_FOUND) {
         return StoreError::NoSuchCollection(collection.to_owned());
     }
-    let message = format!("collection {collection:?}: {err}");
+    // tonic's own refusal of a message over the cap, before reading it
+    // ("decoded message length too large: found N bytes, the limit is: M
+    // bytes"); the server does not use this code for ragd's requests.
+    if let QdrantError::ResponseError { status } = &err
+        && status.code() as i32 == grpc_code::OUT_OF_RANGE
+        && status.message().contains("message length too large")
+    {
+        let hint = if status.message().contains("decoded") {
+            "the server's answer is far larger than any page ragd asks for, so it is not an \
+             answer to ragd's request: check that the url is a Qdrant server's"
+                .to_owned()
+        } else {
+            format!(
+                "ragd's own request of at most {UPSERT_BATCH} points: a smaller \
+                 chunking.max_size makes it smaller"
+            )
+        };
+        return StoreError::MessageTooLarge {
+            collection: collection.to_owned(),
+            detail: format!("{} ({hint})", status.message()),
+        };
+    }
+    let mut message = format!("collection {collection:?}: {err}");
+    // Permanent: the next attempt meets the same certificate.
+    if let Some(hint) = crate::http::untrusted_certificate_hint(&message) {
+        message.push_str(" (");
+        message.push_str(hint);
+        message.push(')');
+        return StoreError::Backend(message);
+    }
     if let QdrantError::ResourceExhaustedError {
         retry_after_seconds,
         ..
@@ -1157,15 +1289,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_transient(), "{err:?}");
-    }
-
-    #[test]
-    fn api_keys_in_clear_text_are_noticed() {
-        assert!(sends_in_clear("http://qdrant:6334"));
-        assert!(sends_in_clear("http://10.0.0.5:6334/"));
-        assert!(!sends_in_clear("https://qdrant.example:6334"));
-        assert!(!sends_in_clear("http://127.0.0.1:6334"));
-        assert!(!sends_in_clear("http://localhost:6334"));
-        assert!(!sends_in_clear("http://[::1]:6334"));
     }
 }

@@ -8,6 +8,7 @@ pub mod owui;
 pub mod pdf;
 pub mod qdrant_node;
 pub mod real;
+pub mod tls;
 pub mod zipcraft;
 
 /// The ragd binary the tests run: cargo's build of it, or `RAGD_TEST_BIN` (a
