@@ -658,4 +658,8 @@ async fn a_private_ca_named_in_tls_ca_file_is_trusted() {
     let text = err.to_string();
     assert!(text.contains("certificate"), "{text}");
     assert!(text.contains("tls_ca_file"), "{text}");
+    // A configuration problem: not retried, and it stops the pipeline's
+    // publishing instead of failing every file in turn.
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(err.stops_pipeline(), "{err:?}");
 }

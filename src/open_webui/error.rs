@@ -27,7 +27,9 @@ const MAX_DETAIL_CHARS: usize = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum OwuiError {
     /// The API key was refused (401/403): nothing will work until the configuration changes.
-    #[error("Open WebUI refused the API key (HTTP {status}): {detail}")]
+    #[error(
+        "Open WebUI refused the API key (HTTP {status}): {detail} — check [open_webui] api_key"
+    )]
     Unauthorized {
         /// The HTTP status, 401 or 403.
         status: u16,
@@ -72,6 +74,14 @@ pub enum OwuiError {
         /// retried blindly when this is false.
         maybe_applied: bool,
     },
+    /// The server's TLS certificate is not one ragd trusts: every request will
+    /// fail the same way until the configuration changes (`tls_ca_file`), so it
+    /// is neither retried nor held against a file.
+    #[error("Open WebUI's certificate is not trusted: {detail}")]
+    Untrusted {
+        /// The transport error, with what to do.
+        detail: String,
+    },
     /// Any other refusal: retrying the same request will fail the same way.
     #[error("Open WebUI answered HTTP {status}: {detail}")]
     Permanent {
@@ -106,9 +116,10 @@ impl OwuiError {
         matches!(self, Self::Transient { .. })
     }
 
-    /// Whether the pipeline that got this error must stop (the key is refused).
+    /// Whether the pipeline that got this error must stop (the key is refused,
+    /// or the server's certificate is not trusted).
     pub fn stops_pipeline(&self) -> bool {
-        matches!(self, Self::Unauthorized { .. })
+        matches!(self, Self::Unauthorized { .. } | Self::Untrusted { .. })
     }
 
     /// Whether this is a verdict about the file's content, to be recorded against the file
@@ -179,6 +190,9 @@ impl OwuiError {
             "connection failed"
         };
         let detail = format!("{what}: {}", crate::http::describe(err));
+        if crate::http::untrusted_certificate_hint(&detail).is_some() {
+            return Self::Untrusted { detail };
+        }
         Self::Transient {
             status: None,
             detail,

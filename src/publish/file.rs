@@ -71,7 +71,7 @@ impl Publisher {
                     };
                     if let Err(e) = removed {
                         if e.stops_pipeline() {
-                            return Err(PublishError::Unauthorized(e));
+                            return Err(PublishError::Refused(e));
                         }
                         out.deferred = Some(format!("removing an unfinished older upload: {e}"));
                         return Ok(out);
@@ -102,7 +102,7 @@ impl Publisher {
                 && let Err(e) = self.remove_file(kb, &id).await
             {
                 if e.stops_pipeline() {
-                    return Err(PublishError::Unauthorized(e));
+                    return Err(PublishError::Refused(e));
                 }
                 out.deferred = Some(e.to_string());
                 return Ok(out);
@@ -169,7 +169,7 @@ impl Publisher {
                     out.removed += 1;
                     row.old_removed()?;
                 }
-                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
                 Err(e) => out.deferred = Some(format!("removing the previous version: {e}")),
             }
         }
@@ -383,7 +383,7 @@ impl Publisher {
             {
                 Ok(Some(found)) => ids.push(found.id),
                 Ok(None) => {}
-                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
                 Err(e) => {
                     out.deferred = Some(format!("looking for an unrecorded upload: {e}"));
                     return Ok(out);
@@ -399,7 +399,7 @@ impl Publisher {
             };
             match removed {
                 Ok(()) => out.removed += 1,
-                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
                 Err(e) => {
                     out.deferred = Some(format!("removing from the knowledge base: {e}"));
                     return Ok(out);
@@ -417,7 +417,7 @@ impl Publisher {
         mut out: Outcome,
     ) -> Result<Outcome, PublishError> {
         if e.stops_pipeline() {
-            return Err(PublishError::Unauthorized(e));
+            return Err(PublishError::Refused(e));
         }
         let give_up = row.attempts + 1 >= MAX_TRANSIENT_ATTEMPTS;
         let after = if give_up { After::GiveUp } else { After::Retry };

@@ -60,8 +60,10 @@ const UNKNOWN_PLACE: &str = "";
 /// A failure that stops publishing for the whole pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("Open WebUI: {0} — check [open_webui] api_key")]
-    Unauthorized(OwuiError),
+    /// The key or the server's certificate is refused: nothing will work
+    /// until the configuration changes (the error says what to check).
+    #[error("Open WebUI: {0}")]
+    Refused(OwuiError),
     #[error("knowledge base {target}: {source}")]
     KnowledgeBase {
         target: String,
@@ -258,7 +260,7 @@ impl Publisher {
     pub async fn knowledge_id(&self) -> Result<String, PublishError> {
         let target = &self.target;
         let wrap = |source: OwuiError| match source {
-            e @ OwuiError::Unauthorized { .. } => PublishError::Unauthorized(e),
+            e if e.stops_pipeline() => PublishError::Refused(e),
             source => PublishError::KnowledgeBase {
                 target: format!("{target:?}"),
                 source,

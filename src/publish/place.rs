@@ -55,7 +55,7 @@ impl Publisher {
             let (_, name) = split_dir(path);
             let found = match self.client.subdirectories(kb, parent.as_deref()).await {
                 Ok(dirs) => dirs.into_iter().find(|d| d.name == name),
-                Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
                 Err(e) => return Ok(Err(e)),
             };
             let (dir_id, made) = match found {
@@ -77,7 +77,7 @@ impl Publisher {
                             (d.id, true)
                         }
                         Err(e) if e.stops_pipeline() => {
-                            return Err(PublishError::Unauthorized(e));
+                            return Err(PublishError::Refused(e));
                         }
                         Err(e) => {
                             if matches!(&e, OwuiError::NotFound { detail } if detail.contains("directory"))
@@ -246,7 +246,7 @@ impl Publisher {
             .await
         {
             Ok(_) => {}
-            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
             Err(e) => {
                 tracing::info!(pipeline = %pipeline.name, from = %from, to = %to, error = %e,
                     "could not rename the directory; moving its files one by one");
@@ -289,7 +289,7 @@ impl Publisher {
         };
         let defer = |e: OwuiError, what: &str, mut out: Outcome| {
             if e.stops_pipeline() {
-                return Err(PublishError::Unauthorized(e));
+                return Err(PublishError::Refused(e));
             }
             out.deferred = Some(format!("{what}: {e}"));
             Ok(out)
@@ -372,7 +372,7 @@ impl Publisher {
             if d.made && !d.dir_id.is_empty() {
                 let empty = match self.client.directory_is_empty(kb, &d.dir_id).await {
                     Ok(empty) => empty,
-                    Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+                    Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
                     Err(e) => {
                         summary
                             .problems
@@ -384,7 +384,7 @@ impl Publisher {
                     match self.client.delete_directory(kb, &d.dir_id, true).await {
                         Ok(()) | Err(OwuiError::NotFound { .. }) => summary.dirs_removed += 1,
                         Err(e) if e.stops_pipeline() => {
-                            return Err(PublishError::Unauthorized(e));
+                            return Err(PublishError::Refused(e));
                         }
                         Err(e) => {
                             summary.problems.push((

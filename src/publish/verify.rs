@@ -53,7 +53,7 @@ impl Publisher {
             .await;
         match listing {
             Ok(()) => {}
-            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
             Err(e) => {
                 summary.problems.push((
                     "-".into(),
@@ -155,7 +155,7 @@ impl Publisher {
             .await;
         match listing {
             Ok(()) => {}
-            Err(e) if e.stops_pipeline() => return Err(PublishError::Unauthorized(e)),
+            Err(e) if e.stops_pipeline() => return Err(PublishError::Refused(e)),
             Err(e) => {
                 summary
                     .problems
