@@ -373,6 +373,34 @@ impl QdrantStore {
         }
     }
 
+    /// Hand each of the points of `ids` that exist to `each`, asking for
+    /// `page` ids a request so that no answer outgrows [`MAX_MESSAGE_BYTES`];
+    /// in the server's order.
+    async fn get_pages(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+        page: usize,
+        with_payload: bool,
+        with_vectors: bool,
+        mut each: impl FnMut(RetrievedPoint) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for page in ids.chunks(page) {
+            let request = GetPointsBuilder::new(collection, point_ids(page))
+                .with_payload(with_payload)
+                .with_vectors(with_vectors);
+            let response = self
+                .grpc
+                .points()
+                .get(request.build())
+                .await
+                .map_err(|s| self.grpc.fail(collection, s))?
+                .into_inner();
+            response.result.into_iter().try_for_each(&mut each)?;
+        }
+        Ok(())
+    }
+
     /// Make sure `real` (what `name` resolves to) is ragd's and this
     /// installation's, marking it where that is proven, or refuse it:
     ///
@@ -637,10 +665,7 @@ impl VectorStore for QdrantStore {
             return Ok(());
         }
         let ids = PointsIdsList {
-            ids: ids
-                .iter()
-                .map(|id| PointId::from(id.to_string()))
-                .collect::<Vec<_>>(),
+            ids: point_ids(&ids),
         };
         self.grpc
             .points()
@@ -661,57 +686,27 @@ impl VectorStore for QdrantStore {
         ids: &[Uuid],
         with_vectors: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
-        let mut found = HashMap::with_capacity(ids.len());
         // A page at a time: a file's points are asked for all at once, and a
         // file may have thousands.
-        for page in ids.chunks(READ_PAGE) {
-            let request = GetPointsBuilder::new(
-                collection,
-                page.iter()
-                    .map(|id| PointId::from(id.to_string()))
-                    .collect::<Vec<_>>(),
-            )
-            .with_payload(true)
-            .with_vectors(with_vectors);
-            let response = self
-                .grpc
-                .points()
-                .get(request.build())
-                .await
-                .map_err(|s| self.grpc.fail(collection, s))?
-                .into_inner();
-            for point in response.result {
-                let point = from_retrieved(point, with_vectors)?;
-                found.insert(point.id, point);
-            }
-        }
+        let mut found = HashMap::with_capacity(ids.len());
+        self.get_pages(collection, ids, READ_PAGE, true, with_vectors, |point| {
+            let point = from_retrieved(point, with_vectors)?;
+            found.insert(point.id, point);
+            Ok(())
+        })
+        .await?;
         // The server answers in its own order; the trait promises the caller's.
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     async fn existing_ids(&self, collection: &str, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        // No payload, no vector: only the ids come back.
         let mut found = std::collections::HashSet::with_capacity(ids.len());
-        for page in ids.chunks(ID_PAGE) {
-            // No payload, no vector: only the ids come back.
-            let request = GetPointsBuilder::new(
-                collection,
-                page.iter()
-                    .map(|id| PointId::from(id.to_string()))
-                    .collect::<Vec<_>>(),
-            )
-            .with_payload(false)
-            .with_vectors(false);
-            let response = self
-                .grpc
-                .points()
-                .get(request.build())
-                .await
-                .map_err(|s| self.grpc.fail(collection, s))?
-                .into_inner();
-            for point in response.result {
-                found.insert(from_point_id(point.id)?);
-            }
-        }
+        self.get_pages(collection, ids, ID_PAGE, false, false, |point| {
+            found.insert(from_point_id(point.id)?);
+            Ok(())
+        })
+        .await?;
         Ok(ids
             .iter()
             .filter(|id| found.contains(id))
@@ -1028,6 +1023,11 @@ fn from_retrieved(point: RetrievedPoint, with_vectors: bool) -> Result<StoredPoi
         vector,
         payload: from_payload(&id, point.payload)?,
     })
+}
+
+/// ragd's ids as Qdrant's (UUIDs in their text form).
+fn point_ids(ids: &[Uuid]) -> Vec<PointId> {
+    ids.iter().map(|id| PointId::from(id.to_string())).collect()
 }
 
 fn from_point_id(id: Option<PointId>) -> Result<Uuid, StoreError> {
